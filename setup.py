@@ -1,0 +1,26 @@
+"""Packaging for tinyconv.  ``pip install .`` (or ``.[test]``, ``.[cuda]``, ``.[demo]``).
+
+The hand-written kernel sources in ``kernels/`` ship inside the distribution as the
+``tinyconv.kernels`` package (never as a top-level ``kernels`` module).
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="tinyconv",
+    version="0.1.0",
+    description="A from-scratch deep-learning engine on NumPy and CuPy, with AlexNet as its flagship",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["tinyconv", "tinyconv.*"]) + ["tinyconv.kernels"],
+    package_dir={"tinyconv.kernels": "kernels"},
+    package_data={"tinyconv.kernels": ["*.cu", "*.cuh", "*.h"], "tinyconv": ["data/*.txt", "data/*.json"]},
+    install_requires=["numpy>=1.24", "numba>=0.59", "pillow>=9", "tqdm>=4.60"],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6", "ruff>=0.4", "matplotlib>=3.6",
+                 "threadpoolctl>=3", "torch==2.13.0"],
+        "cuda": ["cupy-cuda13x>=13"],
+        "demo": ["matplotlib>=3.6"],
+    },
+    entry_points={"console_scripts": ["tinyconv=tinyconv.cli:main"]},
+)

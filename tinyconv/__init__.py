@@ -1,0 +1,35 @@
+"""tinyconv: a from-scratch deep-learning engine on NumPy and CuPy, with AlexNet as its flagship.
+
+Where things live (see README's code map):
+  autograd.py        Tensor, Function, backward, no_grad      (the graph)
+  math_ops.py        arithmetic, reductions, shape ops        (each a Function)
+  backend.py         devices, array modules, the kernel seam  (numpy / cupy, fast / reference)
+  functional/        layer ops, one family per file           (forward + backward + reference)
+  kernels/           hand-written kernels: <family>_numba.py, <family>.cu
+  nn/, optim.py      modules and optimizers
+"""
+import numpy as np
+
+from . import functional  # noqa: F401
+from .autograd import Tensor, is_grad_enabled, no_grad, tensor  # noqa: F401
+from .backend import device, kernel_mode, use_kernels  # noqa: F401
+from .creation import (arange, from_numpy, full, ones, ones_like, rand, randn,  # noqa: F401
+                       zeros, zeros_like)
+from .gradcheck import GradcheckError, gradcheck  # noqa: F401
+from .math_ops import flatten, matmul, permute, reshape, transpose  # noqa: F401
+from .random import get_rng_state, manual_seed, set_rng_state  # noqa: F401
+
+__version__ = "0.1.0"
+
+float32 = np.dtype(np.float32)
+float64 = np.dtype(np.float64)
+int64 = np.dtype(np.int64)
+bool_ = np.dtype(np.bool_)
+
+
+def exp(x):
+    return x.exp()
+
+
+def log(x):
+    return x.log()

@@ -1,0 +1,176 @@
+"""Devices, array modules and the kernel seam.
+
+Every op computes on raw arrays through an *array module*: ``numpy`` for the
+CPU, ``cupy`` for CUDA.  ``array_module(x)`` picks it from the array itself, so
+one graph runs on either device without the ops knowing which.
+
+Fast kernels plug in per op through :func:`kernel`.  A functional op asks for
+``kernel("conv", "im2col", x)``; that looks for the function ``im2col`` in
+``tinyconv/kernels/conv_numba.py`` (CPU) or ``tinyconv/kernels/conv_cuda.py``
+(CUDA).  When the mode is ``"reference"``, or no such kernel exists, it returns
+``None`` and the op runs its plain NumPy reference instead.
+"""
+import contextlib
+import importlib
+import os
+
+import numpy as np
+
+# --------------------------------------------------------------------------- devices
+
+
+class device:
+    """Where a tensor lives, as in PyTorch: ``device("cpu")``, ``device("cuda:0")``."""
+
+    def __init__(self, type, index=None):
+        if isinstance(type, device):
+            type, index = type.type, type.index
+        elif isinstance(type, str) and ":" in type:
+            type, idx = type.split(":", 1)
+            if not idx.isdigit():
+                raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {type}:{idx!r}")
+            index = int(idx)
+        if type not in ("cpu", "cuda"):
+            raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {type!r}")
+        if type == "cuda" and index is None:
+            index = 0
+        self.type = type
+        self.index = None if type == "cpu" else int(index)
+
+    def __eq__(self, other):
+        if isinstance(other, (str, device)):
+            try:
+                other = device(other)
+            except ValueError:
+                return False
+            return (self.type, self.index) == (other.type, other.index)
+        return NotImplemented
+
+    def __hash__(self):
+        return hash((self.type, self.index))
+
+    def __str__(self):
+        return self.type if self.index is None else f"{self.type}:{self.index}"
+
+    def __repr__(self):
+        if self.index is None:
+            return f"device(type='{self.type}')"
+        return f"device(type='{self.type}', index={self.index})"
+
+
+CPU = device("cpu")
+
+
+def _import_cupy():
+    """Import CuPy lazily; say plainly whether CuPy or the GPU is what is missing."""
+    try:
+        import cupy
+    except ImportError as e:
+        raise RuntimeError(
+            "device 'cuda' needs CuPy, which is not installed: pip install 'tinyconv[cuda]' "
+            f"(import failed: {e})") from None
+    try:
+        n = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # CUDA driver missing or broken
+        raise RuntimeError(f"device 'cuda': CuPy is installed but sees no GPU ({e})") from None
+    if n == 0:
+        raise RuntimeError("device 'cuda': CuPy is installed but sees no GPU")
+    return cupy
+
+
+def is_cuda_array(a):
+    return type(a).__module__.split(".")[0] == "cupy"
+
+
+def device_of(a):
+    """The device of a raw array (numpy -> cpu, cupy -> cuda:N)."""
+    if is_cuda_array(a):
+        return device("cuda", a.device.id)
+    return CPU
+
+
+def array_module(x):
+    """``numpy`` or ``cupy``: the module that computes on array ``x``."""
+    if is_cuda_array(x):
+        import cupy
+        return cupy
+    return np
+
+
+def module_for(dev):
+    """The array module of a device."""
+    dev = device(dev)
+    return _import_cupy() if dev.type == "cuda" else np
+
+
+def to_device(a, dev):
+    """Move raw array ``a`` to device ``dev`` (a copy only when it has to move)."""
+    dev = device(dev)
+    if device_of(a) == dev:
+        return a
+    if dev.type == "cpu":
+        return a.get()
+    cupy = _import_cupy()
+    with cupy.cuda.Device(dev.index):
+        return cupy.asarray(a)
+
+
+# --------------------------------------------------------------------------- kernel seam
+
+_MODES = ("fast", "reference")
+_mode = os.environ.get("TINYCONV_KERNELS", "fast")
+if _mode not in _MODES:
+    raise ValueError(f"TINYCONV_KERNELS must be one of {_MODES}, got {_mode!r}")
+_kernel_cache = {}
+
+
+def kernel_mode():
+    """The active kernel mode: ``"fast"`` (Numba/CUDA kernels) or ``"reference"`` (NumPy)."""
+    return _mode
+
+
+@contextlib.contextmanager
+def _restore(previous):
+    global _mode
+    try:
+        yield
+    finally:
+        _mode = previous
+
+
+def use_kernels(mode):
+    """Select ``"fast"`` kernels or the plain NumPy ``"reference"`` for every op.
+
+    Takes effect at once; used as a context manager it restores the previous mode::
+
+        with tinyconv.use_kernels("reference"):
+            y = F.conv2d(x, w)      # steps through the readable NumPy code
+    """
+    global _mode
+    if mode not in _MODES:
+        raise ValueError(f"use_kernels: expected one of {_MODES}, got {mode!r}")
+    previous, _mode = _mode, mode
+    return _restore(previous)
+
+
+def kernel(family, name, x):
+    """The fast kernel ``name`` of a layer family for the device of array ``x``, or None.
+
+    CPU kernels live in ``tinyconv/kernels/<family>_numba.py``, CUDA kernels in
+    ``tinyconv/kernels/<family>_cuda.py``.  Returns None in reference mode or where
+    no kernel is written, so the caller falls back to its NumPy reference.
+    """
+    if _mode == "reference":
+        return None
+    flavour = "cuda" if is_cuda_array(x) else "numba"
+    key = (family, name, flavour)
+    if key not in _kernel_cache:
+        modname = f"tinyconv.kernels.{family}_{flavour}"
+        try:
+            mod = importlib.import_module(modname)
+        except ModuleNotFoundError as e:
+            if e.name != modname:
+                raise
+            mod = None
+        _kernel_cache[key] = getattr(mod, name, None)
+    return _kernel_cache[key]

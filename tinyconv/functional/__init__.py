@@ -1,0 +1,9 @@
+"""Layer ops, one family per file, each with its forward, backward and NumPy reference.
+
+Also reachable as ``tinyconv.nn.functional``.  Each family's fast kernels live in
+``tinyconv/kernels/<family>_numba.py`` (CPU) and ``<family>.cu`` / ``<family>_cuda.py``
+(GPU), chosen through :func:`tinyconv.backend.kernel`.
+"""
+from ..math_ops import flatten  # noqa: F401
+
+# one line per layer family:
