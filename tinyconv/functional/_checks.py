@@ -1,0 +1,42 @@
+"""Argument checks shared by the layer ops: each error names the op and expected vs actual."""
+from ..autograd import Tensor
+
+
+def check_tensor(x, op, name="input"):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: {name} must be a Tensor, got {type(x).__name__}")
+    return x
+
+
+def check_ndim(x, ndims, op, name="input", layout=None):
+    """Require ``x.ndim`` in ``ndims`` (an int or a tuple of ints)."""
+    check_tensor(x, op, name)
+    ndims = (ndims,) if isinstance(ndims, int) else tuple(ndims)
+    if x.ndim not in ndims:
+        want = " or ".join(f"{n}-d" for n in ndims) + (f" ({layout})" if layout else "")
+        raise ValueError(f"{op}: expected {name} to be {want}, got shape {x.shape}")
+    return x
+
+
+def check_float(x, op, name="input"):
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: expected a floating point {name}, got {x.dtype}")
+    return x
+
+
+def check_same_dtype(op, **tensors):
+    tensors = {k: v for k, v in tensors.items() if v is not None}
+    dtypes = {str(t.dtype) for t in tensors.values()}
+    if len(dtypes) > 1:
+        desc = ", ".join(f"{k} {t.dtype}" for k, t in tensors.items())
+        raise TypeError(f"{op}: expected one dtype, got {desc}")
+
+
+def pair(v, op, name, minimum=0):
+    """An int or a pair of ints -> (int, int), each at least ``minimum``."""
+    vals = (v, v) if isinstance(v, int) else tuple(v)
+    if len(vals) != 2 or not all(isinstance(a, int) for a in vals):
+        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {v!r}")
+    if any(a < minimum for a in vals):
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {v!r}")
+    return vals
