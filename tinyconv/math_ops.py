@@ -246,10 +246,8 @@ class MatMul(Function):
         xp = backend.array_module(a)
         a2 = a[None, :] if a.ndim == 1 else a            # treat vectors as 1xK / Kx1
         b2 = b[:, None] if b.ndim == 1 else b
-        if a.ndim == 1:
-            gy = xp.expand_dims(gy, -2)
-        if b.ndim == 1:
-            gy = xp.expand_dims(gy, -1)
+        batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+        gy = gy.reshape(batch + (a2.shape[-2], b2.shape[-1]))   # restore the dropped 1-dims
         ga = gb = None
         if self.needs_input_grad[0]:
             ga = sum_to(gy @ xp.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
