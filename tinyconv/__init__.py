@@ -18,6 +18,7 @@ from .creation import (arange, from_numpy, full, ones, ones_like, rand, randn,  
 from .gradcheck import GradcheckError, gradcheck  # noqa: F401
 from .math_ops import flatten, matmul, permute, reshape, transpose  # noqa: F401
 from .random import get_rng_state, manual_seed, set_rng_state  # noqa: F401
+from .threads import compile_stats, get_num_threads, set_num_threads, warmup  # noqa: F401
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,127 @@
+"""CPU threads and the one-off cost of compiling the Numba kernels.
+
+Two thread pools do the CPU work: Numba's (the kernels in ``tinyconv/kernels/*_numba.py``,
+parallel over images and channels) and BLAS's (every GEMM, through NumPy).
+:func:`set_num_threads` sets both at once, so a benchmark or a shared machine gets
+exactly ``n`` busy cores::
+
+    tinyconv.set_num_threads(2)
+    tinyconv.get_num_threads()      # {'numba': 2, 'blas': 2}
+
+Numba compiles each kernel on its first call, per dtype, and keeps the machine code
+on disk (``cache=True``): beside the kernel sources in ``__pycache__`` when that
+folder is writable, otherwise in a per-user cache (set ``NUMBA_CACHE_DIR`` to choose
+it).  :func:`warmup` pays that cost up front and reports it apart from run time;
+:func:`compile_stats` tells what each kernel has compiled or loaded so far.
+
+Nothing here imports Numba or threadpoolctl until it is called, so ``import
+tinyconv`` stays fast.
+"""
+import time
+
+import numpy as np
+
+#: the kernel modules :func:`warmup` and :func:`compile_stats` know (tinyconv.kernels.<family>_numba)
+_FAMILIES = ("conv", "pooling", "lrn", "activation")
+
+
+def set_num_threads(n):
+    """Use ``n`` threads for both the Numba kernels and BLAS (NumPy's GEMMs).
+
+    Numba's count is capped by ``NUMBA_NUM_THREADS`` (the core count by default) and
+    applies to the calling thread, as ``numba.set_num_threads`` does.  BLAS is limited
+    through threadpoolctl, for the whole process.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"set_num_threads: n must be an int, got {n!r}")
+    n = int(n)
+    import numba
+    if not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
+        raise ValueError(f"set_num_threads: n must be between 1 and {numba.config.NUMBA_NUM_THREADS} "
+                         f"(NUMBA_NUM_THREADS), got {n}")
+    numba.set_num_threads(n)
+    _blas_limiter(n)
+
+
+def _blas_limiter(n):
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        raise RuntimeError("set_num_threads: limiting BLAS threads needs threadpoolctl "
+                           "(pip install threadpoolctl)") from None
+    threadpool_limits(limits=n, user_api="blas")
+
+
+def get_num_threads():
+    """The thread counts in force: ``{"numba": n, "blas": m}`` (``m`` is None when no BLAS is found)."""
+    import numba
+    from threadpoolctl import threadpool_info
+    blas = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+    return {"numba": numba.get_num_threads(), "blas": max(blas) if blas else None}
+
+
+def _kernel_modules():
+    import importlib
+    return {f: importlib.import_module(f"tinyconv.kernels.{f}_numba") for f in _FAMILIES}
+
+
+def compile_stats():
+    """Per Numba kernel: its compiled signatures and Numba's cache hits and misses so far.
+
+    ``{"conv._im2col": {"signatures": 2, "cache_hits": 2, "cache_misses": 0}, ...}``; a
+    miss is a compilation from scratch, a hit a load of machine code from the disk cache.
+    """
+    out = {}
+    for family, mod in _kernel_modules().items():
+        for name, obj in sorted(vars(mod).items()):
+            stats = getattr(obj, "stats", None)
+            if stats is None or not hasattr(obj, "signatures"):
+                continue
+            out[f"{family}.{name}"] = {"signatures": len(obj.signatures),
+                                       "cache_hits": sum(stats.cache_hits.values()),
+                                       "cache_misses": sum(stats.cache_misses.values())}
+    return out
+
+
+def _tiny_calls(dtype):
+    """One small call of every CPU kernel in ``dtype``, named by family.kernel."""
+    m = _kernel_modules()
+    x = np.linspace(-1, 1, 2 * 3 * 5 * 5).astype(dtype).reshape(2, 3, 5, 5)
+    g = np.ones_like(x)
+    return {
+        "conv.im2col": lambda: m["conv"].im2col(x, 3, 3, 1, 1, 1, 1),
+        "conv.col2im": lambda: m["conv"].col2im(np.ones((2, 27, 25), dtype), x.shape, 3, 3, 1, 1, 1, 1),
+        "pooling.max_pool2d_forward": lambda: m["pooling"].max_pool2d_forward(x, 3, 3, 2, 2, 1, 1),
+        "pooling.max_pool2d_backward": lambda: m["pooling"].max_pool2d_backward(
+            np.ones((2, 3, 3, 3), dtype), np.zeros((2, 3, 3, 3), np.int64), x.shape),
+        "lrn.lrn_forward": lambda: m["lrn"].lrn_forward(x, 5, 1e-4, 0.75, 2.0),
+        "lrn.lrn_backward": lambda: m["lrn"].lrn_backward(g, x, x, g, 5, 1e-4, 0.75),
+        "activation.relu_forward": lambda: m["activation"].relu_forward(x),
+        "activation.relu_backward": lambda: m["activation"].relu_backward(g, x),
+        "activation.dropout_forward": lambda: m["activation"].dropout_forward(
+            x, 0.5, rng=np.random.default_rng(0)),
+        "activation.dropout_backward": lambda: m["activation"].dropout_backward(g, x > 0, 0.5),
+    }
+
+
+def warmup(dtypes=("float32", "float64")):
+    """Compile (or load from the disk cache) every CPU kernel for ``dtypes`` now; report the cost.
+
+    Returns ``{"float32": {"conv.im2col": {"first_s": .., "run_s": ..}, ...}, ..., "total_s": ..}``:
+    ``first_s`` is the first call (compile or cache load, plus one run), ``run_s`` a second
+    call of the same size, i.e. run time alone.  Benchmarks call this before timing.
+    """
+    report, t_all = {}, time.perf_counter()
+    for dt in dtypes:
+        dt = np.dtype(dt)
+        per = {}
+        for name, call in _tiny_calls(dt).items():
+            t0 = time.perf_counter()
+            call()
+            t1 = time.perf_counter()
+            call()
+            t2 = time.perf_counter()
+            per[name] = {"first_s": t1 - t0, "run_s": t2 - t1}
+        report[dt.name] = per
+    report["total_s"] = time.perf_counter() - t_all
+    return report
