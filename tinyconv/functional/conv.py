@@ -1,0 +1,195 @@
+"""2-d convolution by im2col + GEMM: ``conv2d``, its ``Conv2dFunction``, and the NumPy references.
+
+The idea (Chellapilla et al. 2006; Caffe's ``im2col``): unroll every receptive field of
+the input into one column of a matrix, and a convolution becomes one matrix product.
+
+* ``im2col`` turns ``x`` (N, C, H, W) into ``cols`` (N, C*kh*kw, OH*OW).  Row
+  ``r = (c*kh + i)*kw + j`` holds the tap (channel c, kernel row i, kernel column j);
+  column ``l = oh*OW + ow`` holds output pixel (oh, ow)::
+
+      cols[n, (c*kh + i)*kw + j, oh*OW + ow] = x[n, c, oh*sh - ph + i, ow*sw - pw + j]
+
+  (0 where the index falls in the padding), with ``OH = (H + 2*ph - kh) // sh + 1``.
+* ``col2im`` is its adjoint: it adds every column back onto the pixels it was read
+  from, so a pixel that sits in several (overlapping) windows sums their gradients.
+
+The references below are plain array code written against ``xp`` (NumPy or CuPy), so
+they run on either device.  Fast versions with the same signatures plug in through
+``kernel("conv", "im2col", x)`` (``kernels/conv_numba.py``, ``kernels/conv_cuda.py``).
+The matrix products always stay in NumPy/CuPy ``matmul`` (BLAS / cuBLAS).
+"""
+from ..autograd import Function
+from ..backend import array_module, kernel
+from ._checks import check_float, check_ndim, check_same_dtype, check_tensor, pair
+
+# --------------------------------------------------------------------------- references
+
+
+def conv_output_size(size, k, s, p):
+    """Output length of a window of size ``k`` sliding with stride ``s`` over ``size + 2p``."""
+    return (size + 2 * p - k) // s + 1
+
+
+def im2col_reference(x, kh, kw, sh, sw, ph, pw):
+    """(N, C, H, W) -> cols (N, C*kh*kw, OH*OW); see the module docstring for the layout.
+
+    One strided slice per kernel tap (i, j): for a fixed tap, the pixels that tap sees
+    across all output positions are ``xpad[..., i : i + sh*OH : sh, j : j + sw*OW : sw]``.
+    So the loop runs kh*kw times, each step copying a whole (N, C, OH, OW) block.
+    """
+    xp = array_module(x)
+    N, C, H, W = x.shape
+    OH, OW = conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw)
+    xpad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
+    cols = xp.empty((N, C, kh, kw, OH, OW), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            # output (oh, ow) reads padded pixel (oh*sh + i, ow*sw + j)
+            cols[:, :, i, j] = xpad[:, :, i:i + sh * OH:sh, j:j + sw * OW:sw]
+    # (N, C, kh, kw, OH, OW) is already row-major in r = (c*kh + i)*kw + j and l = oh*OW + ow
+    return cols.reshape(N, C * kh * kw, OH * OW)
+
+
+def col2im_reference(cols, x_shape, kh, kw, sh, sw, ph, pw):
+    """The adjoint of im2col: cols (N, C*kh*kw, OH*OW) -> gx of shape ``x_shape`` (N, C, H, W).
+
+    Each tap's (N, C, OH, OW) block is *added* back onto the strided slice it was read
+    from; overlapping windows (stride < kernel) add up, and what lands in the padding
+    is dropped at the end.
+    """
+    xp = array_module(cols)
+    N, C, H, W = x_shape
+    OH, OW = conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw)
+    cols = cols.reshape(N, C, kh, kw, OH, OW)
+    gpad = xp.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            gpad[:, :, i:i + sh * OH:sh, j:j + sw * OW:sw] += cols[:, :, i, j]
+    return xp.ascontiguousarray(gpad[:, :, ph:ph + H, pw:pw + W])
+
+
+def _im2col(x, *args):
+    return (kernel("conv", "im2col", x) or im2col_reference)(x, *args)
+
+
+def _col2im(cols, *args):
+    return (kernel("conv", "col2im", cols) or col2im_reference)(cols, *args)
+
+
+# --------------------------------------------------------------------------- the op
+
+
+class Conv2dFunction(Function):
+    """y = conv2d(x, W) + b with x (N, C, H, W), W (O, C/G, kh, kw), b (O,), G groups.
+
+    With ``cols = im2col(x)`` (N, C*kh*kw, L), L = OH*OW, and K = (C/G)*kh*kw, each
+    group g is one matrix product (Wg is (O/G, K), cols_g is (N, K, L)):
+
+        forward:   y_g[n]  = Wg @ cols_g[n]                    (+ b, broadcast over L)
+        backward:  gWg     = sum_n gy_g[n] @ cols_g[n]^T         (O/G, K)
+                   gcols_g = Wg^T @ gy_g[n]                      (K, L), then gx = col2im(gcols)
+                   gb      = gy summed over n, oh, ow
+
+    The input channels of group g are g*C/G ... (g+1)*C/G - 1 and its outputs
+    g*O/G ... (g+1)*O/G - 1, so splitting the rows of cols and of W into G blocks is a
+    plain reshape.
+
+    What backward keeps: ``cols`` (only when the weight needs a gradient, since only gW
+    reads it) rather than ``x``.  Recomputing im2col in backward would save memory (cols
+    is kh*kw/(sh*sw) times the size of x: about 2 GB in float32 over AlexNet's five
+    convolutions at batch 128) but cost one more full im2col pass, which on the CPU is
+    as slow as the GEMM it feeds.  gx needs only W and gy.
+    """
+
+    def __init__(self, stride, padding, groups):
+        self.stride, self.padding, self.groups = stride, padding, groups
+
+    def forward(self, x, w, b=None):
+        xp = array_module(x)
+        (sh, sw), (ph, pw), G = self.stride, self.padding, self.groups
+        N, C, H, W = x.shape
+        O, Cg, kh, kw = w.shape
+        OH, OW = conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw)
+        K, L = Cg * kh * kw, OH * OW
+
+        cols = _im2col(xp.ascontiguousarray(x), kh, kw, sh, sw, ph, pw)   # (N, C*kh*kw, L)
+        wg = w.reshape(G, O // G, K)
+        # (G, O/G, K) @ (N, G, K, L) -> (N, G, O/G, L): one GEMM per (sample, group)
+        y = (wg @ cols.reshape(N, G, K, L)).reshape(N, O, OH, OW)
+        if b is not None:
+            y += b.reshape(1, O, 1, 1)
+
+        self.x_shape = x.shape
+        self.save_for_backward(w, cols if self.needs_input_grad[1] else None)
+        return y
+
+    def backward(self, gy):
+        xp = array_module(gy)
+        w, cols = self.saved_tensors
+        (sh, sw), (ph, pw), G = self.stride, self.padding, self.groups
+        N = gy.shape[0]
+        O, Cg, kh, kw = w.shape
+        K, L = Cg * kh * kw, gy.shape[2] * gy.shape[3]
+        gyg = xp.ascontiguousarray(gy).reshape(N, G, O // G, L)
+        wg = w.reshape(G, O // G, K)
+
+        gx = gw = gb = None
+        if self.needs_input_grad[0]:
+            # (G, K, O/G) @ (N, G, O/G, L) -> (N, G, K, L) = gcols, then scatter back to pixels
+            gcols = wg.transpose(0, 2, 1) @ gyg
+            gx = _col2im(gcols.reshape(N, G * K, L), self.x_shape, kh, kw, sh, sw, ph, pw)
+        if self.needs_input_grad[1]:
+            colsg = cols.reshape(N, G, K, L)
+            gw = xp.zeros((G, O // G, K), dtype=gy.dtype)
+            for n in range(N):   # one (O/G, L) @ (L, K) GEMM per sample and group, summed
+                gw += gyg[n] @ colsg[n].transpose(0, 2, 1)
+            gw = gw.reshape(w.shape)
+        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
+            gb = gy.sum(axis=(0, 2, 3))
+        return (gx, gw) if len(self.needs_input_grad) == 2 else (gx, gw, gb)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-d convolution (cross-correlation, as in every DL library) of an NCHW batch.
+
+    Same arguments and semantics as ``torch.nn.functional.conv2d``: ``input`` (N, C, H, W),
+    ``weight`` (O, C/groups, kh, kw), ``bias`` (O,) or None; ``stride`` and ``padding``
+    an int or an (h, w) pair; ``groups`` splits the channels into independent
+    convolutions (AlexNet's two-GPU conv2/4/5).  Only ``dilation=1`` is supported.
+    Returns (N, O, OH, OW) with OH = (H + 2*padding - kh) // stride + 1.
+    """
+    op = "conv2d"
+    check_ndim(input, 4, op, "input", "N, C, H, W")
+    check_ndim(weight, 4, op, "weight", "out_channels, in_channels/groups, kH, kW")
+    check_float(input, op, "input")
+    check_float(weight, op, "weight")
+    if bias is not None:
+        check_tensor(bias, op, "bias")
+        check_float(bias, op, "bias")
+    check_same_dtype(op, input=input, weight=weight, bias=bias)
+    stride = pair(stride, op, "stride", minimum=1)
+    padding = pair(padding, op, "padding", minimum=0)
+    if pair(dilation, op, "dilation", minimum=1) != (1, 1):
+        raise ValueError(f"{op}: only dilation=1 is supported, got dilation={dilation!r}")
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+
+    N, C, H, W = input.shape
+    O, Cg, kh, kw = weight.shape
+    if O % groups:
+        raise ValueError(f"{op}: out_channels (weight.shape[0] = {O}) must be divisible by "
+                         f"groups={groups}")
+    if C != Cg * groups:
+        raise ValueError(f"{op}: input has {C} channels but weight {weight.shape} with groups={groups} "
+                         f"expects {Cg * groups} (= weight.shape[1] * groups)")
+    if kh < 1 or kw < 1:
+        raise ValueError(f"{op}: kernel size must be at least 1x1, got weight {weight.shape}")
+    Hp, Wp = H + 2 * padding[0], W + 2 * padding[1]
+    if kh > Hp or kw > Wp:
+        raise ValueError(f"{op}: kernel size ({kh}, {kw}) is larger than the padded input "
+                         f"({Hp}, {Wp}) (input {input.shape}, padding {padding})")
+    if bias is not None and bias.shape != (O,):
+        raise ValueError(f"{op}: expected bias of shape ({O},) (out_channels), got {bias.shape}")
+
+    fn = Conv2dFunction(stride, padding, groups)
+    return fn(input, weight) if bias is None else fn(input, weight, bias)

@@ -1,0 +1,342 @@
+"""2-d pooling: ``max_pool2d``, ``avg_pool2d``, ``adaptive_avg_pool2d``, with their references.
+
+All three slide a (kh, kw) window with stride (sh, sw) over an NCHW input padded by
+(ph, pw) on each side; output (oh, ow) sees the padded rows ``oh*sh ... oh*sh + kh - 1``
+(input rows ``oh*sh - ph + i``, i < kh).  Like the convolution references, the code
+loops over the kh*kw taps of the window and handles every output position of a tap
+at once with one strided slice, so it runs on NumPy and CuPy alike.
+
+* max: y = the largest value in the window (padding counts as -inf).  Backward sends
+  each output's gradient to the one input that won (``argmax``), so overlapping
+  windows (AlexNet's 3/2) may route several gradients to the same pixel; they add.
+  Fast kernels plug in through ``kernel("pooling", "max_pool2d_forward", x)``.
+* avg: y = the window sum / the window size (padding counts as zeros and, with
+  ``count_include_pad=True``, in the size); backward spreads gy / size evenly.
+* adaptive avg: output cell i averages input rows floor(i*H/OH) ... ceil((i+1)*H/OH) - 1
+  (and the same for columns), whatever H and OH are, so a 13x13 or a 1x1 map both
+  become AlexNet's 6x6.
+"""
+import numpy as np
+
+from ..autograd import Function, Tensor
+from ..backend import array_module, kernel
+from ._checks import check_float, check_ndim, pair
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def _tap(a, i, j, sh, sw, OH, OW):
+    """The (…, OH, OW) view of padded array ``a`` seen by window tap (i, j) at every output."""
+    return a[..., i:i + sh * OH:sh, j:j + sw * OW:sw]
+
+
+def _pool_output_size(size, k, s, p, ceil_mode):
+    """PyTorch's pooling output length (``ceil_mode`` rounds up, but the last window must
+    start inside the input or its left padding)."""
+    if not ceil_mode:
+        return (size + 2 * p - k) // s + 1
+    out = -(-(size + 2 * p - k) // s) + 1
+    if (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+def _pool_args(input, kernel_size, stride, padding, op):
+    """Check a pooling call's input and window arguments; return ((kh, kw), (sh, sw), (ph, pw))."""
+    check_ndim(input, 4, op, "input", "N, C, H, W")
+    check_float(input, op, "input")
+    k = pair(kernel_size, op, "kernel_size", minimum=1)
+    # stride=None (or an empty list, as PyTorch allows) means stride = kernel_size
+    s = k if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0) \
+        else pair(stride, op, "stride", minimum=1)
+    p = pair(padding, op, "padding", minimum=0)
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ValueError(f"{op}: padding should be at most half of kernel_size, got padding={padding!r} "
+                         f"with kernel_size={kernel_size!r}")
+    return k, s, p
+
+
+def _output_shape(input, k, s, p, ceil_mode, op):
+    H, W = input.shape[2:]
+    OH = _pool_output_size(H, k[0], s[0], p[0], ceil_mode)
+    OW = _pool_output_size(W, k[1], s[1], p[1], ceil_mode)
+    if OH < 1 or OW < 1:
+        raise ValueError(f"{op}: kernel_size {k} is larger than the padded input "
+                         f"({H + 2 * p[0]}, {W + 2 * p[1]}) (input {input.shape}, padding {p}); "
+                         f"output would be {OH}x{OW}")
+    return OH, OW
+
+
+def _check_flag(value, op, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{op}: {name} must be a bool, got {value!r}")
+    return bool(value)
+
+
+# --------------------------------------------------------------------------- max pool: references
+
+
+def max_pool2d_forward_reference(x, kh, kw, sh, sw, ph, pw):
+    """(N, C, H, W) -> (y, argmax), both (N, C, OH, OW); argmax is int64 h*W + w in the plane.
+
+    Scans the taps in order (i, then j) and keeps a running maximum, replacing it only
+    when a tap is strictly larger, so the first maximum wins ties.  Padding is -inf and
+    can never win; each output starts at the first real pixel of its window (what is
+    reported if the whole window is -inf).  A NaN always takes over, as in PyTorch.
+    """
+    xp = array_module(x)
+    N, C, H, W = x.shape
+    OH, OW = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    xpad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf) if ph or pw else x
+    rows = xp.arange(OH) * sh - ph            # input row of tap i = 0 for each oh
+    cols = xp.arange(OW) * sw - pw
+    # before any tap: -inf, located at the window's first pixel inside the input
+    first = xp.maximum(rows, 0)[:, None] * W + xp.maximum(cols, 0)[None, :]
+    y = xp.full((N, C, OH, OW), -np.inf, dtype=x.dtype)
+    argmax = xp.broadcast_to(first, (N, C, OH, OW)).astype(np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            v = _tap(xpad, i, j, sh, sw, OH, OW)
+            wins = (v > y) | xp.isnan(v)
+            y = xp.where(wins, v, y)
+            # the flat index of input pixel (oh*sh - ph + i, ow*sw - pw + j)
+            argmax = xp.where(wins, (rows + i)[:, None] * W + (cols + j)[None, :], argmax)
+    return y, argmax
+
+
+def max_pool2d_backward_reference(gy, argmax, x_shape):
+    """gx (``x_shape``) = gy scattered onto the winning pixels, summing where windows overlap.
+
+    In the flattened gx, plane p = n*C + c owns elements p*H*W ... (p+1)*H*W - 1, so
+    output (n, c, oh, ow) adds its gy to element p*H*W + argmax[n, c, oh, ow].
+    ``add.at`` (unlike ``gx[idx] += g``) adds every repeated index, in output scan order.
+    """
+    xp = array_module(gy)
+    N, C, H, W = x_shape
+    plane = xp.arange(N * C, dtype=np.int64).reshape(N, C, 1, 1) * (H * W)
+    gx = xp.zeros(N * C * H * W, dtype=gy.dtype)
+    _scatter_add(gx, (plane + argmax).ravel(), gy.ravel())
+    return gx.reshape(x_shape)
+
+
+def _scatter_add(a, index, values):
+    """a[index] += values, adding repeated indices (NumPy's ``add.at``; CuPy's ``scatter_add``)."""
+    if array_module(a) is np:
+        np.add.at(a, index, values)
+    else:
+        import cupyx
+        cupyx.scatter_add(a, index, values)
+
+
+# --------------------------------------------------------------------------- max pool: the op
+
+
+class MaxPool2dFunction(Function):
+    """y[n, c, oh, ow] = max over the window of x;  gx[n, c, argmax] += gy[n, c, oh, ow].
+
+    ``ceil_mode`` windows that run past the bottom/right edge see extra -inf rows and
+    columns: the op appends them before calling the kernel and maps the argmax back to
+    the unpadded plane, so the kernels only ever see the symmetric-padding contract.
+    """
+
+    def __init__(self, kernel_size, stride, padding, out_size):
+        self.kernel_size, self.stride, self.padding, self.out_size = kernel_size, stride, padding, out_size
+
+    def forward(self, x):
+        xp = array_module(x)
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        N, C, H, W = x.shape
+        OH, OW = self.out_size
+        # rows/columns beyond the symmetric padding that ceil_mode's last window needs
+        eh = max((OH - 1) * sh + kh - (H + 2 * ph), 0)
+        ew = max((OW - 1) * sw + kw - (W + 2 * pw), 0)
+        x = xp.ascontiguousarray(x)
+        if eh or ew:
+            x = xp.pad(x, ((0, 0), (0, 0), (0, eh), (0, ew)), constant_values=-np.inf)
+        y, argmax = (kernel("pooling", "max_pool2d_forward", x) or max_pool2d_forward_reference)(
+            x, kh, kw, sh, sw, ph, pw)
+        if ew:   # index h*(W + ew) + w in the widened plane -> h*W + w in the user's (w < W)
+            argmax = (argmax // (W + ew)) * W + argmax % (W + ew)
+        self.x_shape = (N, C, H, W)
+        self.indices = argmax
+        self.save_for_backward(argmax)
+        return y
+
+    def backward(self, gy):
+        (argmax,) = self.saved_tensors
+        xp = array_module(gy)
+        return ((kernel("pooling", "max_pool2d_backward", gy) or max_pool2d_backward_reference)(
+            xp.ascontiguousarray(gy), argmax, self.x_shape),)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """2-d max pooling, as ``torch.nn.functional.max_pool2d``.
+
+    ``kernel_size``, ``stride`` (default: ``kernel_size``) and ``padding`` are ints or
+    (h, w) pairs; padding is at most half the kernel.  Windows may overlap (AlexNet
+    pools 3x3 with stride 2).  ``ceil_mode`` rounds the output size up.  With
+    ``return_indices=True`` also returns the int64 arg-max indices (flat h*W + w within
+    each (n, c) plane, PyTorch's convention).  Only ``dilation=1`` is supported.
+    """
+    op = "max_pool2d"
+    k, s, p = _pool_args(input, kernel_size, stride, padding, op)
+    if pair(dilation, op, "dilation", minimum=1) != (1, 1):
+        raise ValueError(f"{op}: only dilation=1 is supported, got dilation={dilation!r}")
+    ceil_mode = _check_flag(ceil_mode, op, "ceil_mode")
+    return_indices = _check_flag(return_indices, op, "return_indices")
+    fn = MaxPool2dFunction(k, s, p, _output_shape(input, k, s, p, ceil_mode, op))
+    y = fn(input)
+    indices = fn.__dict__.pop("indices")     # the graph keeps its own reference for backward
+    return (y, Tensor(indices)) if return_indices else y
+
+
+# --------------------------------------------------------------------------- avg pool
+
+
+class AvgPool2dFunction(Function):
+    """y[n, c, oh, ow] = sum over the window of x / d[oh, ow];  gx[window] += gy / d.
+
+    The divisor d depends on the flags, as in PyTorch: kh*kw for a window that lies in
+    the padded input (``count_include_pad=True``); the number of real pixels in it
+    (``count_include_pad=False``); the part inside the padded input for a ``ceil_mode``
+    window that runs past it; or ``divisor_override``.  It is computed by window-summing
+    a mask that is 1 where a pixel counts, so every case is the same two lines.
+    """
+
+    def __init__(self, kernel_size, stride, padding, out_size, count_include_pad, divisor_override):
+        self.kernel_size, self.stride, self.padding, self.out_size = kernel_size, stride, padding, out_size
+        self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
+
+    def _geometry(self, H, W):
+        """Size of the zero-padded plane: symmetric padding plus any extra bottom/right rows
+        and columns that a ceil_mode window needs."""
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        OH, OW = self.out_size
+        Hp, Wp = max((OH - 1) * sh + kh, H + 2 * ph), max((OW - 1) * sw + kw, W + 2 * pw)
+        return Hp, Wp
+
+    def _divisor(self, xp, dtype, H, W, Hp, Wp):
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        OH, OW = self.out_size
+        if self.divisor_override is not None:
+            return dtype.type(self.divisor_override)
+        counts = xp.zeros((Hp, Wp), dtype=dtype)
+        if self.count_include_pad:
+            counts[:H + 2 * ph, :W + 2 * pw] = 1     # real pixels and the symmetric padding
+        else:
+            counts[ph:ph + H, pw:pw + W] = 1         # real pixels only
+        d = xp.zeros((OH, OW), dtype=dtype)
+        for i in range(kh):
+            for j in range(kw):
+                d += _tap(counts, i, j, sh, sw, OH, OW)
+        return d
+
+    def forward(self, x):
+        xp = array_module(x)
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        N, C, H, W = x.shape
+        OH, OW = self.out_size
+        Hp, Wp = self._geometry(H, W)
+        xpad = xp.zeros((N, C, Hp, Wp), dtype=x.dtype)
+        xpad[:, :, ph:ph + H, pw:pw + W] = x
+        y = xp.zeros((N, C, OH, OW), dtype=x.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                y += _tap(xpad, i, j, sh, sw, OH, OW)
+        self.d = self._divisor(xp, x.dtype, H, W, Hp, Wp)
+        self.x_shape = x.shape
+        return y / self.d
+
+    def backward(self, gy):
+        xp = array_module(gy)
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        N, C, H, W = self.x_shape
+        OH, OW = self.out_size
+        Hp, Wp = self._geometry(H, W)
+        g = gy / self.d
+        gpad = xp.zeros((N, C, Hp, Wp), dtype=gy.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                _tap(gpad, i, j, sh, sw, OH, OW)[...] += g   # every pixel of a window gets gy/d
+        return (xp.ascontiguousarray(gpad[:, :, ph:ph + H, pw:pw + W]),)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """2-d average pooling, as ``torch.nn.functional.avg_pool2d`` (same arguments and defaults).
+
+    Padding counts as zeros; by default (``count_include_pad=True``) every window is
+    divided by kh*kw, padding included.
+    """
+    op = "avg_pool2d"
+    k, s, p = _pool_args(input, kernel_size, stride, padding, op)
+    ceil_mode = _check_flag(ceil_mode, op, "ceil_mode")
+    count_include_pad = _check_flag(count_include_pad, op, "count_include_pad")
+    if divisor_override is not None and (not isinstance(divisor_override, int) or
+                                         isinstance(divisor_override, bool) or divisor_override < 1):
+        raise ValueError(f"{op}: divisor_override must be None or a positive int, got {divisor_override!r}")
+    out = _output_shape(input, k, s, p, ceil_mode, op)
+    return AvgPool2dFunction(k, s, p, out, count_include_pad, divisor_override)(input)
+
+
+# --------------------------------------------------------------------------- adaptive avg pool
+
+
+def adaptive_pool_matrix(size, out, xp, dtype):
+    """The (out, size) averaging matrix: row i is 1/len over PyTorch's bin
+    start = floor(i*size/out), end = ceil((i+1)*size/out), and 0 elsewhere."""
+    P = np.zeros((out, size))
+    for i in range(out):
+        start, end = (i * size) // out, -(-((i + 1) * size) // out)
+        P[i, start:end] = 1.0 / (end - start)
+    return xp.asarray(P, dtype=dtype)
+
+
+class AdaptiveAvgPool2dFunction(Function):
+    """y[n, c] = Ph @ x[n, c] @ Pw^T;  gx[n, c] = Ph^T @ gy[n, c] @ Pw.
+
+    An average over the rectangle (rows of bin i) x (columns of bin j) is an average
+    over rows followed by one over columns, so the pool is two small matrix products
+    with the averaging matrices Ph (OH, H) and Pw (OW, W) of ``adaptive_pool_matrix``.
+    Bins may overlap (H not a multiple of OH) and may repeat a pixel (H < OH, e.g.
+    1x1 -> 6x6); the gradient then sums over every bin that read the pixel.
+    """
+
+    def __init__(self, output_size):
+        self.output_size = output_size
+
+    def forward(self, x):
+        xp = array_module(x)
+        H, W = x.shape[2:]
+        OH, OW = self.output_size
+        self.identity = (H, W) == (OH, OW)    # every bin is one pixel (AlexNet at 224x224)
+        if self.identity:
+            return x.copy()
+        self.ph = adaptive_pool_matrix(H, OH, xp, x.dtype)
+        self.pw = adaptive_pool_matrix(W, OW, xp, x.dtype)
+        return xp.ascontiguousarray(self.ph @ x @ self.pw.T)
+
+    def backward(self, gy):
+        xp = array_module(gy)
+        if self.identity:
+            return (gy,)
+        return (xp.ascontiguousarray(self.ph.T @ gy @ self.pw),)
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """Average-pool an NCHW input to ``output_size`` (int or (OH, OW); None keeps that input
+    size), as ``torch.nn.functional.adaptive_avg_pool2d``; torchvision's AlexNet uses (6, 6)."""
+    op = "adaptive_avg_pool2d"
+    check_ndim(input, 4, op, "input", "N, C, H, W")
+    check_float(input, op, "input")
+    H, W = input.shape[2:]
+    if H < 1 or W < 1:
+        raise ValueError(f"{op}: expected a non-empty plane, got input {input.shape}")
+    sizes = (output_size, output_size) if isinstance(output_size, int) or output_size is None \
+        else tuple(output_size)
+    if len(sizes) != 2:
+        raise TypeError(f"{op}: output_size must be an int or a pair, got {output_size!r}")
+    sizes = (H if sizes[0] is None else sizes[0], W if sizes[1] is None else sizes[1])
+    out = pair(sizes, op, "output_size", minimum=1)
+    return AdaptiveAvgPool2dFunction(out)(input)
