@@ -1,0 +1,81 @@
+"""Fully connected layer: ``linear(input, weight, bias=None)``, as ``torch.nn.functional.linear``.
+
+    y = x W^T + b        x (..., in),  W (out, in),  b (out,)  ->  y (..., out)
+
+The leading dimensions of ``x`` are flattened into one batch dimension M, so the
+op is one (M, in) x (in, out) GEMM, which stays in NumPy/CuPy ``matmul`` (BLAS).
+
+Kernel seam (family ``linear``): the only optional fast kernel is
+
+    bias_add(y, b) -> y + b      y (M, out), b (out,); may write into y, which the op owns
+
+chosen by ``kernel("linear", "bias_add", y)``; :func:`bias_add_reference` is the NumPy one.
+"""
+import math
+
+from ..autograd import Function
+from ..backend import kernel
+from ._checks import check_float, check_ndim, check_same_dtype, check_tensor
+
+
+def bias_add_reference(y, b):
+    """y + b with b broadcast over the rows of y (in place: y is a fresh GEMM result)."""
+    y += b
+    return y
+
+
+class LinearFn(Function):
+    """y = x W^T + b  on x flattened to X (M, in):  Y = X W^T + b.
+
+    Backward, with G = dL/dY (M, out):
+        dX = G W          (M, out) @ (out, in)   -> reshaped back to x's shape
+        dW = G^T X        (out, M) @ (M, in)
+        db = sum over the M rows of G
+    Called as ``LinearFn()(x, w)`` or ``LinearFn()(x, w, b)``.
+    """
+
+    def forward(self, x, w, b=None):
+        self.x_shape = x.shape
+        x2 = x.reshape(math.prod(x.shape[:-1]), w.shape[1])   # (M, in): leading dims form the batch
+        y = x2 @ w.T                            # (M, out)
+        if b is not None:
+            y = (kernel("linear", "bias_add", y) or bias_add_reference)(y, b)
+        self.save_for_backward(x2, w)
+        return y.reshape(*x.shape[:-1], w.shape[0])
+
+    def backward(self, gy):
+        x2, w = self.saved_tensors
+        g2 = gy.reshape(-1, w.shape[0])         # (M, out)
+        gx = (g2 @ w).reshape(self.x_shape) if self.needs_input_grad[0] else None
+        gw = g2.T @ x2 if self.needs_input_grad[1] else None
+        if len(self.needs_input_grad) == 2:
+            return gx, gw
+        gb = g2.sum(axis=0) if self.needs_input_grad[2] else None
+        return gx, gw, gb
+
+
+def linear(input, weight, bias=None):
+    """Apply ``y = input @ weight.T + bias``.
+
+    ``input`` (..., in_features) with at least one dimension, ``weight``
+    (out_features, in_features), ``bias`` (out_features,) or None.  Returns
+    (..., out_features).  All three must share one float dtype and device.
+    """
+    op = "linear"
+    check_ndim(weight, 2, op, "weight", "(out_features, in_features)")
+    check_tensor(input, op, "input")
+    if input.ndim < 1:
+        raise ValueError(f"{op}: expected input of shape (..., in_features), got a 0-d tensor")
+    out_f, in_f = weight.shape
+    if input.shape[-1] != in_f:
+        raise ValueError(f"{op}: input has {input.shape[-1]} features (shape {input.shape}) but "
+                         f"weight of shape {weight.shape} expects {in_f} (shape (..., {in_f}))")
+    if bias is not None:
+        check_ndim(bias, 1, op, "bias", "(out_features,)")
+        if bias.shape[0] != out_f:
+            raise ValueError(f"{op}: expected bias of shape ({out_f},) to match weight "
+                             f"{weight.shape}, got {bias.shape}")
+    check_float(input, op, "input")
+    check_same_dtype(op, input=input, weight=weight, bias=bias)
+    args = (input, weight) if bias is None else (input, weight, bias)
+    return LinearFn()(*args)

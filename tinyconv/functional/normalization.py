@@ -1,0 +1,159 @@
+"""Batch normalization, as ``torch.nn.functional.batch_norm``.
+
+For input x of shape (N, C) or (N, C, *spatial) each channel c is normalized over
+its M = N * prod(spatial) values:
+
+    y = (x - mean_c) / sqrt(var_c + eps) * weight_c + bias_c
+
+* training=True: mean_c and var_c are the batch's mean and *biased* variance
+  (divide by M), and the running statistics, when given, are updated in place:
+      running_mean = (1 - momentum) * running_mean + momentum * mean_c
+      running_var  = (1 - momentum) * running_var  + momentum * var_c * M / (M - 1)
+  (the running variance uses the *unbiased* estimate, exactly as PyTorch).
+* training=False: mean_c and var_c are the running statistics themselves.
+
+``running_mean`` / ``running_var`` are buffers, not parameters: raw NumPy/CuPy
+arrays or Tensors that do not require grad (a module's registered buffers), each
+of shape (C,) and of the input's dtype and device.  They may be None in training
+mode (batch statistics only, nothing to update), never in eval mode.
+"""
+from ..autograd import Function, Tensor
+from ..backend import array_module, device_of
+from ._checks import check_float, check_same_dtype, check_tensor
+
+
+class BatchNormFn(Function):
+    """y = xhat * gamma + beta,  xhat = (x - mu) * r,  r = 1 / sqrt(var + eps), per channel.
+
+    Sums below run over the M = N * H * W positions of one channel; G = dL/dy.
+        d gamma = sum(G * xhat)         d beta = sum(G)
+    Eval (mu, var are constants):
+        dx = G * gamma * r
+    Training (mu = mean(x), var = mean((x - mu)^2) depend on x):
+        dx = (gamma * r / M) * (M * G - sum(G) - xhat * sum(G * xhat))
+    Called as ``BatchNormFn(...)(x)``, ``(x, weight)``, ``(x, bias)`` or ``(x, weight, bias)``
+    as told by ``has_weight`` / ``has_bias``.
+    """
+
+    def __init__(self, running_mean, running_var, training, momentum, eps, has_weight, has_bias):
+        self.running_mean, self.running_var = running_mean, running_var
+        self.training, self.momentum, self.eps = training, momentum, eps
+        self.has_weight, self.has_bias = has_weight, has_bias
+
+    def forward(self, x, *params):
+        xp = array_module(x)
+        weight = params[0] if self.has_weight else None
+        bias = params[-1] if self.has_bias else None
+        axes = (0,) + tuple(range(2, x.ndim))            # every axis but the channel axis 1
+        shape = (1, -1) + (1,) * (x.ndim - 2)            # (C,) -> broadcastable against x
+        if self.training:
+            mu = x.mean(axis=axes)
+            xc = x - mu.reshape(shape)
+            var = (xc * xc).mean(axis=axes)              # biased: divides by M (two-pass, stable)
+            self._update_running_stats(mu, var, x.size // x.shape[1])
+        else:
+            mu, var = self.running_mean, self.running_var
+            xc = x - mu.reshape(shape)
+        r = 1.0 / xp.sqrt(var + self.eps)
+        xhat = xc * r.reshape(shape)
+        y = xhat * weight.reshape(shape) if weight is not None else xhat.copy()
+        if bias is not None:
+            y += bias.reshape(shape)
+        self.save_for_backward(xhat, r, weight)
+        return y
+
+    def _update_running_stats(self, mu, var, m):
+        """In place, so the caller's buffers (a module's running stats) see the update."""
+        mom = self.momentum
+        if self.running_mean is not None:
+            self.running_mean[...] = (1 - mom) * self.running_mean + mom * mu
+        if self.running_var is not None:
+            self.running_var[...] = (1 - mom) * self.running_var + mom * (var * (m / (m - 1)))
+
+    def backward(self, gy):
+        xhat, r, weight = self.saved_tensors
+        axes = (0,) + tuple(range(2, gy.ndim))
+        shape = (1, -1) + (1,) * (gy.ndim - 2)
+        m = gy.size // gy.shape[1]
+        need = self.needs_input_grad
+        grads = []
+        if need[0]:
+            g_r = r if weight is None else weight * r    # gamma * r per channel
+            if self.training:
+                sum_g = gy.sum(axis=axes)
+                sum_gx = (gy * xhat).sum(axis=axes)
+                gx = (g_r / m).reshape(shape) * (
+                    m * gy - sum_g.reshape(shape) - xhat * sum_gx.reshape(shape))
+            else:
+                gx = gy * g_r.reshape(shape)
+            grads.append(gx)
+        else:
+            grads.append(None)
+        k = 1
+        if self.has_weight:
+            grads.append((gy * xhat).sum(axis=axes) if need[k] else None)
+            k += 1
+        if self.has_bias:
+            grads.append(gy.sum(axis=axes) if need[k] else None)
+        return tuple(grads)
+
+
+def _stat_buffer(buf, name, x, op):
+    """A running-stat buffer as a raw array of shape (C,) on x's device and dtype (or None)."""
+    if buf is None:
+        return None
+    if isinstance(buf, Tensor):
+        if buf.requires_grad:
+            raise TypeError(f"{op}: {name} is a buffer and must not require grad")
+        buf = buf.data
+    elif not (hasattr(buf, "dtype") and hasattr(buf, "shape")):
+        raise TypeError(f"{op}: {name} must be a Tensor or an array of shape ({x.shape[1]},), "
+                        f"got {type(buf).__name__}")
+    if tuple(buf.shape) != (x.shape[1],):
+        raise ValueError(f"{op}: expected {name} of shape ({x.shape[1]},) for input of shape "
+                         f"{x.shape}, got {tuple(buf.shape)}")
+    if buf.dtype != x.dtype:
+        raise TypeError(f"{op}: expected {name} of dtype {x.dtype} like the input, got {buf.dtype}")
+    if device_of(buf) != x.device:
+        raise ValueError(f"{op}: {name} is on {device_of(buf)}, input on {x.device}")
+    return buf
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-5):
+    """Batch normalization over channel axis 1 of an (N, C) or (N, C, ...) input.
+
+    ``running_mean`` / ``running_var``: (C,) arrays or grad-free Tensors, updated in
+    place when ``training``; used for normalizing when not.  ``weight`` / ``bias``:
+    optional (C,) Tensors (the affine gamma and beta).
+    """
+    op = "batch_norm"
+    check_tensor(input, op)
+    if input.ndim < 2:
+        raise ValueError(f"{op}: expected input of shape (N, C) or (N, C, ...), got shape {input.shape}")
+    check_float(input, op)
+    c = input.shape[1]
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None:
+            check_tensor(p, op, name)
+            if p.shape != (c,):
+                raise ValueError(f"{op}: expected {name} of shape ({c},) for input of shape "
+                                 f"{input.shape}, got {p.shape}")
+    check_same_dtype(op, input=input, weight=weight, bias=bias)
+    rm = _stat_buffer(running_mean, "running_mean", input, op)
+    rv = _stat_buffer(running_var, "running_var", input, op)
+    if not isinstance(momentum, (int, float)) or isinstance(momentum, bool):
+        raise TypeError(f"{op}: momentum must be a number, got {momentum!r}")
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or eps < 0:
+        raise ValueError(f"{op}: eps must be a number >= 0, got {eps!r}")
+    if training:
+        if input.numel() // max(c, 1) <= 1:
+            raise ValueError(f"{op}: expected more than 1 value per channel when training, "
+                             f"got input of shape {input.shape}")
+    elif rm is None or rv is None:
+        raise ValueError(f"{op}: running_mean and running_var must be given in evaluation mode "
+                         "(training=False)")
+    params = [p for p in (weight, bias) if p is not None]
+    fn = BatchNormFn(rm, rv, bool(training), float(momentum), float(eps),
+                     weight is not None, bias is not None)
+    return fn(input, *params)
