@@ -10,5 +10,7 @@ from ..math_ops import flatten  # noqa: F401
 from .linear import linear  # noqa: F401
 from .loss import cross_entropy, log_softmax, nll_loss, softmax  # noqa: F401
 from .normalization import batch_norm  # noqa: F401
+from .activation import dropout, relu, sigmoid, tanh  # noqa: F401
+from .lrn import local_response_norm  # noqa: F401
 from .conv import conv2d  # noqa: F401
 from .pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d  # noqa: F401

@@ -1,0 +1,178 @@
+"""Activations and dropout: ReLU, tanh, sigmoid and inverted dropout.
+
+ReLU and dropout have fast kernels (``tinyconv/kernels/activation_numba.py`` on the CPU,
+``activation_cuda.py`` on CUDA) chosen through :func:`tinyconv.backend.kernel`; the NumPy
+references below define what those kernels compute::
+
+    relu_forward(x) -> y                  relu_backward(gy, y) -> gx
+    dropout_forward(x, p) -> (y, mask)    dropout_backward(gy, mask, p) -> gx
+
+tanh and sigmoid are plain NumPy/CuPy Functions (tanh is there for the paper's
+Figure 1 experiment, ReLU against tanh).
+
+Dropout is *inverted*: during training kept units are scaled by ``1/(1-p)`` so the
+expected activation is unchanged and evaluation is the identity.  Each
+implementation draws its own randomness (CPU: ``tinyconv.random.generator()``; CUDA:
+``tinyconv.random.philox_seed_offset``), so ``tinyconv.manual_seed`` makes masks
+reproducible.  The op never looks inside ``mask``: it only hands it back to backward.
+"""
+import numbers
+
+from .. import random
+from ..autograd import Function
+from ..backend import array_module, kernel
+from ._checks import check_float, check_tensor
+
+# --------------------------------------------------------------------------- ReLU
+
+
+def relu_forward_reference(x):
+    """y = max(x, 0) (NaN stays NaN, as in PyTorch)."""
+    xp = array_module(x)
+    return xp.maximum(x, 0)
+
+
+def relu_backward_reference(gy, y):
+    """gx = gy where y > 0, else 0 (the derivative at the kink x = 0 is taken as 0)."""
+    xp = array_module(gy)
+    return xp.where(y > 0, gy, 0).astype(gy.dtype, copy=False)
+
+
+class ReLUFn(Function):
+    """y = max(x, 0);  dx = dy * [y > 0].
+
+    Saves the output ``y`` rather than ``x``: y > 0 exactly where x > 0.
+    """
+
+    def forward(self, x):
+        y = (kernel("activation", "relu_forward", x) or relu_forward_reference)(x)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, gy):
+        (y,) = self.saved_tensors
+        return ((kernel("activation", "relu_backward", gy) or relu_backward_reference)(gy, y),)
+
+
+# --------------------------------------------------------------------------- tanh, sigmoid
+
+
+class TanhFn(Function):
+    """y = tanh(x);  dx = dy * (1 - y^2)."""
+
+    def forward(self, x):
+        y = array_module(x).tanh(x)
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, gy):
+        (y,) = self.saved_tensors
+        return (gy * (1 - y * y),)
+
+
+class SigmoidFn(Function):
+    """y = 1 / (1 + exp(-x));  dx = dy * y * (1 - y).
+
+    Computed from e = exp(-|x|) <= 1, which never overflows:
+    y = 1 / (1 + e) for x >= 0 and y = e / (1 + e) for x < 0.
+    """
+
+    def forward(self, x):
+        xp = array_module(x)
+        e = xp.exp(-xp.abs(x))
+        y = xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+        self.save_for_backward(y)
+        return y
+
+    def backward(self, gy):
+        (y,) = self.saved_tensors
+        return (gy * y * (1 - y),)
+
+
+# --------------------------------------------------------------------------- dropout
+
+
+def dropout_forward_reference(x, p):
+    """(y, mask) with mask = [u >= p], u ~ U[0, 1) from ``tinyconv.random.generator()``.
+
+    y = x * mask / (1 - p).  Called by the op for 0 < p < 1 only.  The uniforms are
+    always drawn in float64 on the CPU (and the mask moved to the GPU for a CuPy
+    ``x``), so one seed gives one mask whatever the dtype or device.
+    """
+    xp = array_module(x)
+    keep = random.generator().random(x.shape) >= p
+    mask = xp.asarray(keep)
+    return x * mask * x.dtype.type(1.0 / (1.0 - p)), mask
+
+
+def dropout_backward_reference(gy, mask, p):
+    """gx = gy * mask / (1 - p): the same mask and scale as the forward."""
+    return gy * mask * gy.dtype.type(1.0 / (1.0 - p))
+
+
+class DropoutFn(Function):
+    """Inverted dropout for 0 < p <= 1:  y = x * m / (1 - p),  dx = dy * m / (1 - p).
+
+    m is a fixed random 0/1 mask (keep probability 1 - p), drawn in forward and reused
+    by backward.  p = 1 drops everything: y = 0 and dx = 0, with no draw.
+    """
+
+    def __init__(self, p):
+        self.p = p
+
+    def forward(self, x):
+        if self.p == 1:
+            return array_module(x).zeros_like(x)
+        y, mask = (kernel("activation", "dropout_forward", x) or dropout_forward_reference)(x, self.p)
+        self.save_for_backward(mask)
+        return y
+
+    def backward(self, gy):
+        if self.p == 1:
+            return (array_module(gy).zeros_like(gy),)
+        (mask,) = self.saved_tensors
+        bwd = kernel("activation", "dropout_backward", gy) or dropout_backward_reference
+        return (bwd(gy, mask, self.p),)
+
+
+# --------------------------------------------------------------------------- functional API
+
+
+def _check_input(input, op):
+    check_tensor(input, op)
+    check_float(input, op)
+    return input
+
+
+def relu(input):
+    """max(input, 0) elementwise, as ``torch.nn.functional.relu``."""
+    return ReLUFn()(_check_input(input, "relu"))
+
+
+def tanh(input):
+    """Hyperbolic tangent elementwise, as ``torch.tanh``."""
+    return TanhFn()(_check_input(input, "tanh"))
+
+
+def sigmoid(input):
+    """1 / (1 + exp(-input)) elementwise, as ``torch.sigmoid``."""
+    return SigmoidFn()(_check_input(input, "sigmoid"))
+
+
+def dropout(input, p=0.5, training=True):
+    """Inverted dropout, as ``torch.nn.functional.dropout``.
+
+    In training each element is zeroed with probability ``p`` and the rest are scaled
+    by ``1/(1-p)``; backward reuses the same mask.  ``training=False`` or ``p=0``
+    returns ``input`` itself; ``p=1`` gives zeros.  Masks come from tinyconv's generator,
+    so ``tinyconv.manual_seed`` makes them reproducible.
+    """
+    op = "dropout"
+    _check_input(input, op)
+    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+        raise TypeError(f"{op}: p must be a real number, got {p!r}")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{op}: probability p has to be between 0 and 1, got {p}")
+    if not training or p == 0:
+        return input
+    return DropoutFn(float(p))(input)
