@@ -297,3 +297,29 @@ def test_loss_bad_input(rng, name):
         loss(x, [0, 1, 2], reduction="avg")
     with pytest.raises(TypeError, match=rf"{name}: target must be an integer Tensor, array or list"):
         loss(x, 2)
+
+
+def test_non_contiguous_inputs(kernel_mode, torch, rng):
+    """Transposed logits, a strided target and a strided bias give the same results as PyTorch."""
+    xa = rng.standard_normal((5, 6))
+    ta = rng.integers(0, 5, size=12)[::2]            # strided target (6,)
+    x = leaf(xa)
+    loss = F.cross_entropy(x.T, ta)                  # (6, 5) logits, a non-contiguous view
+    loss.backward()
+    tx = torch.tensor(xa, requires_grad=True)
+    tloss = torch.nn.functional.cross_entropy(tx.T, torch.tensor(ta))
+    tloss.backward()
+    close(loss, tloss, np.float64)
+    close(x.grad, tx.grad, np.float64)
+    ba = rng.standard_normal(8)
+    w = leaf(rng.standard_normal((4, 6)))
+    y = F.linear(leaf(xa), w, leaf(ba)[::2])         # bias (4,) with stride 2
+    ty = torch.nn.functional.linear(torch.tensor(xa), torch.tensor(w.data), torch.tensor(ba)[::2])
+    close(y, ty, np.float64)
+
+
+def test_cross_entropy_empty_batch_backward():
+    x = leaf(np.zeros((0, 3)))
+    with np.errstate(all="raise"):
+        F.cross_entropy(x, np.zeros(0, dtype=np.int64), reduction="sum").backward()
+    assert x.grad.shape == (0, 3)

@@ -14,7 +14,7 @@ chosen by ``kernel("linear", "bias_add", y)``; :func:`bias_add_reference` is the
 import math
 
 from ..autograd import Function
-from ..backend import kernel
+from ..backend import array_module, kernel
 from ._checks import check_float, check_ndim, check_same_dtype, check_tensor
 
 
@@ -39,6 +39,7 @@ class LinearFn(Function):
         x2 = x.reshape(math.prod(x.shape[:-1]), w.shape[1])   # (M, in): leading dims form the batch
         y = x2 @ w.T                            # (M, out)
         if b is not None:
+            b = array_module(b).ascontiguousarray(b)
             y = (kernel("linear", "bias_add", y) or bias_add_reference)(y, b)
         self.save_for_backward(x2, w)
         return y.reshape(*x.shape[:-1], w.shape[0])

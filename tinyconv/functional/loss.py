@@ -130,7 +130,7 @@ def _class_targets(input, target, op):
     if t.shape != (n,):
         raise ValueError(f"{op}: expected target of shape ({n},) for input of shape {input.shape}, "
                          f"got {tuple(t.shape)}")
-    t = t.astype(xp.int64, copy=False)
+    t = xp.ascontiguousarray(t, dtype=xp.int64)
     if n:
         lo, hi = int(t.min()), int(t.max())
         if lo < 0 or hi >= k:
@@ -161,9 +161,11 @@ def _unreduce(gy, reduction, n):
     """The gradient of each sample's loss from the gradient of the reduced loss."""
     xp = array_module(gy)
     if reduction == "none":
-        return gy
-    g = gy / n if reduction == "mean" else gy
-    return xp.broadcast_to(g, (n,))
+        return xp.ascontiguousarray(gy)
+    g = gy / n if reduction == "mean" and n else gy   # (an empty batch has nothing to share)
+    out = xp.empty((n,), dtype=gy.dtype)        # a real (N,) array, not a broadcast view:
+    out[...] = g                                # kernels take C-contiguous arrays
+    return out
 
 
 # --------------------------------------------------------------------------- cross_entropy
@@ -206,7 +208,7 @@ class CrossEntropyFn(Function):
     def forward(self, logits):
         fwd = (kernel("loss", "softmax_cross_entropy_forward", logits)
                or softmax_cross_entropy_forward_reference)
-        loss, probs = fwd(logits, self.target)
+        loss, probs = fwd(array_module(logits).ascontiguousarray(logits), self.target)
         self.save_for_backward(probs)
         return _reduce(loss, self.reduction)
 
