@@ -5,11 +5,12 @@
 The leading dimensions of ``x`` are flattened into one batch dimension M, so the
 op is one (M, in) x (in, out) GEMM, which stays in NumPy/CuPy ``matmul`` (BLAS).
 
-Kernel seam (family ``linear``): the only optional fast kernel is
+Kernel seam (family ``linear``), both optional, chosen by ``kernel("linear", name, y)``:
 
     bias_add(y, b) -> y + b      y (M, out), b (out,); may write into y, which the op owns
+    bias_grad(gy) -> gb          gy (M, out) -> gb (out,), the sum over the M rows
 
-chosen by ``kernel("linear", "bias_add", y)``; :func:`bias_add_reference` is the NumPy one.
+:func:`bias_add_reference` and :func:`bias_grad_reference` are the NumPy ones.
 """
 import math
 
@@ -22,6 +23,11 @@ def bias_add_reference(y, b):
     """y + b with b broadcast over the rows of y (in place: y is a fresh GEMM result)."""
     y += b
     return y
+
+
+def bias_grad_reference(gy):
+    """The bias gradient: gy (M, out) summed over its M rows."""
+    return gy.sum(axis=0)
 
 
 class LinearFn(Function):
@@ -51,7 +57,9 @@ class LinearFn(Function):
         gw = g2.T @ x2 if self.needs_input_grad[1] else None
         if len(self.needs_input_grad) == 2:
             return gx, gw
-        gb = g2.sum(axis=0) if self.needs_input_grad[2] else None
+        gb = None
+        if self.needs_input_grad[2]:
+            gb = (kernel("linear", "bias_grad", g2) or bias_grad_reference)(g2)
         return gx, gw, gb
 
 
