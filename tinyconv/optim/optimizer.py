@@ -1,0 +1,185 @@
+"""``Optimizer``: the parameter groups and per-parameter state every optimizer shares.
+
+As in PyTorch, ``param_groups`` is a list of dicts, each with a ``"params"`` list and
+that group's hyper-parameters (``lr``, ``momentum``, ...), which may be changed
+between steps (that is how a learning-rate schedule works).  ``state`` maps each
+parameter to a dict of its own arrays (SGD's ``momentum_buffer``), kept on the
+parameter's device.
+
+``state_dict()`` is plain data: arrays become CPU NumPy copies and parameters are
+named by their index in the order of the groups, so it can be saved next to the
+model's state_dict and loaded into a fresh optimizer over a fresh model.
+"""
+import copy
+
+import numpy as np
+
+from .. import backend
+from ..autograd import Tensor, is_grad_enabled
+
+
+class _Required:
+    def __repr__(self):
+        return "<required parameter>"
+
+
+#: marks a hyper-parameter that has no default and must be given (e.g. per group)
+required = _Required()
+
+
+def _cpu_copy(v):
+    if hasattr(v, "shape") and hasattr(v, "dtype"):
+        cpu = backend.to_device(v, "cpu")
+        return cpu.copy() if cpu is v else np.asarray(cpu)
+    return copy.deepcopy(v)
+
+
+class Optimizer:
+    """Base class: holds ``param_groups``, ``state`` and ``defaults``; subclasses write ``step``."""
+
+    def __init__(self, params, defaults):
+        self.defaults = dict(defaults)
+        self.state = {}           # Parameter -> dict of its state (keyed by the object itself)
+        self.param_groups = []
+        name = type(self).__name__
+        if isinstance(params, (Tensor, dict)):
+            raise TypeError(f"{name}: params must be an iterable of Tensors or of dicts, got a "
+                            f"single {type(params).__name__} (wrap it in a list)")
+        groups = list(params)
+        if not groups:
+            raise ValueError(f"{name}: got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    def add_param_group(self, param_group):
+        """Add a group of parameters with its own hyper-parameters (defaults fill the rest)."""
+        name = type(self).__name__
+        if not isinstance(param_group, dict):
+            raise TypeError(f"{name}: a param group must be a dict, got {type(param_group).__name__}")
+        group = dict(param_group)
+        params = group.get("params")
+        if params is None:
+            raise ValueError(f"{name}: a param group needs a 'params' entry")
+        if isinstance(params, Tensor):
+            params = [params]
+        elif isinstance(params, set):
+            raise TypeError(f"{name}: params must be an ordered collection, not a set "
+                            "(a set's order changes between runs)")
+        params = list(params)
+        for i, p in enumerate(params):
+            if not isinstance(p, Tensor):
+                raise TypeError(f"{name}: can only optimize Tensors, but param {i} is a {type(p).__name__}")
+            if not p.is_leaf:
+                raise ValueError(f"{name}: can't optimize a non-leaf Tensor (param {i})")
+            if p.dtype.kind != "f":
+                raise TypeError(f"{name}: can only optimize floating point Tensors, param {i} is {p.dtype}")
+        if len({id(p) for p in params}) != len(params):
+            raise ValueError(f"{name}: a param group contains a parameter twice")
+        group["params"] = params
+        for key, default in self.defaults.items():
+            if default is required and key not in group:
+                raise ValueError(f"{name}: parameter group didn't specify a value of required "
+                                 f"optimization parameter {key}")
+            group.setdefault(key, default)
+        existing = {id(p) for g in self.param_groups for p in g["params"]}
+        if existing & {id(p) for p in params}:
+            raise ValueError(f"{name}: some parameters appear in more than one parameter group")
+        self.param_groups.append(group)
+
+    def zero_grad(self, set_to_none=True):
+        """Drop every parameter's gradient (or zero it in place with ``set_to_none=False``)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad.data[...] = 0
+
+    def step(self, closure=None):
+        raise NotImplementedError
+
+    def _run_closure(self, closure):
+        if closure is None:
+            return None
+        if not is_grad_enabled():
+            raise RuntimeError(f"{type(self).__name__}.step: the closure needs grad mode enabled")
+        return closure()
+
+    # ------------------------------------------------------------------ state_dict
+
+    def state_dict(self):
+        """``{"state": {index: {name: array}}, "param_groups": [{..., "params": [index, ...]}]}``.
+
+        Parameters are numbered 0, 1, ... through the groups in order (as PyTorch
+        does); arrays are CPU NumPy copies.
+        """
+        index, groups = {}, []
+        for group in self.param_groups:
+            packed = {k: copy.deepcopy(v) for k, v in group.items() if k != "params"}
+            packed["params"] = []
+            for p in group["params"]:
+                index.setdefault(id(p), len(index))
+                packed["params"].append(index[id(p)])
+            groups.append(packed)
+        state = {}
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p in self.state:
+                    state[index[id(p)]] = {k: _cpu_copy(v) for k, v in self.state[p].items()}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        """Load a ``state_dict()``: hyper-parameters per group, and each parameter's state
+        cast to its dtype and placed on its device.  The groups must have the same sizes."""
+        name = type(self).__name__
+        if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
+            raise ValueError(f"{name}.load_state_dict: expected a dict with 'state' and 'param_groups'")
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"{name}.load_state_dict: loaded state dict has {len(saved_groups)} parameter "
+                             f"groups, the optimizer has {len(self.param_groups)}")
+        by_index = {}
+        for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(f"{name}.load_state_dict: parameter group {i} has {len(saved['params'])} "
+                                 f"parameters in the loaded state dict, {len(group['params'])} here")
+            for idx, p in zip(saved["params"], group["params"]):
+                by_index[int(idx)] = p
+        new_state = {}
+        for idx, entries in state_dict["state"].items():
+            idx = int(idx)
+            if idx not in by_index:
+                raise ValueError(f"{name}.load_state_dict: state for parameter {idx}, which no group lists")
+            p = by_index[idx]
+            new_state[p] = {k: self._state_value(k, v, p, idx) for k, v in entries.items()}
+        self.state = new_state
+        for saved, group in zip(saved_groups, self.param_groups):
+            for k, v in saved.items():
+                if k != "params":
+                    group[k] = copy.deepcopy(v)
+
+    def _state_value(self, key, value, p, idx):
+        """A copy of a saved state entry for parameter ``p``: arrays of p's shape go to p's
+        dtype and device (like PyTorch's cast of floating state); other values are copied."""
+        if isinstance(value, Tensor):
+            value = value.data
+        if not (hasattr(value, "shape") and hasattr(value, "dtype")):
+            return copy.deepcopy(value)
+        if value.dtype.kind == "f" and tuple(value.shape) != p.shape:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: state {key!r} of parameter {idx} "
+                             f"has shape {tuple(value.shape)}, the parameter has shape {p.shape}")
+        if value.dtype.kind == "f":
+            value = value.astype(p.dtype, copy=False)
+        moved = backend.to_device(value, p.device)
+        return moved.copy() if moved is value else moved
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {k}: {v}" for k, v in sorted(group.items()) if k != "params"]
+        return "\n".join(lines) + "\n)"
