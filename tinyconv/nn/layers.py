@@ -243,14 +243,15 @@ class _BatchNorm(Module):
     (``running = (1 - momentum) * running + momentum * batch``, the variance unbiased;
     ``momentum=None`` gives a cumulative average over ``num_batches_tracked``).
     Evaluation: normalize with the running statistics.  Parameters ``weight``/``bias``
-    (gamma/beta) when ``affine``; buffers ``running_mean``, ``running_var`` and
-    ``num_batches_tracked`` (int64) when ``track_running_stats`` - PyTorch's state_dict keys.
+    (gamma/beta) when ``affine`` (``bias=False`` drops beta, as in PyTorch 2.13); buffers
+    ``running_mean``, ``running_var`` and ``num_batches_tracked`` (int64) when
+    ``track_running_stats``: PyTorch's state_dict keys.
     """
 
     _input_ndims = ()
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
-                 device=None, dtype=None):
+                 device=None, dtype=None, *, bias=True):
         super().__init__()
         op = type(self).__name__
         self.num_features = _positive_int(num_features, op, "num_features")
@@ -258,7 +259,10 @@ class _BatchNorm(Module):
         self.affine, self.track_running_stats = affine, track_running_stats
         if affine:
             self.weight = _empty_param((num_features,), dtype)
-            self.bias = _empty_param((num_features,), dtype)
+            if bias:
+                self.bias = _empty_param((num_features,), dtype)
+            else:
+                self.register_parameter("bias", None)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
@@ -284,7 +288,8 @@ class _BatchNorm(Module):
         self.reset_running_stats()
         if self.affine:
             init.ones_(self.weight)
-            init.zeros_(self.bias)
+            if self.bias is not None:
+                init.zeros_(self.bias)
 
     def _check_input_dim(self, input):
         if input.ndim not in self._input_ndims:
@@ -313,7 +318,7 @@ class _BatchNorm(Module):
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"track_running_stats={self.track_running_stats}")
+                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
 
 
 class BatchNorm1d(_BatchNorm):
