@@ -27,39 +27,62 @@ from numba import njit, prange
 _RUN = 512   # pixels per task: a few KiB of running sums that stay in L1
 
 
+@njit(cache=True, inline="always", fastmath=True)
+def _times_pow_neg(v, s, beta, out):
+    """out[p] = v[p] * s[p] ** -beta over one run of pixels.
+
+    The branch on beta sits outside the loops so each loop vectorizes.  AlexNet's
+    beta = 0.75 takes square roots instead of a scalar pow call:
+    s^-0.75 = r * sqrt(r) with r = 1/sqrt(s).
+    """
+    m = out.shape[0]
+    if beta == 0.75:
+        for p in range(m):
+            r = 1.0 / np.sqrt(s[p])
+            out[p] = v[p] * (r * np.sqrt(r))
+    elif beta == 0.5:
+        for p in range(m):
+            out[p] = v[p] / np.sqrt(s[p])
+    elif beta == 1.0:
+        for p in range(m):
+            out[p] = v[p] / s[p]
+    else:
+        for p in range(m):
+            out[p] = v[p] * np.exp(-beta * np.log(s[p]))
+
+
+@njit(cache=True, inline="always", fastmath=True)
+def _add_squares(acc, src, sign):
+    """acc[p] += sign * src[p]^2, squared in float64."""
+    for p in range(acc.shape[0]):
+        v = np.float64(src[p])
+        acc[p] += sign * (v * v)
+
+
 @njit(cache=True, parallel=True, fastmath=True)
 def _lrn_fwd(x, y, scale, size, alpha, beta, k):
-    N, C, HW = x.shape
+    N, C, HW = x.shape                 # x viewed as (N, C, H*W): pixel p = h*W + w
     before = size // 2                 # channels below c in its window
     after = (size - 1) // 2            # channels above c in its window
     a = alpha / size
     runs = (HW + _RUN - 1) // _RUN
-    for task in prange(N * runs):
+    for task in prange(N * runs):      # task = (image n, pixels p0 .. p1-1)
         n = task // runs
         p0 = (task - n * runs) * _RUN
         p1 = min(p0 + _RUN, HW)
-        acc = np.zeros(p1 - p0, dtype=np.float64)    # sum of x_j^2 over the current window
-        xn = x[n]
-        # prime the window of channel 0 with channels 0 .. after-1 (channel `after` enters below)
+        acc = np.zeros(p1 - p0, dtype=np.float64)    # sum of x_j^2 over the window of c
+        # prime with channels 0 .. after-1; channel `after` enters at c = 0 below
         for j in range(min(after, C)):
-            for p in range(p0, p1):
-                v = np.float64(xn[j, p])
-                acc[p - p0] += v * v
+            _add_squares(acc, x[n, j, p0:p1], 1.0)
         for c in range(C):
-            enter = c + after                        # channel that joins the window of c
-            leave = c - before - 1                   # channel that left it
-            if enter < C:
-                for p in range(p0, p1):
-                    v = np.float64(xn[enter, p])
-                    acc[p - p0] += v * v
-            if leave >= 0:
-                for p in range(p0, p1):
-                    v = np.float64(xn[leave, p])
-                    acc[p - p0] -= v * v
-            for p in range(p0, p1):
-                s = k + a * acc[p - p0]
-                scale[n, c, p] = s
-                y[n, c, p] = xn[c, p] * s ** -beta
+            if c + after < C:                        # channel entering the window of c
+                _add_squares(acc, x[n, c + after, p0:p1], 1.0)
+            if c - before - 1 >= 0:                  # channel that left it
+                _add_squares(acc, x[n, c - before - 1, p0:p1], -1.0)
+            sc = scale[n, c, p0:p1]
+            for p in range(p1 - p0):
+                sc[p] = k + a * acc[p]
+            _times_pow_neg(x[n, c, p0:p1], sc, beta, y[n, c, p0:p1])   # y = x * scale^-beta
 
 
 def lrn_forward(x, size, alpha, beta, k):
@@ -85,32 +108,31 @@ def _lrn_bwd(gy, x, y, scale, gx, size, alpha, beta):
         p0 = (task - n * runs) * _RUN
         p1 = min(p0 + _RUN, HW)
         m = p1 - p0
-        # t_j = gy_j * y_j / scale_j for the channels in the window, kept in a ring of `size`
-        # rows (row j % size) so that the channel leaving the window can be subtracted exactly
+        # t_j = gy_j * y_j / scale_j of the channels in the window, kept in a ring of `size`
+        # rows (row j % size) so the channel leaving the window is subtracted exactly as added
         ring = np.zeros((size, m), dtype=np.float64)
         acc = np.zeros(m, dtype=np.float64)
-        for j in range(min(hi, C)):                  # prime with channels 0 .. hi-1
-            r = ring[j % size]
-            for p in range(m):
-                t = np.float64(gy[n, j, p0 + p]) * y[n, j, p0 + p] / scale[n, j, p0 + p]
-                r[p] = t
-                acc[p] += t
-        for c in range(C):
-            enter = c + hi
-            leave = c - lo - 1
-            if leave >= 0:                           # subtract before its ring row is reused
-                r = ring[leave % size]
+        for e in range(-1, C):
+            # e = -1 primes the window with channels 0 .. hi-1; e = c then handles channel c
+            enter_lo = 0 if e < 0 else e + hi        # channels entering at this step
+            enter_hi = min(hi if e < 0 else e + hi + 1, C)
+            if e >= 0 and e - lo - 1 >= 0:           # channel leaving: before its row is reused
+                r = ring[(e - lo - 1) % size]
                 for p in range(m):
                     acc[p] -= r[p]
-            if enter < C:
-                r = ring[enter % size]
+            for j in range(enter_lo, enter_hi):
+                r = ring[j % size]
+                g, yy, sc = gy[n, j, p0:p1], y[n, j, p0:p1], scale[n, j, p0:p1]
                 for p in range(m):
-                    t = np.float64(gy[n, enter, p0 + p]) * y[n, enter, p0 + p] / scale[n, enter, p0 + p]
+                    t = np.float64(g[p]) * yy[p] / sc[p]
                     r[p] = t
                     acc[p] += t
+            if e < 0:
+                continue
+            out, xs = gx[n, e, p0:p1], x[n, e, p0:p1]
+            _times_pow_neg(gy[n, e, p0:p1], scale[n, e, p0:p1], beta, out)   # gy * scale^-beta
             for p in range(m):
-                q = p0 + p
-                gx[n, c, q] = gy[n, c, q] * scale[n, c, q] ** -beta - coef * x[n, c, q] * acc[p]
+                out[p] -= coef * xs[p] * acc[p]
 
 
 def lrn_backward(gy, x, y, scale, size, alpha, beta):

@@ -11,7 +11,8 @@ Contract::
         x (N,C,H,W); y (N,C,OH,OW); argmax int64 shaped like y, holding the flat index
         h*W + w of the winner inside its (n, c) input plane (PyTorch's return_indices).
         Padding acts as -inf (it never wins); ties go to the first element in scan
-        order (i, then j); a NaN in the window wins (as in PyTorch and np.max).
+        order (i, then j); a NaN always takes over, so the last NaN in scan order wins (as
+        in PyTorch); a window of only -inf reports its first pixel inside the image.
     max_pool2d_backward(gy, argmax, x_shape) -> gx   (scatter-add gy to argmax)
 
 One (n, c) plane per parallel task; windows are clipped to the image, so no padded
@@ -30,29 +31,73 @@ def _out_size(size, k, s, p):
 def _max_pool_fwd(x, y, arg, kh, kw, sh, sw, ph, pw):
     N, C, H, W = x.shape
     OH, OW = y.shape[2], y.shape[3]
+    # Output columns [ow_a, ow_b) have their whole window inside the image columns
+    # (ow*sw - pw >= 0 and ow*sw - pw + kw <= W); the few border columns take a scalar path.
+    ow_a = min((pw + sw - 1) // sw, OW)
+    ow_b = max(min((W - kw + pw) // sw + 1, OW), ow_a) if W + pw >= kw else ow_a
+    n_in = ow_b - ow_a
+    Wq = (W + sw - 1) // sw
     for nc in prange(N * C):                       # one (n, c) plane per task
         n = nc // C
         c = nc - n * C
         plane = x[n, c]
+        # De-interleave the plane by column phase: phase[r, h, m] = plane[h, m*sw + r].  Then
+        # tap j of output column ow, input column w = ow*sw - pw + j = (ow + dq)*sw + dr with
+        # dq, dr = divmod(j - pw, sw), is phase[dr, h, ow + dq]: consecutive ow read consecutive
+        # memory, so the compare loops below vectorize.
+        phase = np.empty((sw, H, Wq), dtype=x.dtype)
+        for h in range(H):
+            row = plane[h]
+            for r in range(sw):
+                dst = phase[r, h]
+                for m in range((W - r + sw - 1) // sw):    # columns w = r, r + sw, ... < W
+                    dst[m] = row[m * sw + r]
+        best = np.empty(OW, dtype=x.dtype)         # running max and its flat index, per column
+        where = np.empty(OW, dtype=np.int64)
         for oh in range(OH):
             h0 = oh * sh - ph                      # window rows h0 .. h0+kh-1, clipped to [0, H)
             h_lo = max(h0, 0)
             h_hi = min(h0 + kh, H)
-            for ow in range(OW):
-                w0 = ow * sw - pw
-                w_lo = max(w0, 0)
-                w_hi = min(w0 + kw, W)
-                best = -np.inf
-                best_idx = -1
-                for h in range(h_lo, h_hi):        # scan order i then j, as the reference
+            # border columns: window clipped to the image (padding is -inf, never wins)
+            for t in range(OW - n_in):             # ow = 0 .. ow_a-1, then ow_b .. OW-1
+                ow = t if t < ow_a else ow_b + (t - ow_a)
+                w_lo = max(ow * sw - pw, 0)
+                w_hi = min(ow * sw - pw + kw, W)
+                b = plane[h_lo, w_lo]
+                bi = h_lo * W + w_lo
+                for h in range(h_lo, h_hi):        # scan order i then j
                     for w in range(w_lo, w_hi):
                         v = plane[h, w]
-                        # strictly greater: the first maximum wins ties; a NaN wins and stays
-                        if v > best or (v != v and best == best) or best_idx < 0:
-                            best = v
-                            best_idx = h * W + w
-                y[n, c, oh, ow] = best
-                arg[n, c, oh, ow] = best_idx
+                        if (v > b) | (v != v):
+                            b = v
+                            bi = h * W + w
+                best[ow] = b
+                where[ow] = bi
+            # interior columns: tap by tap in scan order (i, then j), each a loop over ow
+            bb = best[ow_a:ow_b]
+            ww = where[ow_a:ow_b]
+            for h in range(h_lo, h_hi):
+                for j in range(kw):
+                    d = j - pw
+                    dq = d // sw                   # floor division: d may be negative
+                    dr = d - dq * sw
+                    src = phase[dr, h, ow_a + dq:ow_a + dq + n_in]
+                    base = h * W + ow_a * sw + d   # flat index of src[0]; src[k] is base + k*sw
+                    if h == h_lo and j == 0:       # the first tap starts the running max
+                        for k in range(n_in):
+                            bb[k] = src[k]
+                            ww[k] = base + k * sw
+                    else:
+                        for k in range(n_in):
+                            v = src[k]
+                            b = bb[k]
+                            # strictly greater: the first maximum wins ties; a NaN always takes
+                            # over (as PyTorch).  `|` rather than `or`: no branch, so it vectorizes
+                            take = (v > b) | (v != v)
+                            bb[k] = v if take else b
+                            ww[k] = base + k * sw if take else ww[k]
+            y[n, c, oh, :] = best
+            arg[n, c, oh, :] = where
 
 
 def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw):
