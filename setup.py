@@ -18,7 +18,9 @@ setup(
     install_requires=["numpy>=1.24", "numba>=0.59", "pillow>=9", "tqdm>=4.60", "threadpoolctl>=3"],
     extras_require={
         "test": ["pytest>=7", "setuptools>=61", "hypothesis>=6", "ruff>=0.4", "matplotlib>=3.6",
-                 "threadpoolctl>=3", "torch==2.13.0"],
+                 "threadpoolctl>=3", "torch==2.13.0",
+                 # libnvrtc, so tests/test_cuda_sources.py compiles the CUDA kernels as CuPy does
+                 "nvidia-cuda-nvrtc>=13; platform_system != 'Darwin'"],
         "cuda": ["cupy-cuda13x>=13"],
         "demo": ["matplotlib>=3.6"],
     },

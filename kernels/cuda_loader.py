@@ -1,0 +1,140 @@
+"""Compile tinyconv's CUDA C kernels at run time and launch them (CuPy ``RawModule``, NVRTC).
+
+Each layer family has one source, ``kernels/<family>.cu``, and one launcher module,
+``kernels/<family>_cuda.py``, that declares the kernels it uses in ``KERNELS`` and calls
+:func:`launch`.  A family's source is compiled once per process (and cached on disk by
+CuPy) for float and double together: every templated kernel ``name`` is instantiated
+through the NVRTC name expressions ``name<float>`` and ``name<double>``.
+
+The same source and options are compiled by the tests without a GPU (nvcc, NVRTC), and
+run on the CPU through :func:`use_host_emulation` (``cuda_host_emulation.h``), which
+makes :func:`launch` accept NumPy arrays and run the kernel's C++ build instead.
+
+This package imports nothing of tinyconv.
+"""
+import contextlib
+import functools
+import os
+import re
+
+import numpy as np
+
+KERNEL_DIR = os.path.dirname(os.path.abspath(__file__))
+
+#: NVRTC options for every family (CuPy adds the -arch of the current device itself)
+NVRTC_OPTIONS = ("-std=c++17",)
+
+#: threads per block; the grid is capped, the grid-stride loops cover the rest
+BLOCK = 256
+MAX_GRID = 65536
+
+_CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+_INCLUDE = re.compile(r'^#include "([A-Za-z0-9_.]+)"\s*$', re.M)
+
+
+def xp_of(a):
+    """``cupy`` for a CuPy array, else ``numpy`` (host emulation)."""
+    if type(a).__module__.split(".")[0] == "cupy":
+        import cupy
+        return cupy
+    return np
+
+
+@functools.lru_cache(maxsize=None)
+def source(family):
+    """The full source of ``<family>.cu`` with its local ``#include "..."`` files inlined.
+
+    Inlined rather than found through ``-I``: CuPy's kernel cache is keyed by the source
+    text, so a change to a shared header must change the text it compiles.
+    """
+    def expand(name, seen):
+        if name in seen:
+            return ""
+        seen.add(name)
+        with open(os.path.join(KERNEL_DIR, name), encoding="utf-8") as f:
+            text = f.read()
+        return _INCLUDE.sub(lambda m: expand(m.group(1), seen), text)
+    return expand(f"{family}.cu", set())
+
+
+def kernel_names(family):
+    """``{kernel: templated?}`` declared by ``kernels/<family>_cuda.py`` in ``KERNELS``."""
+    import importlib
+    return dict(importlib.import_module(f"tinyconv.kernels.{family}_cuda").KERNELS)
+
+
+def name_expressions(family):
+    """The NVRTC name expressions of a family: ``name<float>``, ``name<double>``, or ``name``."""
+    exprs = []
+    for name, templated in kernel_names(family).items():
+        exprs += [f"{name}<{t}>" for t in ("float", "double")] if templated else [name]
+    return tuple(exprs)
+
+
+def expression(name, dtype=None):
+    """The name expression of kernel ``name`` for ``dtype`` (None: not a template)."""
+    if dtype is None:
+        return name
+    dtype = np.dtype(dtype)
+    if dtype not in _CTYPES:
+        raise TypeError(f"{name}: CUDA kernels take float32 or float64 arrays, got {dtype}")
+    return f"{name}<{_CTYPES[dtype]}>"
+
+
+_modules = {}
+
+
+def _module(family):
+    """The compiled ``cupy.RawModule`` of a family, for the current device."""
+    import cupy
+    key = (family, cupy.cuda.runtime.getDevice())
+    if key not in _modules:
+        _modules[key] = cupy.RawModule(code=source(family), options=NVRTC_OPTIONS,
+                                       name_expressions=name_expressions(family))
+    return _modules[key]
+
+
+def grid_for(n):
+    """Blocks for ``n`` work items: one thread each, capped at ``MAX_GRID`` blocks."""
+    return max(1, min((int(n) + BLOCK - 1) // BLOCK, MAX_GRID))
+
+
+# ---------------------------------------------------------------------------- host emulation
+
+_host_runner = None
+
+
+@contextlib.contextmanager
+def use_host_emulation(runner):
+    """Within the block, :func:`launch` with NumPy arrays calls ``runner`` instead of the GPU.
+
+    ``runner(family, expression, grid, block, args)`` runs the kernel's host build (see
+    ``tests/test_cuda_sources.py``); the launcher code above it is exactly the GPU one.
+    """
+    global _host_runner
+    previous, _host_runner = _host_runner, runner
+    try:
+        yield
+    finally:
+        _host_runner = previous
+
+
+def launch(family, name, dtype, n, args):
+    """Run kernel ``name`` (the ``dtype`` instance) of ``family`` over ``n`` work items.
+
+    ``args`` are the kernel's parameters in order: arrays, and NumPy scalars whose types
+    match the C parameter types exactly (``np.int64`` for ``long long``, ``np.int32`` for
+    ``int``, ``np.float64`` for ``double``, ``np.uint64`` for ``unsigned long long``).
+    """
+    if n <= 0:
+        return
+    expr = expression(name, dtype)
+    grid = grid_for(n)
+    arrays = [a for a in args if isinstance(a, np.ndarray) or xp_of(a) is not np]
+    if arrays and xp_of(arrays[0]) is not np:
+        _module(family).get_function(expr)((grid,), (BLOCK,), tuple(args))
+    elif _host_runner is not None:
+        _host_runner(family, expr, grid, BLOCK, tuple(args))
+    else:
+        raise TypeError(f"{family}.{name}: CUDA kernels take CuPy arrays, got NumPy arrays "
+                        "(the NumPy path is the reference in tinyconv.functional)")

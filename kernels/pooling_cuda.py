@@ -1,0 +1,56 @@
+"""CUDA launchers for ``pooling.cu``: max-pool forward with arg-max, and backward in gather form.
+
+Contract (tinyconv/functional/pooling.py): argmax is int64, shaped like y, holding the flat
+index h*W + w of the winner inside its (n, c) plane; the first maximum wins ties.
+"""
+import numpy as np
+
+from .cuda_loader import launch, xp_of
+
+KERNELS = {"max_pool2d_forward_kernel": True, "max_pool2d_backward_kernel": True,
+           "max_pool2d_backward_plane_kernel": True}
+
+_i32, _i64 = np.int32, np.int64
+
+
+def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw):
+    """x (N, C, H, W) -> (y, argmax), both (N, C, OH, OW)."""
+    xp = xp_of(x)
+    x = xp.ascontiguousarray(x)
+    N, C, H, W = x.shape
+    OH, OW = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    y = xp.empty((N, C, OH, OW), dtype=x.dtype)
+    argmax = xp.empty((N, C, OH, OW), dtype=np.int64)
+    total = N * C * OH * OW
+    launch("pooling", "max_pool2d_forward_kernel", x.dtype, total,
+           (x, y, argmax, _i64(total), _i32(H), _i32(W), _i32(OH), _i32(OW), _i32(kh), _i32(kw),
+            _i32(sh), _i32(sw), _i32(ph), _i32(pw)))
+    return y, argmax
+
+
+def max_pool2d_backward(gy, argmax, x_shape, kernel_size=None, stride=None, padding=None):
+    """gx (``x_shape``): gy summed onto the arg-max pixels, deterministically.
+
+    With the window geometry (``kernel_size``, ``stride``, ``padding`` as pairs) one thread
+    per input pixel gathers from the outputs whose window covers it.  The contract call
+    ``(gy, argmax, x_shape)`` does not carry the geometry; then one thread per (n, c)
+    plane walks its outputs in order (correct and deterministic, less parallel).
+    """
+    xp = xp_of(gy)
+    gy = xp.ascontiguousarray(gy)
+    argmax = xp.ascontiguousarray(argmax, dtype=np.int64)
+    N, C, H, W = (int(s) for s in x_shape)
+    OH, OW = gy.shape[2], gy.shape[3]
+    if argmax.shape != gy.shape:
+        raise ValueError(f"max_pool2d_backward: argmax shape {argmax.shape} != gy shape {gy.shape}")
+    gx = xp.empty((N, C, H, W), dtype=gy.dtype)
+    if kernel_size is None:
+        launch("pooling", "max_pool2d_backward_plane_kernel", gy.dtype, N * C,
+               (gy, argmax, gx, _i64(N * C), _i64(H * W), _i64(OH * OW)))
+        return gx
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    total = N * C * H * W
+    launch("pooling", "max_pool2d_backward_kernel", gy.dtype, total,
+           (gy, argmax, gx, _i64(total), _i32(H), _i32(W), _i32(OH), _i32(OW), _i32(kh), _i32(kw),
+            _i32(sh), _i32(sw), _i32(ph), _i32(pw)))
+    return gx

@@ -1,0 +1,474 @@
+"""The CUDA C kernels, proven without a GPU.
+
+1. nvcc compiles every ``kernels/*.cu`` (every template instance) for sm_80 and sm_90 with
+   warnings as errors.
+2. NVRTC compiles every source exactly as the CuPy launcher hands it over (the same text,
+   options and name expressions, plus the options CuPy adds itself), so a source nvcc
+   accepts but NVRTC rejects fails here.
+3. g++ compiles every source as C++ with ``kernels/cuda_host_emulation.h``; the launchers
+   in ``kernels/*_cuda.py`` then run on NumPy arrays through
+   ``cuda_loader.use_host_emulation`` and their results are compared with the NumPy
+   references of ``tinyconv.functional`` over a grid of shapes, edges included.  The
+   runner also checks every argument against the kernel's C parameter list (a launcher
+   passing ``np.int64`` for an ``int`` would misalign the GPU's parameter buffer) and
+   poisons every output buffer first, so an element no thread writes shows up.
+
+Missing tools skip with a reason, except under ``CI=true``, where they fail.
+"""
+import ctypes
+import importlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tinyconv
+from tinyconv.kernels import activation_cuda, conv_cuda, cuda_loader, linear_cuda, loss_cuda, lrn_cuda
+from tinyconv.kernels import optim_cuda, pooling_cuda
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _nvrtc import NVRTC, find_libnvrtc  # noqa: E402
+
+# the reference modules (by module path: tinyconv.functional.linear is also a function name)
+A, CV, LI, LO, LR, PO = (importlib.import_module(f"tinyconv.functional.{m}")
+                         for m in ("activation", "conv", "linear", "loss", "lrn", "pooling"))
+
+KDIR = cuda_loader.KERNEL_DIR
+FAMILIES = sorted(f[:-3] for f in os.listdir(KDIR) if f.endswith(".cu"))
+ARCHS = ("sm_80", "sm_90")
+#: what CuPy's compile_with_cache appends to a RawModule's options (besides -arch)
+CUPY_ADDED_OPTIONS = ("-ftz=true",)
+#: kernels that read their output buffer (updated in place): not poisoned
+IN_PLACE = {"bias_add_kernel", "sgd_update_kernel"}
+
+
+def need(ok, reason):
+    """Skip when a tool is missing; fail instead under CI=true, where it must be there."""
+    if not ok:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason} (required under CI=true)")
+        pytest.skip(reason)
+
+
+def test_every_family_has_source_and_launcher():
+    assert FAMILIES == ["activation", "conv", "linear", "loss", "lrn", "optim", "pooling"]
+    for fam in FAMILIES:
+        names = cuda_loader.kernel_names(fam)
+        src = cuda_loader.source(fam)
+        assert "#include" not in src.replace("#include <", ""), f"{fam}: local include not inlined"
+        for name in names:
+            assert re.search(rf"__global__ void {name}\(", src), f"{fam}.cu has no kernel {name}"
+
+
+# ---------------------------------------------------------------------------- 1. nvcc
+
+NVCC = shutil.which("nvcc") or ("/usr/local/bin/nvcc" if os.path.exists("/usr/local/bin/nvcc") else None)
+
+
+def _instantiating_unit():
+    """One .cu including every family and taking the address of every kernel instance.
+
+    One translation unit, so nvcc runs once (its host pass dominates the time).
+    """
+    lines = []
+    for fam in FAMILIES:
+        refs = ", ".join(f"(void*)&{e}" for e in cuda_loader.name_expressions(fam))
+        lines += [f'#include "{fam}.cu"', f"void* tinyconv_instances_{fam}[] = {{{refs}}};"]
+    return "\n".join(lines) + "\n"
+
+
+def test_nvcc_compiles_every_source_with_warnings_as_errors(tmp_path):
+    need(NVCC, "nvcc (the CUDA compiler) is not installed")
+    unit = tmp_path / "all_kernels.cu"
+    unit.write_text(_instantiating_unit())
+    cmd = [NVCC, "-std=c++17", "-I", KDIR, "-c", str(unit), "-o", str(tmp_path / "all_kernels.o"),
+           "-Werror", "all-warnings", "-Xcompiler", "-Wall,-Wextra,-Werror"]
+    for a in ARCHS:
+        cmd += ["-gencode", f"arch=compute_{a[3:]},code={a}"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, f"nvcc failed:\n{' '.join(cmd)}\n{r.stdout}\n{r.stderr}"
+    # every instance really was compiled, for each architecture
+    dump = shutil.which("cuobjdump", path=os.path.dirname(os.path.realpath(NVCC)))
+    if dump:
+        listing = subprocess.run([dump, "--list-elf", str(tmp_path / "all_kernels.o")],
+                                 capture_output=True, text=True).stdout
+        for a in ARCHS:
+            assert a in listing, f"no {a} code in the object:\n{listing}"
+
+
+def test_nvcc_check_has_teeth(tmp_path):
+    """A warning (here an unused variable in device code) fails the same command."""
+    need(NVCC, "nvcc (the CUDA compiler) is not installed")
+    unit = tmp_path / "warn.cu"
+    unit.write_text("__global__ void k(float* y) { int unused = 3; y[0] = 1.0f; }\n")
+    cmd = [NVCC, "-c", str(unit), "-o", str(tmp_path / "w.o"), "-arch=sm_90", "-Werror", "all-warnings",
+           "-Xcompiler", "-Wall,-Wextra,-Werror"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode != 0 and "unused" in (r.stdout + r.stderr)
+
+
+# ---------------------------------------------------------------------------- 2. NVRTC
+
+
+@pytest.fixture(scope="module")
+def nvrtc():
+    path = find_libnvrtc()
+    need(path, "libnvrtc not found (pip install nvidia-cuda-nvrtc, part of tinyconv[test])")
+    return NVRTC(path)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("fam", FAMILIES)
+def test_nvrtc_compiles_as_cupy_loads_it(fam, arch, nvrtc):
+    exprs = cuda_loader.name_expressions(fam)
+    options = cuda_loader.NVRTC_OPTIONS + CUPY_ADDED_OPTIONS + (f"--gpu-architecture={arch}",)
+    log, lowered, cubin = nvrtc.compile(cuda_loader.source(fam), f"{fam}.cu", options, exprs)
+    assert log == "", f"NVRTC warnings for {fam}.cu ({arch}):\n{log}"
+    assert set(lowered) == set(exprs) and all(lowered.values())
+    assert cubin[:4] == b"\x7fELF"
+
+
+def test_nvrtc_check_rejects_what_only_nvcc_accepts(nvrtc):
+    """The NVRTC check has teeth: a host header nvcc finds is an error under NVRTC."""
+    src = "#include <cstdio>\n__global__ void k(int* p) { printf(\"%d\", *p); }\n"
+    with pytest.raises(RuntimeError, match="cstdio"):
+        nvrtc.compile(src, "bad.cu", ("--gpu-architecture=sm_90",), ["k"])
+
+
+# ---------------------------------------------------------------------------- 3. host emulation
+
+GXX = shutil.which("g++")
+
+_CTYPE = {"float": np.float32, "double": np.float64, "i64": np.int64, "int": np.int32,
+          "unsigned int": np.uint32, "unsigned char": np.uint8, "unsigned long long": np.uint64}
+
+
+def _signatures(fam):
+    """{kernel: [(is_pointer, is_const, C type), ...]} parsed from the source."""
+    src = cuda_loader.source(fam)
+    sigs = {}
+    for m in re.finditer(r"__global__ void (\w+)\(([^)]*)\)", src):
+        params = []
+        for p in m.group(2).split(","):
+            p = " ".join(p.replace("__restrict__", "").split())
+            ctype = p.rsplit(" ", 1)[0]             # drop the parameter name
+            const = ctype.startswith("const ")
+            ctype = ctype.removeprefix("const ")
+            ptr = ctype.endswith("*")
+            params.append((ptr, const, ctype.rstrip("* ").strip()))
+        sigs[m.group(1)] = params
+    return sigs
+
+
+class HostRunner:
+    """Runs a kernel's g++ build for :func:`cuda_loader.launch` on NumPy arrays."""
+
+    def __init__(self, libs):
+        self.libs, self.sigs, self.calls = libs, {f: _signatures(f) for f in libs}, []
+
+    def __call__(self, fam, expr, grid, block, args):
+        name, _, t = expr.partition("<")
+        t = t.rstrip(">")
+        params = self.sigs[fam][name]
+        assert len(args) == len(params), f"{expr}: {len(args)} arguments for {len(params)} parameters"
+        keep, ptrs = [], []
+        for k, (a, (ptr, const, ctype)) in enumerate(zip(args, params)):
+            want = np.dtype(_CTYPE[t if ctype == "T" else ctype])
+            if ptr:
+                assert isinstance(a, np.ndarray), f"{expr} parameter {k}: expected an array, got {type(a)}"
+                assert a.dtype == want, f"{expr} parameter {k}: array of {a.dtype}, kernel takes {want}"
+                assert a.flags.c_contiguous, f"{expr} parameter {k}: array not C-contiguous"
+                if not const and name not in IN_PLACE:     # poison outputs: unwritten shows up
+                    a[...] = np.nan if a.dtype.kind == "f" else 123
+                v = ctypes.c_void_p(a.ctypes.data)
+            else:
+                assert isinstance(a, np.generic) and a.dtype == want, (
+                    f"{expr} parameter {k}: passed {type(a).__name__}, kernel takes {want}")
+                v = np.ctypeslib.as_ctypes_type(want)(a.item())
+            keep.append(v)
+            ptrs.append(ctypes.cast(ctypes.pointer(v), ctypes.c_void_p))
+        fn = getattr(self.libs[fam], _symbol(expr))
+        fn.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.POINTER(ctypes.c_void_p)]
+        fn.restype = None
+        self.calls.append((fam, expr, grid, block))
+        fn(grid, block, (ctypes.c_void_p * len(ptrs))(*ptrs))
+
+
+def _symbol(expr):
+    return "tc_host_" + expr.replace("<", "__").replace(">", "")
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    """Build every family's host library once; launchers on NumPy arrays run them."""
+    need(GXX, "g++ is not installed")
+    out = tmp_path_factory.mktemp("host_kernels")
+    libs = {}
+    for fam in FAMILIES:
+        exports = "\n".join(f"TC_HOST_EXPORT({_symbol(e)}, {e})" for e in cuda_loader.name_expressions(fam))
+        unit = out / f"{fam}_host.cpp"
+        unit.write_text(f'#include "cuda_host_emulation.h"\n#include "{fam}.cu"\n{exports}\n')
+        so = out / f"lib{fam}_host.so"
+        cmd = [GXX, "-std=c++17", "-O1", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
+               "-I", KDIR, "-x", "c++", str(unit), "-o", str(so)]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        assert r.returncode == 0, f"g++ failed on {fam}.cu:\n{' '.join(cmd)}\n{r.stderr}"
+        libs[fam] = ctypes.CDLL(str(so))
+    runner = HostRunner(libs)
+    with cuda_loader.use_host_emulation(runner):
+        yield runner
+
+
+DTYPES = [np.float32, np.float64]
+
+
+def close(a, b, dtype, rtol=None):
+    rtol = rtol or (2e-6 if dtype == np.float32 else 1e-13)
+    assert a.shape == b.shape and a.dtype == b.dtype, (a.shape, a.dtype, b.shape, b.dtype)
+    assert not np.isnan(a).any(), "an output element was never written (still NaN)"
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * max(1.0, float(np.abs(b).max(initial=0))))
+
+
+# (N, C, H, W, kh, kw, sh, sw, ph, pw)
+CONV_CASES = [
+    (1, 1, 1, 1, 1, 1, 1, 1, 0, 0),      # 1x1 image, 1x1 kernel
+    (1, 1, 1, 1, 3, 3, 1, 1, 1, 1),      # 1x1 image, kernel == padded input
+    (2, 3, 5, 5, 3, 3, 1, 1, 1, 1),
+    (2, 3, 7, 6, 3, 2, 2, 3, 1, 0),      # rectangular everything
+    (1, 2, 4, 4, 6, 6, 1, 1, 1, 1),      # kernel == padded input: one output
+    (2, 2, 9, 9, 2, 2, 4, 4, 0, 0),      # stride > kernel: pixels nobody reads
+    (1, 3, 27, 27, 11, 11, 4, 4, 2, 2),  # AlexNet conv1 geometry
+    (3, 4, 6, 5, 1, 1, 1, 1, 0, 0),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_im2col_col2im_match_reference(host, case, dtype, rng):
+    N, C, H, W, *g = case
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    cols = conv_cuda.im2col(x, *g)
+    np.testing.assert_array_equal(cols, CV.im2col_reference(x, *g))   # a pure copy: exact
+    gcols = rng.standard_normal(cols.shape).astype(dtype)
+    close(conv_cuda.col2im(gcols, x.shape, *g), CV.col2im_reference(gcols, x.shape, *g), dtype)
+
+
+def test_im2col_launch_covers_more_items_than_threads(host, rng, monkeypatch):
+    """Grid-stride loop: with the grid capped at 2 blocks every thread handles many items."""
+    monkeypatch.setattr(cuda_loader, "MAX_GRID", 2)
+    x = rng.standard_normal((2, 3, 20, 20))
+    g = (3, 3, 1, 1, 1, 1)
+    np.testing.assert_array_equal(conv_cuda.im2col(x, *g), CV.im2col_reference(x, *g))
+    cols = rng.standard_normal((2, 27, 400))
+    close(conv_cuda.col2im(cols, x.shape, *g), CV.col2im_reference(cols, x.shape, *g), np.float64)
+    assert host.calls[-1][2] == 2
+
+
+POOL_CASES = [
+    (1, 1, 1, 1, 1, 1, 1, 1, 0, 0),
+    (2, 3, 13, 13, 3, 3, 2, 2, 0, 0),    # AlexNet's overlapping pooling
+    (2, 2, 7, 8, 3, 2, 2, 1, 1, 1),      # padded, rectangular
+    (1, 2, 5, 5, 2, 2, 3, 3, 0, 0),      # stride > kernel
+    (1, 1, 4, 4, 4, 4, 1, 1, 0, 0),      # kernel == input
+    (1, 2, 3, 3, 3, 3, 1, 1, 1, 1),      # windows mostly padding
+]
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", POOL_CASES)
+def test_max_pool_matches_reference(host, case, dtype, ties, rng):
+    N, C, H, W, kh, kw, sh, sw, ph, pw = case
+    shape = (N, C, H, W)
+    # integer values make many ties: the first maximum in scan order must win
+    x = (rng.integers(0, 3, shape) if ties else rng.standard_normal(shape)).astype(dtype)
+    y, arg = pooling_cuda.max_pool2d_forward(x, kh, kw, sh, sw, ph, pw)
+    y_ref, arg_ref = PO.max_pool2d_forward_reference(x, kh, kw, sh, sw, ph, pw)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(arg, arg_ref)
+    assert arg.dtype == np.int64
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    ref = PO.max_pool2d_backward_reference(gy, arg_ref, shape)
+    close(pooling_cuda.max_pool2d_backward(gy, arg, shape), ref, dtype)                   # contract call
+    close(pooling_cuda.max_pool2d_backward(gy, arg, shape, (kh, kw), (sh, sw), (ph, pw)), ref, dtype)
+
+
+def test_max_pool_nan_propagates_like_reference(host):
+    x = np.array([[[[1.0, np.nan, 3.0], [np.nan, 0.0, 5.0], [2.0, 2.0, 2.0]]]])
+    y, arg = pooling_cuda.max_pool2d_forward(x, 2, 2, 1, 1, 0, 0)
+    y_ref, arg_ref = PO.max_pool2d_forward_reference(x, 2, 2, 1, 1, 0, 0)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(y_ref))
+    np.testing.assert_array_equal(arg, arg_ref)
+
+
+# (N, C, H, W, size)
+LRN_CASES = [(1, 1, 1, 1, 5), (2, 3, 4, 4, 5), (2, 8, 3, 5, 5), (1, 7, 2, 2, 4), (2, 4, 1, 1, 1),
+             (1, 2, 3, 3, 9)]
+
+
+@pytest.mark.parametrize("params", [(5e-4, 0.75, 2.0), (0.5, 0.75, 1.0), (1.0, 1.5, 0.5)])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", LRN_CASES)
+def test_lrn_matches_reference(host, case, dtype, params, rng):
+    *shape, size = case
+    alpha, beta, k = params
+    x = (rng.standard_normal(shape) * 2).astype(dtype)
+    y, scale = lrn_cuda.lrn_forward(x, size, alpha, beta, k)
+    y_ref, s_ref = LR.lrn_forward_reference(x, size, alpha, beta, k)
+    close(scale, s_ref, dtype)
+    close(y, y_ref, dtype, rtol=1e-5 if dtype == np.float32 else None)
+    gy = rng.standard_normal(shape).astype(dtype)
+    close(lrn_cuda.lrn_backward(gy, x, y_ref, s_ref, size, alpha, beta),
+          LR.lrn_backward_reference(gy, x, y_ref, s_ref, size, alpha, beta), dtype,
+          rtol=1e-5 if dtype == np.float32 else None)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [1, 7, 1000])
+def test_relu_matches_reference(host, n, dtype, rng):
+    x = rng.standard_normal(n).astype(dtype)
+    x[::3] = 0.0                                 # exact zeros: y > 0 decides the gradient
+    y = activation_cuda.relu_forward(x)
+    np.testing.assert_array_equal(y, A.relu_forward_reference(x))
+    gy = rng.standard_normal(n).astype(dtype)
+    np.testing.assert_array_equal(activation_cuda.relu_backward(gy, y), A.relu_backward_reference(gy, y))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (4, 10), (3, 1000), (2, 5)])
+def test_softmax_cross_entropy_matches_reference(host, shape, dtype, rng):
+    logits = (rng.standard_normal(shape) * 30).astype(dtype)    # large logits: the shift matters
+    target = rng.integers(0, shape[1], shape[0]).astype(np.int64)
+    loss, probs = loss_cuda.softmax_cross_entropy_forward(logits, target)
+    loss_ref, probs_ref = LO.softmax_cross_entropy_forward_reference(logits, target)
+    close(loss, loss_ref, dtype, rtol=1e-5 if dtype == np.float32 else None)
+    close(probs, probs_ref, dtype, rtol=1e-5 if dtype == np.float32 else None)
+    gloss = rng.standard_normal(shape[0]).astype(dtype)
+    close(loss_cuda.softmax_cross_entropy_backward(gloss, probs_ref, target),
+          LO.softmax_cross_entropy_backward_reference(gloss, probs_ref, target), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (5, 7), (128, 300)])
+def test_bias_add_and_grad_match_reference(host, shape, dtype, rng):
+    y = rng.standard_normal(shape).astype(dtype)
+    b = rng.standard_normal(shape[1]).astype(dtype)
+    expect = LI.bias_add_reference(y.copy(), b)
+    np.testing.assert_array_equal(linear_cuda.bias_add(y.copy(), b), expect)
+    close(linear_cuda.bias_grad(y), y.sum(axis=0), dtype, rtol=1e-5 if dtype == np.float32 else None)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("momentum,dampening,wd,nesterov", [(0.0, 0.0, 0.0, False), (0.9, 0.0, 5e-4, False),
+                                                            (0.9, 0.1, 1e-2, True)])
+def test_sgd_update_matches_torch_formula(host, dtype, momentum, dampening, wd, nesterov, rng):
+    w = rng.standard_normal(1000).astype(dtype)
+    v = rng.standard_normal(1000).astype(dtype) if momentum else None
+    w_ref, v_ref = w.astype(np.float64), None if v is None else v.astype(np.float64)
+    for step in range(3):
+        g = rng.standard_normal(1000).astype(dtype)
+        optim_cuda.sgd_update(w, g, v, 0.01, momentum, dampening, wd, nesterov, first_step=step == 0)
+        d = g + wd * w_ref                      # torch.optim.SGD, written out in float64
+        if momentum:
+            v_ref = d if step == 0 else momentum * v_ref + (1 - dampening) * d
+            d = d + momentum * v_ref if nesterov else v_ref
+        w_ref = w_ref - 0.01 * d
+    close(w, w_ref.astype(dtype), dtype, rtol=1e-5 if dtype == np.float32 else None)
+
+
+# ---------------------------------------------------------------------------- Philox and dropout
+
+# Random123's known-answer vectors for philox4x32_10 (kat_vectors): counter, key, result
+PHILOX_KAT = [
+    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
+     (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
+]
+
+
+def test_philox_known_answers(host):
+    ctr = np.array([c for c, _, _ in PHILOX_KAT], dtype=np.uint32)
+    key = np.array([k for _, k, _ in PHILOX_KAT], dtype=np.uint32)
+    out = np.empty_like(ctr)
+    cuda_loader.launch("activation", "philox4x32_10_kernel", None, len(PHILOX_KAT),
+                       (ctr, key, out, np.int64(len(PHILOX_KAT))))
+    np.testing.assert_array_equal(out, np.array([r for _, _, r in PHILOX_KAT], dtype=np.uint32))
+    np.testing.assert_array_equal(_philox_numpy(ctr.T, key.T).T, out)   # the test's own model agrees
+
+
+def _philox_numpy(c, k):
+    """Philox4x32-10 in NumPy (uint64 arithmetic), c (4, n), k (2, n) -> (4, n) uint32."""
+    M0, M1, W0, W1 = 0xD2511F53, 0xCD9E8D57, 0x9E3779B9, 0xBB67AE85
+    m32 = np.uint64(0xFFFFFFFF)
+    c = [np.asarray(v, dtype=np.uint64) for v in c]
+    k0, k1 = (np.asarray(v, dtype=np.uint64) for v in k)
+    for r in range(10):
+        if r:
+            k0, k1 = (k0 + np.uint64(W0)) & m32, (k1 + np.uint64(W1)) & m32
+        p0, p1 = np.uint64(M0) * c[0], np.uint64(M1) * c[2]
+        c = [(p1 >> np.uint64(32)) ^ c[1] ^ k0, p1 & m32, (p0 >> np.uint64(32)) ^ c[3] ^ k1, p0 & m32]
+    return np.stack(c).astype(np.uint32)
+
+
+def _keep_numpy(n, p, seed, offset):
+    """The mask dropout.cu must draw: element i <- word i%4 of philox((i/4, offset), seed)."""
+    g = np.arange((n + 3) // 4, dtype=np.uint64)
+    c = (g & np.uint64(0xFFFFFFFF), g >> np.uint64(32), np.full_like(g, offset & 0xFFFFFFFF),
+         np.full_like(g, offset >> 32))
+    k = (np.full_like(g, seed & 0xFFFFFFFF), np.full_like(g, seed >> 32))
+    bits = _philox_numpy(c, k).T.reshape(-1)[:n]
+    return (bits >> 8).astype(np.float64) * 2.0 ** -24 >= p
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,p", [(1, 0.5), (7, 0.3), (4099, 0.5), (1000, 0.0)])
+def test_dropout_mask_and_values(host, n, p, dtype, rng):
+    tinyconv.manual_seed(1234)
+    x = (rng.standard_normal((n,)) + 3).astype(dtype)      # no zeros: a dropped element is visible
+    y, mask = activation_cuda.dropout_forward(x, p)
+    keep = _keep_numpy(n, p, mask.seed, mask.offset)
+    np.testing.assert_array_equal(mask.keep(), keep)
+    np.testing.assert_array_equal(y, np.where(keep, x * dtype(1.0 / (1.0 - p)), 0))
+    gy = rng.standard_normal(n).astype(dtype)
+    np.testing.assert_array_equal(activation_cuda.dropout_backward(gy, mask, p),
+                                  np.where(keep, gy * dtype(1.0 / (1.0 - p)), 0))
+
+
+def test_dropout_statistics_seed_and_offsets(host):
+    tinyconv.manual_seed(7)
+    x = np.ones(200_000, dtype=np.float32)
+    for p in (0.1, 0.5, 0.9):
+        _, mask = activation_cuda.dropout_forward(x, p)
+        kept = mask.keep().mean()
+        sigma = np.sqrt(p * (1 - p) / x.size)
+        assert abs(kept - (1 - p)) < 5 * sigma, (p, kept)
+    _, m1 = activation_cuda.dropout_forward(x, 0.5)
+    _, m2 = activation_cuda.dropout_forward(x, 0.5)
+    assert m2.offset > m1.offset and 0.45 < (m1.keep() == m2.keep()).mean() < 0.55   # fresh masks
+    tinyconv.manual_seed(7)
+    _, again = activation_cuda.dropout_forward(x, 0.1)
+    tinyconv.manual_seed(7)
+    _, same = activation_cuda.dropout_forward(x, 0.1)
+    assert (again.seed, again.offset) == (same.seed, same.offset)
+    np.testing.assert_array_equal(again.keep(), same.keep())
+
+
+def test_dropout_backward_rejects_a_foreign_mask(host):
+    _, mask = activation_cuda.dropout_forward(np.ones((4, 4), np.float32), 0.5)
+    with pytest.raises(ValueError, match="dropout_backward"):
+        activation_cuda.dropout_backward(np.ones((2, 8), np.float32), mask, 0.5)
+
+
+def test_launchers_reject_other_dtypes(host):
+    with pytest.raises(TypeError, match="float32 or float64"):
+        activation_cuda.relu_forward(np.ones(3, dtype=np.int32))
+
+
+def test_launch_without_gpu_or_emulation_says_so():
+    with cuda_loader.use_host_emulation(None), pytest.raises(TypeError, match="CuPy arrays"):
+        activation_cuda.relu_forward(np.ones(3, dtype=np.float32))
