@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 #: the kernel modules :func:`warmup` and :func:`compile_stats` know (tinyconv.kernels.<family>_numba)
-_FAMILIES = ("conv", "pooling", "lrn", "activation")
+_FAMILIES = ("conv", "pooling", "lrn", "activation", "optim")
 
 
 def set_num_threads(n):
@@ -101,6 +101,8 @@ def _tiny_calls(dtype):
         "activation.dropout_forward": lambda: m["activation"].dropout_forward(
             x, 0.5, rng=np.random.default_rng(0)),
         "activation.dropout_backward": lambda: m["activation"].dropout_backward(g, x > 0, 0.5),
+        "optim.sgd_update": lambda: m["optim"].sgd_update(x.copy(), g, np.empty_like(x), 0.01, 0.9, 0.0,
+                                                         5e-4, False, True),
     }
 
 
