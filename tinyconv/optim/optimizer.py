@@ -45,6 +45,9 @@ class Optimizer:
         if isinstance(params, (Tensor, dict)):
             raise TypeError(f"{name}: params must be an iterable of Tensors or of dicts, got a "
                             f"single {type(params).__name__} (wrap it in a list)")
+        if isinstance(params, set):
+            raise TypeError(f"{name}: params must be an ordered collection, not a set "
+                            "(a set's order changes between runs, and state_dict numbers parameters)")
         groups = list(params)
         if not groups:
             raise ValueError(f"{name}: got an empty parameter list")
