@@ -472,3 +472,83 @@ def test_launchers_reject_other_dtypes(host):
 def test_launch_without_gpu_or_emulation_says_so():
     with cuda_loader.use_host_emulation(None), pytest.raises(TypeError, match="CuPy arrays"):
         activation_cuda.relu_forward(np.ones(3, dtype=np.float32))
+
+
+# ---------------------------------------------------------------------------- the ops on the launchers
+
+LAUNCHERS = {
+    ("conv", "im2col"): conv_cuda.im2col, ("conv", "col2im"): conv_cuda.col2im,
+    ("pooling", "max_pool2d_forward"): pooling_cuda.max_pool2d_forward,
+    ("pooling", "max_pool2d_backward"): pooling_cuda.max_pool2d_backward,
+    ("lrn", "lrn_forward"): lrn_cuda.lrn_forward, ("lrn", "lrn_backward"): lrn_cuda.lrn_backward,
+    ("activation", "relu_forward"): activation_cuda.relu_forward,
+    ("activation", "relu_backward"): activation_cuda.relu_backward,
+    ("activation", "dropout_forward"): activation_cuda.dropout_forward,
+    ("activation", "dropout_backward"): activation_cuda.dropout_backward,
+    ("linear", "bias_add"): linear_cuda.bias_add,
+    ("loss", "softmax_cross_entropy_forward"): loss_cuda.softmax_cross_entropy_forward,
+    ("loss", "softmax_cross_entropy_backward"): loss_cuda.softmax_cross_entropy_backward,
+}
+
+
+@pytest.fixture
+def ops_on_cuda_launchers(host, monkeypatch):
+    """Route tinyconv's ops, on NumPy arrays, to the CUDA launchers (host emulation) in fast mode.
+
+    This runs the ops exactly as on a GPU, seam calls and all, with only the array module
+    changed, so a launcher that disagrees with how an op calls it fails here.
+    """
+    from tinyconv import backend
+    for (fam, name), fn in LAUNCHERS.items():
+        monkeypatch.setitem(backend._kernel_cache, (fam, name, "numba"), fn)
+    with tinyconv.use_kernels("fast"):
+        yield
+
+
+def _small_alexnet_step(x, target, params):
+    import tinyconv.functional as F
+    w1, b1, w2, b2 = params
+    h = F.relu(F.conv2d(x, w1, b1, stride=2, padding=2))
+    h = F.local_response_norm(h, 5, alpha=5e-4 * 40, beta=0.75, k=2.0)
+    h = F.max_pool2d(h, 3, stride=2)
+    logits = F.linear(h.flatten(1), w2, b2)
+    return F.cross_entropy(logits, target)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ops_through_cuda_launchers_match_reference_mode(ops_on_cuda_launchers, host, dtype, rng):
+    x = rng.standard_normal((2, 3, 19, 19)).astype(dtype)
+    target = rng.integers(0, 5, 2)
+    shapes = [(6, 3, 5, 5), (6,), (5, 6 * 4 * 4), (5,)]
+    values = [(rng.standard_normal(s) * 0.3).astype(dtype) for s in shapes]
+
+    def run():
+        params = [tinyconv.tensor(v, requires_grad=True) for v in values]
+        xt = tinyconv.tensor(x, requires_grad=True)
+        loss = _small_alexnet_step(xt, tinyconv.tensor(target), params)
+        loss.backward()
+        return loss.item(), [p.grad.data for p in [xt] + params]
+
+    n_calls = len(host.calls)
+    loss, grads = run()
+    launched = {expr.split("<")[0] for _, expr, _, _ in host.calls[n_calls:]}
+    assert {"im2col_kernel", "col2im_kernel", "relu_forward_kernel", "lrn_forward_kernel",
+            "max_pool2d_forward_kernel", "softmax_xent_forward_kernel", "bias_add_kernel"} <= launched
+    with tinyconv.use_kernels("reference"):
+        loss_ref, grads_ref = run()
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    assert abs(loss - loss_ref) <= rtol * abs(loss_ref)
+    for g, g_ref in zip(grads, grads_ref):
+        close(g, g_ref, dtype, rtol=rtol * 10)
+
+
+def test_dropout_op_through_cuda_launchers(ops_on_cuda_launchers, rng):
+    import tinyconv.functional as F
+    tinyconv.manual_seed(3)
+    x = tinyconv.tensor(rng.standard_normal((8, 64)) + 3, requires_grad=True)
+    y = F.dropout(x, 0.25)
+    (y * 2).sum().backward()
+    keep = y.data != 0
+    assert 0.6 < keep.mean() < 0.9
+    np.testing.assert_allclose(y.data, np.where(keep, x.data / 0.75, 0))
+    np.testing.assert_allclose(x.grad.data, np.where(keep, 2 / 0.75, 0))

@@ -11,8 +11,8 @@ Where things live (see README's code map):
 import numpy as np
 
 from . import functional  # noqa: F401
-from . import nn, optim  # noqa: F401
-from .autograd import Tensor, is_grad_enabled, no_grad, tensor  # noqa: F401
+from . import cuda, nn, optim  # noqa: F401
+from .autograd import Tensor, from_dlpack, is_grad_enabled, no_grad, tensor  # noqa: F401
 from .backend import device, kernel_mode, use_kernels  # noqa: F401
 from .creation import (arange, from_numpy, full, ones, ones_like, rand, randn,  # noqa: F401
                        zeros, zeros_like)

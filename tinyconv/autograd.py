@@ -269,6 +269,15 @@ class Tensor:
             raise TypeError(f"numpy(): the tensor is on {self.device}; call .cpu() first")
         return self.data
 
+    def __dlpack__(self, *args, **kwargs):
+        """Zero-copy export (DLPack), e.g. ``torch.from_dlpack(t)``; the data is shared, not copied."""
+        if self.requires_grad:
+            raise RuntimeError("__dlpack__: the tensor requires grad; export t.detach() instead")
+        return self.data.__dlpack__(*args, **kwargs)
+
+    def __dlpack_device__(self):
+        return self.data.__dlpack_device__()
+
     def __array__(self, dtype=None, copy=None):
         if self.device.type != "cpu":
             raise TypeError(f"cannot convert a tensor on {self.device} to NumPy; call .cpu() first")
@@ -468,3 +477,23 @@ def tensor(data, dtype=None, requires_grad=False, device=None):
     else:
         arr = np.array(data, dtype=dtype)
     return Tensor(arr, requires_grad=requires_grad)
+
+
+_DLPACK_CPU, _DLPACK_CUDA, _DLPACK_CUDA_HOST = 1, 2, 3
+
+
+def from_dlpack(obj):
+    """A leaf tensor sharing memory with ``obj`` (a PyTorch/CuPy/NumPy/JAX array), zero-copy.
+
+    Anything with ``__dlpack__`` and ``__dlpack_device__`` works: a CPU array becomes a
+    NumPy-backed tensor, a CUDA array a CuPy-backed one (which needs CuPy and the GPU).
+    """
+    if not hasattr(obj, "__dlpack_device__"):
+        raise TypeError(f"from_dlpack: expected an object with __dlpack__ and __dlpack_device__, "
+                        f"got {type(obj).__name__}")
+    dev_type, _ = obj.__dlpack_device__()
+    if dev_type in (_DLPACK_CPU, _DLPACK_CUDA_HOST):
+        return Tensor(np.from_dlpack(obj))
+    if dev_type == _DLPACK_CUDA:
+        return Tensor(backend._import_cupy().from_dlpack(obj))
+    raise ValueError(f"from_dlpack: unsupported DLPack device type {dev_type} (expected CPU or CUDA)")
