@@ -63,17 +63,20 @@ def _im2col(x, cols, kh, kw, sh, sw, ph, pw, OH, OW):
                     row[l] = 0
                 for l in range(oh_hi * OW, OH * OW):
                     row[l] = 0
+                n_in = ow_hi - ow_lo
+                iw0 = ow_lo * sw - pw + j             # input column of output column ow_lo
                 for oh in range(oh_lo, oh_hi):
-                    src = plane[oh * sh - ph + i]     # input row of this output row
-                    base = oh * OW
-                    for ow in range(0, ow_lo):        # left padding
-                        row[base + ow] = 0
-                    iw = ow_lo * sw - pw + j          # first input column inside
-                    for ow in range(ow_lo, ow_hi):
-                        row[base + ow] = src[iw]
-                        iw += sw
+                    out = row[oh * OW:(oh + 1) * OW]  # output row oh of this tap
+                    # input row oh*sh - ph + i, columns iw0, iw0 + sw, ... (slices: the indices are
+                    # known non-negative, so Numba emits no wrap-around checks and the copy vectorizes)
+                    src = plane[oh * sh - ph + i, iw0:iw0 + (n_in - 1) * sw + 1:sw]
+                    for ow in range(ow_lo):           # left padding
+                        out[ow] = 0
+                    dst = out[ow_lo:ow_hi]
+                    for t in range(n_in):
+                        dst[t] = src[t]
                     for ow in range(ow_hi, OW):       # right padding
-                        row[base + ow] = 0
+                        out[ow] = 0
 
 
 def im2col(x, kh, kw, sh, sw, ph, pw):
@@ -99,13 +102,15 @@ def _col2im(cols, gx, kh, kw, sh, sw, ph, pw, OH, OW):
             for j in range(kw):
                 ow_lo, ow_hi = _valid_range(pw, j, sw, W, OW)
                 row = cols[n, (c * kh + i) * kw + j]
+                n_in = ow_hi - ow_lo
+                iw0 = ow_lo * sw - pw + j
                 for oh in range(oh_lo, oh_hi):
-                    dst = plane[oh * sh - ph + i]
-                    base = oh * OW
-                    iw = ow_lo * sw - pw + j
-                    for ow in range(ow_lo, ow_hi):    # entries in the padding are dropped
-                        dst[iw] += row[base + ow]
-                        iw += sw
+                    # columns ow_lo .. ow_hi-1 of output row oh land on input columns iw0, iw0 + sw, ...;
+                    # the entries that fall in the padding are dropped
+                    dst = plane[oh * sh - ph + i, iw0:iw0 + (n_in - 1) * sw + 1:sw]
+                    src = row[oh * OW + ow_lo:oh * OW + ow_hi]
+                    for t in range(n_in):
+                        dst[t] += src[t]
 
 
 def col2im(cols, x_shape, kh, kw, sh, sw, ph, pw):
