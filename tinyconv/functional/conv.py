@@ -90,7 +90,7 @@ class Conv2dFunction(Function):
     """y = conv2d(x, W) + b with x (N, C, H, W), W (O, C/G, kh, kw), b (O,), G groups.
 
     With ``cols = im2col(x)`` (N, C*kh*kw, L), L = OH*OW, and K = (C/G)*kh*kw, each
-    group g is one matrix product (Wg is (O/G, K), cols_g is (N, K, L)):
+    group g is one matrix product (Wg is (O/G, K), cols_g[n] is (K, L)):
 
         forward:   y_g[n]  = Wg @ cols_g[n]                    (+ b, broadcast over L)
         backward:  gWg     = sum_n gy_g[n] @ cols_g[n]^T         (O/G, K)
@@ -101,11 +101,18 @@ class Conv2dFunction(Function):
     g*O/G ... (g+1)*O/G - 1, so splitting the rows of cols and of W into G blocks is a
     plain reshape.
 
-    What backward keeps: ``cols`` (only when the weight needs a gradient, since only gW
-    reads it) rather than ``x``.  Recomputing im2col in backward would save memory (cols
-    is kh*kw/(sh*sw) times the size of x: about 2 GB in float32 over AlexNet's five
-    convolutions at batch 128) but cost one more full im2col pass, which on the CPU is
-    as slow as the GEMM it feeds.  gx needs only W and gy.
+    Batching: the N per-sample products are done as one GEMM per group by laying the
+    samples side by side along L, i.e. cols as (G, K, N*L).  One large GEMM keeps BLAS
+    (and cuBLAS) far busier than N small ones (L is only 169 at AlexNet's 13x13 layers),
+    and the sum over n in gW becomes part of the GEMM's inner dimension.  The price is
+    a transposing copy of cols in forward and of gcols in backward.
+
+    What backward keeps: those batched ``cols`` (only when the weight needs a gradient,
+    since only gW reads them) rather than ``x``.  Recomputing im2col in backward would
+    save memory (cols is about kh*kw/(sh*sw) times the size of x: some 2 GB in float32
+    over AlexNet's five convolutions at batch 128) but cost one more full im2col pass and
+    transpose, memory-bound work that on the CPU takes a fair fraction of the GEMM time.
+    gx needs only W and gy.
     """
 
     def __init__(self, stride, padding, groups):
@@ -120,9 +127,11 @@ class Conv2dFunction(Function):
         K, L = Cg * kh * kw, OH * OW
 
         cols = _im2col(xp.ascontiguousarray(x), kh, kw, sh, sw, ph, pw)   # (N, C*kh*kw, L)
-        wg = w.reshape(G, O // G, K)
-        # (G, O/G, K) @ (N, G, K, L) -> (N, G, O/G, L): one GEMM per (sample, group)
-        y = (wg @ cols.reshape(N, G, K, L)).reshape(N, O, OH, OW)
+        # (N, G, K, L) -> (G, K, N, L) -> (G, K, N*L): samples side by side along columns
+        cols = xp.ascontiguousarray(cols.reshape(N, G, K, L).transpose(1, 2, 0, 3)).reshape(G, K, N * L)
+        # (G, O/G, K) @ (G, K, N*L) -> (G, O/G, N*L): one GEMM per group, then back to NCHW
+        y = w.reshape(G, O // G, K) @ cols
+        y = xp.ascontiguousarray(y.reshape(O, N, L).transpose(1, 0, 2)).reshape(N, O, OH, OW)
         if b is not None:
             y += b.reshape(1, O, 1, 1)
 
@@ -132,25 +141,24 @@ class Conv2dFunction(Function):
 
     def backward(self, gy):
         xp = array_module(gy)
-        w, cols = self.saved_tensors
+        w, cols = self.saved_tensors                 # cols: (G, K, N*L) or None
         (sh, sw), (ph, pw), G = self.stride, self.padding, self.groups
-        N = gy.shape[0]
+        N, C, H, W = self.x_shape
         O, Cg, kh, kw = w.shape
         K, L = Cg * kh * kw, gy.shape[2] * gy.shape[3]
-        gyg = xp.ascontiguousarray(gy).reshape(N, G, O // G, L)
+        # gy (N, O, L) -> (O, N, L) -> (G, O/G, N*L), the layout of the forward GEMM's output
+        gy_b = xp.ascontiguousarray(gy.reshape(N, O, L).transpose(1, 0, 2)).reshape(G, O // G, N * L)
         wg = w.reshape(G, O // G, K)
 
         gx = gw = gb = None
         if self.needs_input_grad[0]:
-            # (G, K, O/G) @ (N, G, O/G, L) -> (N, G, K, L) = gcols, then scatter back to pixels
-            gcols = wg.transpose(0, 2, 1) @ gyg
+            # (G, K, O/G) @ (G, O/G, N*L) -> (G, K, N*L) = gcols, back to (N, G*K, L) for col2im
+            gcols = wg.transpose(0, 2, 1) @ gy_b
+            gcols = xp.ascontiguousarray(gcols.reshape(G, K, N, L).transpose(2, 0, 1, 3))
             gx = _col2im(gcols.reshape(N, G * K, L), self.x_shape, kh, kw, sh, sw, ph, pw)
         if self.needs_input_grad[1]:
-            colsg = cols.reshape(N, G, K, L)
-            gw = xp.zeros((G, O // G, K), dtype=gy.dtype)
-            for n in range(N):   # one (O/G, L) @ (L, K) GEMM per sample and group, summed
-                gw += gyg[n] @ colsg[n].transpose(0, 2, 1)
-            gw = gw.reshape(w.shape)
+            # (G, O/G, N*L) @ (G, N*L, K) -> (G, O/G, K): the sum over samples is inside the GEMM
+            gw = (gy_b @ cols.transpose(0, 2, 1)).reshape(w.shape)
         if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
             gb = gy.sum(axis=(0, 2, 3))
         return (gx, gw) if len(self.needs_input_grad) == 2 else (gx, gw, gb)
