@@ -368,13 +368,10 @@ def test_positional_arguments_follow_pytorch():
     assert F.avg_pool2d(_x((1, 1, 5, 5)), 2, 2, 0, True, False, None).shape == (1, 1, 3, 3)
 
 
-@pytest.mark.parametrize("mode", ["reference", pytest.param("fast", marks=pytest.mark.xfail(
-    reason="kernels/pooling_numba.py keeps the first NaN of a window; PyTorch the last"))])
-def test_nan_wins_like_torch(torch, mode):
+def test_nan_wins_like_torch(kernel_mode, torch):
     # PyTorch (CPU) replaces the running max on `val > max || isnan(val)`: a NaN wins, the last one
     x_np = np.array([[[[1.0, np.nan, 3.0, np.nan, 2.0]]]])
-    with tc.use_kernels(mode):
-        y, idx = F.max_pool2d(tc.tensor(x_np), (1, 5), return_indices=True)
+    y, idx = F.max_pool2d(tc.tensor(x_np), (1, 5), return_indices=True)
     y_t, idx_t = torch.nn.functional.max_pool2d(torch.tensor(x_np), (1, 5), return_indices=True)
     assert np.isnan(y.data).all() and np.isnan(y_t.numpy()).all()
     np.testing.assert_array_equal(idx.data, idx_t.numpy())
