@@ -124,3 +124,65 @@ def col2im(cols, x_shape, kh, kw, sh, sw, ph, pw):
     gx = np.empty((N, C, H, W), dtype=cols.dtype)
     _col2im(cols, gx, kh, kw, sh, sw, ph, pw, OH, OW)
     return gx
+
+
+# --------------------------------------------------------------------------- batched GEMM layout
+#
+# conv2d does one GEMM per group over the whole batch, with the samples side by side
+# along the columns: cols as (G, K, N*L), K = (C/G)*kh*kw.  Row R = g*K + k of the
+# contract's (N, C*kh*kw, L) cols of sample n is then cols_b[g, k, n*L:(n+1)*L], so the
+# same two kernels above write / read that layout directly through a strided view,
+# (G*K, N, L) transposed to (N, G*K, L), instead of im2col followed by a transposing copy.
+
+
+def im2col_batched(x, kh, kw, sh, sw, ph, pw, groups):
+    """im2col written straight into conv2d's GEMM layout (G, K, N*L).
+
+    Equals ``im2col_reference(x, ...).reshape(N, G, K, L).transpose(1, 2, 0, 3).reshape(G, K, N*L)``.
+    """
+    x = np.ascontiguousarray(x)
+    N, C, H, W = x.shape
+    OH, OW = _out_size(H, kh, sh, ph), _out_size(W, kw, sw, pw)
+    L, CK = OH * OW, C * kh * kw
+    out = np.empty((groups, CK // groups, N * L), dtype=x.dtype)
+    _im2col(x, out.reshape(CK, N, L).transpose(1, 0, 2), kh, kw, sh, sw, ph, pw, OH, OW)
+    return out
+
+
+def col2im_batched(gcols, x_shape, kh, kw, sh, sw, ph, pw):
+    """col2im reading conv2d's GEMM layout (G, K, N*L) directly.
+
+    Equals ``col2im_reference(gcols.reshape(G, K, N, L).transpose(2, 0, 1, 3).reshape(N, G*K, L), ...)``.
+    """
+    gcols = np.ascontiguousarray(gcols)
+    N, C, H, W = (int(s) for s in x_shape)
+    OH, OW = _out_size(H, kh, sh, ph), _out_size(W, kw, sw, pw)
+    L, CK = OH * OW, C * kh * kw
+    if gcols.size != CK * N * L or gcols.ndim != 3 or gcols.shape[2] != N * L:
+        raise ValueError(f"col2im_batched: expected gcols of shape (G, {CK}/G, {N * L}) for x_shape "
+                         f"{tuple(x_shape)}, got {gcols.shape}")
+    gx = np.empty((N, C, H, W), dtype=gcols.dtype)
+    _col2im(gcols.reshape(CK, N, L).transpose(1, 0, 2), gx, kh, kw, sh, sw, ph, pw, OH, OW)
+    return gx
+
+
+@njit(cache=True, parallel=True)
+def _swap01(a, out):
+    A, B, L = a.shape
+    for b in prange(B):                            # out[b, a, :] = a[a, b, :]: rows of L stay whole
+        for i in range(A):
+            src = a[i, b]
+            dst = out[b, i]
+            for t in range(L):
+                dst[t] = src[t]
+
+
+def swap01(a):
+    """``ascontiguousarray(a.transpose(1, 0, 2))`` for a 3-d array, copied in parallel row blocks.
+
+    conv2d's layout shuffles between its GEMM's (O, N, L) and NCHW's (N, O, L).
+    """
+    a = np.ascontiguousarray(a)
+    out = np.empty((a.shape[1], a.shape[0], a.shape[2]), dtype=a.dtype)
+    _swap01(a, out)
+    return out

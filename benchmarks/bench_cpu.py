@@ -1,0 +1,471 @@
+#!/usr/bin/env python3
+"""CPU benchmarks: tinyconv (NumPy reference and Numba kernels) against PyTorch, in one run.
+
+    python benchmarks/bench_cpu.py                  # everything, 2 threads each side
+    python benchmarks/bench_cpu.py --threads 1 --quick
+    python3 dev.py bench [ARGS]                     # the same, from a fresh checkout
+
+What it measures, at the paper AlexNet's shapes (batch 1 and 16), each forward and
+forward+backward, for ``ref`` (tinyconv with ``use_kernels("reference")``), ``fast``
+(tinyconv's Numba kernels) and ``torch`` (PyTorch on the CPU, oneDNN underneath):
+
+* every layer type: the five convolutions, the two LRNs, the three 3/2 max-pools, ReLU,
+  dropout and the three fully connected layers;
+* the whole training step (forward, cross-entropy, backward, SGD with momentum 0.9 and
+  weight decay 5e-4) of the paper AlexNet at batch 16 and of ``small28`` at batch 128.
+
+Both sides get the same thread count (``tinyconv.set_num_threads`` sets Numba's and
+BLAS's; ``torch.set_num_threads`` PyTorch's).  Each timing is the median of
+``--repeats`` runs after a warm-up run, with the three implementations interleaved run by
+run so that other load on the machine hits all of them alike; the ratios are what to
+quote.  Numba's compile (or cache load) is paid by ``tinyconv.warmup()`` first and
+reported apart.
+
+Each convolution's achieved GFLOP/s is set against NumPy's plain float32 GEMM rate on
+the same machine (this engine's ceiling: its convolutions are im2col + that GEMM).
+
+Writes ``benchmarks/results/cpu-<date>.json`` and ``.md`` (and ``.png`` when matplotlib
+is installed), with the machine: CPU model, cores, BLAS and its kernel as threadpoolctl
+reports them.  OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, when set in the environment, can
+slow NumPy's GEMM; they are recorded, and for a fair run unset them in the command only:
+``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_cpu.py``.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import tinyconv
+import tinyconv.nn.functional as F
+import tinyconv.optim
+from tinyconv import nn
+
+ROOT = Path(__file__).resolve().parent
+IMPLS = ("ref", "fast", "torch")
+
+# --------------------------------------------------------------------------- the machine
+
+
+def machine_info(threads):
+    from threadpoolctl import threadpool_info
+    cpu = platform.processor() or ""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import numba
+    info = {
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpu": cpu, "logical_cores": os.cpu_count(), "threads": threads,
+        "platform": platform.platform(), "python": platform.python_version(),
+        "numpy": np.__version__, "numba": numba.__version__, "tinyconv": tinyconv.__version__,
+        "blas": [{k: p.get(k) for k in ("internal_api", "version", "architecture", "threading_layer",
+                                         "num_threads", "prefix")}
+                 for p in threadpool_info() if p.get("user_api") == "blas"],
+        "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+                                               "OMP_NUM_THREADS", "NUMBA_NUM_THREADS")},
+    }
+    try:
+        import torch
+        info["torch"] = torch.__version__
+        info["torch_mkldnn"] = bool(torch.backends.mkldnn.is_available())
+    except ImportError:
+        info["torch"] = None
+    return info
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def bench_interleaved(fns, repeats):
+    """{impl: median seconds}: one warm-up each, then ``repeats`` rounds running every impl once."""
+    for fn in fns.values():
+        fn()
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            times[k].append(_timed(fn))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def gemm_rate(threads, repeats=5, n=2048):
+    """NumPy's float32 GEMM rate in GFLOP/s (2 n^3 flops per n x n product)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    a @ b
+    t = statistics.median(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n ** 3 / t / 1e9
+
+
+# --------------------------------------------------------------------------- layer cases
+
+
+def _layer_cases(batches):
+    """(name, batch, kind, tinyconv fn, torch fn, input shapes, extra) for the paper's layers."""
+    cases = []
+    convs = [  # name, C, H, O, k, stride, pad, groups
+        ("conv1", 3, 227, 96, 11, 4, 0, 1), ("conv2", 96, 27, 256, 5, 1, 2, 2),
+        ("conv3", 256, 13, 384, 3, 1, 1, 1), ("conv4", 384, 13, 384, 3, 1, 1, 2),
+        ("conv5", 384, 13, 256, 3, 1, 1, 2)]
+    lrn = dict(size=5, alpha=5e-4, beta=0.75, k=2.0)
+    for N in batches:
+        for name, C, H, O, k, s, p, g in convs:
+            OH = (H + 2 * p - k) // s + 1
+            flops = 2 * N * O * (C // g) * k * k * OH * OH
+            cases.append(dict(
+                name=name, batch=N, shapes=[(N, C, H, H), (O, C // g, k, k), (O,)], flops=flops,
+                tc=lambda x, w, b, s=s, p=p, g=g: F.conv2d(x, w, b, stride=s, padding=p, groups=g),
+                pt=lambda x, w, b, s=s, p=p, g=g: _torch().nn.functional.conv2d(
+                    x, w, b, stride=s, padding=p, groups=g)))
+        for name, C, H in (("lrn1", 96, 55), ("lrn2", 256, 27)):
+            cases.append(dict(name=name, batch=N, shapes=[(N, C, H, H)],
+                              tc=lambda x: F.local_response_norm(x, **lrn),
+                              pt=lambda x: _torch().nn.functional.local_response_norm(x, **lrn)))
+        for name, C, H in (("pool1", 96, 55), ("pool2", 256, 27), ("pool5", 256, 13)):
+            cases.append(dict(name=name, batch=N, shapes=[(N, C, H, H)],
+                              tc=lambda x: F.max_pool2d(x, 3, 2),
+                              pt=lambda x: _torch().nn.functional.max_pool2d(x, 3, 2)))
+        cases.append(dict(name="relu1", batch=N, shapes=[(N, 96, 55, 55)], tc=F.relu,
+                          pt=lambda x: _torch().relu(x)))
+        cases.append(dict(name="dropout6", batch=N, shapes=[(N, 4096)],
+                          tc=lambda x: F.dropout(x, 0.5, True),
+                          pt=lambda x: _torch().nn.functional.dropout(x, 0.5, True)))
+        for name, i, o in (("fc6", 9216, 4096), ("fc7", 4096, 4096), ("fc8", 4096, 1000)):
+            cases.append(dict(name=name, batch=N, shapes=[(N, i), (o, i), (o,)], flops=2 * N * i * o,
+                              tc=F.linear, pt=lambda x, w, b: _torch().nn.functional.linear(x, w, b)))
+    return cases
+
+
+def _torch():
+    import torch
+    return torch
+
+
+def _layer_fns(case, seed=0):
+    """{impl: {"fwd": fn, "fwdbwd": fn}} on the same float32 data."""
+    rng = np.random.default_rng(seed)
+    arrays = [rng.standard_normal(s, dtype=np.float32) * (0.1 if i else 1.0)
+              for i, s in enumerate(case["shapes"])]
+    tcs = [tinyconv.tensor(a, requires_grad=True) for a in arrays]
+    out = {}
+
+    def tc_pair(mode):
+        def fwd():
+            with tinyconv.use_kernels(mode), tinyconv.no_grad():
+                case["tc"](*tcs)
+
+        def fwdbwd():
+            with tinyconv.use_kernels(mode):
+                for t in tcs:
+                    t.grad = None
+                y = case["tc"](*tcs)
+                y.backward(gy_tc(y))
+        return {"fwd": fwd, "fwdbwd": fwdbwd}
+
+    gy_cache = {}
+
+    def gy_tc(y):
+        if y.shape not in gy_cache:
+            gy_cache[y.shape] = np.random.default_rng(1).standard_normal(y.shape, dtype=np.float32)
+        return tinyconv.from_numpy(gy_cache[y.shape])
+
+    out["ref"] = tc_pair("reference")
+    out["fast"] = tc_pair("fast")
+    try:
+        torch = _torch()
+    except ImportError:
+        return out
+    pts = [torch.from_numpy(a.copy()).requires_grad_() for a in arrays]
+
+    def pt_fwd():
+        with torch.no_grad():
+            case["pt"](*pts)
+
+    def pt_fwdbwd():
+        for t in pts:
+            t.grad = None
+        y = case["pt"](*pts)
+        y.backward(torch.from_numpy(gy_tc_np(tuple(y.shape))))
+
+    def gy_tc_np(shape):
+        if shape not in gy_cache:
+            gy_cache[shape] = np.random.default_rng(1).standard_normal(shape, dtype=np.float32)
+        return gy_cache[shape]
+
+    out["torch"] = {"fwd": pt_fwd, "fwdbwd": pt_fwdbwd}
+    return out
+
+
+# --------------------------------------------------------------------------- training steps
+
+
+def _build_tc_model(variant):
+    try:
+        from tinyconv.models import alexnet
+        return alexnet(variant=variant)
+    except ImportError:   # before tinyconv.models existed: the paper net built here
+        if variant != "paper":
+            raise
+        lrn = dict(size=5, alpha=5e-4, beta=0.75, k=2.0)
+        features = nn.Sequential(
+            nn.Conv2d(3, 96, 11, stride=4), nn.ReLU(), nn.LocalResponseNorm(**lrn), nn.MaxPool2d(3, 2),
+            nn.Conv2d(96, 256, 5, padding=2, groups=2), nn.ReLU(), nn.LocalResponseNorm(**lrn),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(384, 384, 3, padding=1, groups=2), nn.ReLU(),
+            nn.Conv2d(384, 256, 3, padding=1, groups=2), nn.ReLU(), nn.MaxPool2d(3, 2))
+        classifier = nn.Sequential(nn.Linear(9216, 4096), nn.ReLU(), nn.Dropout(0.5),
+                                   nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(0.5),
+                                   nn.Linear(4096, 1000))
+        return nn.Sequential(features, nn.Flatten(), classifier)
+
+
+def _torch_twin(module):
+    """The same network in torch.nn, layer for layer, with tinyconv's weights copied in."""
+    torch = _torch()
+    tnn = torch.nn
+    name = type(module).__name__
+    if hasattr(module, "features") and hasattr(module, "classifier"):      # tinyconv AlexNet
+        parts = [_torch_twin(module.features)]
+        if getattr(module, "avgpool", None) is not None:
+            parts.append(_torch_twin(module.avgpool))
+        return tnn.Sequential(*parts, tnn.Flatten(), _torch_twin(module.classifier))
+    if name == "Sequential":
+        return tnn.Sequential(*[_torch_twin(m) for m in module])
+    if name == "Conv2d":
+        w = module.weight.data
+        m = tnn.Conv2d(w.shape[1] * module.groups, w.shape[0], w.shape[2:], stride=module.stride,
+                       padding=module.padding, groups=module.groups, bias=module.bias is not None)
+    elif name == "Linear":
+        w = module.weight.data
+        m = tnn.Linear(w.shape[1], w.shape[0], bias=module.bias is not None)
+    elif name == "ReLU":
+        return tnn.ReLU()
+    elif name == "LocalResponseNorm":
+        return tnn.LocalResponseNorm(module.size, module.alpha, module.beta, module.k)
+    elif name == "MaxPool2d":
+        return tnn.MaxPool2d(module.kernel_size, module.stride, module.padding)
+    elif name == "Dropout":
+        return tnn.Dropout(module.p)
+    elif name == "Flatten":
+        return tnn.Flatten()
+    else:
+        raise NotImplementedError(f"bench_cpu: no torch twin for {name}")
+    with torch.no_grad():
+        m.weight.copy_(torch.from_numpy(module.weight.data))
+        if module.bias is not None:
+            m.bias.copy_(torch.from_numpy(module.bias.data))
+    return m
+
+
+def _step_fns(variant, batch, classes=None):
+    tinyconv.manual_seed(0)
+    model = _build_tc_model(variant)
+    in_shape = getattr(model, "input_shape", (3, 227, 227))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch,) + tuple(in_shape), dtype=np.float32)
+    n_classes = classes or (1000 if variant == "paper" else 10)
+    t = rng.integers(0, n_classes, batch)
+    opt = tinyconv.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    xt, tt = tinyconv.from_numpy(x), tinyconv.from_numpy(t)
+
+    def tc_step(mode):
+        def step():
+            with tinyconv.use_kernels(mode):
+                opt.zero_grad()
+                loss = F.cross_entropy(model(xt), tt)
+                loss.backward()
+                opt.step()
+        return step
+
+    fns = {"ref": tc_step("reference"), "fast": tc_step("fast")}
+    try:
+        torch = _torch()
+    except ImportError:
+        return fns
+    tmodel = _torch_twin(model)
+    topt = torch.optim.SGD(tmodel.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    xp_, tp_ = torch.from_numpy(x), torch.from_numpy(t)
+
+    def pt_step():
+        topt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(tmodel(xp_), tp_)
+        loss.backward()
+        topt.step()
+
+    fns["torch"] = pt_step
+    return fns
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _ratio(a, b):
+    return None if a is None or b is None else a / b
+
+
+def _fmt_ms(v):
+    return "-" if v is None else f"{v * 1e3:9.2f}"
+
+
+def _fmt_r(v):
+    return "-" if v is None else f"{v:6.2f}"
+
+
+def render_table(rows, gemm):
+    """Markdown table: ms per impl, fast/torch and ref/fast ratios, conv GFLOP/s."""
+    head = ("| case | batch | pass | ref ms | fast ms | torch ms | fast/torch | ref/fast "
+            "| fast GFLOP/s | torch GFLOP/s | fast / GEMM |")
+    lines = [head, "|" + "---|" * 11]
+    for r in rows:
+        t = r["ms"]
+        gf, gt = r.get("gflops_fast"), r.get("gflops_torch")
+        lines.append(
+            f"| {r['name']} | {r['batch']} | {r['pass']} "
+            f"| {_fmt_ms(t.get('ref'))} | {_fmt_ms(t.get('fast'))} "
+            f"| {_fmt_ms(t.get('torch'))} | {_fmt_r(_ratio(t.get('fast'), t.get('torch')))} "
+            f"| {_fmt_r(_ratio(t.get('ref'), t.get('fast')))} "
+            f"| {'-' if gf is None else f'{gf:.1f}'} "
+            f"| {'-' if gt is None else f'{gt:.1f}'} "
+            f"| {'-' if gf is None else f'{gf / gemm:.2f}'} |")
+    return "\n".join(lines)
+
+
+def _plot(rows, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    sel = [r for r in rows if r["pass"] in ("fwdbwd", "step") and (r["batch"] != 1 or r["pass"] == "step")]
+    labels = [f"{r['name']}\nN={r['batch']}" for r in sel]
+    fig, ax = plt.subplots(figsize=(max(8, 0.7 * len(sel)), 4.5))
+    width = 0.27
+    for k, impl in enumerate(IMPLS):
+        vals = [(r["ms"].get(impl) or 0) / (r["ms"].get("torch") or r["ms"]["fast"]) for r in sel]
+        ax.bar(np.arange(len(sel)) + (k - 1) * width, vals, width, label=impl)
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xticks(np.arange(len(sel)))
+    ax.set_xticklabels(labels, fontsize=7)
+    ax.set_ylabel("time / PyTorch's (log; lower is faster)")
+    ax.set_title("tinyconv vs PyTorch CPU, forward+backward (training step: fwd, bwd, SGD)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=2, help="threads for both sides (default 2)")
+    ap.add_argument("--repeats", type=int, default=7, help="timed runs per layer case (median)")
+    ap.add_argument("--step-repeats", type=int, default=5, help="timed runs per training step")
+    ap.add_argument("--batches", default="1,16", help="layer batch sizes (default 1,16)")
+    ap.add_argument("--only", default="", help="comma-separated case names (e.g. lrn1,pool1,step)")
+    ap.add_argument("--no-ref", action="store_true", help="skip the NumPy reference (much faster)")
+    ap.add_argument("--quick", action="store_true", help="3 repeats, batch 16 only")
+    ap.add_argument("--out", default=str(ROOT / "results"), help="folder for the json/md/png")
+    ap.add_argument("--tag", default=None, help="file name stem (default cpu-<UTC date and time>)")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.repeats, args.step_repeats, args.batches = 3, 3, "16"
+    only = {s for s in args.only.split(",") if s}
+    batches = [int(b) for b in args.batches.split(",")]
+
+    tinyconv.set_num_threads(args.threads)
+    try:
+        _torch().set_num_threads(args.threads)
+    except ImportError:
+        print("PyTorch is not installed: timing tinyconv only", file=sys.stderr)
+    info = machine_info(args.threads)
+    print(f"machine: {info['cpu']}, {info['logical_cores']} cores, threads={args.threads}, "
+          f"BLAS={info['blas']}, torch={info.get('torch')}, env={info['env']}", flush=True)
+    warm = tinyconv.warmup(("float32",))
+    info["numba_warmup_s"] = warm["total_s"]
+    info["numba_compile_stats"] = tinyconv.compile_stats()
+    print(f"numba warm-up (compile or cache load, all kernels, float32): {warm['total_s']:.2f} s")
+    gemm = gemm_rate(args.threads)
+    info["numpy_gemm_gflops"] = gemm
+    print(f"NumPy float32 GEMM (2048^3): {gemm:.1f} GFLOP/s", flush=True)
+
+    rows = []
+    for case in _layer_cases(batches):
+        if only and case["name"] not in only:
+            continue
+        fns = _layer_fns(case)
+        for pss in ("fwd", "fwdbwd"):
+            impls = {k: v[pss] for k, v in fns.items() if not (args.no_ref and k == "ref")}
+            med = bench_interleaved(impls, args.repeats)
+            row = {"name": case["name"], "batch": case["batch"], "pass": pss, "ms": med}
+            if "flops" in case:
+                fl = case["flops"] * (1 if pss == "fwd" else 3)
+                row["gflops_fast"] = fl / med["fast"] / 1e9
+                if "torch" in med:
+                    row["gflops_torch"] = fl / med["torch"] / 1e9
+            rows.append(row)
+            t = med
+            print(f"{case['name']:>8} N={case['batch']:<3} {pss:<6}  ref {_fmt_ms(t.get('ref'))}  fast "
+                  f"{_fmt_ms(t['fast'])}  torch {_fmt_ms(t.get('torch'))} ms   fast/torch "
+                  f"{_fmt_r(_ratio(t['fast'], t.get('torch')))}", flush=True)
+    for variant, batch in (("paper", 16), ("small28", 128)):
+        name = f"step_{variant}"
+        if only and name not in only and "step" not in only:
+            continue
+        fns = _step_fns(variant, batch)
+        if args.no_ref:
+            fns.pop("ref")
+        med = bench_interleaved(fns, args.step_repeats)
+        rows.append({"name": name, "batch": batch, "pass": "step", "ms": med})
+        print(f"{name:>8} N={batch:<3} step    ref {_fmt_ms(med.get('ref'))}  fast {_fmt_ms(med['fast'])}  "
+              f"torch {_fmt_ms(med.get('torch'))} ms   fast/torch "
+              f"{_fmt_r(_ratio(med['fast'], med.get('torch')))}", flush=True)
+
+    # seconds -> milliseconds in the saved rows
+    for r in rows:
+        r["ms"] = {k: v * 1e3 for k, v in r["ms"].items()}
+    table = render_table([{**r, "ms": {k: v / 1e3 for k, v in r["ms"].items()}} for r in rows], gemm)
+    print()
+    print(table)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = args.tag or "cpu-" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M")
+    (out / f"{stem}.json").write_text(json.dumps({"machine": info, "args": vars(args), "rows": rows},
+                                                 indent=1))
+    md = [f"# tinyconv CPU benchmark {info['date_utc']}", "",
+          f"CPU: {info['cpu']} ({info['logical_cores']} logical cores); threads per side: {args.threads}; "
+          f"BLAS: {info['blas']}; env: {info['env']}; NumPy GEMM float32: {gemm:.1f} GFLOP/s; "
+          f"torch {info.get('torch')}; numba warm-up {info['numba_warmup_s']:.2f} s.", "",
+          f"Medians of {args.repeats} runs per layer ({args.step_repeats} per step) after one warm-up, "
+          "implementations interleaved.  ms = milliseconds; ratios < 1 mean the first is faster.",
+          "", table, ""]
+    (out / f"{stem}.md").write_text("\n".join(md))
+    png = _plot([{**r, "ms": r["ms"]} for r in rows], out / f"{stem}.png")
+    print(f"\nwrote {out / (stem + '.json')}, .md" + (", .png" if png else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
