@@ -6,7 +6,7 @@ Where things live (see README's code map):
   backend.py         devices, array modules, the kernel seam  (numpy / cupy, fast / reference)
   functional/        layer ops, one family per file           (forward + backward + reference)
   kernels/           hand-written kernels: <family>_numba.py, <family>.cu
-  nn/, optim.py      modules and optimizers
+  nn/, optim/        modules, initialization; SGD and lr schedules
 """
 import numpy as np
 
