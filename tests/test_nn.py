@@ -518,3 +518,21 @@ def test_module_to_cuda_keeps_parameters():
     assert y.device == "cuda:0"
     m.cpu()
     assert params[0].device == "cpu"
+
+
+def test_nn_functional_is_tinyconv_functional():
+    import tinyconv.functional
+    assert F is tinyconv.functional and nn.functional is tinyconv.functional
+    assert F.conv2d is tinyconv.functional.conv2d and F.flatten is tc.flatten
+
+
+def test_deepcopy_and_pickle_give_independent_equal_models():
+    import copy
+    import pickle
+    m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+    for clone in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        assert list(clone.state_dict()) == list(m.state_dict())
+        assert clone[0].weight is not m[0].weight
+        np.testing.assert_array_equal(clone[0].weight.data, m[0].weight.data)
+        clone[0].weight.data[...] = 0
+        assert m[0].weight.data.any()
