@@ -21,6 +21,8 @@ Elementwise loops run over the flat C-contiguous arrays, split across threads by
 import numpy as np
 from numba import njit, prange
 
+from ._numba_threads import threads_for
+
 # ---------------------------------------------------------------------------- ReLU
 
 
@@ -35,7 +37,8 @@ def relu_forward(x):
     """y = max(x, 0) elementwise; equals ``relu_forward_reference``."""
     x = np.ascontiguousarray(x)
     y = np.empty_like(x)
-    _relu_fwd(x.reshape(-1), y.reshape(-1))
+    with threads_for(x.size):
+        _relu_fwd(x.reshape(-1), y.reshape(-1))
     return y
 
 
@@ -50,7 +53,8 @@ def relu_backward(gy, y):
     gy = np.ascontiguousarray(gy)
     y = np.ascontiguousarray(y)
     gx = np.empty_like(gy)
-    _relu_bwd(gy.reshape(-1), y.reshape(-1), gx.reshape(-1))
+    with threads_for(gy.size):
+        _relu_bwd(gy.reshape(-1), y.reshape(-1), gx.reshape(-1))
     return gx
 
 
@@ -90,7 +94,8 @@ def dropout_forward(x, p, rng=None):
     y = np.empty_like(x)
     mask = np.empty(x.shape, dtype=np.bool_)
     scale = x.dtype.type(1.0 / (1.0 - p))
-    _dropout_fwd(x.reshape(-1), y.reshape(-1), mask.reshape(-1), float(p), scale, seed)
+    with threads_for(x.size):
+        _dropout_fwd(x.reshape(-1), y.reshape(-1), mask.reshape(-1), float(p), scale, seed)
     return y, mask
 
 
@@ -105,5 +110,6 @@ def dropout_backward(gy, mask, p):
     gy = np.ascontiguousarray(gy)
     mask = np.ascontiguousarray(mask)
     gx = np.empty_like(gy)
-    _dropout_bwd(gy.reshape(-1), mask.reshape(-1), gx.reshape(-1), gy.dtype.type(1.0 / (1.0 - p)))
+    with threads_for(gy.size):
+        _dropout_bwd(gy.reshape(-1), mask.reshape(-1), gx.reshape(-1), gy.dtype.type(1.0 / (1.0 - p)))
     return gx

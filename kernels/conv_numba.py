@@ -24,6 +24,8 @@ functions by name.
 import numpy as np
 from numba import njit, prange
 
+from ._numba_threads import threads_for
+
 
 def _out_size(size, k, s, p):
     return (size + 2 * p - k) // s + 1
@@ -85,7 +87,8 @@ def im2col(x, kh, kw, sh, sw, ph, pw):
     N, C, H, W = x.shape
     OH, OW = _out_size(H, kh, sh, ph), _out_size(W, kw, sw, pw)
     cols = np.empty((N, C * kh * kw, OH * OW), dtype=x.dtype)
-    _im2col(x, cols, kh, kw, sh, sw, ph, pw, OH, OW)
+    with threads_for(cols.size):
+        _im2col(x, cols, kh, kw, sh, sw, ph, pw, OH, OW)
     return cols
 
 
@@ -122,7 +125,8 @@ def col2im(cols, x_shape, kh, kw, sh, sw, ph, pw):
         raise ValueError(f"col2im: expected cols of shape {(N, C * kh * kw, OH * OW)} for x_shape "
                          f"{tuple(x_shape)}, got {cols.shape}")
     gx = np.empty((N, C, H, W), dtype=cols.dtype)
-    _col2im(cols, gx, kh, kw, sh, sw, ph, pw, OH, OW)
+    with threads_for(cols.size):
+        _col2im(cols, gx, kh, kw, sh, sw, ph, pw, OH, OW)
     return gx
 
 
@@ -145,7 +149,8 @@ def im2col_batched(x, kh, kw, sh, sw, ph, pw, groups):
     OH, OW = _out_size(H, kh, sh, ph), _out_size(W, kw, sw, pw)
     L, CK = OH * OW, C * kh * kw
     out = np.empty((groups, CK // groups, N * L), dtype=x.dtype)
-    _im2col(x, out.reshape(CK, N, L).transpose(1, 0, 2), kh, kw, sh, sw, ph, pw, OH, OW)
+    with threads_for(out.size):
+        _im2col(x, out.reshape(CK, N, L).transpose(1, 0, 2), kh, kw, sh, sw, ph, pw, OH, OW)
     return out
 
 
@@ -162,7 +167,8 @@ def col2im_batched(gcols, x_shape, kh, kw, sh, sw, ph, pw):
         raise ValueError(f"col2im_batched: expected gcols of shape (G, {CK}/G, {N * L}) for x_shape "
                          f"{tuple(x_shape)}, got {gcols.shape}")
     gx = np.empty((N, C, H, W), dtype=gcols.dtype)
-    _col2im(gcols.reshape(CK, N, L).transpose(1, 0, 2), gx, kh, kw, sh, sw, ph, pw, OH, OW)
+    with threads_for(gcols.size):
+        _col2im(gcols.reshape(CK, N, L).transpose(1, 0, 2), gx, kh, kw, sh, sw, ph, pw, OH, OW)
     return gx
 
 
@@ -184,5 +190,6 @@ def swap01(a):
     """
     a = np.ascontiguousarray(a)
     out = np.empty((a.shape[1], a.shape[0], a.shape[2]), dtype=a.dtype)
-    _swap01(a, out)
+    with threads_for(a.size):
+        _swap01(a, out)
     return out

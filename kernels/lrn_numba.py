@@ -4,7 +4,10 @@ Each must equal its NumPy reference in ``tinyconv/functional/lrn.py``
 (``lrn_forward_reference``, ``lrn_backward_reference``) up to float rounding: the
 window sums here are running sums (add the channel entering the window, subtract
 the one leaving it), accumulated in float64 so that subtracting cannot cancel away
-the small terms, where the reference sums each window afresh.
+the small terms, where the reference sums each window afresh.  What remains of a
+channel that left is float64 rounding of the largest sum seen along the run (about
+1e-16 of it): invisible next to k > 0, and below float32 rounding unless one channel's
+square is some 1e9 times its neighbours' and k = 0.
 
 PyTorch's definition (zero padding at the channel ends)::
 
@@ -23,6 +26,8 @@ allowed: it only reassociates these additions and multiplies (float rounding).
 """
 import numpy as np
 from numba import njit, prange
+
+from ._numba_threads import threads_for
 
 _RUN = 512   # pixels per task: a few KiB of running sums that stay in L1
 
@@ -91,8 +96,9 @@ def lrn_forward(x, size, alpha, beta, k):
     N, C, H, W = x.shape
     y = np.empty_like(x)
     scale = np.empty_like(x)
-    _lrn_fwd(x.reshape(N, C, H * W), y.reshape(N, C, H * W), scale.reshape(N, C, H * W),
-             int(size), float(alpha), float(beta), float(k))
+    with threads_for(x.size):
+        _lrn_fwd(x.reshape(N, C, H * W), y.reshape(N, C, H * W), scale.reshape(N, C, H * W),
+                 int(size), float(alpha), float(beta), float(k))
     return y, scale
 
 
@@ -141,6 +147,7 @@ def lrn_backward(gy, x, y, scale, size, alpha, beta):
     N, C, H, W = x.shape
     gx = np.empty_like(x)
     flat = (N, C, H * W)
-    _lrn_bwd(gy.reshape(flat), x.reshape(flat), y.reshape(flat), scale.reshape(flat), gx.reshape(flat),
-             int(size), float(alpha), float(beta))
+    with threads_for(x.size):
+        _lrn_bwd(gy.reshape(flat), x.reshape(flat), y.reshape(flat), scale.reshape(flat), gx.reshape(flat),
+                 int(size), float(alpha), float(beta))
     return gx

@@ -22,6 +22,8 @@ parameter's dtype, as the reference does it.
 import numpy as np
 from numba import njit, prange
 
+from ._numba_threads import threads_for
+
 
 @njit(cache=True, parallel=True)
 def _sgd(p, g, buf, has_buf, lr, momentum, undamped, weight_decay, nesterov, first_step):
@@ -45,5 +47,6 @@ def sgd_update(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first
     has_buf = buf is not None
     flat_b = buf.reshape(-1) if has_buf else flat_p[:0]
     dt = p.dtype.type
-    _sgd(flat_p, flat_g, flat_b, has_buf, dt(lr), dt(momentum), dt(1 - dampening), dt(weight_decay),
-         bool(nesterov), bool(first_step))
+    with threads_for(flat_p.size):
+        _sgd(flat_p, flat_g, flat_b, has_buf, dt(lr), dt(momentum), dt(1 - dampening), dt(weight_decay),
+             bool(nesterov), bool(first_step))

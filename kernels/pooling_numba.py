@@ -22,6 +22,8 @@ and tie logic of the comparisons.
 import numpy as np
 from numba import njit, prange
 
+from ._numba_threads import threads_for
+
 
 def _out_size(size, k, s, p):
     return (size + 2 * p - k) // s + 1
@@ -107,7 +109,8 @@ def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw):
     OH, OW = _out_size(H, kh, sh, ph), _out_size(W, kw, sw, pw)
     y = np.empty((N, C, OH, OW), dtype=x.dtype)
     argmax = np.empty((N, C, OH, OW), dtype=np.int64)
-    _max_pool_fwd(x, y, argmax, kh, kw, sh, sw, ph, pw)
+    with threads_for(y.size * kh * kw):
+        _max_pool_fwd(x, y, argmax, kh, kw, sh, sw, ph, pw)
     return y, argmax
 
 
@@ -132,5 +135,6 @@ def max_pool2d_backward(gy, argmax, x_shape):
     gy = np.ascontiguousarray(gy)
     argmax = np.ascontiguousarray(argmax, dtype=np.int64)
     gx = np.empty(tuple(int(s) for s in x_shape), dtype=gy.dtype)
-    _max_pool_bwd(gy, argmax, gx)
+    with threads_for(gx.size):
+        _max_pool_bwd(gy, argmax, gx)
     return gx
