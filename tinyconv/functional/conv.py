@@ -129,9 +129,11 @@ class Conv2dFunction(Function):
         cols = _im2col(xp.ascontiguousarray(x), kh, kw, sh, sw, ph, pw)   # (N, C*kh*kw, L)
         # (N, G, K, L) -> (G, K, N, L) -> (G, K, N*L): samples side by side along columns
         cols = xp.ascontiguousarray(cols.reshape(N, G, K, L).transpose(1, 2, 0, 3)).reshape(G, K, N * L)
-        # (G, O/G, K) @ (G, K, N*L) -> (G, O/G, N*L): one GEMM per group, then back to NCHW
-        y = w.reshape(G, O // G, K) @ cols
-        y = xp.ascontiguousarray(y.reshape(O, N, L).transpose(1, 0, 2)).reshape(N, O, OH, OW)
+        # y = Wg @ cols, one GEMM per group, computed as y^T = cols^T @ Wg^T:
+        # (G, N*L, K) @ (G, K, O/G) -> (G, N*L, O/G), the orientation OpenBLAS runs fastest
+        # here; then (G, N, L, O/G) -> (N, G, O/G, L) is NCHW again
+        yt = cols.transpose(0, 2, 1) @ w.reshape(G, O // G, K).transpose(0, 2, 1)
+        y = xp.ascontiguousarray(yt.reshape(G, N, L, O // G).transpose(1, 0, 3, 2)).reshape(N, O, OH, OW)
         if b is not None:
             y += b.reshape(1, O, 1, 1)
 
@@ -157,8 +159,10 @@ class Conv2dFunction(Function):
             gcols = xp.ascontiguousarray(gcols.reshape(G, K, N, L).transpose(2, 0, 1, 3))
             gx = _col2im(gcols.reshape(N, G * K, L), self.x_shape, kh, kw, sh, sw, ph, pw)
         if self.needs_input_grad[1]:
-            # (G, O/G, N*L) @ (G, N*L, K) -> (G, O/G, K): the sum over samples is inside the GEMM
-            gw = (gy_b @ cols.transpose(0, 2, 1)).reshape(w.shape)
+            # gW^T = cols @ gy^T: (G, K, N*L) @ (G, N*L, O/G) -> (G, K, O/G); the sum over
+            # samples is the GEMM's inner dimension.  Computed as gW^T, not gy @ cols^T: same
+            # numbers, but OpenBLAS runs this orientation 3-30x faster for AlexNet's shapes.
+            gw = (cols @ gy_b.transpose(0, 2, 1)).transpose(0, 2, 1).reshape(w.shape)
         if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
             gb = gy.sum(axis=(0, 2, 3))
         return (gx, gw) if len(self.needs_input_grad) == 2 else (gx, gw, gb)
