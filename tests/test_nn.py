@@ -497,6 +497,20 @@ def test_init_draws_do_not_depend_on_dtype():
 # --------------------------------------------------------------------------- GPU
 
 
+def test_module_cuda_without_cupy_says_what_is_missing():
+    try:
+        import cupy  # noqa: F401
+        pytest.skip("CuPy is installed: the error for a missing CuPy cannot be shown")
+    except ImportError:
+        pass
+    m = nn.Linear(2, 2)
+    with pytest.raises(RuntimeError, match="device 'cuda' needs CuPy"):
+        m.cuda()
+    assert m.weight.device == "cpu"
+    with pytest.raises(ValueError, match="expected 'cpu', 'cuda' or 'cuda:N', got 'gpu'"):
+        m.to("gpu")
+
+
 @pytest.mark.gpu
 def test_module_to_cuda_keeps_parameters():
     cp = pytest.importorskip("cupy", reason="CuPy with a CUDA GPU is not available")
