@@ -145,10 +145,10 @@ class Conv2dFunction(Function):
         xp = array_module(gy)
         w, cols = self.saved_tensors                 # cols: (G, K, N*L) or None
         (sh, sw), (ph, pw), G = self.stride, self.padding, self.groups
-        N, C, H, W = self.x_shape
+        N = self.x_shape[0]
         O, Cg, kh, kw = w.shape
         K, L = Cg * kh * kw, gy.shape[2] * gy.shape[3]
-        # gy (N, O, L) -> (O, N, L) -> (G, O/G, N*L), the layout of the forward GEMM's output
+        # gy (N, O, L) -> (O, N, L) -> (G, O/G, N*L): per group, samples side by side as in cols
         gy_b = xp.ascontiguousarray(gy.reshape(N, O, L).transpose(1, 0, 2)).reshape(G, O // G, N * L)
         wg = w.reshape(G, O // G, K)
 
