@@ -14,7 +14,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["tinyconv", "tinyconv.*"]) + ["tinyconv.kernels"],
     package_dir={"tinyconv.kernels": "kernels"},
-    package_data={"tinyconv.kernels": ["*.cu", "*.cuh", "*.h"], "tinyconv": ["data/*.txt", "data/*.json"]},
+    package_data={"tinyconv.kernels": ["*.cu", "*.cuh", "*.h"], "tinyconv": ["data/*.txt", "data/*.json"],
+                  "tinyconv.models": ["*.txt"]},
     install_requires=["numpy>=1.24", "numba>=0.59", "pillow>=9", "tqdm>=4.60", "threadpoolctl>=3"],
     extras_require={
         "test": ["pytest>=7", "setuptools>=61", "hypothesis>=6", "ruff>=0.4", "matplotlib>=3.6",

@@ -425,6 +425,11 @@ class Module:
 
     # ------------------------------------------------------------------ printing
 
+    def summary(self, input_shape=None, **kwargs):
+        """Print and return each layer's output shape, parameters and FLOPs (``nn/summary.py``)."""
+        from .summary import summary
+        return summary(self, input_shape, **kwargs)
+
     def extra_repr(self):
         """The text inside this module's parentheses in ``repr`` (a layer's hyper-parameters)."""
         return ""
