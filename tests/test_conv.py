@@ -153,6 +153,21 @@ def test_matches_torch_without_bias(kernel_mode, torch):
     _compare_with_torch(torch, TORCH_CASES[1], np.float64, with_bias=False)
 
 
+def test_unbatched_input_matches_torch(kernel_mode, torch):
+    rng = np.random.default_rng(8)
+    x_np, w_np, b_np = (rng.standard_normal(s) for s in [(4, 7, 6), (6, 2, 3, 3), (6,)])
+    x, w, b = (tc.tensor(a, requires_grad=True) for a in (x_np, w_np, b_np))
+    y = F.conv2d(x, w, b, 2, 1, 1, 2)
+    assert y.shape == (6, 4, 3)
+    gy = rng.standard_normal(y.shape)
+    y.backward(tc.tensor(gy))
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x_np, w_np, b_np))
+    yt = torch.nn.functional.conv2d(xt, wt, bt, 2, 1, 1, 2)
+    yt.backward(torch.tensor(gy))
+    for ours, theirs in [(y, yt), (x.grad, xt.grad), (w.grad, wt.grad), (b.grad, bt.grad)]:
+        np.testing.assert_allclose(ours.data, theirs.detach().numpy(), rtol=1e-12, atol=1e-12)
+
+
 def test_empty_batch(torch):
     x = tc.tensor(np.zeros((0, 2, 5, 5)), requires_grad=True)
     w = tc.tensor(np.ones((3, 2, 3, 3)), requires_grad=True)
@@ -232,7 +247,8 @@ def _xw(x_shape=(1, 4, 5, 5), w_shape=(2, 4, 3, 3), dtype=np.float32):
 
 
 @pytest.mark.parametrize("x_shape, w_shape, match", [
-    ((4, 5, 5), (2, 4, 3, 3), r"conv2d: expected input to be 4-d .*got shape \(4, 5, 5\)"),
+    ((5, 5), (2, 4, 3, 3), r"conv2d: expected input to be 4-d .*got shape \(5, 5\)"),
+    ((1, 1, 4, 5, 5), (2, 4, 3, 3), r"conv2d: expected input to be 4-d .*got shape \(1, 1, 4, 5, 5\)"),
     ((1, 4, 5, 5), (2, 4, 3), r"conv2d: expected weight to be 4-d .*got shape \(2, 4, 3\)"),
 ])
 def test_wrong_rank(x_shape, w_shape, match):

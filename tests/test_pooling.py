@@ -1,4 +1,6 @@
 """Pooling: max (arg-max routing, ties, overlap), avg, adaptive avg: gradcheck, PyTorch parity, bad input."""
+import re
+
 import numpy as np
 import pytest
 
@@ -265,6 +267,21 @@ def test_adaptive_matches_torchvision_alexnet_module(torch):
     np.testing.assert_allclose(F.adaptive_avg_pool2d(tc.tensor(x_np), (6, 6)).data, expected, rtol=1e-6)
 
 
+@pytest.mark.parametrize("name, args", [
+    ("max_pool2d", (3, 2, 1)), ("avg_pool2d", (3, 2, 1, True, False)), ("adaptive_avg_pool2d", ((4, 6),))])
+def test_unbatched_input_matches_torch(kernel_mode, torch, name, args):
+    x_np = _distinct((3, 7, 8), 12)
+    ours, theirs = _run_both(torch, lambda t: getattr(F, name)(t, *args),
+                             lambda t: getattr(torch.nn.functional, name)(t, *args), x_np)
+    assert ours[0].ndim == 3
+    _assert_close(ours, theirs, np.float64)
+
+
+def test_unbatched_max_pool_indices():
+    y, idx = F.max_pool2d(tc.tensor(_distinct((2, 4, 4), 13)), 2, return_indices=True)
+    assert y.shape == idx.shape == (2, 2, 2) and idx.dtype == np.int64
+
+
 def test_non_contiguous_input(kernel_mode):
     base = _distinct((2, 6, 6, 3), 11)
     x_view = tc.tensor(base).permute(0, 3, 1, 2)
@@ -287,9 +304,11 @@ def _x(shape=(1, 2, 6, 6), dtype=np.float32):
 
 
 @pytest.mark.parametrize("op", POOLS)
-def test_wrong_rank(op):
-    with pytest.raises(ValueError, match=rf"{op}: expected input to be 4-d .*got shape \(2, 6, 6\)"):
-        POOLS[op](_x((2, 6, 6)), 2)
+@pytest.mark.parametrize("shape", [(6, 6), (1, 1, 2, 6, 6)])
+def test_wrong_rank(op, shape):
+    match = rf"{op}: expected input to be 4-d .*got shape " + re.escape(str(shape))
+    with pytest.raises(ValueError, match=match):
+        POOLS[op](_x(shape), 2)
 
 
 @pytest.mark.parametrize("op", POOLS)
@@ -349,7 +368,7 @@ def test_avg_pool_divisor_override():
 
 def test_adaptive_bad_input():
     with pytest.raises(ValueError, match=r"adaptive_avg_pool2d: expected input to be 4-d"):
-        F.adaptive_avg_pool2d(_x((2, 6, 6)), 2)
+        F.adaptive_avg_pool2d(_x((6, 6)), 2)
     with pytest.raises(ValueError, match=r"adaptive_avg_pool2d: output_size must be >= 1, got \(0, 3\)"):
         F.adaptive_avg_pool2d(_x(), (0, 3))
     with pytest.raises(TypeError, match=r"adaptive_avg_pool2d: output_size must be an int or a pair"):

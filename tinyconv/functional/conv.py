@@ -18,7 +18,7 @@ they run on either device.  Fast versions with the same signatures plug in throu
 ``kernel("conv", "im2col", x)`` (``kernels/conv_numba.py``, ``kernels/conv_cuda.py``).
 The matrix products always stay in NumPy/CuPy ``matmul`` (BLAS / cuBLAS).
 """
-from ..autograd import Function
+from ..autograd import Function, Tensor
 from ..backend import array_module, kernel
 from ._checks import check_float, check_ndim, check_same_dtype, check_tensor, pair
 
@@ -73,6 +73,14 @@ def col2im_reference(cols, x_shape, kh, kw, sh, sw, ph, pw):
         for j in range(kw):
             gpad[:, :, i:i + sh * OH:sh, j:j + sw * OW:sw] += cols[:, :, i, j]
     return xp.ascontiguousarray(gpad[:, :, ph:ph + H, pw:pw + W])
+
+
+def unbatched(fn, input, *args, **kwargs):
+    """Run 4-d op ``fn`` on one (C, H, W) image as a batch of one, then drop that batch dim."""
+    out = fn(input.reshape(1, *input.shape), *args, **kwargs)
+    if isinstance(out, tuple):                    # max_pool2d(..., return_indices=True)
+        return tuple(o.reshape(*o.shape[1:]) for o in out)
+    return out.reshape(*out.shape[1:])
 
 
 def _im2col(x, *args):
@@ -172,13 +180,16 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-d convolution (cross-correlation, as in every DL library) of an NCHW batch.
 
     Same arguments and semantics as ``torch.nn.functional.conv2d``: ``input`` (N, C, H, W),
-    ``weight`` (O, C/groups, kh, kw), ``bias`` (O,) or None; ``stride`` and ``padding``
+    ``weight`` (O, C/groups, kh, kw), ``bias`` (O,) or None (an unbatched (C, H, W) input
+    gives a (O, OH, OW) output); ``stride`` and ``padding``
     an int or an (h, w) pair; ``groups`` splits the channels into independent
     convolutions (AlexNet's two-GPU conv2/4/5).  Only ``dilation=1`` is supported.
     Returns (N, O, OH, OW) with OH = (H + 2*padding - kh) // stride + 1.
     """
     op = "conv2d"
-    check_ndim(input, 4, op, "input", "N, C, H, W")
+    if isinstance(input, Tensor) and input.ndim == 3:     # unbatched (C, H, W), as PyTorch allows
+        return unbatched(conv2d, input, weight, bias, stride, padding, dilation, groups)
+    check_ndim(input, 4, op, "input", "N, C, H, W; or unbatched C, H, W")
     check_ndim(weight, 4, op, "weight", "out_channels, in_channels/groups, kH, kW")
     check_float(input, op, "input")
     check_float(weight, op, "weight")

@@ -1,5 +1,6 @@
 """2-d pooling: ``max_pool2d``, ``avg_pool2d``, ``adaptive_avg_pool2d``, with their references.
 
+Inputs are NCHW batches (an unbatched (C, H, W) image works too, as in PyTorch).
 All three slide a (kh, kw) window with stride (sh, sw) over an NCHW input padded by
 (ph, pw) on each side; output (oh, ow) sees the padded rows ``oh*sh ... oh*sh + kh - 1``
 (input rows ``oh*sh - ph + i``, i < kh).  Like the convolution references, the code
@@ -21,7 +22,7 @@ import numpy as np
 from ..autograd import Function, Tensor
 from ..backend import array_module, kernel
 from ._checks import check_float, check_ndim
-from .conv import int_pair
+from .conv import int_pair, unbatched
 
 # --------------------------------------------------------------------------- shared helpers
 
@@ -44,7 +45,7 @@ def _pool_output_size(size, k, s, p, ceil_mode):
 
 def _pool_args(input, kernel_size, stride, padding, op):
     """Check a pooling call's input and window arguments; return ((kh, kw), (sh, sw), (ph, pw))."""
-    check_ndim(input, 4, op, "input", "N, C, H, W")
+    check_ndim(input, 4, op, "input", "N, C, H, W; or unbatched C, H, W")
     check_float(input, op, "input")
     k = int_pair(kernel_size, op, "kernel_size", minimum=1)
     # stride=None (or an empty list, as PyTorch allows) means stride = kernel_size
@@ -181,6 +182,8 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     each (n, c) plane, PyTorch's convention).  Only ``dilation=1`` is supported.
     """
     op = "max_pool2d"
+    if isinstance(input, Tensor) and input.ndim == 3:     # unbatched (C, H, W), as PyTorch allows
+        return unbatched(max_pool2d, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
     k, s, p = _pool_args(input, kernel_size, stride, padding, op)
     if int_pair(dilation, op, "dilation", minimum=1) != (1, 1):
         raise ValueError(f"{op}: only dilation=1 is supported, got dilation={dilation!r}")
@@ -271,6 +274,9 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     divided by kh*kw, padding included.
     """
     op = "avg_pool2d"
+    if isinstance(input, Tensor) and input.ndim == 3:
+        return unbatched(avg_pool2d, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                         divisor_override)
     k, s, p = _pool_args(input, kernel_size, stride, padding, op)
     ceil_mode = _check_flag(ceil_mode, op, "ceil_mode")
     count_include_pad = _check_flag(count_include_pad, op, "count_include_pad")
@@ -329,7 +335,9 @@ def adaptive_avg_pool2d(input, output_size):
     """Average-pool an NCHW input to ``output_size`` (int or (OH, OW); None keeps that input
     size), as ``torch.nn.functional.adaptive_avg_pool2d``; torchvision's AlexNet uses (6, 6)."""
     op = "adaptive_avg_pool2d"
-    check_ndim(input, 4, op, "input", "N, C, H, W")
+    if isinstance(input, Tensor) and input.ndim == 3:
+        return unbatched(adaptive_avg_pool2d, input, output_size)
+    check_ndim(input, 4, op, "input", "N, C, H, W; or unbatched C, H, W")
     check_float(input, op, "input")
     H, W = input.shape[2:]
     if H < 1 or W < 1:
