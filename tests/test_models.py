@@ -499,7 +499,8 @@ def test_convert_torch_round_trip(tmp_path):
     ck = load_checkpoint(out)
     meta = ck["meta"]
     assert (meta["arch"], meta["variant"], meta["num_classes"]) == ("alexnet", "torchvision", 10)
-    assert meta["preprocess"]["crop"] == 224 and "classes" not in meta
+    assert meta["preprocess"]["crop"] == 224 and meta["preprocess"]["mode"] == "RGB"
+    assert meta["in_channels"] == 3 and "classes" not in meta      # names only for 1000 classes
     m = alexnet(num_classes=meta["num_classes"], variant=meta["variant"]).eval()
     m.load_state_dict(ck["model_state"])
     x = np.random.default_rng(3).standard_normal((1, 3, 224, 224)).astype(np.float32)

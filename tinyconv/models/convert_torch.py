@@ -8,8 +8,8 @@ against the model, and writing :mod:`tinyconv.checkpoint`'s format.
 
 PyTorch is needed only here, and only when called: it is imported lazily, with a clear
 error when it is not installed.  The checkpoint records how torchvision's pretrained
-weights expect images (resize the shorter side to 256, centre-crop 224, scale to [0, 1],
-normalize with ImageNet's mean and std) and ImageNet's 1000 class names, so ``predict``
+weights expect images (RGB scaled to [0, 1], shorter side resized to 256, centre crop
+224, normalized with ImageNet's mean and std) and ImageNet's 1000 class names, so ``predict``
 can use it as is.
 """
 import os
@@ -17,9 +17,10 @@ from collections import OrderedDict
 
 import numpy as np
 
-#: how torchvision's ImageNet weights (AlexNet_Weights.IMAGENET1K_V1) expect their input
+#: how torchvision's ImageNet weights (AlexNet_Weights.IMAGENET1K_V1) expect their input:
+#: RGB scaled to [0, 1], shorter side resized to 256, centre crop 224, then (x - mean) / std
 TORCHVISION_PREPROCESS = {
-    "resize": 256, "crop": 224, "scale": 1 / 255,
+    "mode": "RGB", "resize": 256, "crop": 224,
     "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
 }
 
@@ -93,7 +94,7 @@ def convert_torch(in_path, out_path):
     model.load_state_dict({k: v.astype(np.float32, copy=False) for k, v in state.items()})
     meta = {
         "arch": "alexnet", "variant": "torchvision", "num_classes": num_classes,
-        "input_shape": list(model.input_shape),
+        "in_channels": model.input_shape[0], "input_shape": list(model.input_shape),
         "converted_from": os.path.basename(os.fspath(in_path)),
         "preprocess": TORCHVISION_PREPROCESS,
     }
