@@ -164,6 +164,15 @@ def _cmd_convert_torch(args):
     return 0
 
 
+# --------------------------------------------------------------------------- walkthrough
+
+
+def _cmd_walkthrough(args):
+    from .walkthrough import run
+    run(args.layer)
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 #: subcommand -> (function, one-line help); _parser adds each one's arguments
@@ -172,7 +181,8 @@ COMMANDS = {
     "predict": (_cmd_predict, "print the top-5 classes of images with a trained checkpoint"),
     "summary": (_cmd_summary, "print an AlexNet variant's layers, output shapes, parameters and FLOPs"),
     "convert-torch": (_cmd_convert_torch, "turn a torchvision AlexNet .pth into a tinyconv checkpoint"),
-    # "walkthrough": added by the docs (a guided tour of one layer's forward and backward)
+    "walkthrough": (_cmd_walkthrough, "run one chapter of docs/: a layer's forward, backward and "
+                                      "gradient check, printed"),
 }
 
 
@@ -231,6 +241,10 @@ def _parser():
     c = parsers["convert-torch"]
     c.add_argument("input", help="a torchvision AlexNet state_dict (.pth)")
     c.add_argument("output", help="the tinyconv checkpoint to write (.npz)")
+
+    from .walkthrough import LAYERS
+    w = parsers["walkthrough"]
+    w.add_argument("layer", choices=LAYERS, metavar="LAYER", help=f"one of {', '.join(LAYERS)}")
     return ap
 
 
