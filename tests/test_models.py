@@ -195,6 +195,18 @@ def test_init_is_seeded_and_default_init_differs():
             assert not np.array_equal(x, z), k
 
 
+def test_kaiming_init_is_the_small_variants_default():
+    tc.manual_seed(4)
+    m = alexnet(variant="small32")
+    layers = [x for x in m.modules() if isinstance(x, (nn.Conv2d, nn.Linear))]
+    for i, layer in enumerate(layers):
+        w = layer.weight.data
+        fan_in = int(np.prod(w.shape[1:]))
+        gain = 1.0 if i == len(layers) - 1 else 2.0          # no ReLU after the last layer
+        assert abs(w.std() / np.sqrt(gain / fan_in) - 1) < 0.1, (i, w.std())
+        assert not layer.bias.data.any()
+
+
 def test_keras_bn_uses_keras_batchnorm_defaults():
     bns = [x for x in model("keras_bn").modules() if isinstance(x, (nn.BatchNorm1d, nn.BatchNorm2d))]
     assert len(bns) == 7

@@ -4,16 +4,18 @@
 :class:`AlexNet`: ``features`` (convolutions), ``avgpool`` (torchvision only),
 ``classifier`` (fully connected layers), with the flatten in between)::
 
-    variant        input       params (1000 cl.)  what it is
-    paper          3x227x227   60,965,224   the 2012 paper's two-tower net on one device
-    torchvision    3x224x224   61,100,840   torchvision.models.alexnet (same state_dict keys)
-    one_tower      3x227x227   62,378,344   paper channels, no LRN, no groups
-    d2l            1x224x224   46,764,746*  Dive into Deep Learning, sec. 8.1 (*10 classes)
-    keras_bn       3x224x224   28,056,616   Keras-style net: BatchNorm after every layer, 2x2 pools
-    small28        1x28x28       183,706*   AlexNet's anatomy shrunk for 28x28 grey images (MNIST)
-    small32        3x32x32       246,346*   the same for 32x32 colour images (CIFAR-style)
+    variant        input       params (1000 cl.)  fwd FLOPs  what it is
+    paper          3x227x227   60,965,224    1.46 G   the 2012 paper's two-tower net on one device
+    torchvision    3x224x224   61,100,840    1.43 G   torchvision.models.alexnet (same state_dict keys)
+    one_tower      3x227x227   62,378,344    2.27 G   paper channels, no LRN, no groups
+    d2l            1x224x224   46,764,746*   1.88 G   Dive into Deep Learning, sec. 8.1
+    keras_bn       3x224x224   28,056,616    2.08 G   Keras-style net: BatchNorm after every layer, 2x2 pools
+    small28        1x28x28        183,706*   7.7 M    AlexNet's anatomy shrunk for 28x28 grey images (MNIST)
+    small32        3x32x32        246,346*  12.9 M    the same for 32x32 colour images (CIFAR-style)
 
-(* at their default 10 classes; ``num_classes`` changes only the last layer.)
+(* at their default 10 classes; ``num_classes`` changes only the last layer.  FLOPs per
+image, a multiply-add counted as 2: see :mod:`tinyconv.nn.summary`.  A training step costs
+about three forward passes: the paper net at batch 16 is ~70 GFLOP.)
 
 The paper, layer by layer (section 3 and Figure 2), as tinyconv builds it:
 
