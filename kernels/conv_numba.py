@@ -12,17 +12,17 @@ Layout (the kernel contract)::
     cols[n, r, l] = x[n, c, oh*sh - ph + i, ow*sw - pw + j]   (0 outside the image)
     OH = (H + 2*ph - kh)//sh + 1,  OW = (W + 2*pw - kw)//sw + 1
 
-Both kernels run one (n, c) image plane per parallel task: the plane's kh*kw rows
-of ``cols`` are written (im2col) or read (col2im) by that task alone, so col2im's
-scatter-add needs no atomics.  Padding is never materialised: for each kernel tap
-(i, j) the range of output columns whose input column lies inside the image is
-computed once, and only the borders outside it are zero-filled.
+A parallel task of col2im owns whole image planes of gx, so its scatter-add needs no
+atomics; a task of im2col writes one contiguous block of ``cols``.  Padding is never
+materialised: for each kernel tap (i, j) the range of output columns whose input
+column lies inside the image is computed once, and only the borders outside it are
+zero-filled.
 
 This module imports nothing of tinyconv; ``tinyconv.backend.kernel`` finds its
 functions by name.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, uintp
 
 from ._numba_threads import threads_for
 
@@ -49,36 +49,53 @@ def _valid_range(pad, tap, stride, size, out):
 
 
 @njit(cache=True, parallel=True)
-def _im2col(x, cols, kh, kw, sh, sw, ph, pw, OH, OW):
+def _im2col(x, cols, kh, kw, sh, sw, ph, pw, OH, OW, batched):
+    """cols[n, r, l] <- x[n, c, oh*sh - ph + i, ow*sw - pw + j], r = (c*kh + i)*kw + j, l = oh*OW + ow.
+
+    ``batched=False``: cols is the contract's (N, C*kh*kw, L); row r of sample n starts
+    at flat offset (n*C*kh*kw + r)*L, and a task is one (n, c, i): its kw rows adjoin.
+    ``batched=True``: cols is conv2d's (C*kh*kw, N, L) GEMM layout; row r of sample n
+    starts at (r*N + n)*L, and a task is one (c, i) for every n, so that it too writes
+    one contiguous block.  Indices are flat and cast to uintp: Numba then emits no
+    negative-index wrap-around test, and the row copies vectorize.
+    """
     N, C, H, W = x.shape
-    for nc in prange(N * C):                       # one (n, c) image plane per task
-        n = nc // C
-        c = nc - n * C
-        plane = x[n, c]
-        for i in range(kh):
-            oh_lo, oh_hi = _valid_range(ph, i, sh, H, OH)
-            for j in range(kw):
-                ow_lo, ow_hi = _valid_range(pw, j, sw, W, OW)
-                row = cols[n, (c * kh + i) * kw + j]   # (OH*OW,), column l = oh*OW + ow
-                # rows oh whose input row oh*sh - ph + i falls in the padding: all zero
-                for l in range(0, oh_lo * OW):
-                    row[l] = 0
-                for l in range(oh_hi * OW, OH * OW):
-                    row[l] = 0
-                n_in = ow_hi - ow_lo
-                iw0 = ow_lo * sw - pw + j             # input column of output column ow_lo
+    L = OH * OW
+    xf = x.reshape(x.size)
+    cf = cols.reshape(cols.size)
+    n_tasks = C * kh if batched else N * C * kh
+    for task in prange(n_tasks):
+        rest = task % (C * kh)
+        c = rest // kh
+        i = rest - c * kh
+        n_lo = 0 if batched else task // (C * kh)
+        n_hi = N if batched else n_lo + 1
+        oh_lo, oh_hi = _valid_range(ph, i, sh, H, OH)
+        for j in range(kw):
+            ow_lo, ow_hi = _valid_range(pw, j, sw, W, OW)
+            r = (c * kh + i) * kw + j
+            for n in range(n_lo, n_hi):
+                row = (r * N + n) * L if batched else (n * C * kh * kw + r) * L   # cols[n, r, 0]
+                plane = (n * C + c) * H * W                                      # x[n, c, 0, 0]
+                # output rows whose input row oh*sh - ph + i falls in the padding: all zero
+                for t in range(oh_lo * OW):
+                    cf[uintp(row + t)] = 0
+                for t in range(oh_hi * OW, L):
+                    cf[uintp(row + t)] = 0
                 for oh in range(oh_lo, oh_hi):
-                    out = row[oh * OW:(oh + 1) * OW]  # output row oh of this tap
-                    # input row oh*sh - ph + i, columns iw0, iw0 + sw, ... (slices: the indices are
-                    # known non-negative, so Numba emits no wrap-around checks and the copy vectorizes)
-                    src = plane[oh * sh - ph + i, iw0:iw0 + (n_in - 1) * sw + 1:sw]
-                    for ow in range(ow_lo):           # left padding
-                        out[ow] = 0
-                    dst = out[ow_lo:ow_hi]
-                    for t in range(n_in):
-                        dst[t] = src[t]
-                    for ow in range(ow_hi, OW):       # right padding
-                        out[ow] = 0
+                    out = row + oh * OW                                          # cols[n, r, oh*OW]
+                    src = plane + (oh * sh - ph + i) * W + ow_lo * sw - pw + j   # x at ow = ow_lo
+                    for ow in range(ow_lo):                                      # left padding
+                        cf[uintp(out + ow)] = 0
+                    for ow in range(ow_hi, OW):                                  # right padding
+                        cf[uintp(out + ow)] = 0
+                    out += ow_lo
+                    if sw == 1:                                                  # a plain copy
+                        for t in range(ow_hi - ow_lo):
+                            cf[uintp(out + t)] = xf[uintp(src + t)]
+                    else:
+                        for t in range(ow_hi - ow_lo):
+                            cf[uintp(out + t)] = xf[uintp(src + t * sw)]
 
 
 def im2col(x, kh, kw, sh, sw, ph, pw):
@@ -86,34 +103,51 @@ def im2col(x, kh, kw, sh, sw, ph, pw):
     x = np.ascontiguousarray(x)
     N, C, H, W = x.shape
     OH, OW = _out_size(H, kh, sh, ph), _out_size(W, kw, sw, pw)
-    cols = np.empty((N, C * kh * kw, OH * OW), dtype=x.dtype)
+    L = OH * OW
+    cols = np.empty((N, C * kh * kw, L), dtype=x.dtype)
     with threads_for(cols.size):
-        _im2col(x, cols, kh, kw, sh, sw, ph, pw, OH, OW)
+        _im2col(x, cols, kh, kw, sh, sw, ph, pw, OH, OW, False)
     return cols
 
 
 @njit(cache=True, parallel=True)
-def _col2im(cols, gx, kh, kw, sh, sw, ph, pw, OH, OW):
+def _col2im(cols, gx, kh, kw, sh, sw, ph, pw, OH, OW, batched):
+    """gx[n, c, oh*sh - ph + i, ow*sw - pw + j] += cols[n, r, l]: the adjoint of :func:`_im2col`.
+
+    Same two layouts.  A task owns whole planes of gx, so no two tasks add to one pixel:
+    one (n, c) plane, or (batched) channel c of every sample.  Each pixel receives its
+    taps in order (i, j), as in the reference; entries that fall in the padding are dropped.
+    """
     N, C, H, W = gx.shape
-    for nc in prange(N * C):                       # task owns gx[n, c]: no write races
-        n = nc // C
-        c = nc - n * C
-        plane = gx[n, c]
-        plane[:, :] = 0
+    L = OH * OW
+    gf = gx.reshape(gx.size)
+    cf = cols.reshape(cols.size)
+    n_tasks = C if batched else N * C
+    for task in prange(n_tasks):
+        c = task % C
+        n_lo = 0 if batched else task // C
+        n_hi = N if batched else n_lo + 1
+        for n in range(n_lo, n_hi):
+            plane = (n * C + c) * H * W
+            for t in range(H * W):
+                gf[uintp(plane + t)] = 0
         for i in range(kh):
             oh_lo, oh_hi = _valid_range(ph, i, sh, H, OH)
             for j in range(kw):
                 ow_lo, ow_hi = _valid_range(pw, j, sw, W, OW)
-                row = cols[n, (c * kh + i) * kw + j]
-                n_in = ow_hi - ow_lo
-                iw0 = ow_lo * sw - pw + j
-                for oh in range(oh_lo, oh_hi):
-                    # columns ow_lo .. ow_hi-1 of output row oh land on input columns iw0, iw0 + sw, ...;
-                    # the entries that fall in the padding are dropped
-                    dst = plane[oh * sh - ph + i, iw0:iw0 + (n_in - 1) * sw + 1:sw]
-                    src = row[oh * OW + ow_lo:oh * OW + ow_hi]
-                    for t in range(n_in):
-                        dst[t] += src[t]
+                r = (c * kh + i) * kw + j
+                for n in range(n_lo, n_hi):
+                    row = (r * N + n) * L if batched else (n * C * kh * kw + r) * L
+                    plane = (n * C + c) * H * W
+                    for oh in range(oh_lo, oh_hi):
+                        src = row + oh * OW + ow_lo
+                        dst = plane + (oh * sh - ph + i) * W + ow_lo * sw - pw + j
+                        if sw == 1:
+                            for t in range(ow_hi - ow_lo):
+                                gf[uintp(dst + t)] += cf[uintp(src + t)]
+                        else:
+                            for t in range(ow_hi - ow_lo):
+                                gf[uintp(dst + t * sw)] += cf[uintp(src + t)]
 
 
 def col2im(cols, x_shape, kh, kw, sh, sw, ph, pw):
@@ -126,7 +160,7 @@ def col2im(cols, x_shape, kh, kw, sh, sw, ph, pw):
                          f"{tuple(x_shape)}, got {cols.shape}")
     gx = np.empty((N, C, H, W), dtype=cols.dtype)
     with threads_for(cols.size):
-        _col2im(cols, gx, kh, kw, sh, sw, ph, pw, OH, OW)
+        _col2im(cols, gx, kh, kw, sh, sw, ph, pw, OH, OW, False)
     return gx
 
 
@@ -134,9 +168,9 @@ def col2im(cols, x_shape, kh, kw, sh, sw, ph, pw):
 #
 # conv2d does one GEMM per group over the whole batch, with the samples side by side
 # along the columns: cols as (G, K, N*L), K = (C/G)*kh*kw.  Row R = g*K + k of the
-# contract's (N, C*kh*kw, L) cols of sample n is then cols_b[g, k, n*L:(n+1)*L], so the
-# same two kernels above write / read that layout directly through a strided view,
-# (G*K, N, L) transposed to (N, G*K, L), instead of im2col followed by a transposing copy.
+# contract's (N, C*kh*kw, L) cols of sample n is then cols_b[g, k, n*L:(n+1)*L], at flat
+# offset (R*N + n)*L, so the same two kernels above write / read that layout directly
+# (``batched=True``) instead of an im2col followed by a transposing copy.
 
 
 def im2col_batched(x, kh, kw, sh, sw, ph, pw, groups):
@@ -150,7 +184,7 @@ def im2col_batched(x, kh, kw, sh, sw, ph, pw, groups):
     L, CK = OH * OW, C * kh * kw
     out = np.empty((groups, CK // groups, N * L), dtype=x.dtype)
     with threads_for(out.size):
-        _im2col(x, out.reshape(CK, N, L).transpose(1, 0, 2), kh, kw, sh, sw, ph, pw, OH, OW)
+        _im2col(x, out, kh, kw, sh, sw, ph, pw, OH, OW, True)
     return out
 
 
@@ -168,7 +202,7 @@ def col2im_batched(gcols, x_shape, kh, kw, sh, sw, ph, pw):
                          f"{tuple(x_shape)}, got {gcols.shape}")
     gx = np.empty((N, C, H, W), dtype=gcols.dtype)
     with threads_for(gcols.size):
-        _col2im(gcols.reshape(CK, N, L).transpose(1, 0, 2), gx, kh, kw, sh, sw, ph, pw, OH, OW)
+        _col2im(gcols, gx, kh, kw, sh, sw, ph, pw, OH, OW, True)
     return gx
 
 
