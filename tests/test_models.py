@@ -391,7 +391,7 @@ def test_small28_learns():
     x, t = tc.tensor(x), tc.tensor(t)
     opt = optim.SGD(m.parameters(), lr=0.03, momentum=0.9)
     losses = []
-    for _ in range(20):
+    for _ in range(15):
         loss = F.cross_entropy(m(x), t)
         opt.zero_grad()
         loss.backward()
