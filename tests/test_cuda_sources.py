@@ -202,23 +202,28 @@ def _symbol(expr):
     return "tc_host_" + expr.replace("<", "__").replace(">", "")
 
 
+def build_host_libs(out):
+    """Compile every family with g++ and the host-emulation header; {family: ctypes.CDLL}."""
+    libs = {}
+    for fam in FAMILIES:
+        exports = "\n".join(f"TC_HOST_EXPORT({_symbol(e)}, {e})" for e in cuda_loader.name_expressions(fam))
+        unit = os.path.join(out, f"{fam}_host.cpp")
+        with open(unit, "w") as f:
+            f.write(f'#include "cuda_host_emulation.h"\n#include "{fam}.cu"\n{exports}\n')
+        so = os.path.join(out, f"lib{fam}_host.so")
+        cmd = [GXX, "-std=c++17", "-O1", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
+               "-I", KDIR, "-x", "c++", unit, "-o", so]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        assert r.returncode == 0, f"g++ failed on {fam}.cu:\n{' '.join(cmd)}\n{r.stderr}"
+        libs[fam] = ctypes.CDLL(so)
+    return libs
+
+
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
     """Build every family's host library once; launchers on NumPy arrays run them."""
     need(GXX, "g++ is not installed")
-    out = tmp_path_factory.mktemp("host_kernels")
-    libs = {}
-    for fam in FAMILIES:
-        exports = "\n".join(f"TC_HOST_EXPORT({_symbol(e)}, {e})" for e in cuda_loader.name_expressions(fam))
-        unit = out / f"{fam}_host.cpp"
-        unit.write_text(f'#include "cuda_host_emulation.h"\n#include "{fam}.cu"\n{exports}\n')
-        so = out / f"lib{fam}_host.so"
-        cmd = [GXX, "-std=c++17", "-O1", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
-               "-I", KDIR, "-x", "c++", str(unit), "-o", str(so)]
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        assert r.returncode == 0, f"g++ failed on {fam}.cu:\n{' '.join(cmd)}\n{r.stderr}"
-        libs[fam] = ctypes.CDLL(str(so))
-    runner = HostRunner(libs)
+    runner = HostRunner(build_host_libs(str(tmp_path_factory.mktemp("host_kernels"))))
     with cuda_loader.use_host_emulation(runner):
         yield runner
 

@@ -9,6 +9,11 @@ kernel matches the CPU reference forward and backward, the float64 gradient chec
 on the GPU, the deterministic kernels are bitwise repeatable, one training step of the
 paper AlexNet gives the CPU's loss and gradients, a few hundred GPU steps reduce the
 loss, and compute-sanitizer (memcheck, racecheck) runs clean over the kernel tests.
+
+Without a GPU the ``gpu`` tests can be rehearsed on an emulated CuPy whose kernels run
+from their g++ builds (``PYTHONPATH=tests/fake_cupy pytest tests/test_gpu.py -m gpu``; see
+``tests/fake_cupy/cupy/__init__.py``): that checks the tests and the launchers' GPU path,
+not the GPU.
 """
 import importlib
 import importlib.util
@@ -298,13 +303,14 @@ def test_gpu_gradchecks_float64(cp):
         assert tinyconv.gradcheck(fn, ins), name
 
 
-def _paper_alexnet_step(device, state, x, target):
+def _paper_alexnet_step(device, state, x, target, dtype=np.float32):
     from tinyconv.models import alexnet
     model = alexnet(variant="paper")
     model.load_state_dict(state)
     model.to(device)
+    model.to(dtype)
     model.eval()            # dropout off: the two devices draw different masks
-    xt = tinyconv.tensor(x, device=device)
+    xt = tinyconv.tensor(x.astype(dtype), device=device)
     loss = F.cross_entropy(model(xt), tinyconv.tensor(target, device=device))
     loss.backward()
     grads = {k: backend.to_device(p.grad.data, "cpu") for k, p in model.named_parameters()}
@@ -312,20 +318,28 @@ def _paper_alexnet_step(device, state, x, target):
 
 
 @pytest.mark.gpu
-def test_paper_alexnet_training_step_same_on_gpu_and_cpu(cp):
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-4), (np.float64, 1e-10)])
+def test_paper_alexnet_training_step_same_on_gpu_and_cpu(cp, dtype, tol):
+    """Same weights and batch: the same loss and every parameter's gradient on both devices.
+
+    The weights use the PyTorch-style init: with the paper's N(0, 0.01) weights and biases of
+    1 the activations are nearly constant, max-pool windows hold near-ties, and float32
+    rounding differences between any two correct implementations flip an arg-max now and
+    then, moving a whole gradient entry (seen: one flip moved conv1's gradient by 1.7%).
+    """
     from tinyconv.models import alexnet
     tinyconv.manual_seed(0)
-    state = alexnet(variant="paper").state_dict()
+    state = alexnet(variant="paper", init="default").state_dict()
     rng = np.random.default_rng(6)
     x = rng.standard_normal((2, 3, 227, 227)).astype(np.float32)
     target = np.array([3, 997])
-    loss_cpu, g_cpu = _paper_alexnet_step("cpu", state, x, target)
-    loss_gpu, g_gpu = _paper_alexnet_step("cuda", state, x, target)
-    assert abs(loss_gpu - loss_cpu) <= 1e-4 * abs(loss_cpu)
+    loss_cpu, g_cpu = _paper_alexnet_step("cpu", state, x, target, dtype)
+    loss_gpu, g_gpu = _paper_alexnet_step("cuda", state, x, target, dtype)
+    assert abs(loss_gpu - loss_cpu) <= tol * abs(loss_cpu)
     for k in g_cpu:
         g, ref = g_gpu[k], g_cpu[k]
         err = np.linalg.norm(g - ref) / max(np.linalg.norm(ref), 1e-30)
-        assert err < 1e-3, (k, err)
+        assert err < 10 * tol, (k, err)
 
 
 @pytest.mark.gpu

@@ -1,0 +1,175 @@
+"""A stand-in for CuPy on a machine without a GPU, for rehearsing the GPU tests (a developer tool).
+
+    PYTHONPATH=tests/fake_cupy python -m pytest tests/test_gpu.py -m gpu
+
+makes ``import cupy`` find this module: "GPU" arrays are NumPy arrays of a subclass whose
+module is ``cupy`` (so ``tinyconv.backend`` treats them as device arrays and picks the
+``kernels/*_cuda.py`` launchers), and ``cupy.RawModule`` runs each kernel's g++ build with
+``kernels/cuda_host_emulation.h`` (see tests/test_cuda_sources.py).  Every launcher thus
+goes through its real GPU path — module, name expression, grid, argument tuple — and the
+GPU tests' own code runs end to end.
+
+What it cannot tell: whether a NumPy function that tinyconv calls through ``xp`` exists in
+real CuPy, anything about speed, memory, streams or concurrency.  It is never used by the
+normal test run, and it is not a substitute for running tests/test_gpu.py on a GPU.
+"""
+import os
+import sys
+import tempfile
+import types
+
+import numpy as _np
+
+__version__ = "0.0-fake"
+
+
+class ndarray(_np.ndarray):
+    """A "device" array: NumPy underneath, ``cupy`` as its module."""
+
+    def __array_wrap__(self, arr, context=None, return_scalar=False):
+        # CuPy reductions give 0-d arrays, never host scalars
+        return _np.asarray(arr).view(ndarray)
+
+    def __getitem__(self, index):
+        out = super().__getitem__(index)
+        return out if isinstance(out, _np.ndarray) else _np.asarray(out).view(ndarray)
+
+    def get(self):
+        """Copy to the host (a plain NumPy array)."""
+        return _np.array(self.view(_np.ndarray))
+
+    @property
+    def device(self):
+        return cuda.Device(0)
+
+    def __dlpack__(self, *a, **k):
+        raise TypeError("fake cupy: no DLPack")
+
+
+ndarray.__module__ = "cupy"
+
+
+def _wrap(out):
+    if isinstance(out, _np.ndarray):
+        return out if isinstance(out, ndarray) else out.view(ndarray)
+    if isinstance(out, tuple):
+        return tuple(_wrap(o) for o in out)
+    if isinstance(out, list):
+        return [_wrap(o) for o in out]
+    if isinstance(out, _np.generic):
+        return _np.asarray(out).view(ndarray)
+    return out
+
+
+def _unwrap(a):
+    return a.view(_np.ndarray) if isinstance(a, ndarray) else a
+
+
+def asarray(a, dtype=None, order=None):
+    if isinstance(a, ndarray) and (dtype is None or a.dtype == dtype):
+        return a
+    return _np.array(_unwrap(a), dtype=dtype, order=order or "K").view(ndarray)
+
+
+def array(a, dtype=None, copy=True, order="K"):
+    return _np.array(_unwrap(a), dtype=dtype, order=order).view(ndarray)
+
+
+def ascontiguousarray(a, dtype=None):
+    return _np.ascontiguousarray(_unwrap(a), dtype=dtype).view(ndarray)
+
+
+def __getattr__(name):
+    obj = getattr(_np, name)
+    if callable(obj) and not isinstance(obj, type) and not isinstance(obj, _np.ufunc):
+        def fn(*args, **kwargs):
+            return _wrap(obj(*args, **kwargs))
+        fn.__name__ = name
+        return fn
+    return obj
+
+
+# ---------------------------------------------------------------------------- cupy.cuda
+
+
+class _Device:
+    def __init__(self, index=0):
+        self.id = int(index)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _Stream:
+    def synchronize(self):
+        pass
+
+
+class _Pool:
+    def used_bytes(self):
+        return 0
+
+    def total_bytes(self):
+        return 0
+
+    def free_all_blocks(self):
+        pass
+
+    def malloc(self, n):
+        raise NotImplementedError("fake cupy: no device memory")
+
+
+_pool = _Pool()
+
+
+def get_default_memory_pool():
+    return _pool
+
+
+runtime = types.SimpleNamespace(
+    getDeviceCount=lambda: 1, getDevice=lambda: 0, deviceSynchronize=lambda: None,
+    runtimeGetVersion=lambda: 13000, driverGetVersion=lambda: 13000,
+    getDeviceProperties=lambda i: {"name": b"fake GPU (host emulation)", "multiProcessorCount": 1,
+                                   "major": 9, "minor": 0})
+cuda = types.SimpleNamespace(Device=_Device, runtime=runtime, get_current_stream=lambda: _Stream(),
+                             nvrtc=types.SimpleNamespace(getVersion=lambda: (13, 0)))
+sys.modules[__name__ + ".cuda"] = cuda
+
+
+# ---------------------------------------------------------------------------- RawModule on the host
+
+_runner = None
+
+
+def _host_runner():
+    global _runner
+    if _runner is None:
+        here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        sys.path.insert(0, here)                       # tests/
+        import test_cuda_sources as T
+        _runner = T.HostRunner(T.build_host_libs(tempfile.mkdtemp(prefix="fake_cupy_")))
+    return _runner
+
+
+class _Function:
+    def __init__(self, family, expr):
+        self.family, self.expr = family, expr
+
+    def __call__(self, grid, block, args):
+        host_args = tuple(a.view(_np.ndarray) if isinstance(a, ndarray) else a for a in args)
+        _host_runner()(self.family, self.expr, int(grid[0]), int(block[0]), host_args)
+
+
+class RawModule:
+    def __init__(self, code, options=(), name_expressions=()):
+        from tinyconv.kernels import cuda_loader
+        self.family = next(f for f in ("activation", "conv", "linear", "loss", "lrn", "optim", "pooling")
+                           if cuda_loader.source(f) == code)
+        self.exprs = set(name_expressions)
+
+    def get_function(self, expr):
+        assert expr in self.exprs, f"{expr} was not among the name expressions {sorted(self.exprs)}"
+        return _Function(self.family, expr)
