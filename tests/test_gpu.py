@@ -344,13 +344,18 @@ def test_paper_alexnet_training_step_same_on_gpu_and_cpu(cp, dtype, tol):
 
 @pytest.mark.gpu
 def test_a_few_hundred_gpu_steps_reduce_the_loss(cp):
+    """300 SGD steps on one fixed batch of 32 random images and labels: the net memorizes it.
+
+    Same settings on the CPU (fast kernels): loss 5.27 at step 0, 2.14 at 50, 0.70 at 100.
+    Dropout runs here (training mode), on the Philox kernel.
+    """
     from tinyconv.models import alexnet
     tinyconv.manual_seed(1)
     model = alexnet(variant="small32").to("cuda")
-    opt = tinyconv.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    opt = tinyconv.optim.SGD(model.parameters(), lr=0.02, momentum=0.9, weight_decay=5e-4)
     rng = np.random.default_rng(7)
-    x = tinyconv.tensor(rng.standard_normal((64, 3, 32, 32)).astype(np.float32), device="cuda")
-    t = tinyconv.tensor(rng.integers(0, 10, 64), device="cuda")
+    x = tinyconv.tensor(rng.standard_normal((32, 3, 32, 32)).astype(np.float32), device="cuda")
+    t = tinyconv.tensor(rng.integers(0, 10, 32), device="cuda")
     losses = []
     for _ in range(300):
         opt.zero_grad()
@@ -359,7 +364,8 @@ def test_a_few_hundred_gpu_steps_reduce_the_loss(cp):
         opt.step()
         losses.append(loss.item())
     assert all(np.isfinite(losses))
-    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10]), (losses[:10], losses[-10:])
+    first, last = np.mean(losses[:10]), np.mean(losses[-10:])
+    assert last < min(0.5 * first, 1.0), (losses[:10], losses[-10:])
     assert all(backend.device_of(p.data) == "cuda" for p in model.parameters())
     for state in opt.state.values():
         assert backend.device_of(state["momentum_buffer"]) == "cuda"
