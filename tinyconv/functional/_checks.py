@@ -1,4 +1,6 @@
 """Argument checks shared by the layer ops: each error names the op and expected vs actual."""
+import numpy as np
+
 from ..autograd import Tensor
 
 
@@ -34,9 +36,12 @@ def check_same_dtype(op, **tensors):
 
 def pair(v, op, name, minimum=0):
     """An int or a pair of ints -> (int, int), each at least ``minimum``."""
-    vals = (v, v) if isinstance(v, int) else tuple(v)
-    if len(vals) != 2 or not all(isinstance(a, int) for a in vals):
+    def is_int(a):
+        return isinstance(a, (int, np.integer)) and not isinstance(a, (bool, np.bool_))
+
+    vals = (v, v) if is_int(v) else tuple(v) if isinstance(v, (tuple, list)) else None
+    if vals is None or len(vals) != 2 or not all(is_int(a) for a in vals):
         raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {v!r}")
     if any(a < minimum for a in vals):
         raise ValueError(f"{op}: {name} must be >= {minimum}, got {v!r}")
-    return vals
+    return tuple(int(a) for a in vals)
