@@ -75,6 +75,8 @@ def machine_info(threads):
         "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
                                                "OMP_NUM_THREADS", "NUMBA_NUM_THREADS")},
         "env_dropped_for_this_run": json.loads(os.environ.get("TINYCONV_BENCH_DROPPED_ENV", "{}")),
+        # other work on the machine skews parallel timings (both sides alike, but noisier)
+        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
     try:
         import torch
@@ -485,12 +487,14 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = args.tag or "cpu-" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M")
+    info["load_average_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     (out / f"{stem}.json").write_text(json.dumps({"machine": info, "args": vars(args), "rows": rows},
                                                  indent=1))
     md = [f"# tinyconv CPU benchmark {info['date_utc']}", "",
           f"CPU: {info['cpu']} ({info['logical_cores']} logical cores); threads per side: {args.threads}; "
           f"BLAS: {info['blas']}; env: {info['env']}; NumPy GEMM float32: {gemm:.1f} GFLOP/s; "
-          f"torch {info.get('torch')}; numba warm-up {info['numba_warmup_s']:.2f} s.", "",
+          f"torch {info.get('torch')}; numba warm-up {info['numba_warmup_s']:.2f} s; load average "
+          f"{info['load_average_at_start']} at start, {info['load_average_at_end']} at end.", "",
           f"Medians of {args.repeats} runs per layer ({args.step_repeats} per step) after one warm-up, "
           "implementations interleaved.  ms = milliseconds; ratios < 1 mean the first is faster.",
           "", table, ""]
