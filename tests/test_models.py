@@ -391,7 +391,7 @@ def test_small28_learns():
     x, t = tc.tensor(x), tc.tensor(t)
     opt = optim.SGD(m.parameters(), lr=0.03, momentum=0.9)
     losses = []
-    for _ in range(15):
+    for _ in range(24):       # seeds 0-5 all end below 0.25x their first loss
         loss = F.cross_entropy(m(x), t)
         opt.zero_grad()
         loss.backward()

@@ -346,7 +346,7 @@ def kaiming_init_(model):
         w = m.weight
         fan_in = int(np.prod(w.shape[1:]))
         gain = 1.0 if i == len(layers) - 1 else 2.0
-        w.data[...] = g.normal(0.0, np.sqrt(gain / fan_in), size=w.shape).astype(w.dtype)
+        w.data[...] = _normal(g, w, np.sqrt(gain / fan_in))
         if m.bias is not None:
             m.bias.data[...] = 0.0
     return model
@@ -362,7 +362,14 @@ def paper_init_(model, std=0.01):
     g = random.generator()
     for m in convs + linears:
         w = m.weight
-        w.data[...] = g.normal(0.0, std, size=w.shape).astype(w.dtype)
+        w.data[...] = _normal(g, w, std)
         if m.bias is not None:
             m.bias.data[...] = 1.0 if id(m) in ones else 0.0
     return model
+
+
+def _normal(g, w, std):
+    """N(0, std^2) draws shaped like parameter ``w``, drawn directly in its dtype (float32
+    draws for a float32 model: half the memory and time of float64 ones for 60M weights)."""
+    dtype = w.dtype if w.dtype in (np.float32, np.float64) else np.float64
+    return (g.standard_normal(w.shape, dtype=dtype) * dtype.type(std)).astype(w.dtype, copy=False)
