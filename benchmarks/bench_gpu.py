@@ -692,19 +692,21 @@ def main(argv=None):
     date = datetime.date.today().isoformat()
     if args.dry_run:
         results = [dry_run_result(args, p) for p in precisions]
-    elif args.precision == "both" and not args.smoke_cpu:
+    elif args.precision == "both":
         # CuPy reads CUPY_TF32 once, at import: one child process per precision
         results = []
         for p in precisions:
             child = [sys.executable, os.path.abspath(__file__), "--precision", p, "--json-only",
                      "--out", args.out, "--batch", str(args.batch), "--repeat", str(args.repeat),
                      "--warmup", str(args.warmup), "--only", args.only, "--steps", *map(str, args.steps)]
+            child += ["--smoke-cpu"] if args.smoke_cpu else []
             r = subprocess.run(child, stdout=subprocess.PIPE, text=True)
             tail = r.stdout.strip().splitlines()
             if r.returncode != 0 or not tail:
                 print(f"bench_gpu: the {p} run failed (exit {r.returncode})", file=sys.stderr)
                 continue
             results.append(json.loads(tail[-1]))
+            _write_doc(args, date, results)          # after each precision: a time limit keeps the first
         if not results:
             sys.exit("bench_gpu: no precision ran")
     else:
@@ -714,13 +716,17 @@ def main(argv=None):
         if args.json_only:
             print(json.dumps(results[0], default=str))
             return
+    doc, paths = _write_doc(args, date, results)
+    print(markdown(doc))
+    print("wrote " + " and ".join(paths))
+
+
+def _write_doc(args, date, results):
     doc = dict(date=date, device=results[0]["versions"].get("device", "unknown"),
                versions=results[0]["versions"], dry_run=args.dry_run, smoke_cpu=args.smoke_cpu,
                args={k: v for k, v in vars(args).items() if k != "json_only"}, results=results)
     tag = args.tag or ("dry-run" if args.dry_run else "cpu-smoke" if args.smoke_cpu else "")
-    paths = write(doc, args.out, tag)
-    print(markdown(doc))
-    print("wrote " + " and ".join(paths))
+    return doc, write(doc, args.out, tag)
 
 
 if __name__ == "__main__":
