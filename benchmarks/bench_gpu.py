@@ -137,6 +137,12 @@ def layer_specs(batch, tiny=False):
                      shape=dict(x=drop_x), bytes=2 * f * n, flops=None))
     rows.append(dict(name="dropout6 backward", layer="dropout6", kind="dropout", pass_="backward",
                      shape=dict(x=drop_x), bytes=2 * f * n, flops=None))
+    # dropout at fc6's shape is launch-bound (2 MB each way); at conv1's output size it shows bandwidth
+    n = math.prod(relu_x)
+    rows.append(dict(name="dropout-big forward", layer="dropout-big", kind="dropout", pass_="forward",
+                     shape=dict(x=relu_x), bytes=2 * f * n, flops=None))
+    rows.append(dict(name="dropout-big backward", layer="dropout-big", kind="dropout", pass_="backward",
+                     shape=dict(x=relu_x), bytes=2 * f * n, flops=None))
     for name, i, o in FCS:
         i, o = (min(i, 64), min(o, 32)) if tiny else (i, o)
         shape = dict(x=(batch, i), w=(o, i))
