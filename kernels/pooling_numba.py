@@ -15,12 +15,13 @@ Contract::
         in PyTorch); a window of only -inf reports its first pixel inside the image.
     max_pool2d_backward(gy, argmax, x_shape) -> gx   (scatter-add gy to argmax)
 
-One (n, c) plane per parallel task; windows are clipped to the image, so no padded
-copy is made.  No fastmath here: it would let the compiler reorder or drop the NaN
-and tie logic of the comparisons.
+One (n, c) plane per parallel task.  Forward copies the plane once into a padded,
+phase-split buffer (see ``_max_pool_fwd``) so that every kernel tap becomes one long
+vectorized compare-select over all outputs of the plane.  No fastmath here: it would
+let the compiler reorder or drop the NaN and tie logic of the comparisons.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, uintp
 
 from ._numba_threads import threads_for
 
@@ -31,75 +32,72 @@ def _out_size(size, k, s, p):
 
 @njit(cache=True, parallel=True)
 def _max_pool_fwd(x, y, arg, kh, kw, sh, sw, ph, pw):
+    """Every output of a plane at once, one kernel tap at a time, over long contiguous runs.
+
+    Each plane is first copied into a padded, phase-split buffer
+    ``P[ri, dr, hq, m] = xpad[hq*sh + ri, m*sw + dr]`` (xpad: the plane with -inf around it),
+    Hq x Wq per phase, Wq = OW + (kw-1)//sw.  Tap (i, j) of output (oh, ow) reads xpad
+    row oh*sh + i, column ow*sw + j, which with (qi, ri) = divmod(i, sh) and (dq, dr) =
+    divmod(j, sw) is ``P[ri, dr, oh + qi, ow + dq]``: over all (oh, ow), laid out as
+    t = oh*Wq + ow, that is the contiguous run ``P[ri, dr].flat[qi*Wq + dq + t]``.  So
+    each tap is one vectorized compare-select loop over OH*Wq elements; the columns
+    ow >= OW of that layout are computed and dropped.
+
+    As in the reference, each output starts at -inf located at its window's first pixel
+    inside the image, and a tap replaces it when strictly greater or NaN: the first
+    maximum wins ties, the last NaN wins, padding (-inf) never wins.
+    """
     N, C, H, W = x.shape
     OH, OW = y.shape[2], y.shape[3]
-    # Output columns [ow_a, ow_b) have their whole window inside the image columns
-    # (ow*sw - pw >= 0 and ow*sw - pw + kw <= W); the few border columns take a scalar path.
-    ow_a = min((pw + sw - 1) // sw, OW)
-    ow_b = max(min((W - kw + pw) // sw + 1, OW), ow_a) if W + pw >= kw else ow_a
-    n_in = ow_b - ow_a
-    Wq = (W + sw - 1) // sw
+    Wq = OW + (kw - 1) // sw
+    Hq = OH + (kh - 1) // sh + 1          # one spare row: the dropped columns of the last row read into it
+    T = OH * Wq
+    # per output t = oh*Wq + ow: the flat input index of its window's top-left tap, and of
+    # its first pixel inside the image (the answer for a window of only -inf)
+    corner = np.empty(T, dtype=np.int64)
+    first = np.empty(T, dtype=np.int64)
+    for oh in range(OH):
+        for ow in range(Wq):
+            corner[oh * Wq + ow] = (oh * sh - ph) * W + ow * sw - pw
+            first[oh * Wq + ow] = max(oh * sh - ph, 0) * W + max(ow * sw - pw, 0)
     for nc in prange(N * C):                       # one (n, c) plane per task
         n = nc // C
         c = nc - n * C
         plane = x[n, c]
-        # De-interleave the plane by column phase: phase[r, h, m] = plane[h, m*sw + r].  Then
-        # tap j of output column ow, input column w = ow*sw - pw + j = (ow + dq)*sw + dr with
-        # dq, dr = divmod(j - pw, sw), is phase[dr, h, ow + dq]: consecutive ow read consecutive
-        # memory, so the compare loops below vectorize.
-        phase = np.empty((sw, H, Wq), dtype=x.dtype)
-        for h in range(H):
-            row = plane[h]
-            for r in range(sw):
-                dst = phase[r, h]
-                for m in range((W - r + sw - 1) // sw):    # columns w = r, r + sw, ... < W
-                    dst[m] = row[m * sw + r]
-        best = np.empty(OW, dtype=x.dtype)         # running max and its flat index, per column
-        where = np.empty(OW, dtype=np.int64)
+        P = np.empty((sh, sw, Hq * Wq), dtype=x.dtype)
+        for ri in range(sh):                       # P[ri, dr, hq*Wq + m] = xpad[hq*sh + ri, m*sw + dr]
+            for hq in range(Hq):
+                h = hq * sh + ri - ph
+                for dr in range(sw):
+                    dst = P[ri, dr, hq * Wq:(hq + 1) * Wq]
+                    if h < 0 or h >= H:
+                        dst[:] = -np.inf
+                        continue
+                    row = plane[h]
+                    for m in range(Wq):
+                        w = m * sw + dr - pw
+                        dst[m] = row[w] if 0 <= w < W else -np.inf
+        best = np.full(T, -np.inf, dtype=x.dtype)
+        where = first.copy()
+        for i in range(kh):
+            qi = i // sh
+            ri = i - qi * sh
+            for j in range(kw):
+                dq = j // sw
+                dr = j - dq * sw
+                src = P[ri, dr, qi * Wq + dq:qi * Wq + dq + T]
+                shift = i * W + j                  # flat index of tap (i, j) = corner + i*W + j
+                for t in range(T):
+                    v = src[t]
+                    b = best[t]
+                    # `|` rather than `or`: no branch, so the loop vectorizes
+                    take = (v > b) | (v != v)
+                    best[t] = v if take else b
+                    where[t] = corner[t] + shift if take else where[t]
         for oh in range(OH):
-            h0 = oh * sh - ph                      # window rows h0 .. h0+kh-1, clipped to [0, H)
-            h_lo = max(h0, 0)
-            h_hi = min(h0 + kh, H)
-            # border columns: window clipped to the image (padding is -inf, never wins)
-            for t in range(OW - n_in):             # ow = 0 .. ow_a-1, then ow_b .. OW-1
-                ow = t if t < ow_a else ow_b + (t - ow_a)
-                w_lo = max(ow * sw - pw, 0)
-                w_hi = min(ow * sw - pw + kw, W)
-                b = plane[h_lo, w_lo]
-                bi = h_lo * W + w_lo
-                for h in range(h_lo, h_hi):        # scan order i then j
-                    for w in range(w_lo, w_hi):
-                        v = plane[h, w]
-                        if (v > b) | (v != v):
-                            b = v
-                            bi = h * W + w
-                best[ow] = b
-                where[ow] = bi
-            # interior columns: tap by tap in scan order (i, then j), each a loop over ow
-            bb = best[ow_a:ow_b]
-            ww = where[ow_a:ow_b]
-            for h in range(h_lo, h_hi):
-                for j in range(kw):
-                    d = j - pw
-                    dq = d // sw                   # floor division: d may be negative
-                    dr = d - dq * sw
-                    src = phase[dr, h, ow_a + dq:ow_a + dq + n_in]
-                    base = h * W + ow_a * sw + d   # flat index of src[0]; src[k] is base + k*sw
-                    if h == h_lo and j == 0:       # the first tap starts the running max
-                        for k in range(n_in):
-                            bb[k] = src[k]
-                            ww[k] = base + k * sw
-                    else:
-                        for k in range(n_in):
-                            v = src[k]
-                            b = bb[k]
-                            # strictly greater: the first maximum wins ties; a NaN always takes
-                            # over (as PyTorch).  `|` rather than `or`: no branch, so it vectorizes
-                            take = (v > b) | (v != v)
-                            bb[k] = v if take else b
-                            ww[k] = base + k * sw if take else ww[k]
-            y[n, c, oh, :] = best
-            arg[n, c, oh, :] = where
+            for ow in range(OW):
+                y[n, c, oh, ow] = best[oh * Wq + ow]
+                arg[n, c, oh, ow] = where[oh * Wq + ow]
 
 
 def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw):
@@ -118,16 +116,16 @@ def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw):
 def _max_pool_bwd(gy, arg, gx):
     N, C, OH, OW = gy.shape
     HW = gx.shape[2] * gx.shape[3]
-    for nc in prange(N * C):                       # task owns gx[n, c]: no write races
-        n = nc // C
-        c = nc - n * C
-        flat = gx[n, c].reshape(HW)                # view: index h*W + w, as argmax stores it
-        flat[:] = 0
-        g = gy[n, c]
-        a = arg[n, c]
-        for oh in range(OH):                       # output scan order, as np.add.at in the reference
-            for ow in range(OW):
-                flat[a[oh, ow]] += g[oh, ow]
+    L = OH * OW
+    gf = gx.reshape(gx.size)
+    gyf = gy.reshape(gy.size)
+    af = arg.reshape(arg.size)
+    for nc in prange(N * C):                       # task owns plane nc of gx: no write races
+        plane = nc * HW                            # gx[n, c] starts here; argmax is h*W + w within it
+        for t in range(HW):
+            gf[uintp(plane + t)] = 0
+        for t in range(nc * L, (nc + 1) * L):      # output scan order, as np.add.at in the reference
+            gf[uintp(plane + af[t])] += gyf[t]     # uintp: argmax >= 0, no wrap-around test
 
 
 def max_pool2d_backward(gy, argmax, x_shape):
