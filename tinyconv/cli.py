@@ -33,7 +33,8 @@ def _cmd_train(args):
                       resume_path=args.resume if isinstance(args.resume, str) else "",
                       patience=args.patience, num_workers=args.workers, augment=not args.no_augment,
                       progress=not args.no_progress, plots=not args.no_plots, kernels=args.kernels or "",
-                      init=args.init or "", max_steps_per_epoch=args.max_steps)
+                      init=args.init or "", max_steps_per_epoch=args.max_steps,
+                      dropout=-1.0 if args.dropout is None else args.dropout, eval_limit=args.eval_limit)
     try:
         result = train(cfg)
     except (TrainingDiverged, ValueError, FileNotFoundError, ImportError) as e:
@@ -223,7 +224,10 @@ def _parser():
     t.add_argument("--no-augment", action="store_true", help="no random crops/flips/colour noise")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.add_argument("--no-plots", action="store_true", help="no PNG plots at the end")
+    t.add_argument("--dropout", type=float, help="override every dropout layer's p (default: the model's)")
     t.add_argument("--max-steps", type=int, default=0, help="cut each epoch after this many batches (0: all)")
+    t.add_argument("--eval-limit", type=int, default=0,
+                   help="evaluate on the first N validation/test images only (0: all)")
 
     p = parsers["predict"]
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")

@@ -49,7 +49,7 @@ class TrainConfig:
     variant: str = "small28"         # an AlexNet variant of tinyconv.models.alexnet
     data: str = "mnist5k"            # a bundled set's name, or a folder with train/ and val/
     device: str = "cpu"              # "cpu" or "cuda"
-    epochs: int = 5
+    epochs: int = 6
     batch_size: int = 64
     lr: float = 0.02
     momentum: float = 0.9
@@ -62,10 +62,12 @@ class TrainConfig:
     augment: bool = True
     num_workers: int = 1             # loader threads (decoding overlaps compute; see data.loader)
     init: str = ""                   # "paper", "default" or "kaiming"; "" = see default_init()
+    dropout: float = -1.0            # >= 0 overrides every Dropout layer's p (-1: the model's own)
     progress: bool = True            # tqdm bars
     plots: bool = True
     kernels: str = ""                # "" leaves the mode; "reference" or "fast" forces it
     max_steps_per_epoch: int = 0     # 0 = whole epochs (tests use small numbers)
+    eval_limit: int = 0              # evaluate on the first N val/test images only (0 = all; quick runs)
 
 
 class TrainingDiverged(RuntimeError):
@@ -73,7 +75,7 @@ class TrainingDiverged(RuntimeError):
 
 
 _RESUME_KEEPS = ("variant", "data", "batch_size", "lr", "momentum", "weight_decay", "patience", "seed",
-                 "augment", "init", "max_steps_per_epoch")
+                 "augment", "init", "dropout", "max_steps_per_epoch")
 
 
 # --------------------------------------------------------------------------- initialization
@@ -167,6 +169,21 @@ def build_data(cfg, model_shape):
     return train, val, test, train.classes, preprocess
 
 
+class _first:
+    """The first ``n`` samples of a dataset."""
+
+    def __init__(self, dataset, n):
+        self.dataset, self.n = dataset, min(n, len(dataset))
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return self.dataset[i]
+
+
 # --------------------------------------------------------------------------- evaluation
 
 
@@ -244,6 +261,8 @@ def train(cfg=None, callback=None, **overrides):
         cfg = dataclasses.replace(cfg, **{k: saved[k] for k in _RESUME_KEEPS if k in saved})
     if cfg.device not in ("cpu", "cuda") and not cfg.device.startswith("cuda:"):
         raise ValueError(f"train: device must be 'cpu' or 'cuda', got {cfg.device!r}")
+    if cfg.dropout > 1:
+        raise ValueError(f"train: dropout must be a probability in [0, 1], got {cfg.dropout}")
     if cfg.epochs < 1 or cfg.batch_size < 1 or not cfg.lr > 0:
         raise ValueError(f"train: need epochs >= 1, batch_size >= 1 and lr > 0, got {cfg.epochs}, "
                          f"{cfg.batch_size}, {cfg.lr}")
@@ -269,6 +288,8 @@ def _run(cfg, resumed, callback):
     model_shape = probe.input_shape
     del probe
     train_set, val_set, test_set, classes, preprocess = build_data(cfg, model_shape)
+    if cfg.eval_limit:
+        val_set, test_set = _first(val_set, cfg.eval_limit), _first(test_set, cfg.eval_limit)
 
     tinyconv.manual_seed(cfg.seed)                           # the model's init depends on the seed only
     init = cfg.init or default_init(cfg.variant)
@@ -276,6 +297,11 @@ def _run(cfg, resumed, callback):
                     init="default" if init == "kaiming" else (init or None))
     if init == "kaiming":
         kaiming_init_(model)
+    if cfg.dropout >= 0:
+        from .nn import Dropout
+        for m in model.modules():
+            if isinstance(m, Dropout):
+                m.p = float(cfg.dropout)
     if cfg.device != "cpu":
         model.to(cfg.device)
     opt = SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
