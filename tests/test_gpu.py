@@ -65,6 +65,14 @@ def test_missing_gpu_is_named(monkeypatch):
         tinyconv.tensor([1.0], device="cuda")
 
 
+def test_missing_gpu_index_is_named(monkeypatch):
+    fake = types.ModuleType("cupy")
+    fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    with pytest.raises(RuntimeError, match=r"'cuda:3': CuPy sees 1 GPU\(s\), cuda:0 ... cuda:0"):
+        tinyconv.tensor([1.0]).to("cuda:3")
+
+
 def test_dlpack_round_trip_shares_memory_on_cpu():
     torch = pytest.importorskip("torch", reason="PyTorch (the test oracle) is not installed")
     t = torch.arange(6, dtype=torch.float32).reshape(2, 3)

@@ -61,8 +61,8 @@ class device:
 CPU = device("cpu")
 
 
-def _import_cupy():
-    """Import CuPy lazily; say plainly whether CuPy or the GPU is what is missing."""
+def _import_cupy(index=None):
+    """Import CuPy lazily; say plainly whether CuPy or the GPU (or GPU ``index``) is missing."""
     try:
         import cupy
     except ImportError as e:
@@ -75,6 +75,8 @@ def _import_cupy():
         raise RuntimeError(f"device 'cuda': CuPy is installed but sees no GPU ({e})") from None
     if n == 0:
         raise RuntimeError("device 'cuda': CuPy is installed but sees no GPU")
+    if index is not None and not 0 <= index < n:
+        raise RuntimeError(f"device 'cuda:{index}': CuPy sees {n} GPU(s), cuda:0 ... cuda:{n - 1}")
     return cupy
 
 
@@ -100,7 +102,7 @@ def array_module(x):
 def module_for(dev):
     """The array module of a device."""
     dev = device(dev)
-    return _import_cupy() if dev.type == "cuda" else np
+    return _import_cupy(dev.index) if dev.type == "cuda" else np
 
 
 def to_device(a, dev):
@@ -110,7 +112,7 @@ def to_device(a, dev):
         return a
     if dev.type == "cpu":
         return a.get()
-    cupy = _import_cupy()
+    cupy = _import_cupy(dev.index)
     with cupy.cuda.Device(dev.index):
         return cupy.asarray(a)
 
