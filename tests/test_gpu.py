@@ -357,8 +357,9 @@ def test_paper_alexnet_training_step_same_on_gpu_and_cpu(cp, dtype, tol):
 def test_a_few_hundred_gpu_steps_reduce_the_loss(cp):
     """300 SGD steps on one fixed batch of 32 random images and labels: the net memorizes it.
 
-    Same settings on the CPU (fast kernels): loss 5.27 at step 0, 2.14 at 50, 0.70 at 100.
-    Dropout runs here (training mode), on the Philox kernel.
+    Training runs with dropout (the Philox kernel), so the per-step loss is noisy; the check
+    is the loss in eval mode before and after.  The same settings on the CPU (fast kernels):
+    training loss 5.27 at step 0, 0.70 at 100, 0.004 at 250, mean of the last ten 0.65.
     """
     from tinyconv.models import alexnet
     tinyconv.manual_seed(1)
@@ -367,6 +368,15 @@ def test_a_few_hundred_gpu_steps_reduce_the_loss(cp):
     rng = np.random.default_rng(7)
     x = tinyconv.tensor(rng.standard_normal((32, 3, 32, 32)).astype(np.float32), device="cuda")
     t = tinyconv.tensor(rng.integers(0, 10, 32), device="cuda")
+
+    def eval_loss():
+        model.eval()
+        with tinyconv.no_grad():
+            loss = F.cross_entropy(model(x), t).item()
+        model.train()
+        return loss
+
+    before = eval_loss()
     losses = []
     for _ in range(300):
         opt.zero_grad()
@@ -374,9 +384,9 @@ def test_a_few_hundred_gpu_steps_reduce_the_loss(cp):
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert all(np.isfinite(losses))
-    first, last = np.mean(losses[:10]), np.mean(losses[-10:])
-    assert last < min(0.5 * first, 1.0), (losses[:10], losses[-10:])
+    after = eval_loss()
+    assert all(np.isfinite(losses)) and np.isfinite(after)
+    assert after < 0.5 * before, (before, after, losses[::25])
     assert all(backend.device_of(p.data) == "cuda" for p in model.parameters())
     for state in opt.state.values():
         assert backend.device_of(state["momentum_buffer"]) == "cuda"
