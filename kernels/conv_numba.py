@@ -204,26 +204,3 @@ def col2im_batched(gcols, x_shape, kh, kw, sh, sw, ph, pw):
     with threads_for(gcols.size):
         _col2im(gcols, gx, kh, kw, sh, sw, ph, pw, OH, OW, True)
     return gx
-
-
-@njit(cache=True, parallel=True)
-def _swap01(a, out):
-    A, B, L = a.shape
-    for b in prange(B):                            # out[b, a, :] = a[a, b, :]: rows of L stay whole
-        for i in range(A):
-            src = a[i, b]
-            dst = out[b, i]
-            for t in range(L):
-                dst[t] = src[t]
-
-
-def swap01(a):
-    """``ascontiguousarray(a.transpose(1, 0, 2))`` for a 3-d array, copied in parallel row blocks.
-
-    conv2d's layout shuffles between its GEMM's (O, N, L) and NCHW's (N, O, L).
-    """
-    a = np.ascontiguousarray(a)
-    out = np.empty((a.shape[1], a.shape[0], a.shape[2]), dtype=a.dtype)
-    with threads_for(a.size):
-        _swap01(a, out)
-    return out

@@ -110,8 +110,6 @@ def test_batched_layout_kernels_equal_reference(shape, k, s, p, groups, dtype):
     g_nchw = g.reshape(groups, K, N, L).transpose(2, 0, 1, 3).reshape(N, groups * K, L)
     np.testing.assert_array_equal(conv_numba.col2im_batched(g, shape, *args),
                                   col2im_reference(g_nchw, shape, *args))
-    a = _data((3, 5, 7), dtype)
-    np.testing.assert_array_equal(conv_numba.swap01(a), a.transpose(1, 0, 2))
 
 
 def test_col2im_rejects_cols_of_the_wrong_shape():
