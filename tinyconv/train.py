@@ -49,7 +49,7 @@ class TrainConfig:
     variant: str = "small28"         # an AlexNet variant of tinyconv.models.alexnet
     data: str = "mnist5k"            # a bundled set's name, or a folder with train/ and val/
     device: str = "cpu"              # "cpu" or "cuda"
-    epochs: int = 6
+    epochs: int = 8
     batch_size: int = 64
     lr: float = 0.02
     momentum: float = 0.9
