@@ -154,11 +154,15 @@ def test_cli_summary(capsys):
     assert "AlexNet" in capsys.readouterr().err
 
 
-def test_cli_usage_errors(capsys):
+def test_cli_usage_errors(tmp_path, capsys):
     assert cli.main([]) == 2
     assert cli.main(["train", "--variant", "nope"]) == 2
     assert cli.main(["train", "--data", "/no/such/folder", "--no-progress"]) == 1
     assert "neither a bundled dataset" in capsys.readouterr().err
+    assert cli.main(["train", "--device", "tpu"]) == 1
+    assert "device must be 'cpu' or 'cuda'" in capsys.readouterr().err
+    assert cli.main(["convert-torch", str(tmp_path / "missing.pth"), str(tmp_path / "out.npz")]) == 1
+    assert "missing.pth" in capsys.readouterr().err and not (tmp_path / "out.npz").exists()
 
 
 def test_cli_train_on_an_image_folder(tmp_path, capsys):

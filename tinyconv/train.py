@@ -280,6 +280,11 @@ def _run(cfg, resumed, callback):
 
     out = cfg.out
     last_path, best_path = os.path.join(out, "last.npz"), os.path.join(out, "best.npz")
+    if cfg.device != "cpu":
+        try:                                                  # fail now, not after loading the data
+            tinyconv.zeros(1).to(cfg.device)
+        except RuntimeError as e:
+            raise ValueError(f"train: cannot use device {cfg.device!r}: {e}") from None
     tinyconv.manual_seed(cfg.seed)
     if cfg.variant not in VARIANTS:
         raise ValueError(f"train: unknown variant {cfg.variant!r}; expected one of {sorted(VARIANTS)}")
