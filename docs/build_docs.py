@@ -28,6 +28,9 @@ fill in::
 ``--check`` does not rerun these (the test suite runs every command shown and compares
 its output with the page instead).
 
+A fourth, ``<!-- experiment: relu_vs_tanh -->`` (or ``small28``), quotes the numbers that
+``make_figures.py`` saved in ``docs/figures/experiments.json`` beside the committed figures.
+
 A name that does not exist (yet) becomes a short note in the page instead of an error,
 so a chapter can name a kernel before it lands; rerunning the script picks it up.
 
@@ -48,6 +51,7 @@ DOCS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(DOCS)
 
 MARKER = re.compile(r"<!-- (include(?:-cuda)?): (.+?) -->\n(.*?)<!-- end include -->", re.S)
+EXPERIMENT = re.compile(r"<!-- experiment: (.+?) -->\n(.*?)<!-- end experiment -->", re.S)
 RUN = re.compile(r"<!-- run: (.+?) -->\n(.*?)<!-- end run -->", re.S)
 CONSOLE = re.compile(r"```console\n\$ (.+?)\n(.*?)```\n", re.S)
 
@@ -141,6 +145,40 @@ def render_block(kind, arg):
     return f"From [`{path}`](../{path}) (`{name}`):\n\n```cuda\n{src}```\n"
 
 
+def render_experiment(name):
+    """The numbers of one experiment of ``docs/figures/experiments.json`` (written by
+    ``make_figures.py`` with the committed figures) as Markdown, so the text quotes exactly
+    the run that drew the figures."""
+    import json
+    path = os.path.join(DOCS, "figures", "experiments.json")
+    if not os.path.exists(path):
+        return "*Run `python docs/make_figures.py` to produce these numbers.*\n"
+    with open(path, encoding="utf-8") as f:
+        record = json.load(f)
+    s = record["params"]
+    if name == "relu_vs_tanh":
+        res = record["relu_vs_tanh"]
+        relu, tanh = res["relu"], res["tanh"]
+        rows = ["| epoch | ReLU | tanh |", "|---:|---:|---:|"]
+        rows += [f"| {i + 1} | {a:.1%} | {b:.1%} |"
+                 for i, (a, b) in enumerate(zip(relu["errors"], tanh["errors"]))]
+
+        def reached(r):
+            k = r["epochs_to_threshold"]
+            return f"after {k} epochs" if k else f"not within {s['fig1_epochs']} epochs"
+        return (f"Training error per epoch ({s['fig1_train']:,} digits, batches of 50, SGD with momentum "
+                f"0.9, learning rate {s['fig1_lr']}):\n\n" + "\n".join(rows) + "\n\n"
+                f"Threshold {s['fig1_threshold']:.0%}: ReLU reached it {reached(relu)}, "
+                f"tanh {reached(tanh)}.\n")
+    if name == "small28":
+        r = record["small28"]
+        errs = ", ".join(f"{e:.1%}" for e in r["train_errors"])
+        return (f"In the run that drew the figures: {s['small28_epochs']} epochs over "
+                f"{s['small28_train']:,} training digits (training error per epoch, dropout on: {errs}), "
+                f"then **{r['test_accuracy']:.1%} accuracy on the 1,000 test digits**.\n")
+    raise ValueError(f"build_docs: unknown experiment {name!r}")
+
+
 def run_command(command, use_cli=True):
     """The output of a command shown in the docs, run in-process.
 
@@ -188,7 +226,10 @@ def render(text, run=True):
     def one_run(m):
         cmd = m.group(1).strip()
         return f"<!-- run: {cmd} -->\n```console\n$ {cmd}\n{run_command(cmd)}```\n<!-- end run -->"
-    text = MARKER.sub(one, text)
+    def one_experiment(m):
+        name = m.group(1).strip()
+        return f"<!-- experiment: {name} -->\n{render_experiment(name)}<!-- end experiment -->"
+    text = EXPERIMENT.sub(one_experiment, MARKER.sub(one, text))
     return RUN.sub(one_run, text) if run else text
 
 

@@ -38,10 +38,10 @@ from tinyconv import walkthrough as wt  # noqa: E402
 from tinyconv.functional.conv import im2col_reference  # noqa: E402
 
 #: the settings of the committed figures and of ``--small``
-FULL = dict(fig1_train=2000, fig1_epochs=8, fig1_lr=0.01, fig1_threshold=0.1,
-            small28_train=3500, small28_epochs=3, photo=(120, 180))
+FULL = dict(fig1_train=1500, fig1_epochs=8, fig1_lr=0.01, fig1_threshold=0.1,
+            small28_train=3500, small28_epochs=3, small28_lr=0.02, photo=(120, 180))
 SMALL = dict(fig1_train=100, fig1_epochs=2, fig1_lr=0.01, fig1_threshold=0.1,
-             small28_train=100, small28_epochs=1, photo=(40, 60))
+             small28_train=100, small28_epochs=1, small28_lr=0.02, photo=(40, 60))
 
 
 def _grid(ax, values, x0, y0, fmt="{:.0f}", colors=None, fontsize=9):
@@ -77,7 +77,6 @@ def figure_im2col(path):
     for r in range(9):
         ax.text(6.7, 8.5 - r, f"r={r} (i={r // 3}, j={r % 3})", ha="right", va="center", fontsize=7)
     ax.text(9, 9.8, "cols = im2col(x): (C*kh*kw, OH*OW) = (9, 4)", ha="center", fontsize=10)
-    ax.annotate("", xy=(4.6, 4.5), xytext=(4.2, 4.5), arrowprops=dict(arrowstyle="->", lw=1.5))
     ax.text(12.3, 4.5, "y = W (O, 9) @ cols (9, 4)\n= (O, 4), reshaped to\n(O, 2, 2)",
             va="center", fontsize=10)
     ax.set_xlim(-0.5, 16)
@@ -107,7 +106,7 @@ def figure_pooling(path):
                                fill=False, edgecolor=palette[k], lw=2.2))
     ax.set_title("x (5x5): windows 3x3, stride 2\nneighbours share a row/column", fontsize=10)
     ax = axes[1]
-    _grid(ax, y.data[0, 0], 0, 0, fmt="{:.0f}",
+    _grid(ax, y.data[0, 0], 1.5, 1.5, fmt="{:.0f}",
           colors=[[palette[0], palette[1]], [palette[2], palette[3]]])
     ax.set_title(f"y = max_pool2d(x) (2x2)\nargmax = {idx.data.ravel().tolist()}", fontsize=10)
     ax = axes[2]
@@ -119,6 +118,7 @@ def figure_pooling(path):
         ax.set_aspect("equal")
         ax.axis("off")
     fig.tight_layout()
+    fig.subplots_adjust(top=0.82)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -135,7 +135,7 @@ def figure_lrn(path):
         x[0, [0, 1, 3, 4], :, 0] = np.sqrt(neighbours / 4)
         y = tinyconv.functional.local_response_norm(tinyconv.tensor(x), **ALEXNET_LRN).data[0, 2, :, 0]
         ax.plot(xs, y, label=f"neighbours' sum of squares = {neighbours:g}")
-    ax.plot(xs, xs * 2 ** -0.75, "k:", lw=1, label="x * k^-beta (no normalization at all)")
+    ax.plot(xs, xs * 2 ** -0.75, "k:", lw=1, label="x * k^-beta (alpha = 0: only the constant k)")
     ax.set_xlabel("input activity x_c")
     ax.set_ylabel("output y_c")
     ax.set_title("LRN with the paper's k=2, n=5, alpha=1e-4, beta=0.75", fontsize=10)
@@ -166,6 +166,7 @@ def figure_relu_vs_tanh(path, s, log):
     ax.plot(epochs, res["tanh"]["errors"], "s--", label="tanh")
     ax.axhline(s["fig1_threshold"], color="k", lw=0.8, ls=":",
                label=f"threshold {s['fig1_threshold']:.0%}")
+    ax.set_xticks(epochs)
     ax.set_xlabel("epoch")
     ax.set_ylabel("training error rate")
     ax.set_ylim(0, max(max(res["relu"]["errors"]), max(res["tanh"]["errors"])) * 1.05)
@@ -196,12 +197,16 @@ def figure_filters(path, model):
 
 
 def figure_feature_maps(path, model, photo_size):
-    """A photograph (grey) through conv1 -> ReLU -> LRN and conv2 -> ReLU of the trained model."""
+    """A photograph through conv1 -> ReLU -> LRN and conv2 -> ReLU of the trained model.
+
+    The photo is made grey and inverted (1 - grey): MNIST digits are bright strokes on a
+    dark ground, so the inverted photo's dark structures are what the filters know as strokes.
+    """
     photo = wt.sample_photo(photo_size)
     if photo is None:
         print("feature_maps.png: skipped (needs scikit-learn's sample photograph: pip install scikit-learn)")
         return None
-    grey = photo.mean(axis=2)[None] - model.input_mean
+    grey = (1.0 - photo.mean(axis=2))[None] - model.input_mean
     maps = dict(wt.feature_maps(model, grey, upto=6))
     conv1 = maps["features.2 (LocalResponseNorm)"]
     conv2 = maps["features.5 (ReLU)"]
@@ -211,10 +216,10 @@ def figure_feature_maps(path, model, photo_size):
     axes[0, 0].imshow(photo)
     axes[0, 0].set_title("photo (china.jpg)", fontsize=8)
     axes[0, 1].imshow(grey[0], cmap="gray")
-    axes[0, 1].set_title(f"grey input {grey.shape[1]}x{grey.shape[2]}", fontsize=8)
-    # the most active maps of each stage, strongest first
+    axes[0, 1].set_title(f"input: grey, inverted, {grey.shape[1]}x{grey.shape[2]}", fontsize=8)
+    # the six maps of each stage that vary most across the image (most structure), in that order
     for row, (name, m) in enumerate((("conv1 + ReLU + LRN", conv1), ("conv2 + ReLU", conv2)), start=1):
-        order = np.argsort(-m.reshape(len(m), -1).mean(axis=1))[:6]
+        order = np.argsort(-m.reshape(len(m), -1).std(axis=1))[:6]
         for k, ax in enumerate(axes[row]):
             ax.imshow(m[order[k]], cmap="magma")
             ax.set_title(f"{name} #{order[k]}", fontsize=7)
@@ -252,7 +257,7 @@ def main(argv=None):
                 f"{res[act]['epochs_to_threshold']}, {res[act]['seconds']:.1f} s")
 
     t0 = time.perf_counter()
-    model, acc, errors = wt.train_small28(s["small28_train"], s["small28_epochs"], log=log)
+    model, acc, errors = wt.train_small28(s["small28_train"], s["small28_epochs"], s["small28_lr"], log=log)
     record["small28"] = {"test_accuracy": acc, "train_errors": errors, "seconds": time.perf_counter() - t0}
     if log:
         log(f"small28: test accuracy {acc:.3f} after {s['small28_epochs']} epoch(s) "

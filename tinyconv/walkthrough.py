@@ -286,7 +286,7 @@ def alexnet(out=print):
     else:
         grey = photo.mean(axis=2)[None]                                   # (1, 28, 28)
         maps = feature_maps(model, grey)
-        out("small28 on scikit-learn's photograph china.jpg, grey 28x28:")
+        out("small28 (freshly initialized) on scikit-learn's photograph china.jpg, grey 28x28:")
         for name, m in maps:
             if "ReLU" not in name:
                 out(f"  {name:<32} {m.shape}")
