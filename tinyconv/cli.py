@@ -6,6 +6,7 @@
     tinyconv predict digit.png --checkpoint runs/alexnet/best.npz [--ten-crop]
     tinyconv summary paper [--input-shape 3 227 227] [--num-classes 1000]
     tinyconv convert-torch alexnet-owt.pth alexnet.npz
+    tinyconv walkthrough lrn             # one chapter of docs/: a layer's forward, backward, gradcheck
 
 Each subcommand is one ``_cmd_<name>(args)`` function registered in :data:`COMMANDS`
 by :func:`_parser`; a new one (the docs' ``walkthrough``) adds its parser lines there
