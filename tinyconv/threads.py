@@ -14,6 +14,14 @@ folder is writable, otherwise in a per-user cache (set ``NUMBA_CACHE_DIR`` to ch
 it).  :func:`warmup` pays that cost up front and reports it apart from run time;
 :func:`compile_stats` tells what each kernel has compiled or loaded so far.
 
+Sharing few cores: after each GEMM, OpenBLAS's worker threads keep spinning for a while
+(``OPENBLAS_THREAD_TIMEOUT``, 2^28 cycles by default) before they sleep, which delays a
+parallel Numba kernel that runs right after on the same cores; starting Python with
+``OPENBLAS_THREAD_TIMEOUT=4`` makes them sleep at once.  And on a machine busy with
+other work a parallel region waits for its slowest thread, so tiny kernels run on one
+thread anyway (``tinyconv/kernels/_numba_threads.py``) and ``set_num_threads(1)`` can
+be the faster choice there.
+
 Nothing here imports Numba or threadpoolctl until it is called, so ``import
 tinyconv`` stays fast.
 """
