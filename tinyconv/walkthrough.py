@@ -295,8 +295,8 @@ def alexnet(out=print):
     model = model.double().eval()     # eval: no dropout draw, so the function is fixed
     loss = F.cross_entropy(model(x), target)
     loss.backward()
-    out(f"  small28 on 2 random digits: loss {loss.item():.4f}, gradient reaches the input: "
-        f"{x.grad.shape}")
+    out(f"  small28 (float64, eval) on 2 random 28x28 inputs: loss {loss.item():.4f}, "
+        f"gradient reaches the input: {x.grad.shape}")
     xs = _randn(1, 6, 5, 5, requires_grad=True)
     w1 = _randn(4, 3, 3, 3, requires_grad=True)
 
