@@ -144,3 +144,15 @@ def test_make_figures_small_writes_every_figure(tmp_path):
         assert len(errors) == make_figures.SMALL["fig1_epochs"]
         assert all(0.0 <= e <= 1.0 for e in errors)
     assert 0.0 <= record["small28"]["test_accuracy"] <= 1.0
+
+
+def test_commands_of_the_index_run():
+    """docs/README.md tells readers to run one page with doctest and to check the pages."""
+    page = os.path.join("docs", "03-lrn.md")
+    cmd = [sys.executable, "-m", "doctest", "-o", "ELLIPSIS", "-o", "NORMALIZE_WHITESPACE", page]
+    assert " ".join(["python"] + cmd[1:]) in _read("README.md")
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout == "", done.stdout + done.stderr
+    check = subprocess.run([sys.executable, os.path.join("docs", "build_docs.py"), "--check"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stdout + check.stderr
