@@ -117,6 +117,9 @@ def layer_specs(batch, tiny=False):
                          bytes=f * x + f * y + 8 * y, flops=None))
         rows.append(dict(name=f"{name} backward", layer=name, kind="maxpool", pass_="backward", shape=shape,
                          bytes=f * y + 8 * y + f * x, flops=None))
+        if not tiny:   # the gather kernel, which needs the window geometry the op does not pass yet
+            rows.append(dict(name=f"{name} backward (gather kernel)", layer=name, kind="maxpool",
+                             pass_="backward-gather", shape=shape, bytes=f * y + 8 * y + f * x, flops=None))
     for name, C, H in LRNS:
         C, H = (min(C, 8), min(H, 13)) if tiny else (C, H)
         n = batch * C * H * H
@@ -317,8 +320,15 @@ def layer_fns(env, row, seed=0):
                 return torch.ops.aten.max_pool2d_with_indices(xt_data, [3, 3], [2, 2], [0, 0], [1, 1],
                                                               False)[0]
         else:
-            def ours():
-                return fn.backward(gy)[0]
+            if ps == "backward-gather":
+                from tinyconv.kernels import pooling_cuda
+                argmax = fn.saved_tensors[0]
+
+                def ours():
+                    return pooling_cuda.max_pool2d_backward(gy, argmax, x.shape, (3, 3), (2, 2), (0, 0))
+            else:
+                def ours():
+                    return fn.backward(gy)[0]
 
             def theirs():
                 return torch.ops.aten.max_pool2d_with_indices_backward(tgy, xt_data, [3, 3], [2, 2], [0, 0],

@@ -115,7 +115,7 @@ def test_bench_gpu_dry_run_writes_markdown_and_json(tmp_path, capsys):
     doc = json.loads((tmp_path / files[0]).read_text())
     assert doc["dry_run"] is True and [r["precision"] for r in doc["results"]] == ["fp32", "tf32"]
     rows = {r["name"]: r for r in doc["results"][0]["rows"]}
-    assert len(rows) == 15 + 6 + 4 + 2 + 4 + 6 + 2       # convs, pools, LRNs, ReLU, dropouts, FCs, steps
+    assert len(rows) == 15 + 9 + 4 + 2 + 4 + 6 + 2       # convs, pools, LRNs, ReLU, dropouts, FCs, steps
     conv1 = rows["conv1 forward"]
     assert conv1["flops"] == 2 * 128 * 96 * 55 * 55 * 3 * 11 * 11          # about 105 GFLOP
     assert rows["pool1 forward"]["bytes"] == 4 * 128 * 96 * 55 * 55 + 12 * 128 * 96 * 27 * 27
