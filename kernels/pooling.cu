@@ -72,16 +72,15 @@ __global__ void max_pool2d_backward_kernel(const T* __restrict__ gy, const i64* 
 }
 
 // Backward when the window geometry is unknown (the contract's max_pool2d_backward(gy,
-// argmax, x_shape) does not carry it): one thread per (n, c) plane zeroes its gx plane,
-// then walks the plane's outputs in order, adding each gy to its arg-max pixel.  Each
-// thread owns a plane: deterministic, no atomics, but only N*C threads, so the gather
-// kernel above is used whenever the geometry is passed.
+// argmax, x_shape) does not carry it): gx arrives zeroed (a coalesced fill by the
+// launcher), and one thread per (n, c) plane walks the plane's outputs in order, adding
+// each gy to its arg-max pixel.  Each thread owns a plane: deterministic, no atomics, but
+// only N*C threads, so the gather kernel above is used whenever the geometry is passed.
 template <typename T>
 __global__ void max_pool2d_backward_plane_kernel(const T* __restrict__ gy, const i64* __restrict__ argmax,
                                                  T* __restrict__ gx, i64 planes, i64 HW, i64 L) {
     TC_KERNEL_LOOP(nc, planes) {
-        T* g = gx + nc * HW;
-        for (i64 q = 0; q < HW; ++q) g[q] = T(0);
+        T* g = gx + nc * HW;                           // this thread's plane of gx
         for (i64 o = nc * L; o < (nc + 1) * L; ++o) g[argmax[o]] += gy[o];
     }
 }

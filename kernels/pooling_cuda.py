@@ -43,11 +43,12 @@ def max_pool2d_backward(gy, argmax, x_shape, kernel_size=None, stride=None, padd
     OH, OW = gy.shape[2], gy.shape[3]
     if argmax.shape != gy.shape:
         raise ValueError(f"max_pool2d_backward: argmax shape {argmax.shape} != gy shape {gy.shape}")
-    gx = xp.empty((N, C, H, W), dtype=gy.dtype)
     if kernel_size is None:
+        gx = xp.zeros((N, C, H, W), dtype=gy.dtype)    # the plane kernel accumulates into zeros
         launch("pooling", "max_pool2d_backward_plane_kernel", gy.dtype, N * C,
                (gy, argmax, gx, _i64(N * C), _i64(H * W), _i64(OH * OW)))
         return gx
+    gx = xp.empty((N, C, H, W), dtype=gy.dtype)
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     total = N * C * H * W
     launch("pooling", "max_pool2d_backward_kernel", gy.dtype, total,

@@ -44,8 +44,8 @@ ARCHS = ("sm_80", "sm_90")
 #: cupy/cuda/compiler.py); its --pch (precompiled headers) only changes the log, and the -I
 #: of CuPy's own headers is unused by sources that include nothing
 CUPY_ADDED_OPTIONS = ("-ftz=true", "--device-as-default-execution-space")
-#: kernels that read their output buffer (updated in place): not poisoned
-IN_PLACE = {"bias_add_kernel", "sgd_update_kernel"}
+#: kernels that read their output buffer (updated in place, or accumulated into zeros): not poisoned
+IN_PLACE = {"bias_add_kernel", "sgd_update_kernel", "max_pool2d_backward_plane_kernel"}
 
 
 def need(ok, reason):
