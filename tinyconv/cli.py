@@ -35,7 +35,8 @@ def _cmd_train(args):
                       patience=args.patience, num_workers=args.workers, augment=not args.no_augment,
                       progress=not args.no_progress, plots=not args.no_plots, kernels=args.kernels or "",
                       init=args.init or "", max_steps_per_epoch=args.max_steps,
-                      dropout=-1.0 if args.dropout is None else args.dropout, eval_limit=args.eval_limit)
+                      dropout=-1.0 if args.dropout is None else args.dropout, eval_limit=args.eval_limit,
+                      threads=args.threads)
     try:
         result = train(cfg)
     except (TrainingDiverged, ValueError, FileNotFoundError, ImportError) as e:
@@ -219,6 +220,8 @@ def _parser():
     t.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
                    help="continue from OUT/last.npz (or the given checkpoint)")
     t.add_argument("--workers", type=int, default=d.num_workers, help="data loader threads")
+    t.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for the kernels and BLAS (default: 1 for the small nets, else all)")
     t.add_argument("--init", choices=["paper", "default", "kaiming"],
                    help="weight initialization (default: the variant's own)")
     t.add_argument("--kernels", choices=["fast", "reference"], help="force the kernel mode")
