@@ -84,3 +84,73 @@ __global__ void max_pool2d_backward_plane_kernel(const T* __restrict__ gy, const
         for (i64 o = nc * L; o < (nc + 1) * L; ++o) g[argmax[o]] += gy[o];
     }
 }
+
+// ---------------------------------------------------------------------------- backward without geometry
+// A parallel, deterministic gather that needs no window geometry, only the arg-maxes:
+// 1. per output row (n, c, oh): the smallest and largest input row its arg-maxes point at;
+//    per output column (n, c, ow): the same for input columns;
+// 2. one thread per input pixel (n, c, h, w) visits the outputs whose row bounds hold h and
+//    whose column bounds hold w, and sums gy where the arg-max is this pixel.
+// Every output that points at (h, w) passes both bound tests, so nothing is missed; the sum
+// runs in (oh, ow) order, the same order as the gather kernel and the plane kernel.
+#define TC_INT_MAX 0x7fffffff
+
+// One thread per (n, c, oh): rlo/rhi[(n*C + c)*OH + oh] = min/max of argmax/W over ow.
+__global__ void max_pool2d_row_bounds_kernel(const i64* __restrict__ argmax, int* __restrict__ rlo,
+                                             int* __restrict__ rhi, i64 rows, int W, int OW) {
+    TC_KERNEL_LOOP(r, rows) {
+        const i64* a = argmax + r * OW;                // output row r = nc*OH + oh
+        int lo = TC_INT_MAX, hi = -1;
+        for (int ow = 0; ow < OW; ++ow) {
+            const int h = (int)(a[ow] / W);
+            lo = h < lo ? h : lo;
+            hi = h > hi ? h : hi;
+        }
+        rlo[r] = lo;
+        rhi[r] = hi;
+    }
+}
+
+// One thread per (n, c, ow): clo/chi[(n*C + c)*OW + ow] = min/max of argmax%W over oh.
+__global__ void max_pool2d_col_bounds_kernel(const i64* __restrict__ argmax, int* __restrict__ clo,
+                                             int* __restrict__ chi, i64 cols, int W, int OH, int OW) {
+    TC_KERNEL_LOOP(k, cols) {
+        const i64 nc = k / OW;
+        const int ow = (int)(k % OW);
+        const i64* a = argmax + nc * OH * OW + ow;     // column ow of plane nc, stride OW
+        int lo = TC_INT_MAX, hi = -1;
+        for (int oh = 0; oh < OH; ++oh) {
+            const int w = (int)(a[(i64)oh * OW] % W);
+            lo = w < lo ? w : lo;
+            hi = w > hi ? w : hi;
+        }
+        clo[k] = lo;
+        chi[k] = hi;
+    }
+}
+
+template <typename T>
+__global__ void max_pool2d_backward_bounds_kernel(const T* __restrict__ gy, const i64* __restrict__ argmax,
+                                                  const int* __restrict__ rlo, const int* __restrict__ rhi,
+                                                  const int* __restrict__ clo, const int* __restrict__ chi,
+                                                  T* __restrict__ gx, i64 total, int H, int W, int OH, int OW) {
+    TC_KERNEL_LOOP(idx, total) {
+        // idx = (nc*H + h)*W + w
+        const int w = (int)(idx % W);
+        const int h = (int)((idx / W) % H);
+        const i64 nc = idx / ((i64)W * H);
+        const i64 me = (i64)h * W + w;
+        T acc = T(0);
+        for (int oh = 0; oh < OH; ++oh) {
+            const i64 r = nc * OH + oh;
+            if (h < rlo[r] || h > rhi[r]) continue;    // no arg-max of this row is in row h
+            for (int ow = 0; ow < OW; ++ow) {
+                const i64 k = nc * OW + ow;
+                if (w < clo[k] || w > chi[k]) continue;
+                const i64 o = r * OW + ow;
+                if (argmax[o] == me) acc += gy[o];
+            }
+        }
+        gx[idx] = acc;
+    }
+}

@@ -300,8 +300,12 @@ def test_max_pool_matches_reference(host, case, dtype, ties, rng):
     assert arg.dtype == np.int64
     gy = rng.standard_normal(y.shape).astype(dtype)
     ref = PO.max_pool2d_backward_reference(gy, arg_ref, shape)
-    close(pooling_cuda.max_pool2d_backward(gy, arg, shape), ref, dtype)                   # contract call
-    close(pooling_cuda.max_pool2d_backward(gy, arg, shape, (kh, kw), (sh, sw), (ph, pw)), ref, dtype)
+    bounds = pooling_cuda.max_pool2d_backward(gy, arg, shape)                       # the contract call
+    close(bounds, ref, dtype)
+    gather = pooling_cuda.max_pool2d_backward(gy, arg, shape, (kh, kw), (sh, sw), (ph, pw))
+    plane = pooling_cuda.max_pool2d_backward(gy, arg, shape, method="plane")
+    np.testing.assert_array_equal(gather, bounds)       # one summation order: bit for bit
+    np.testing.assert_array_equal(plane, bounds)
 
 
 def test_max_pool_nan_propagates_like_reference(host):
