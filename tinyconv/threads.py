@@ -43,6 +43,7 @@ def set_num_threads(n):
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"set_num_threads: n must be an int, got {n!r}")
     n = int(n)
+    from .kernels import _numba_threads  # noqa: F401  (its thread wait policy, before Numba starts)
     import numba
     if not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
         raise ValueError(f"set_num_threads: n must be between 1 and {numba.config.NUMBA_NUM_THREADS} "
@@ -62,6 +63,7 @@ def _blas_limiter(n):
 
 def get_num_threads():
     """The thread counts in force: ``{"numba": n, "blas": m}`` (``m`` is None when no BLAS is found)."""
+    from .kernels import _numba_threads  # noqa: F401
     import numba
     from threadpoolctl import threadpool_info
     blas = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
