@@ -27,8 +27,10 @@ the same machine (this engine's ceiling: its convolutions are im2col + that GEMM
 Writes ``benchmarks/results/cpu-<date>.json`` and ``.md`` (and ``.png`` when matplotlib
 is installed), with the machine: CPU model, cores, BLAS and its kernel as threadpoolctl
 reports them.  OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, when set in the environment, can
-slow NumPy's GEMM; they are recorded, and for a fair run unset them in the command only:
-``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_cpu.py``.
+slow NumPy's GEMM: the script restarts itself without them, and with
+OPENBLAS_THREAD_TIMEOUT=4 so that OpenBLAS's idle workers stop spinning on the cores the
+Numba kernels need (``--keep-openblas-env`` keeps the environment as it is); all of it
+is recorded.
 """
 import argparse
 import datetime
@@ -73,8 +75,10 @@ def machine_info(threads):
                                          "num_threads", "prefix")}
                  for p in threadpool_info() if p.get("user_api") == "blas"],
         "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
-                                               "OMP_NUM_THREADS", "NUMBA_NUM_THREADS")},
+                                               "OPENBLAS_THREAD_TIMEOUT", "OMP_NUM_THREADS",
+                                               "OMP_WAIT_POLICY", "NUMBA_NUM_THREADS")},
         "env_dropped_for_this_run": json.loads(os.environ.get("TINYCONV_BENCH_DROPPED_ENV", "{}")),
+        "env_added_for_this_run": json.loads(os.environ.get("TINYCONV_BENCH_ADDED_ENV", "{}")),
         # other work on the machine skews parallel timings (both sides alike, but noisier)
         "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
@@ -387,18 +391,25 @@ _OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
 def _restart_without_openblas_overrides(args, argv):
-    """Re-run this script without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (read when NumPy loads).
+    """Re-run this script with OpenBLAS configured for sharing cores with Numba (read when NumPy loads).
 
-    Some machines set them globally; they can pin OpenBLAS to a slower GEMM kernel than
-    the CPU supports, which would slow the NumPy side only.  The benchmark alone drops
-    them (tests and CI keep the environment as it is); the values are recorded.
+    * OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are dropped: some machines set them globally,
+      and they can pin OpenBLAS to a slower GEMM kernel than the CPU supports.
+    * OPENBLAS_THREAD_TIMEOUT=4 (unless set): OpenBLAS's workers otherwise spin about
+      0.1 s after every GEMM, on the very cores the next Numba kernel needs; measured on
+      2 busy cores that doubled the paper step.  PyTorch (MKL, OpenMP) is unaffected.
+    The benchmark alone does this (tests and CI keep the environment as it is); the
+    changes are recorded in the results.
     """
     present = {k: os.environ[k] for k in _OPENBLAS_OVERRIDES if k in os.environ}
-    if not present or args.keep_openblas_env:
+    add = {} if "OPENBLAS_THREAD_TIMEOUT" in os.environ else {"OPENBLAS_THREAD_TIMEOUT": "4"}
+    if not (present or add) or args.keep_openblas_env:
         return
     env = {k: v for k, v in os.environ.items() if k not in _OPENBLAS_OVERRIDES}
+    env.update(add)
     env["TINYCONV_BENCH_DROPPED_ENV"] = json.dumps(present)
-    print(f"bench_cpu: restarting without {present} (pass --keep-openblas-env to keep them)", flush=True)
+    env["TINYCONV_BENCH_ADDED_ENV"] = json.dumps(add)
+    print(f"bench_cpu: restarting without {present}, with {add} (--keep-openblas-env: as is)", flush=True)
     argv = sys.argv[1:] if argv is None else list(argv)
     os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *argv], env)
 
@@ -424,11 +435,11 @@ def main(argv=None):
     only = {s for s in args.only.split(",") if s}
     batches = [int(b) for b in args.batches.split(",")]
 
-    tinyconv.set_num_threads(args.threads)
-    try:
-        _torch().set_num_threads(args.threads)
+    try:   # PyTorch first: its OpenMP runtime starts with its own defaults, before tinyconv's
+        _torch().set_num_threads(args.threads)   # kernels set OMP_WAIT_POLICY for Numba's
     except ImportError:
         print("PyTorch is not installed: timing tinyconv only", file=sys.stderr)
+    tinyconv.set_num_threads(args.threads)
     info = machine_info(args.threads)
     print(f"machine: {info['cpu']}, {info['logical_cores']} cores, threads={args.threads}, "
           f"BLAS={info['blas']}, torch={info.get('torch')}, env={info['env']}", flush=True)
