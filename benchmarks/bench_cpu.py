@@ -385,6 +385,25 @@ def _plot(rows, path):
     return path
 
 
+TARGETS = [  # (what, case, batch, pass, the fast/torch ratio it must reach)
+    ("paper AlexNet training step, batch 16: no slower than PyTorch", "step_paper", 16, "step", 1.0),
+    ("LRN fwd+bwd at 16x96x55x55: at least 4x faster", "lrn1", 16, "fwdbwd", 0.25),
+    ("3/2 max-pool fwd+bwd at 16x96x55x55: no slower", "pool1", 16, "fwdbwd", 1.0),
+    ("conv2 fwd+bwd at batch 16: within 1.5x of oneDNN", "conv2", 16, "fwdbwd", 1.5),
+]
+
+
+def render_targets(rows):
+    """The issue's targets, each with its measured fast/torch ratio (lines of Markdown)."""
+    out = ["| target | fast/torch | goal | met |", "|---|---|---|---|"]
+    for what, name, batch, pss, goal in TARGETS:
+        r = next((r for r in rows if (r["name"], r["batch"], r["pass"]) == (name, batch, pss)), None)
+        ratio = None if r is None else _ratio(r["ms"].get("fast"), r["ms"].get("torch"))
+        met = "-" if ratio is None else ("yes" if ratio <= goal else "no")
+        out.append(f"| {what} | {_fmt_r(ratio).strip()} | <= {goal} | {met} |")
+    return out
+
+
 # --------------------------------------------------------------------------- main
 
 _OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
@@ -495,6 +514,8 @@ def main(argv=None):
     table = render_table([{**r, "ms": {k: v / 1e3 for k, v in r["ms"].items()}} for r in rows], gemm)
     print()
     print(table)
+    print()
+    print("\n".join(render_targets(rows)))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = args.tag or "cpu-" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M")
@@ -508,7 +529,7 @@ def main(argv=None):
           f"{info['load_average_at_start']} at start, {info['load_average_at_end']} at end.", "",
           f"Medians of {args.repeats} runs per layer ({args.step_repeats} per step) after one warm-up, "
           "implementations interleaved.  ms = milliseconds; ratios < 1 mean the first is faster.",
-          "", table, ""]
+          "", table, "", "## Targets (fast/torch, same run)", "", *render_targets(rows), ""]
     (out / f"{stem}.md").write_text("\n".join(md))
     png = _plot([{**r, "ms": r["ms"]} for r in rows], out / f"{stem}.png")
     print(f"\nwrote {out / (stem + '.json')}, .md" + (", .png" if png else ""))
