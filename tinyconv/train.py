@@ -49,12 +49,12 @@ class TrainConfig:
     variant: str = "small28"         # an AlexNet variant of tinyconv.models.alexnet
     data: str = "mnist5k"            # a bundled set's name, or a folder with train/ and val/
     device: str = "cpu"              # "cpu" or "cuda"
-    epochs: int = 8
+    epochs: int = 20
     batch_size: int = 64
     lr: float = 0.02
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    patience: int = 1                # epochs without a better val error before lr /= 10
+    patience: int = 2                # epochs without a better val error before lr /= 10
     seed: int = 0
     out: str = "runs/alexnet"
     resume: bool = False             # continue from OUT/last.npz (or the path given here)
