@@ -197,3 +197,15 @@ def test_cli_is_tinyconv_console_script():
     eps = [e for e in entry_points(group="console_scripts") if e.name == "tinyconv"]
     assert eps and eps[0].value == "tinyconv.cli:main"
     assert tinyconv.__version__
+
+
+def test_predict_class_names_and_default_preprocessing():
+    from tinyconv.models import alexnet, imagenet_classes
+    assert cli._class_names({"classes": ["a", "b"]}, 2) == ["a", "b"]
+    assert cli._class_names({}, 1000) == imagenet_classes()            # a converted torchvision model
+    assert cli._class_names({}, 3) == ["0", "1", "2"]
+    p = cli._preprocess({}, alexnet(variant="torchvision", init="default"))
+    assert (p["resize"], p["crop"], p["mode"]) == (256, 224, "RGB") and p["mean"] == [0.485, 0.456, 0.406]
+    p = cli._preprocess({"preprocess": {"resize": 28, "crop": 28, "mean": [0.1], "std": [0.3]}},
+                        alexnet(variant="small28"))
+    assert p["mode"] == "L" and p["crop"] == 28
