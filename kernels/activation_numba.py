@@ -21,6 +21,7 @@ Elementwise loops run over the flat C-contiguous arrays, split across threads by
 import numpy as np
 from numba import njit, prange
 
+from ._numba_dtypes import float16_via_float32
 from ._numba_threads import threads_for
 
 # ---------------------------------------------------------------------------- ReLU
@@ -33,6 +34,7 @@ def _relu_fwd(x, y):
         y[i] = v if (v > 0 or v != v) else 0       # max(v, 0); a NaN passes through as in np.maximum
 
 
+@float16_via_float32
 def relu_forward(x):
     """y = max(x, 0) elementwise; equals ``relu_forward_reference``."""
     x = np.ascontiguousarray(x)
@@ -48,6 +50,7 @@ def _relu_bwd(gy, y, gx):
         gx[i] = gy[i] if y[i] > 0 else 0
 
 
+@float16_via_float32
 def relu_backward(gy, y):
     """gx = gy where y > 0, else 0; equals ``relu_backward_reference``."""
     gy = np.ascontiguousarray(gy)
@@ -79,6 +82,7 @@ def _dropout_fwd(x, y, mask, p, scale, seed):
         y[i] = x[i] * (1 if keep else 0) * scale   # x * mask * scale, in the reference's order
 
 
+@float16_via_float32
 def dropout_forward(x, p, rng=None):
     """Inverted dropout: (y, mask), keep where u >= p, y = x * mask / (1 - p).
 
@@ -105,6 +109,7 @@ def _dropout_bwd(gy, mask, gx, scale):
         gx[i] = gy[i] * (1 if mask[i] else 0) * scale
 
 
+@float16_via_float32
 def dropout_backward(gy, mask, p):
     """gx = gy * mask / (1 - p) with the forward's mask; equals ``dropout_backward_reference``."""
     gy = np.ascontiguousarray(gy)

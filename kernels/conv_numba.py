@@ -24,6 +24,7 @@ functions by name.
 import numpy as np
 from numba import njit, prange, uintp
 
+from ._numba_dtypes import float16_via_float32
 from ._numba_threads import threads_for
 
 
@@ -98,6 +99,7 @@ def _im2col(x, cols, kh, kw, sh, sw, ph, pw, OH, OW, batched):
                             cf[uintp(out + t)] = xf[uintp(src + t * sw)]
 
 
+@float16_via_float32
 def im2col(x, kh, kw, sh, sw, ph, pw):
     """Unfold (N,C,H,W) image patches into columns (N, C*kh*kw, OH*OW); equals ``im2col_reference``."""
     x = np.ascontiguousarray(x)
@@ -150,6 +152,7 @@ def _col2im(cols, gx, kh, kw, sh, sw, ph, pw, OH, OW, batched):
                                 gf[uintp(dst + t * sw)] += cf[uintp(src + t)]
 
 
+@float16_via_float32
 def col2im(cols, x_shape, kh, kw, sh, sw, ph, pw):
     """Fold columns back into (N,C,H,W), summing overlapping patches; equals ``col2im_reference``."""
     cols = np.ascontiguousarray(cols)
@@ -173,6 +176,7 @@ def col2im(cols, x_shape, kh, kw, sh, sw, ph, pw):
 # (``batched=True``) instead of an im2col followed by a transposing copy.
 
 
+@float16_via_float32
 def im2col_batched(x, kh, kw, sh, sw, ph, pw, groups):
     """im2col written straight into conv2d's GEMM layout (G, K, N*L).
 
@@ -188,6 +192,7 @@ def im2col_batched(x, kh, kw, sh, sw, ph, pw, groups):
     return out
 
 
+@float16_via_float32
 def col2im_batched(gcols, x_shape, kh, kw, sh, sw, ph, pw):
     """col2im reading conv2d's GEMM layout (G, K, N*L) directly.
 

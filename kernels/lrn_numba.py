@@ -27,6 +27,7 @@ allowed: it only reassociates these additions and multiplies (float rounding).
 import numpy as np
 from numba import njit, prange
 
+from ._numba_dtypes import float16_via_float32
 from ._numba_threads import threads_for
 
 _RUN = 512   # pixels per task: a few KiB of running sums that stay in L1
@@ -90,6 +91,7 @@ def _lrn_fwd(x, y, scale, size, alpha, beta, k):
             _times_pow_neg(x[n, c, p0:p1], sc, beta, y[n, c, p0:p1])   # y = x * scale^-beta
 
 
+@float16_via_float32
 def lrn_forward(x, size, alpha, beta, k):
     """LRN across channels of (N,C,H,W): returns (y, scale); equals ``lrn_forward_reference``."""
     x = np.ascontiguousarray(x)
@@ -141,6 +143,7 @@ def _lrn_bwd(gy, x, y, scale, gx, size, alpha, beta):
                 out[p] -= coef * xs[p] * acc[p]
 
 
+@float16_via_float32
 def lrn_backward(gy, x, y, scale, size, alpha, beta):
     """Gradient of LRN with respect to x; equals ``lrn_backward_reference``."""
     gy, x, y, scale = (np.ascontiguousarray(a) for a in (gy, x, y, scale))

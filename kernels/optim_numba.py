@@ -42,6 +42,14 @@ def _sgd(p, g, buf, has_buf, lr, momentum, undamped, weight_decay, nesterov, fir
 
 def sgd_update(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first_step):
     """One fused SGD step for one parameter, in place on ``p`` and ``buf``; equals the reference."""
+    if p.dtype == np.float16:                  # Numba has no float16: update float32 copies, round back
+        p32, buf32 = p.astype(np.float32), None if buf is None else buf.astype(np.float32)
+        sgd_update(p32, g.astype(np.float32), buf32, lr, momentum, dampening, weight_decay, nesterov,
+                   first_step)
+        p[...] = p32
+        if buf is not None:
+            buf[...] = buf32
+        return
     flat_p = p.reshape(-1)                     # a view: p is C-contiguous by the contract
     flat_g = np.ascontiguousarray(g).reshape(-1)
     has_buf = buf is not None

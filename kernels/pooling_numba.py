@@ -23,6 +23,7 @@ let the compiler reorder or drop the NaN and tie logic of the comparisons.
 import numpy as np
 from numba import njit, prange, uintp
 
+from ._numba_dtypes import float16_via_float32
 from ._numba_threads import threads_for
 
 
@@ -100,6 +101,7 @@ def _max_pool_fwd(x, y, arg, kh, kw, sh, sw, ph, pw):
                 arg[n, c, oh, ow] = where[oh * Wq + ow]
 
 
+@float16_via_float32
 def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw):
     """Max over kh x kw windows, and where each max came from; equals ``max_pool2d_forward_reference``."""
     x = np.ascontiguousarray(x)
@@ -128,6 +130,7 @@ def _max_pool_bwd(gy, arg, gx):
             gf[uintp(plane + af[t])] += gyf[t]     # uintp: argmax >= 0, no wrap-around test
 
 
+@float16_via_float32
 def max_pool2d_backward(gy, argmax, x_shape):
     """Scatter-add each output gradient to its arg-max input; equals ``max_pool2d_backward_reference``."""
     gy = np.ascontiguousarray(gy)

@@ -362,3 +362,37 @@ def test_import_tinyconv_does_not_import_numba():
     code = "import sys, tinyconv; print('numba' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------- float16
+
+
+def test_float16_goes_through_the_float32_kernels():
+    """Numba has no float16 arithmetic: float16 calls run in float32 and round back once."""
+    h = np.float16
+    x = _data((2, 3, 9, 8), h)
+    args = (3, 3, 2, 1, 1, 1)
+    cols = conv_numba.im2col(x, *args)
+    assert cols.dtype == h
+    np.testing.assert_array_equal(cols, im2col_reference(x, *args))
+    g = _data(cols.shape, h, seed=1)
+    np.testing.assert_allclose(conv_numba.col2im(g, x.shape, *args).astype(np.float32),
+                               col2im_reference(g, x.shape, *args).astype(np.float32), rtol=2e-3, atol=2e-3)
+    y, arg = pooling_numba.max_pool2d_forward(x, *args)
+    y_ref, arg_ref = max_pool2d_forward_reference(x, *args)
+    assert y.dtype == h and arg.dtype == np.int64
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(arg, arg_ref)
+    y, scale = lrn_numba.lrn_forward(x, 5, 0.1, 0.75, 1.0)
+    y_ref, _ = lrn_forward_reference(x, 5, 0.1, 0.75, 1.0)
+    assert y.dtype == scale.dtype == h
+    np.testing.assert_allclose(y.astype(np.float32), y_ref.astype(np.float32), rtol=2e-3, atol=1e-3)
+    np.testing.assert_array_equal(activation_numba.relu_forward(x), relu_forward_reference(x))
+    yd, mask = activation_numba.dropout_forward(x, 0.5, rng=np.random.default_rng(0))
+    assert yd.dtype == h and mask.dtype == np.bool_
+    p, buf = x.copy(), np.empty_like(x)
+    p_ref, buf_ref = x.copy(), np.empty_like(x)
+    optim_numba.sgd_update(p, x, buf, 0.1, 0.9, 0.0, 0.0, False, True)
+    sgd_update_reference(p_ref, x, buf_ref, 0.1, 0.9, 0.0, 0.0, False, True)
+    assert p.dtype == h
+    np.testing.assert_allclose(p.astype(np.float32), p_ref.astype(np.float32), rtol=2e-3, atol=2e-3)

@@ -1,0 +1,34 @@
+"""float16 through the Numba kernels: computed in float32, rounded back to float16.
+
+Numba compiles no float16 arithmetic, while the ops accept any floating dtype.  A
+float16 call therefore widens its float16 arrays to float32, runs the float32 kernel
+and rounds the floating results back.  Copies and compares (im2col, max-pool, ReLU,
+dropout) give the reference's answer exactly; sums and powers (col2im, LRN) are then
+rounded once instead of after every step, i.e. they agree with the float16 reference
+to float16 rounding.
+"""
+import functools
+
+import numpy as np
+
+
+def _widen(a):
+    return a.astype(np.float32) if isinstance(a, np.ndarray) and a.dtype == np.float16 else a
+
+
+def _narrow(out):
+    if isinstance(out, tuple):
+        return tuple(_narrow(o) for o in out)
+    if isinstance(out, np.ndarray) and out.dtype == np.float32:
+        return out.astype(np.float16)
+    return out
+
+
+def float16_via_float32(fn):
+    """Decorate a kernel's wrapper so that float16 arrays go through its float32 kernel."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if not any(isinstance(a, np.ndarray) and a.dtype == np.float16 for a in args):
+            return fn(*args, **kwargs)
+        return _narrow(fn(*(_widen(a) for a in args), **kwargs))
+    return wrapper
