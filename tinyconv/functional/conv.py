@@ -25,13 +25,6 @@ from ._checks import check_float, check_ndim, check_same_dtype, check_tensor, pa
 # --------------------------------------------------------------------------- references
 
 
-def int_pair(v, op, name, minimum=0):
-    """``pair`` that also turns a non-sequence (1.5, None) into the TypeError naming the op."""
-    if not isinstance(v, (int, tuple, list)):
-        raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {v!r}")
-    return pair(v, op, name, minimum)
-
-
 def conv_output_size(size, k, s, p):
     """Output length of a window of size ``k`` sliding with stride ``s`` over ``size + 2p``."""
     return (size + 2 * p - k) // s + 1
@@ -197,9 +190,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         check_tensor(bias, op, "bias")
         check_float(bias, op, "bias")
     check_same_dtype(op, input=input, weight=weight, bias=bias)
-    stride = int_pair(stride, op, "stride", minimum=1)
-    padding = int_pair(padding, op, "padding", minimum=0)
-    if int_pair(dilation, op, "dilation", minimum=1) != (1, 1):
+    stride = pair(stride, op, "stride", minimum=1)
+    padding = pair(padding, op, "padding", minimum=0)
+    if pair(dilation, op, "dilation", minimum=1) != (1, 1):
         raise ValueError(f"{op}: only dilation=1 is supported, got dilation={dilation!r}")
     if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
         raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")

@@ -21,8 +21,8 @@ import numpy as np
 
 from ..autograd import Function, Tensor
 from ..backend import array_module, kernel
-from ._checks import check_float, check_ndim
-from .conv import int_pair, unbatched
+from ._checks import check_float, check_ndim, pair
+from .conv import unbatched
 
 # --------------------------------------------------------------------------- shared helpers
 
@@ -47,11 +47,11 @@ def _pool_args(input, kernel_size, stride, padding, op):
     """Check a pooling call's input and window arguments; return ((kh, kw), (sh, sw), (ph, pw))."""
     check_ndim(input, 4, op, "input", "N, C, H, W; or unbatched C, H, W")
     check_float(input, op, "input")
-    k = int_pair(kernel_size, op, "kernel_size", minimum=1)
+    k = pair(kernel_size, op, "kernel_size", minimum=1)
     # stride=None (or an empty list, as PyTorch allows) means stride = kernel_size
     s = k if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0) \
-        else int_pair(stride, op, "stride", minimum=1)
-    p = int_pair(padding, op, "padding", minimum=0)
+        else pair(stride, op, "stride", minimum=1)
+    p = pair(padding, op, "padding", minimum=0)
     if p[0] > k[0] // 2 or p[1] > k[1] // 2:
         raise ValueError(f"{op}: padding should be at most half of kernel_size, got padding={padding!r} "
                          f"with kernel_size={kernel_size!r}")
@@ -185,7 +185,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     if isinstance(input, Tensor) and input.ndim == 3:     # unbatched (C, H, W), as PyTorch allows
         return unbatched(max_pool2d, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
     k, s, p = _pool_args(input, kernel_size, stride, padding, op)
-    if int_pair(dilation, op, "dilation", minimum=1) != (1, 1):
+    if pair(dilation, op, "dilation", minimum=1) != (1, 1):
         raise ValueError(f"{op}: only dilation=1 is supported, got dilation={dilation!r}")
     ceil_mode = _check_flag(ceil_mode, op, "ceil_mode")
     return_indices = _check_flag(return_indices, op, "return_indices")
@@ -350,5 +350,5 @@ def adaptive_avg_pool2d(input, output_size):
         raise TypeError(f"{op}: output_size must be an int or a pair (int or None each), "
                         f"got {output_size!r}")
     sizes = (H if sizes[0] is None else sizes[0], W if sizes[1] is None else sizes[1])
-    out = int_pair(sizes, op, "output_size", minimum=1)
+    out = pair(sizes, op, "output_size", minimum=1)
     return AdaptiveAvgPool2dFunction(out)(input)
