@@ -170,6 +170,16 @@ def render_experiment(name):
                 f"0.9, learning rate {s['fig1_lr']}):\n\n" + "\n".join(rows) + "\n\n"
                 f"Threshold {s['fig1_threshold']:.0%}: ReLU reached it {reached(relu)}, "
                 f"tanh {reached(tanh)}.\n")
+    if name == "relu_vs_tanh_sweep":
+        sweep = record["relu_vs_tanh_sweep"]
+        rows = ["| learning rate | ReLU | tanh |", "|---:|---:|---:|"]
+        for lr, res in sweep.items():
+            cells = [str(res[a]["epochs_to_threshold"] or f"not within {s['fig1_epochs']}")
+                     for a in ("relu", "tanh")]
+            mark = " (the figure's middle panel)" if float(lr) == s["fig1_lr"] else ""
+            rows.append(f"| {lr}{mark} | {cells[0]} | {cells[1]} |")
+        return (f"Epochs to {s['fig1_threshold']:.0%} training error, same nets, data and seed:\n\n"
+                + "\n".join(rows) + "\n")
     if name == "small28":
         r = record["small28"]
         errs = ", ".join(f"{e:.1%}" for e in r["train_errors"])

@@ -1,6 +1,6 @@
 """Generate every figure of the walkthrough (docs/figures/*.png) in one run.
 
-    python docs/make_figures.py                 # the committed figures (about a few minutes on 2 cores)
+    python docs/make_figures.py                 # the committed figures (under a minute on 2 idle cores)
     python docs/make_figures.py --small --out /tmp/figs   # tiny settings, seconds (the tests use this)
 
 Figures, with the chapter that shows them:
@@ -8,7 +8,8 @@ Figures, with the chapter that shows them:
     im2col.png            01  how a 4x4 image's 3x3 patches become the columns of a matrix
     pooling_windows.png   02  AlexNet's overlapping 3x3 / stride 2 windows and the gradient routing
     lrn_response.png      03  LRN's output against its input for several levels of neighbour activity
-    relu_vs_tanh.png      04  the paper's Figure 1, small: training error per epoch, ReLU vs tanh
+    relu_vs_tanh.png      04  the paper's Figure 1, small: training error per epoch, ReLU vs tanh,
+                              and epochs to 10% error over a sweep of learning rates
     conv1_filters.png     07  the first-layer filters the small AlexNet learned on the bundled digits
     feature_maps.png      07  a photograph through that network's first two convolution stages
 
@@ -38,9 +39,9 @@ from tinyconv import walkthrough as wt  # noqa: E402
 from tinyconv.functional.conv import im2col_reference  # noqa: E402
 
 #: the settings of the committed figures and of ``--small``
-FULL = dict(fig1_train=1500, fig1_epochs=8, fig1_lr=0.01, fig1_threshold=0.1,
-            small28_train=3500, small28_epochs=3, small28_lr=0.02, photo=(120, 180))
-SMALL = dict(fig1_train=100, fig1_epochs=2, fig1_lr=0.01, fig1_threshold=0.1,
+FULL = dict(fig1_train=1500, fig1_epochs=8, fig1_lr=0.01, fig1_sweep=(0.005, 0.01, 0.02, 0.05),
+            fig1_threshold=0.1, small28_train=3500, small28_epochs=8, small28_lr=0.02, photo=(120, 180))
+SMALL = dict(fig1_train=100, fig1_epochs=2, fig1_lr=0.01, fig1_sweep=(0.01, 0.02), fig1_threshold=0.1,
              small28_train=100, small28_epochs=1, small28_lr=0.02, photo=(40, 60))
 
 
@@ -147,9 +148,14 @@ def figure_lrn(path):
 
 
 def figure_relu_vs_tanh(path, s, log):
-    """The paper's Figure 1 reproduced small; returns the experiment's numbers."""
-    res = wt.relu_vs_tanh(s["fig1_train"], s["fig1_epochs"], s["fig1_lr"], s["fig1_threshold"], log=log)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    """The paper's Figure 1 rerun small, at one shared learning rate and over a sweep of
+    learning rates (the paper tuned each net's rate); returns the experiment's numbers."""
+    sweep = {}
+    for lr in s["fig1_sweep"]:
+        sweep[str(lr)] = wt.relu_vs_tanh(s["fig1_train"], s["fig1_epochs"], lr, s["fig1_threshold"],
+                                         log=log if lr == s["fig1_lr"] else None)
+    res = sweep[str(s["fig1_lr"])]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     z = np.linspace(-4, 4, 201)
     ax = axes[0]
     ax.plot(z, np.maximum(z, 0), label="ReLU  max(x, 0)")
@@ -170,13 +176,31 @@ def figure_relu_vs_tanh(path, s, log):
     ax.set_xlabel("epoch")
     ax.set_ylabel("training error rate")
     ax.set_ylim(0, max(max(res["relu"]["errors"]), max(res["tanh"]["errors"])) * 1.05)
-    ax.set_title(f"same net, same init, same data: {s['fig1_train']} bundled MNIST digits", fontsize=10)
+    ax.set_title(f"same net, init and data ({s['fig1_train']} digits), learning rate {s['fig1_lr']}",
+                 fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    ax = axes[2]
+    lrs = [float(lr) for lr in sweep]
+    never = s["fig1_epochs"] + 1            # drawn above the axis' last epoch: not reached
+    for act, style in (("relu", "o-"), ("tanh", "s--")):
+        k = [sweep[str(lr)][act]["epochs_to_threshold"] or never for lr in s["fig1_sweep"]]
+        ax.plot(lrs, k, style, label="ReLU" if act == "relu" else "tanh")
+    ax.set_xscale("log")
+    ax.minorticks_off()
+    ax.set_xticks(lrs)
+    ax.set_xticklabels([f"{lr:g}" for lr in lrs])
+    ax.set_yticks(range(1, never + 1))
+    ax.set_yticklabels([str(e) for e in range(1, never)] + [f">{never - 1}"])
+    ax.set_xlabel("learning rate (SGD, momentum 0.9)")
+    ax.set_ylabel(f"epochs to {s['fig1_threshold']:.0%} training error")
+    ax.set_title("each activation at several learning rates", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return res
+    return {"shared_lr": res, "sweep": sweep}
 
 
 def figure_filters(path, model):
@@ -249,8 +273,9 @@ def main(argv=None):
     figure_im2col(os.path.join(args.out, "im2col.png"))
     figure_pooling(os.path.join(args.out, "pooling_windows.png"))
     figure_lrn(os.path.join(args.out, "lrn_response.png"))
-    res = figure_relu_vs_tanh(os.path.join(args.out, "relu_vs_tanh.png"), s, log)
-    record["relu_vs_tanh"] = res
+    fig1 = figure_relu_vs_tanh(os.path.join(args.out, "relu_vs_tanh.png"), s, log)
+    record["relu_vs_tanh"], record["relu_vs_tanh_sweep"] = fig1["shared_lr"], fig1["sweep"]
+    res = fig1["shared_lr"]
     if log:
         for act in ("relu", "tanh"):
             log(f"{act}: epochs to {s['fig1_threshold']:.0%} training error: "
