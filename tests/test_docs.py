@@ -156,3 +156,20 @@ def test_commands_of_the_index_run():
     check = subprocess.run([sys.executable, os.path.join("docs", "build_docs.py"), "--check"], cwd=ROOT,
                            capture_output=True, text=True, timeout=300)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+@pytest.mark.parametrize("layer", ["conv", "pool", "lrn", "relu", "dropout", "fc"])
+def test_walkthrough_prints_the_same_with_the_numpy_references(layer):
+    """docs/README.md promises the same text from the fast kernels and the references."""
+    import contextlib
+    import io
+
+    import tinyconv
+    from tinyconv import walkthrough
+    outputs = []
+    for mode in ("fast", "reference"):
+        buf = io.StringIO()
+        with tinyconv.use_kernels(mode), contextlib.redirect_stdout(buf):
+            walkthrough.run(layer)
+        outputs.append(buf.getvalue())
+    assert outputs[0] == outputs[1]
