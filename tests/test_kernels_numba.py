@@ -18,9 +18,11 @@ from tinyconv import backend
 from tinyconv.functional.activation import (dropout_backward_reference, relu_backward_reference,
                                             relu_forward_reference)
 from tinyconv.functional.conv import col2im_reference, im2col_reference
+from tinyconv.functional.loss import (softmax_cross_entropy_backward_reference,
+                                      softmax_cross_entropy_forward_reference)
 from tinyconv.functional.lrn import lrn_backward_reference, lrn_forward_reference
 from tinyconv.functional.pooling import max_pool2d_backward_reference, max_pool2d_forward_reference
-from tinyconv.kernels import activation_numba, conv_numba, lrn_numba, optim_numba, pooling_numba
+from tinyconv.kernels import activation_numba, conv_numba, loss_numba, lrn_numba, optim_numba, pooling_numba
 from tinyconv.optim.sgd import sgd_update_reference
 
 DTYPES = (np.float32, np.float64)
@@ -66,6 +68,8 @@ def _data(shape, dtype, seed=0):
     ("activation", "relu_forward", activation_numba), ("activation", "relu_backward", activation_numba),
     ("activation", "dropout_forward", activation_numba),
     ("activation", "dropout_backward", activation_numba),
+    ("loss", "softmax_cross_entropy_forward", loss_numba),
+    ("loss", "softmax_cross_entropy_backward", loss_numba),
     ("optim", "sgd_update", optim_numba)])
 def test_seam_finds_each_kernel_and_reference_mode_hides_it(family, name, mod):
     x = np.zeros((1, 1, 1, 1), np.float32)
@@ -247,6 +251,28 @@ def test_dropout_op_fast_path_follows_manual_seed():
 def _max_threads():
     import numba
     return numba.config.NUMBA_NUM_THREADS
+
+
+# --------------------------------------------------------------------------- softmax cross-entropy
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (16, 1000), (5, 3), (0, 4)])
+def test_softmax_cross_entropy_equals_reference(shape, dtype):
+    rng = np.random.default_rng(0)
+    logits = (4 * rng.standard_normal(shape)).astype(dtype)
+    if shape[0]:
+        logits[0, 0] = 1e4 if dtype == np.float64 else 80.0        # huge logit: no overflow
+    target = rng.integers(0, shape[1], shape[0]).astype(np.int64)
+    loss, probs = loss_numba.softmax_cross_entropy_forward(logits, target)
+    loss_r, probs_r = softmax_cross_entropy_forward_reference(logits, target)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+    assert loss.dtype == probs.dtype == dtype
+    np.testing.assert_allclose(loss, loss_r, **tol)
+    np.testing.assert_allclose(probs, probs_r, **tol)
+    gloss = rng.standard_normal(shape[0]).astype(dtype)
+    np.testing.assert_allclose(loss_numba.softmax_cross_entropy_backward(gloss, probs_r, target),
+                               softmax_cross_entropy_backward_reference(gloss, probs_r, target), **tol)
 
 
 # --------------------------------------------------------------------------- SGD

@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 #: the kernel modules :func:`warmup` and :func:`compile_stats` know (tinyconv.kernels.<family>_numba)
-_FAMILIES = ("conv", "pooling", "lrn", "activation", "optim")
+_FAMILIES = ("conv", "pooling", "lrn", "activation", "loss", "optim")
 
 
 def set_num_threads(n):
@@ -111,6 +111,10 @@ def _tiny_calls(dtype):
         "activation.dropout_forward": lambda: m["activation"].dropout_forward(
             x, 0.5, rng=np.random.default_rng(0)),
         "activation.dropout_backward": lambda: m["activation"].dropout_backward(g, x > 0, 0.5),
+        "loss.softmax_cross_entropy_forward": lambda: m["loss"].softmax_cross_entropy_forward(
+            x.reshape(10, 15), np.arange(10, dtype=np.int64)),
+        "loss.softmax_cross_entropy_backward": lambda: m["loss"].softmax_cross_entropy_backward(
+            np.ones(10, dtype), np.full((10, 15), 1 / 15, dtype), np.arange(10, dtype=np.int64)),
         "optim.sgd_update": lambda: m["optim"].sgd_update(x.copy(), g, np.empty_like(x), 0.01, 0.9, 0.0,
                                                          5e-4, False, True),
     }
