@@ -49,6 +49,7 @@ def test_every_chapter_shows_reference_numba_and_cuda_code():
         assert "<!-- include-cuda: kernels/" in text, c
         assert "is not written yet" not in text, f"{c} names a kernel that does not exist"
     assert "<!-- include-cuda: kernels/loss.cu" in _read(CHAPTERS[5])
+    assert "<!-- include: tinyconv.kernels.loss_numba." in _read(CHAPTERS[5])
 
 
 @pytest.mark.parametrize("page", CHAPTERS)
