@@ -15,7 +15,9 @@ the input into one column of a matrix, and a convolution becomes one matrix prod
 
 The references below are plain array code written against ``xp`` (NumPy or CuPy), so
 they run on either device.  Fast versions with the same signatures plug in through
-``kernel("conv", "im2col", x)`` (``kernels/conv_numba.py``, ``kernels/conv_cuda.py``).
+``kernel("conv", "im2col", x)`` (``kernels/conv_numba.py``, ``kernels/conv_cuda.py``);
+optional ``im2col_batched`` / ``col2im_batched`` kernels work in conv2d's batched GEMM
+layout (G, K, N*L) directly, saving the transposing copies around the GEMM.
 The matrix products always stay in NumPy/CuPy ``matmul`` (BLAS / cuBLAS).
 """
 from ..autograd import Function, Tensor
@@ -84,6 +86,34 @@ def _col2im(cols, *args):
     return (kernel("conv", "col2im", cols) or col2im_reference)(cols, *args)
 
 
+def _im2col_batched(x, kh, kw, sh, sw, ph, pw, G):
+    """im2col laid out for the batched GEMM: (G, K, N*L), the samples side by side.
+
+    A fast kernel writes that layout directly (``kernel("conv", "im2col_batched", x)``);
+    otherwise it is im2col followed by a transposing copy (N, G, K, L) -> (G, K, N, L).
+    """
+    fast = kernel("conv", "im2col_batched", x)
+    if fast is not None:
+        return fast(x, kh, kw, sh, sw, ph, pw, G)
+    xp = array_module(x)
+    cols = _im2col(x, kh, kw, sh, sw, ph, pw)                        # (N, C*kh*kw, L)
+    N, CK, L = cols.shape
+    cols = xp.ascontiguousarray(cols.reshape(N, G, CK // G, L).transpose(1, 2, 0, 3))
+    return cols.reshape(G, CK // G, N * L)
+
+
+def _col2im_batched(gcols, x_shape, kh, kw, sh, sw, ph, pw):
+    """col2im of ``gcols`` in the batched GEMM layout (G, K, N*L) (a fast kernel reads it directly)."""
+    fast = kernel("conv", "col2im_batched", gcols)
+    if fast is not None:
+        return fast(gcols, x_shape, kh, kw, sh, sw, ph, pw)
+    xp = array_module(gcols)
+    G, K, NL = gcols.shape
+    N = x_shape[0]
+    g = xp.ascontiguousarray(gcols.reshape(G, K, N, NL // N).transpose(2, 0, 1, 3))   # (N, G, K, L)
+    return _col2im(g.reshape(N, G * K, NL // N), x_shape, kh, kw, sh, sw, ph, pw)
+
+
 # --------------------------------------------------------------------------- the op
 
 
@@ -127,9 +157,8 @@ class Conv2dFunction(Function):
         OH, OW = conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw)
         K, L = Cg * kh * kw, OH * OW
 
-        cols = _im2col(xp.ascontiguousarray(x), kh, kw, sh, sw, ph, pw)   # (N, C*kh*kw, L)
-        # (N, G, K, L) -> (G, K, N, L) -> (G, K, N*L): samples side by side along columns
-        cols = xp.ascontiguousarray(cols.reshape(N, G, K, L).transpose(1, 2, 0, 3)).reshape(G, K, N * L)
+        # (G, K, N*L): im2col's (N, G, K, L) with the samples side by side along the columns
+        cols = _im2col_batched(xp.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, G)
         # y = Wg @ cols, one GEMM per group, computed as y^T = cols^T @ Wg^T:
         # (G, N*L, K) @ (G, K, O/G) -> (G, N*L, O/G), the orientation OpenBLAS runs fastest
         # here; then (G, N, L, O/G) -> (N, G, O/G, L) is NCHW again
@@ -155,10 +184,9 @@ class Conv2dFunction(Function):
 
         gx = gw = gb = None
         if self.needs_input_grad[0]:
-            # (G, K, O/G) @ (G, O/G, N*L) -> (G, K, N*L) = gcols, back to (N, G*K, L) for col2im
+            # (G, K, O/G) @ (G, O/G, N*L) -> (G, K, N*L) = gcols, folded back to pixels by col2im
             gcols = wg.transpose(0, 2, 1) @ gy_b
-            gcols = xp.ascontiguousarray(gcols.reshape(G, K, N, L).transpose(2, 0, 1, 3))
-            gx = _col2im(gcols.reshape(N, G * K, L), self.x_shape, kh, kw, sh, sw, ph, pw)
+            gx = _col2im_batched(gcols, self.x_shape, kh, kw, sh, sw, ph, pw)
         if self.needs_input_grad[1]:
             # gW^T = cols @ gy^T: (G, K, N*L) @ (G, N*L, O/G) -> (G, K, O/G); the sum over
             # samples is the GEMM's inner dimension.  Computed as gW^T, not gy @ cols^T: same
