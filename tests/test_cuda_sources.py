@@ -513,6 +513,9 @@ def ops_on_cuda_launchers(host, monkeypatch):
     from tinyconv import backend
     for (fam, name), fn in LAUNCHERS.items():
         monkeypatch.setitem(backend._kernel_cache, (fam, name, "numba"), fn)
+    # CPU-only optional kernels that conv_cuda.py does not offer: None, as on a GPU
+    for name in ("im2col_batched", "col2im_batched"):
+        monkeypatch.setitem(backend._kernel_cache, ("conv", name, "numba"), None)
     with tinyconv.use_kernels("fast"):
         yield
 
