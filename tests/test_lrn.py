@@ -8,19 +8,6 @@ from tinyconv.backend import kernel
 from tinyconv.functional.lrn import (ALEXNET_LRN, lrn_backward_reference, lrn_forward_reference,
                                      paper_alpha_to_pytorch)
 
-MODES = ["reference", "fast"]
-
-
-@pytest.fixture(params=MODES)
-def mode(request):
-    with tc.use_kernels(request.param):
-        yield request.param
-
-
-def _torch():
-    return pytest.importorskip("torch", reason="PyTorch (the test oracle) is not installed")
-
-
 def _lrn_by_definition(x, size, alpha, beta, k):
     """Straight from the definition, one channel at a time (independent of the reference)."""
     n, c = x.shape[:2]
@@ -68,8 +55,7 @@ def test_paper_formula_with_paper_alpha_times_size():
 @pytest.mark.parametrize("size", [1, 2, 3, 4, 5])
 @pytest.mark.parametrize("channels", [1, 3, 5, 8])   # below, at and above the window
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_matches_torch_forward_and_backward(mode, size, channels, dtype):
-    torch = _torch()
+def test_matches_torch_forward_and_backward(kernel_mode, size, channels, dtype, torch):
     rng = np.random.default_rng(size * 10 + channels)
     x_np = (rng.standard_normal((2, channels, 5, 4)) * 3).astype(dtype)
     gy_np = rng.standard_normal(x_np.shape).astype(dtype)
@@ -91,8 +77,7 @@ def test_matches_torch_forward_and_backward(mode, size, channels, dtype):
 
 
 @pytest.mark.parametrize("shape", [(2, 6, 7), (1, 4, 2, 3, 2)])
-def test_matches_torch_on_3d_and_5d_input(mode, shape):
-    torch = _torch()
+def test_matches_torch_on_3d_and_5d_input(kernel_mode, shape, torch):
     rng = np.random.default_rng(1)
     x_np = rng.standard_normal(shape) * 2
     gy_np = rng.standard_normal(shape)
@@ -107,15 +92,14 @@ def test_matches_torch_on_3d_and_5d_input(mode, shape):
     np.testing.assert_allclose(x.grad.data, xt.grad.numpy(), rtol=1e-11, atol=1e-13)
 
 
-def test_alexnet_sized_layer_float32_matches_torch(mode):
-    torch = _torch()
+def test_alexnet_sized_layer_float32_matches_torch(kernel_mode, torch):
     x_np = np.random.default_rng(2).standard_normal((2, 96, 13, 13)).astype(np.float32) * 10
     y = F.local_response_norm(tc.tensor(x_np), **ALEXNET_LRN)
     yt = torch.nn.functional.local_response_norm(torch.tensor(x_np), **ALEXNET_LRN)
     np.testing.assert_allclose(y.data, yt.numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_non_contiguous_input(mode):
+def test_non_contiguous_input(kernel_mode):
     x_np = np.random.default_rng(3).standard_normal((2, 3, 4, 5))
     xt = tc.tensor(x_np).permute(0, 1, 3, 2)       # a transposed view
     y = F.local_response_norm(xt, 3, alpha=0.5)
@@ -128,14 +112,14 @@ def test_non_contiguous_input(mode):
 
 @pytest.mark.parametrize("size", [1, 2, 3, 4, 5])
 @pytest.mark.parametrize("channels", [2, 4, 7])
-def test_gradcheck(mode, size, channels):
+def test_gradcheck(kernel_mode, size, channels):
     x = tc.tensor(np.random.default_rng(size + 7 * channels).standard_normal((2, channels, 3, 2)) * 2,
                   requires_grad=True)
     assert tc.gradcheck(lambda t: F.local_response_norm(t, size, alpha=0.7, beta=0.75, k=1.3), [x])
 
 
 @pytest.mark.parametrize("alpha,beta,k", [(1e-4 * 5, 0.75, 2.0), (2.0, 0.5, 1.0), (0.9, 1.6, 0.5)])
-def test_gradcheck_hyperparameters(mode, alpha, beta, k):
+def test_gradcheck_hyperparameters(kernel_mode, alpha, beta, k):
     x = tc.tensor(np.random.default_rng(4).standard_normal((1, 6, 2, 3)) * 3, requires_grad=True)
     assert tc.gradcheck(lambda t: F.local_response_norm(t, 4, alpha=alpha, beta=beta, k=k), [x])
 
@@ -212,7 +196,7 @@ def test_rejects_non_tensor_and_bad_hyperparameter():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("kmode", MODES)
+@pytest.mark.parametrize("kmode", ["reference", "fast"])
 def test_cuda_matches_cpu(kmode):
     cupy = pytest.importorskip("cupy", reason="CuPy is not installed")
     try:
