@@ -165,45 +165,37 @@ def _torchvision(num_classes, in_channels):
                    avgpool=nn.AdaptiveAvgPool2d((6, 6)))
 
 
-def _one_tower(num_classes, in_channels):
-    # the paper's channels on one device: no groups, no LRN
-    features = nn.Sequential(
-        nn.Conv2d(in_channels, 96, kernel_size=11, stride=4),            # 0  227 -> 55
+def _single_tower_features(in_channels, conv1_padding):
+    """The paper's five convolutions on one device: no groups, no LRN."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 96, kernel_size=11, stride=4, padding=conv1_padding),  # 0
         nn.ReLU(),
-        nn.MaxPool2d(kernel_size=3, stride=2),                           # 2  -> 27
+        nn.MaxPool2d(kernel_size=3, stride=2),                           # 2
         nn.Conv2d(96, 256, kernel_size=5, padding=2),                    # 3
         nn.ReLU(),
-        nn.MaxPool2d(kernel_size=3, stride=2),                           # 5  -> 13
+        nn.MaxPool2d(kernel_size=3, stride=2),                           # 5
         nn.Conv2d(256, 384, kernel_size=3, padding=1),                   # 6
         nn.ReLU(),
         nn.Conv2d(384, 384, kernel_size=3, padding=1),                   # 8
         nn.ReLU(),
         nn.Conv2d(384, 256, kernel_size=3, padding=1),                   # 10
         nn.ReLU(),
-        nn.MaxPool2d(kernel_size=3, stride=2),                           # 12 -> 6
+        nn.MaxPool2d(kernel_size=3, stride=2),                           # 12
     )
+
+
+def _one_tower(num_classes, in_channels):
+    # the paper's channels on one device: 227 -> 55 -> 27 -> 13 -> 6
+    features = _single_tower_features(in_channels, conv1_padding=0)
     classifier = _paper_classifier(256 * 6 * 6, 4096, num_classes)
     return AlexNet(features, classifier, (in_channels, 227, 227), "one_tower")
 
 
 def _d2l(num_classes, in_channels):
     # Dive into Deep Learning (d2l.ai), section 8.1 "Deep Convolutional Neural Networks
-    # (AlexNet)": Fashion-MNIST resized to 224x224, one channel, 10 classes
-    features = nn.Sequential(
-        nn.Conv2d(in_channels, 96, kernel_size=11, stride=4, padding=1),  # 0  224 -> 54
-        nn.ReLU(),
-        nn.MaxPool2d(kernel_size=3, stride=2),                           # 2  -> 26
-        nn.Conv2d(96, 256, kernel_size=5, padding=2),                    # 3
-        nn.ReLU(),
-        nn.MaxPool2d(kernel_size=3, stride=2),                           # 5  -> 12
-        nn.Conv2d(256, 384, kernel_size=3, padding=1),                   # 6
-        nn.ReLU(),
-        nn.Conv2d(384, 384, kernel_size=3, padding=1),                   # 8
-        nn.ReLU(),
-        nn.Conv2d(384, 256, kernel_size=3, padding=1),                   # 10
-        nn.ReLU(),
-        nn.MaxPool2d(kernel_size=3, stride=2),                           # 12 -> 5
-    )
+    # (AlexNet)": Fashion-MNIST resized to 224x224, one channel, 10 classes;
+    # conv1 has padding 1: 224 -> 54 -> 26 -> 12 -> 5
+    features = _single_tower_features(in_channels, conv1_padding=1)
     classifier = _paper_classifier(256 * 5 * 5, 4096, num_classes)
     return AlexNet(features, classifier, (in_channels, 224, 224), "d2l")
 
