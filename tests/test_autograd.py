@@ -315,3 +315,26 @@ def test_manual_seed_reproducible():
     b = tc.rand(3).data.copy()
     tc.set_rng_state(state)
     np.testing.assert_array_equal(b, tc.rand(3).data)
+
+
+def test_leaf_grads_never_alias_each_other_or_the_seed():
+    a, b = t64([1.0, 2.0]), t64([3.0, 4.0])
+    seed = np.ones(2)
+    (a + b).backward(tc.tensor(seed))          # Add hands the same array to both inputs
+    a.grad.data[...] = 0                       # zeroing one grad in place ...
+    np.testing.assert_array_equal(b.grad.data, [1.0, 1.0])   # ... leaves the other alone
+    np.testing.assert_array_equal(seed, [1.0, 1.0])
+    w = t64(np.ones((2, 2)))
+    (w.reshape(4) * 2.0).sum().backward()      # Reshape's gradient is a view of another array
+    w.grad.data[...] = 7
+    assert w.grad.data.base is None
+
+
+def test_fresh_leaf_gradient_is_taken_without_a_copy():
+    x = t64([1.0, 2.0])
+    y = x * 3.0                                # Mul's backward makes a new array for x
+    fn, made = y._creator, []
+    orig = fn.backward
+    fn.backward = lambda gy: tuple(made.append(g) or g for g in orig(gy))
+    y.sum().backward()
+    assert x.grad.data is made[0]              # taken over, not copied

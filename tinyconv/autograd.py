@@ -123,12 +123,19 @@ def _topological_order(root):
     return order[::-1]  # the output's node first
 
 
-def _accumulate_leaf(leaf, g):
+def _accumulate_leaf(leaf, g, owned=False):
+    """Add gradient ``g`` into ``leaf.grad``.
+
+    The first gradient becomes ``.grad`` as it is when ``owned`` (a fresh array that no
+    one else holds), else as a copy, so ``.grad`` never aliases another array.  Later
+    gradients are added out of place.
+    """
     if g.shape != leaf.shape:
         raise RuntimeError(f"autograd: gradient of shape {g.shape} for a leaf of shape {leaf.shape}")
-    g = g.astype(leaf.dtype, copy=False)
+    if g.dtype != leaf.dtype:
+        g, owned = g.astype(leaf.dtype), True
     if leaf.grad is None:
-        leaf.grad = Tensor(g.copy())
+        leaf.grad = Tensor(g if owned else g.copy())
     else:
         leaf.grad.data = leaf.grad.data + g
 
@@ -173,7 +180,9 @@ def backward(output, grad=None, retain_graph=False):
             if parent is None or gx is None:
                 continue
             if isinstance(parent, Tensor):
-                _accumulate_leaf(parent, gx)
+                # fresh: not the incoming gradient, not a view, not handed to two inputs
+                owned = gx is not gy and gx.base is None and sum(g is gx for g in gxs) == 1
+                _accumulate_leaf(parent, gx, owned)
             else:
                 key = id(parent)
                 grads[key] = gx if key not in grads else grads[key] + gx
