@@ -1,11 +1,10 @@
 """CUDA launchers for ``activation.cu``: ReLU, and dropout on a counter-based RNG (Philox4x32-10).
 
 Dropout's mask is never stored: :func:`dropout_forward` returns a :class:`PhiloxMask`
-(the seed and offset it drew from ``tinyconv.random.philox_seed_offset``), and
-:func:`dropout_backward` regenerates the same keep bits from it.
+(the seed and offset the op handed in, from ``tinyconv.random.philox_seed_offset``), and
+:func:`dropout_backward` regenerates the same keep bits from it.  This module imports
+nothing of tinyconv.
 """
-import importlib
-
 import numpy as np
 
 from .cuda_loader import launch, xp_of
@@ -64,13 +63,12 @@ def _dropout(x, mask):
     return y
 
 
-def dropout_forward(x, p):
-    """(y, mask): y = x * keep / (1 - p), keep = [u >= p] with u from Philox(seed, offset)."""
-    # tinyconv.random owns the seed and hands out fresh offsets; imported at call time so
-    # that this package imports nothing of tinyconv when it is loaded.
-    philox_seed_offset = importlib.import_module("tinyconv.random").philox_seed_offset
-    # one Philox call draws four numbers: counters (group, offset) with group < ceil(n/4)
-    seed, offset = philox_seed_offset(x.size)
+def dropout_forward(x, p, seed, offset):
+    """(y, mask): y = x * keep / (1 - p), keep = [u >= p] with u from Philox(seed, offset).
+
+    ``seed`` and ``offset`` are handed in by the op (``tinyconv.random.philox_seed_offset(x.size)``);
+    one Philox call draws four numbers: counters (group, offset) with group < ceil(n/4).
+    """
     mask = PhiloxMask(seed, offset, x.shape, float(p), xp_of(x))
     return _dropout(x, mask), mask
 

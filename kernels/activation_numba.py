@@ -4,17 +4,19 @@ References in ``tinyconv/functional/activation.py``:
 
 * ``relu_forward(x) -> y`` equals ``relu_forward_reference`` exactly (y = max(x, 0), NaN stays
   NaN); ``relu_backward(gy, y) -> gx`` equals ``relu_backward_reference`` (gy where y > 0).
-* ``dropout_forward(x, p, rng=None) -> (y, mask)`` and ``dropout_backward(gy, mask, p) -> gx``
+* ``dropout_forward(x, p, seed, offset) -> (y, mask)`` and ``dropout_backward(gy, mask, p) -> gx``
   compute what ``dropout_forward_reference`` / ``dropout_backward_reference`` compute,
   y = x * mask * (1/(1-p)), with the mask drawn differently (see below), so the two paths
-  give different but equally distributed masks from one seed.
+  give different but equally distributed masks from one (seed, offset).
 
-Dropout randomness.  The kernel draws **one** 64-bit seed from a NumPy Generator,
-``rng`` (the op should pass ``rng=tinyconv.random.generator()``), and derives element
-i's uniform from a counter-based hash, u_i = splitmix64(seed + i) / 2^64 (53 bits).  So
-the mask depends only on the seed and the element's flat index, never on the thread
-count or on how prange splits the work, and ``tinyconv.manual_seed`` makes it
-reproducible.  The mask is a bool array (1 byte per element, never a float tensor).
+Dropout randomness.  The op hands it in: ``seed`` and ``offset`` come from
+``tinyconv.random.philox_seed_offset(x.size)`` (this module imports nothing of tinyconv).
+Element i's uniform comes from a counter-based hash keyed by ``seed`` with counter
+``offset + i``: u_i = splitmix64(seed + (offset + i) * golden) / 2^64 (53 bits).  So the
+mask is a pure function of (seed, offset, p, shape), never of the thread count or of how
+prange splits the work; ``tinyconv.manual_seed`` makes it reproducible, and successive
+calls differ because the op's offset advances by x.size.  The mask is a bool array (1 byte
+per element, never a float tensor).
 
 Elementwise loops run over the flat C-contiguous arrays, split across threads by prange.
 """
@@ -66,7 +68,7 @@ def relu_backward(gy, y):
 
 @njit(cache=True, inline="always")
 def _uniform(seed, i):
-    """u in [0, 1) from the splitmix64 finalizer of (seed + i): a counter-based generator."""
+    """u in [0, 1) from the splitmix64 finalizer of (seed + i * golden): counter-based, i the counter."""
     z = np.uint64(seed) + np.uint64(i) * np.uint64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
@@ -75,31 +77,29 @@ def _uniform(seed, i):
 
 
 @njit(cache=True, parallel=True)
-def _dropout_fwd(x, y, mask, p, scale, seed):
+def _dropout_fwd(x, y, mask, p, scale, seed, offset):
     for i in prange(x.size):
-        keep = _uniform(seed, i) >= p
+        keep = _uniform(seed, offset + np.uint64(i)) >= p      # counter offset + i, in uint64
         mask[i] = keep
         y[i] = x[i] * (1 if keep else 0) * scale   # x * mask * scale, in the reference's order
 
 
 @float16_via_float32
-def dropout_forward(x, p, rng=None):
+def dropout_forward(x, p, seed, offset):
     """Inverted dropout: (y, mask), keep where u >= p, y = x * mask / (1 - p).
 
-    ``rng`` is the NumPy Generator the seed is drawn from; tinyconv's op passes
-    ``tinyconv.random.generator()``.  Without it the kernel falls back to that same
-    generator, looked up at call time so this module still imports nothing of tinyconv.
+    ``seed`` and ``offset`` (non-negative ints) are handed in by the op, from
+    ``tinyconv.random.philox_seed_offset(x.size)``; element i's uniform is the splitmix64
+    hash keyed by ``seed`` at counter ``offset + i``, so equal arguments give equal masks.
     """
-    if rng is None:
-        import importlib                           # only at call time: see the docstring
-        rng = importlib.import_module("tinyconv.random").generator()
     x = np.ascontiguousarray(x)
-    seed = np.uint64(rng.integers(0, 2**63))
+    seed = np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF)
+    offset = np.uint64(int(offset) & 0xFFFFFFFFFFFFFFFF)
     y = np.empty_like(x)
     mask = np.empty(x.shape, dtype=np.bool_)
     scale = x.dtype.type(1.0 / (1.0 - p))
     with threads_for(x.size):
-        _dropout_fwd(x.reshape(-1), y.reshape(-1), mask.reshape(-1), float(p), scale, seed)
+        _dropout_fwd(x.reshape(-1), y.reshape(-1), mask.reshape(-1), float(p), scale, seed, offset)
     return y, mask
 
 

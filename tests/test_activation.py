@@ -197,14 +197,44 @@ def test_fast_dropout_kernel_keeps_the_contract(dtype):
     if fwd is None or bwd is None:
         pytest.skip("no fast CPU dropout kernel")
     for f, b in ((fwd, bwd), (dropout_forward_reference, dropout_backward_reference)):
-        tc.manual_seed(1)
-        y, mask = f(x, 0.4)
+        y, mask = f(x, 0.4, 1, 0)
         kept = y != 0
         assert y.dtype == dtype and 0.3 < kept.mean() < 0.9
         np.testing.assert_allclose(y, np.where(kept, x / (1 - 0.4), 0), rtol=1e-6)
         np.testing.assert_allclose(b(gy, mask, 0.4), np.where(kept, gy / (1 - 0.4), 0), rtol=1e-6)
-        tc.manual_seed(1)
-        np.testing.assert_array_equal(f(x, 0.4)[0], y)   # reproducible under manual_seed
+        np.testing.assert_array_equal(f(x, 0.4, 1, 0)[0], y)            # a pure function of (seed, offset)
+        assert 0.4 < (f(x, 0.4, 1, x.size)[0] != 0).mean() < 0.8          # the next offset: a fresh mask
+        assert not np.array_equal(f(x, 0.4, 1, x.size)[0] != 0, kept)
+        assert not np.array_equal(f(x, 0.4, 2, 0)[0] != 0, kept)          # another seed: another mask
+
+
+def test_reference_dropout_mask_depends_on_seed_and_offset_only():
+    x64 = np.ones((5, 200))
+    _, m64 = dropout_forward_reference(x64, 0.3, 123, 456)
+    _, m32 = dropout_forward_reference(x64.astype(np.float32), 0.3, 123, 456)
+    np.testing.assert_array_equal(m64, m32)                               # whatever the dtype
+    want = np.random.default_rng([123, 456]).random(x64.shape) >= 0.3
+    np.testing.assert_array_equal(m64, want)
+
+
+def test_dropout_op_hands_seed_and_offset_to_the_implementation(monkeypatch):
+    """DropoutFn draws (seed, offset) once per call from tinyconv.random and passes them in."""
+    import tinyconv.functional.activation as A
+    seen = []
+    real = A.dropout_forward_reference
+
+    def spy(x, p, seed, offset):
+        seen.append((seed, offset))
+        return real(x, p, seed, offset)
+    monkeypatch.setattr(A, "dropout_forward_reference", spy)
+    x = tc.ones(4, 25, dtype=tc.float64)
+    tc.manual_seed(5)
+    want = [tc.random.philox_seed_offset(100), tc.random.philox_seed_offset(100)]
+    with tc.use_kernels("reference"):
+        tc.manual_seed(5)
+        F.dropout(x, 0.5)
+        F.dropout(x, 0.5)
+    assert seen == want and want[0] != want[1]
 
 
 # --------------------------------------------------------------------------- bad input

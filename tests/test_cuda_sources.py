@@ -439,10 +439,11 @@ def _keep_numpy(n, p, seed, offset):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n,p", [(1, 0.5), (7, 0.3), (4099, 0.5), (1000, 0.0)])
 def test_dropout_mask_and_values(host, n, p, dtype, rng):
-    tinyconv.manual_seed(1234)
+    seed, offset = 1234 + (7 << 40), (3 << 33) + n       # both words of seed and offset in play
     x = (rng.standard_normal((n,)) + 3).astype(dtype)      # no zeros: a dropped element is visible
-    y, mask = activation_cuda.dropout_forward(x, p)
-    keep = _keep_numpy(n, p, mask.seed, mask.offset)
+    y, mask = activation_cuda.dropout_forward(x, p, seed, offset)
+    assert (mask.seed, mask.offset) == (seed, offset)      # the mask is the handed-in key, not a draw
+    keep = _keep_numpy(n, p, seed, offset)
     np.testing.assert_array_equal(mask.keep(), keep)
     np.testing.assert_array_equal(y, np.where(keep, x * dtype(1.0 / (1.0 - p)), 0))
     gy = rng.standard_normal(n).astype(dtype)
@@ -451,26 +452,25 @@ def test_dropout_mask_and_values(host, n, p, dtype, rng):
 
 
 def test_dropout_statistics_seed_and_offsets(host):
-    tinyconv.manual_seed(7)
     x = np.ones(200_000, dtype=np.float32)
-    for p in (0.1, 0.5, 0.9):
-        _, mask = activation_cuda.dropout_forward(x, p)
+    for k, p in enumerate((0.1, 0.5, 0.9)):
+        _, mask = activation_cuda.dropout_forward(x, p, 7, k * x.size)
         kept = mask.keep().mean()
         sigma = np.sqrt(p * (1 - p) / x.size)
         assert abs(kept - (1 - p)) < 5 * sigma, (p, kept)
-    _, m1 = activation_cuda.dropout_forward(x, 0.5)
-    _, m2 = activation_cuda.dropout_forward(x, 0.5)
+    _, m1 = activation_cuda.dropout_forward(x, 0.5, 7, 3 * x.size)
+    _, m2 = activation_cuda.dropout_forward(x, 0.5, 7, 4 * x.size)   # the op's next offset
     assert m2.offset > m1.offset and 0.45 < (m1.keep() == m2.keep()).mean() < 0.55   # fresh masks
-    tinyconv.manual_seed(7)
-    _, again = activation_cuda.dropout_forward(x, 0.1)
-    tinyconv.manual_seed(7)
-    _, same = activation_cuda.dropout_forward(x, 0.1)
+    _, m3 = activation_cuda.dropout_forward(x, 0.5, 8, 3 * x.size)   # another seed
+    assert 0.45 < (m1.keep() == m3.keep()).mean() < 0.55
+    _, again = activation_cuda.dropout_forward(x, 0.1, 7, 0)
+    _, same = activation_cuda.dropout_forward(x, 0.1, 7, 0)
     assert (again.seed, again.offset) == (same.seed, same.offset)
     np.testing.assert_array_equal(again.keep(), same.keep())
 
 
 def test_dropout_backward_rejects_a_foreign_mask(host):
-    _, mask = activation_cuda.dropout_forward(np.ones((4, 4), np.float32), 0.5)
+    _, mask = activation_cuda.dropout_forward(np.ones((4, 4), np.float32), 0.5, 1, 0)
     with pytest.raises(ValueError, match="dropout_backward"):
         activation_cuda.dropout_backward(np.ones((2, 8), np.float32), mask, 0.5)
 

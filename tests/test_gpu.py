@@ -242,9 +242,11 @@ def test_gpu_dropout_mask_matches_its_definition(cp):
     from test_cuda_sources import _keep_numpy
     K = _launchers()
     tinyconv.manual_seed(0)
+    seed, offset = tinyconv.random.philox_seed_offset(100_003)
     x = cp.asarray(np.random.default_rng(1).standard_normal(100_003).astype(np.float32) + 3)
-    y, mask = K.activation.dropout_forward(x, 0.5)
-    keep = _keep_numpy(x.size, 0.5, mask.seed, mask.offset)
+    y, mask = K.activation.dropout_forward(x, 0.5, seed, offset)
+    assert (mask.seed, mask.offset) == (seed, offset)
+    keep = _keep_numpy(x.size, 0.5, seed, offset)
     np.testing.assert_array_equal(mask.keep().get(), keep)
     np.testing.assert_array_equal(y.get(), np.where(keep, x.get() * np.float32(2.0), 0))
     gx = K.activation.dropout_backward(x, mask, 0.5)

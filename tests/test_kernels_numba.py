@@ -209,7 +209,7 @@ def test_relu_equals_reference(shape, dtype):
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
 def test_dropout_kernel_mask_scale_and_rate(p, dtype):
     x = _data((40, 2500), dtype)
-    y, mask = activation_numba.dropout_forward(x, p, rng=np.random.default_rng(7))
+    y, mask = activation_numba.dropout_forward(x, p, 7, 3)
     assert mask.dtype == np.bool_ and mask.shape == x.shape and y.dtype == dtype
     np.testing.assert_array_equal(y, x * mask * dtype(1 / (1 - p)))
     n = mask.size                       # keep rate 1 - p within 5 standard deviations
@@ -224,13 +224,17 @@ def test_dropout_kernel_reproducible_independent_of_threads_and_fresh_per_call()
     masks = []
     for threads in (1, 2, 1):
         tinyconv.set_num_threads(min(threads, _max_threads()))
-        masks.append(activation_numba.dropout_forward(x, 0.5, rng=np.random.default_rng(11))[1])
+        masks.append(activation_numba.dropout_forward(x, 0.5, 11, 0)[1])
     tinyconv.set_num_threads(_max_threads())
-    assert all(np.array_equal(masks[0], m) for m in masks[1:])
-    rng = np.random.default_rng(11)
-    a = activation_numba.dropout_forward(x, 0.5, rng=rng)[1]
-    b = activation_numba.dropout_forward(x, 0.5, rng=rng)[1]
-    assert not np.array_equal(a, b)
+    assert all(np.array_equal(masks[0], m) for m in masks[1:])       # a pure function of (seed, offset)
+    a = activation_numba.dropout_forward(x, 0.5, 11, 0)[1]
+    b = activation_numba.dropout_forward(x, 0.5, 11, x.size)[1]      # the op's next offset
+    c = activation_numba.dropout_forward(x, 0.5, 12, 0)[1]           # another seed
+    np.testing.assert_array_equal(a, masks[0])
+    assert 0.45 < (a == b).mean() < 0.55 and 0.45 < (a == c).mean() < 0.55
+    # the counter is offset + i: a call at offset k continues the stream of a call at offset 0
+    tail = activation_numba.dropout_forward(np.ones(1000, np.float32), 0.5, 11, 5)[1]
+    np.testing.assert_array_equal(tail, a.reshape(-1)[5:1005])
     # neighbouring elements are not correlated (the counter hash mixes every bit)
     assert abs(np.corrcoef(a.reshape(-1)[:-1], a.reshape(-1)[1:])[0, 1]) < 0.02
 
@@ -414,7 +418,7 @@ def test_float16_goes_through_the_float32_kernels():
     assert y.dtype == scale.dtype == h
     np.testing.assert_allclose(y.astype(np.float32), y_ref.astype(np.float32), rtol=2e-3, atol=1e-3)
     np.testing.assert_array_equal(activation_numba.relu_forward(x), relu_forward_reference(x))
-    yd, mask = activation_numba.dropout_forward(x, 0.5, rng=np.random.default_rng(0))
+    yd, mask = activation_numba.dropout_forward(x, 0.5, 0, 0)
     assert yd.dtype == h and mask.dtype == np.bool_
     p, buf = x.copy(), np.empty_like(x)
     p_ref, buf_ref = x.copy(), np.empty_like(x)

@@ -4,19 +4,27 @@ ReLU and dropout have fast kernels (``tinyconv/kernels/activation_numba.py`` on 
 ``activation_cuda.py`` on CUDA) chosen through :func:`tinyconv.backend.kernel`; the NumPy
 references below define what those kernels compute::
 
-    relu_forward(x) -> y                  relu_backward(gy, y) -> gx
-    dropout_forward(x, p) -> (y, mask)    dropout_backward(gy, mask, p) -> gx
+    relu_forward(x) -> y                                relu_backward(gy, y) -> gx
+    dropout_forward(x, p, seed, offset) -> (y, mask)    dropout_backward(gy, mask, p) -> gx
 
 tanh and sigmoid are plain NumPy/CuPy Functions (tanh is there for the paper's
 Figure 1 experiment, ReLU against tanh).
 
 Dropout is *inverted*: during training kept units are scaled by ``1/(1-p)`` so the
-expected activation is unchanged and evaluation is the identity.  Each
-implementation draws its own randomness (CPU: ``tinyconv.random.generator()``; CUDA:
-``tinyconv.random.philox_seed_offset``), so ``tinyconv.manual_seed`` makes masks
-reproducible.  The op never looks inside ``mask``: it only hands it back to backward.
+expected activation is unchanged and evaluation is the identity.  The op hands the
+randomness in: :class:`DropoutFn` draws ``seed, offset = tinyconv.random.philox_seed_offset(x.size)``
+once per call and passes them to whichever implementation runs (fast kernel or reference).
+Every ``dropout_forward`` is a pure function of ``(x, p, seed, offset)``: the same call
+twice gives the same mask, ``tinyconv.manual_seed`` makes masks reproducible, and
+successive calls differ because the offset advances.  The implementations map one
+``(seed, offset)`` to different (equally distributed) masks: the reference uses
+``np.random.default_rng([seed, offset])``, the Numba kernel a splitmix64 hash keyed by
+``seed`` with counter ``offset + i``, the CUDA kernel Philox4x32-10.  So the kernels import
+nothing of tinyconv.  The op never looks inside ``mask``: it only hands it back to backward.
 """
 import numbers
+
+import numpy as np
 
 from .. import random
 from ..autograd import Function
@@ -92,15 +100,16 @@ class SigmoidFn(Function):
 # --------------------------------------------------------------------------- dropout
 
 
-def dropout_forward_reference(x, p):
-    """(y, mask) with mask = [u >= p], u ~ U[0, 1) from ``tinyconv.random.generator()``.
+def dropout_forward_reference(x, p, seed, offset):
+    """(y, mask) with mask = [u >= p], u ~ U[0, 1) from ``np.random.default_rng([seed, offset])``.
 
-    y = x * mask / (1 - p).  Called by the op for 0 < p < 1 only.  The uniforms are
-    always drawn in float64 on the CPU (and the mask moved to the GPU for a CuPy
-    ``x``), so one seed gives one mask whatever the dtype or device.
+    y = x * mask / (1 - p).  Called by the op for 0 < p < 1 only, with ``(seed, offset)``
+    from ``tinyconv.random.philox_seed_offset``.  The uniforms are always drawn in float64
+    on the CPU (and the mask moved to the GPU for a CuPy ``x``), so one (seed, offset)
+    gives one mask whatever the dtype or device.
     """
     xp = array_module(x)
-    keep = random.generator().random(x.shape) >= p
+    keep = np.random.default_rng([int(seed), int(offset)]).random(x.shape) >= p
     mask = xp.asarray(keep)
     return x * mask * x.dtype.type(1.0 / (1.0 - p)), mask
 
@@ -123,7 +132,9 @@ class DropoutFn(Function):
     def forward(self, x):
         if self.p == 1:
             return array_module(x).zeros_like(x)
-        y, mask = (kernel("activation", "dropout_forward", x) or dropout_forward_reference)(x, self.p)
+        seed, offset = random.philox_seed_offset(x.size)      # the op owns the randomness
+        fwd = kernel("activation", "dropout_forward", x) or dropout_forward_reference
+        y, mask = fwd(x, self.p, seed, offset)
         self.save_for_backward(mask)
         return y
 
