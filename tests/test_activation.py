@@ -10,19 +10,6 @@ from tinyconv.backend import kernel
 from tinyconv.functional.activation import (dropout_backward_reference, dropout_forward_reference,
                                             relu_backward_reference, relu_forward_reference)
 
-MODES = ["reference", "fast"]
-
-
-@pytest.fixture(params=MODES)
-def mode(request):
-    with tc.use_kernels(request.param):
-        yield request.param
-
-
-def _torch():
-    return pytest.importorskip("torch", reason="PyTorch (the test oracle) is not installed")
-
-
 def _away_from_kink(shape, seed):
     """Normal draws pushed at least 0.1 away from 0, so central differences never straddle it."""
     x = np.random.default_rng(seed).standard_normal(shape)
@@ -34,8 +21,7 @@ def _away_from_kink(shape, seed):
 
 @pytest.mark.parametrize("name", ["relu", "tanh", "sigmoid"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_matches_torch_forward_and_backward(mode, name, dtype):
-    torch = _torch()
+def test_matches_torch_forward_and_backward(kernel_mode, name, dtype, torch):
     rng = np.random.default_rng(0)
     x_np = (rng.standard_normal((3, 4, 5, 6)) * 4).astype(dtype)
     x_np.flat[:3] = 0                                    # the ReLU kink: gradient 0, as PyTorch
@@ -56,12 +42,12 @@ def test_matches_torch_forward_and_backward(mode, name, dtype):
 
 
 @pytest.mark.parametrize("name", ["relu", "tanh", "sigmoid"])
-def test_gradcheck(mode, name):
+def test_gradcheck(kernel_mode, name):
     x = tc.tensor(_away_from_kink((2, 3, 4), seed=1) * 2, requires_grad=True)
     assert tc.gradcheck(getattr(F, name), [x])
 
 
-def test_relu_values_and_gradient_by_hand(mode):
+def test_relu_values_and_gradient_by_hand(kernel_mode):
     x = tc.tensor([[-2.0, -0.0, 0.0, 0.5, 3.0]], requires_grad=True)
     y = F.relu(x)
     y.backward(tc.tensor([[1.0, 2.0, 3.0, 4.0, 5.0]]))
@@ -69,7 +55,7 @@ def test_relu_values_and_gradient_by_hand(mode):
     assert x.grad.tolist() == [[0.0, 0.0, 0.0, 4.0, 5.0]]
 
 
-def test_relu_keeps_nan(mode):
+def test_relu_keeps_nan(kernel_mode):
     y = F.relu(tc.tensor([np.nan, -1.0, 1.0]))
     assert np.isnan(y.data[0]) and y.data[1:].tolist() == [0.0, 1.0]
 
@@ -104,7 +90,7 @@ def test_fast_relu_kernel_matches_reference(dtype):
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.8])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_dropout_statistics_and_scale(mode, p, dtype):
+def test_dropout_statistics_and_scale(kernel_mode, p, dtype):
     n = 200_000
     tc.manual_seed(0)
     y = F.dropout(tc.ones(8, n // 8, dtype=dtype), p=p)
@@ -119,8 +105,7 @@ def test_dropout_statistics_and_scale(mode, p, dtype):
 
 
 @pytest.mark.parametrize("p", [0.2, 0.5, 0.9])
-def test_dropout_scale_matches_torch(mode, p):
-    torch = _torch()
+def test_dropout_scale_matches_torch(kernel_mode, p, torch):
     x_np = np.random.default_rng(3).standard_normal(50_000).astype(np.float32)
     ours = F.dropout(tc.tensor(x_np), p=p).data
     theirs = torch.nn.functional.dropout(torch.tensor(x_np), p=p).numpy()
@@ -132,7 +117,7 @@ def test_dropout_scale_matches_torch(mode, p):
     assert abs((ours != 0).mean() - (theirs != 0).mean()) < 0.02
 
 
-def test_dropout_backward_reuses_the_mask(mode):
+def test_dropout_backward_reuses_the_mask(kernel_mode):
     p = 0.3
     x_np = np.random.default_rng(4).uniform(0.5, 1.5, (4, 64, 5, 5))       # never 0
     x = tc.tensor(x_np, requires_grad=True)
@@ -145,7 +130,7 @@ def test_dropout_backward_reuses_the_mask(mode):
     np.testing.assert_allclose(y.data, x_np * mask / (1 - p), rtol=1e-15)
 
 
-def test_dropout_is_reproducible_under_manual_seed(mode):
+def test_dropout_is_reproducible_under_manual_seed(kernel_mode):
     x = tc.randn(16, 256)
     tc.manual_seed(42)
     a, b = F.dropout(x, 0.5).data, F.dropout(x, 0.5).data
@@ -157,7 +142,7 @@ def test_dropout_is_reproducible_under_manual_seed(mode):
 
 
 @pytest.mark.parametrize("p", [0.25, 0.6])
-def test_dropout_gradcheck_with_fixed_seed(mode, p):
+def test_dropout_gradcheck_with_fixed_seed(kernel_mode, p):
     def fn(t):
         tc.manual_seed(7)                              # the same mask on every evaluation
         return F.dropout(t, p)
@@ -173,7 +158,7 @@ def test_dropout_identity_cases():
     assert F.dropout(x, p=1.0, training=False) is x
 
 
-def test_dropout_p_one_gives_zeros_and_zero_gradient(mode):
+def test_dropout_p_one_gives_zeros_and_zero_gradient(kernel_mode):
     x = tc.randn(3, 4, requires_grad=True)
     y = F.dropout(x, p=1.0)
     assert y.dtype == x.dtype and not y.data.any()
@@ -181,7 +166,7 @@ def test_dropout_p_one_gives_zeros_and_zero_gradient(mode):
     assert x.grad.shape == (3, 4) and not x.grad.data.any()
 
 
-def test_dropout_without_grad_builds_no_graph(mode):
+def test_dropout_without_grad_builds_no_graph(kernel_mode):
     x = tc.randn(5, 5, requires_grad=True)
     with tc.no_grad():
         y = F.dropout(x, 0.5)
@@ -265,7 +250,7 @@ def test_rejects_non_float_and_non_tensor_input(name):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("kmode", MODES)
+@pytest.mark.parametrize("kmode", ["reference", "fast"])
 def test_cuda(kmode):
     cupy = pytest.importorskip("cupy", reason="CuPy is not installed")
     try:
