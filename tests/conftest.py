@@ -20,3 +20,13 @@ def torch():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def cupy():
+    """CuPy where it sees a CUDA GPU; elsewhere the test is skipped and says why."""
+    import tinyconv.cuda
+    if not tinyconv.cuda.is_available():
+        pytest.skip("CuPy with a CUDA GPU is not available")
+    import cupy
+    return cupy

@@ -251,12 +251,7 @@ def test_rejects_non_float_and_non_tensor_input(name):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("kmode", ["reference", "fast"])
-def test_cuda(kmode):
-    cupy = pytest.importorskip("cupy", reason="CuPy is not installed")
-    try:
-        cupy.cuda.runtime.getDeviceCount()
-    except Exception:
-        pytest.skip("no CUDA GPU")
+def test_cuda(kmode, cupy):
     rng = np.random.default_rng(10)
     x_np = rng.standard_normal((4, 8, 16, 16)).astype(np.float32) + 0.01
     gy_np = rng.standard_normal(x_np.shape).astype(np.float32)

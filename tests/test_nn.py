@@ -512,13 +512,7 @@ def test_module_cuda_without_cupy_says_what_is_missing():
 
 
 @pytest.mark.gpu
-def test_module_to_cuda_keeps_parameters():
-    cp = pytest.importorskip("cupy", reason="CuPy with a CUDA GPU is not available")
-    try:
-        if cp.cuda.runtime.getDeviceCount() == 0:
-            pytest.skip("CuPy with a CUDA GPU is not available")
-    except Exception:
-        pytest.skip("CuPy with a CUDA GPU is not available")
+def test_module_to_cuda_keeps_parameters(cupy):
     m = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
     params = list(m.parameters())
     m.cuda()
