@@ -6,6 +6,7 @@ position, col2im per input pixel in gather form (deterministic, no atomics).
 """
 import numpy as np
 
+from ._geometry import col2im_geometry, out_size
 from .cuda_loader import launch, xp_of
 
 #: kernel name -> templated on the dtype (float and double instances)
@@ -14,16 +15,13 @@ KERNELS = {"im2col_kernel": True, "col2im_kernel": True}
 _i32, _i64 = np.int32, np.int64
 
 
-def _out_size(size, k, s, p):
-    return (size + 2 * p - k) // s + 1
-
 
 def im2col(x, kh, kw, sh, sw, ph, pw):
     """x (N, C, H, W) -> cols (N, C*kh*kw, OH*OW)."""
     xp = xp_of(x)
     x = xp.ascontiguousarray(x)
     N, C, H, W = x.shape
-    OH, OW = _out_size(H, kh, sh, ph), _out_size(W, kw, sw, pw)
+    OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
     cols = xp.empty((N, C * kh * kw, OH * OW), dtype=x.dtype)
     total = N * C * OH * OW
     launch("conv", "im2col_kernel", x.dtype, total,
@@ -36,11 +34,7 @@ def col2im(cols, x_shape, kh, kw, sh, sw, ph, pw):
     """cols (N, C*kh*kw, OH*OW) -> gx (N, C, H, W), summing overlapping patches."""
     xp = xp_of(cols)
     cols = xp.ascontiguousarray(cols)
-    N, C, H, W = (int(s) for s in x_shape)
-    OH, OW = _out_size(H, kh, sh, ph), _out_size(W, kw, sw, pw)
-    if cols.shape != (N, C * kh * kw, OH * OW):
-        raise ValueError(f"col2im: expected cols of shape {(N, C * kh * kw, OH * OW)} for x_shape "
-                         f"{tuple(x_shape)}, got {cols.shape}")
+    N, C, H, W, OH, OW = col2im_geometry(cols, x_shape, kh, kw, sh, sw, ph, pw)
     gx = xp.empty((N, C, H, W), dtype=cols.dtype)
     total = N * C * H * W
     launch("conv", "col2im_kernel", cols.dtype, total,

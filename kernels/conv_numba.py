@@ -24,12 +24,10 @@ functions by name.
 import numpy as np
 from numba import njit, prange, uintp
 
+from ._geometry import col2im_geometry, out_size
 from ._numba_dtypes import float16_via_float32
 from ._numba_threads import threads_for
 
-
-def _out_size(size, k, s, p):
-    return (size + 2 * p - k) // s + 1
 
 
 @njit(cache=True, inline="always")
@@ -104,7 +102,7 @@ def im2col(x, kh, kw, sh, sw, ph, pw):
     """Unfold (N,C,H,W) image patches into columns (N, C*kh*kw, OH*OW); equals ``im2col_reference``."""
     x = np.ascontiguousarray(x)
     N, C, H, W = x.shape
-    OH, OW = _out_size(H, kh, sh, ph), _out_size(W, kw, sw, pw)
+    OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
     L = OH * OW
     cols = np.empty((N, C * kh * kw, L), dtype=x.dtype)
     with threads_for(cols.size):
@@ -156,11 +154,7 @@ def _col2im(cols, gx, kh, kw, sh, sw, ph, pw, OH, OW, batched):
 def col2im(cols, x_shape, kh, kw, sh, sw, ph, pw):
     """Fold columns back into (N,C,H,W), summing overlapping patches; equals ``col2im_reference``."""
     cols = np.ascontiguousarray(cols)
-    N, C, H, W = (int(s) for s in x_shape)
-    OH, OW = _out_size(H, kh, sh, ph), _out_size(W, kw, sw, pw)
-    if cols.shape != (N, C * kh * kw, OH * OW):
-        raise ValueError(f"col2im: expected cols of shape {(N, C * kh * kw, OH * OW)} for x_shape "
-                         f"{tuple(x_shape)}, got {cols.shape}")
+    N, C, H, W, OH, OW = col2im_geometry(cols, x_shape, kh, kw, sh, sw, ph, pw)
     gx = np.empty((N, C, H, W), dtype=cols.dtype)
     with threads_for(cols.size):
         _col2im(cols, gx, kh, kw, sh, sw, ph, pw, OH, OW, False)
@@ -184,7 +178,7 @@ def im2col_batched(x, kh, kw, sh, sw, ph, pw, groups):
     """
     x = np.ascontiguousarray(x)
     N, C, H, W = x.shape
-    OH, OW = _out_size(H, kh, sh, ph), _out_size(W, kw, sw, pw)
+    OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
     L, CK = OH * OW, C * kh * kw
     out = np.empty((groups, CK // groups, N * L), dtype=x.dtype)
     with threads_for(out.size):
@@ -200,7 +194,7 @@ def col2im_batched(gcols, x_shape, kh, kw, sh, sw, ph, pw):
     """
     gcols = np.ascontiguousarray(gcols)
     N, C, H, W = (int(s) for s in x_shape)
-    OH, OW = _out_size(H, kh, sh, ph), _out_size(W, kw, sw, pw)
+    OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
     L, CK = OH * OW, C * kh * kw
     if gcols.size != CK * N * L or gcols.ndim != 3 or gcols.shape[2] != N * L:
         raise ValueError(f"col2im_batched: expected gcols of shape (G, {CK}/G, {N * L}) for x_shape "

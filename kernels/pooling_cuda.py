@@ -5,6 +5,7 @@ index h*W + w of the winner inside its (n, c) plane; the first maximum wins ties
 """
 import numpy as np
 
+from ._geometry import out_size
 from .cuda_loader import launch, xp_of
 
 KERNELS = {"max_pool2d_forward_kernel": True, "max_pool2d_backward_kernel": True,
@@ -19,7 +20,7 @@ def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw):
     xp = xp_of(x)
     x = xp.ascontiguousarray(x)
     N, C, H, W = x.shape
-    OH, OW = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
     y = xp.empty((N, C, OH, OW), dtype=x.dtype)
     argmax = xp.empty((N, C, OH, OW), dtype=np.int64)
     total = N * C * OH * OW

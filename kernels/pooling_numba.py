@@ -23,12 +23,10 @@ let the compiler reorder or drop the NaN and tie logic of the comparisons.
 import numpy as np
 from numba import njit, prange, uintp
 
+from ._geometry import out_size
 from ._numba_dtypes import float16_via_float32
 from ._numba_threads import threads_for
 
-
-def _out_size(size, k, s, p):
-    return (size + 2 * p - k) // s + 1
 
 
 @njit(cache=True, parallel=True)
@@ -106,7 +104,7 @@ def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw):
     """Max over kh x kw windows, and where each max came from; equals ``max_pool2d_forward_reference``."""
     x = np.ascontiguousarray(x)
     N, C, H, W = x.shape
-    OH, OW = _out_size(H, kh, sh, ph), _out_size(W, kw, sw, pw)
+    OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
     y = np.empty((N, C, OH, OW), dtype=x.dtype)
     argmax = np.empty((N, C, OH, OW), dtype=np.int64)
     with threads_for(y.size * kh * kw):

@@ -22,7 +22,7 @@ import numpy as np
 from ..autograd import Function, Tensor
 from ..backend import array_module, kernel
 from ._checks import check_float, check_ndim, pair
-from .conv import unbatched
+from .conv import conv_output_size, unbatched
 
 # --------------------------------------------------------------------------- shared helpers
 
@@ -36,7 +36,7 @@ def _pool_output_size(size, k, s, p, ceil_mode):
     """PyTorch's pooling output length (``ceil_mode`` rounds up, but the last window must
     start inside the input or its left padding)."""
     if not ceil_mode:
-        return (size + 2 * p - k) // s + 1
+        return conv_output_size(size, k, s, p)
     out = -(-(size + 2 * p - k) // s) + 1
     if (out - 1) * s >= size + p:
         out -= 1
@@ -88,7 +88,7 @@ def max_pool2d_forward_reference(x, kh, kw, sh, sw, ph, pw):
     """
     xp = array_module(x)
     N, C, H, W = x.shape
-    OH, OW = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    OH, OW = conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw)
     xpad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf) if ph or pw else x
     rows = xp.arange(OH) * sh - ph            # input row of tap i = 0 for each oh
     cols = xp.arange(OW) * sw - pw

@@ -1,0 +1,16 @@
+"""Window geometry shared by the Numba and CUDA launchers (imports nothing of tinyconv)."""
+
+
+def out_size(size, k, s, p):
+    """How many windows of size ``k`` fit at stride ``s`` over ``size`` plus ``p`` padding each side."""
+    return (size + 2 * p - k) // s + 1
+
+
+def col2im_geometry(cols, x_shape, kh, kw, sh, sw, ph, pw):
+    """(N, C, H, W, OH, OW) for col2im, after checking that ``cols`` is (N, C*kh*kw, OH*OW)."""
+    N, C, H, W = (int(s) for s in x_shape)
+    OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
+    if cols.shape != (N, C * kh * kw, OH * OW):
+        raise ValueError(f"col2im: expected cols of shape {(N, C * kh * kw, OH * OW)} for x_shape "
+                         f"{tuple(x_shape)}, got {cols.shape}")
+    return N, C, H, W, OH, OW
