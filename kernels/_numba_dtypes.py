@@ -25,10 +25,18 @@ def _narrow(out):
 
 
 def float16_via_float32(fn):
-    """Decorate a kernel's wrapper so that float16 arrays go through its float32 kernel."""
+    """Decorate a kernel's wrapper so that float16 arrays go through its float32 kernel.
+
+    A float16 ``out=`` array receives the rounded result (the float32 kernel writes
+    into a float32 array of its own first).
+    """
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        if not any(isinstance(a, np.ndarray) and a.dtype == np.float16 for a in args):
-            return fn(*args, **kwargs)
-        return _narrow(fn(*(_widen(a) for a in args), **kwargs))
+    def wrapper(*args, out=None, **kwargs):
+        if not any(isinstance(a, np.ndarray) and a.dtype == np.float16 for a in (*args, out)):
+            return fn(*args, **kwargs) if out is None else fn(*args, out=out, **kwargs)
+        result = _narrow(fn(*(_widen(a) for a in args), **kwargs))
+        if out is None:
+            return result
+        out[...] = result
+        return out
     return wrapper

@@ -170,25 +170,36 @@ def col2im(cols, x_shape, kh, kw, sh, sw, ph, pw):
 # (``batched=True``) instead of an im2col followed by a transposing copy.
 
 
+def _check_out(out, shape, dtype, name):
+    """``out`` as given to a kernel: exactly ``shape`` and ``dtype``, C-contiguous."""
+    if out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous:
+        raise ValueError(f"{name}: expected a C-contiguous out of shape {shape} and dtype {dtype}, "
+                         f"got shape {out.shape}, dtype {out.dtype}, "
+                         f"C-contiguous={out.flags.c_contiguous}")
+    return out
+
+
 @float16_via_float32
-def im2col_batched(x, kh, kw, sh, sw, ph, pw, groups):
-    """im2col written straight into conv2d's GEMM layout (G, K, N*L).
+def im2col_batched(x, kh, kw, sh, sw, ph, pw, groups, out=None):
+    """im2col written straight into conv2d's GEMM layout (G, K, N*L) (into ``out`` if given).
 
     Equals ``im2col_reference(x, ...).reshape(N, G, K, L).transpose(1, 2, 0, 3).reshape(G, K, N*L)``.
     """
     x = np.ascontiguousarray(x)
     N, C, H, W = x.shape
     OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
-    L, CK = OH * OW, C * kh * kw
-    out = np.empty((groups, CK // groups, N * L), dtype=x.dtype)
+    shape = (groups, C * kh * kw // groups, N * OH * OW)
+    if out is None:
+        out = np.empty(shape, dtype=x.dtype)
+    _check_out(out, shape, x.dtype, "im2col_batched")
     with threads_for(out.size):
         _im2col(x, out, kh, kw, sh, sw, ph, pw, OH, OW, True)
     return out
 
 
 @float16_via_float32
-def col2im_batched(gcols, x_shape, kh, kw, sh, sw, ph, pw):
-    """col2im reading conv2d's GEMM layout (G, K, N*L) directly.
+def col2im_batched(gcols, x_shape, kh, kw, sh, sw, ph, pw, out=None):
+    """col2im reading conv2d's GEMM layout (G, K, N*L) directly; writes gx into ``out`` if given.
 
     Equals ``col2im_reference(gcols.reshape(G, K, N, L).transpose(2, 0, 1, 3).reshape(N, G*K, L), ...)``.
     """
@@ -199,7 +210,9 @@ def col2im_batched(gcols, x_shape, kh, kw, sh, sw, ph, pw):
     if gcols.size != CK * N * L or gcols.ndim != 3 or gcols.shape[2] != N * L:
         raise ValueError(f"col2im_batched: expected gcols of shape (G, {CK}/G, {N * L}) for x_shape "
                          f"{tuple(x_shape)}, got {gcols.shape}")
-    gx = np.empty((N, C, H, W), dtype=gcols.dtype)
+    if out is None:
+        out = np.empty((N, C, H, W), dtype=gcols.dtype)
+    _check_out(out, (N, C, H, W), gcols.dtype, "col2im_batched")
     with threads_for(gcols.size):
-        _col2im(gcols, gx, kh, kw, sh, sw, ph, pw, OH, OW, True)
-    return gx
+        _col2im(gcols, out, kh, kw, sh, sw, ph, pw, OH, OW, True)
+    return out

@@ -338,3 +338,29 @@ def test_fresh_leaf_gradient_is_taken_without_a_copy():
     fn.backward = lambda gy: tuple(made.append(g) or g for g in orig(gy))
     y.sum().backward()
     assert x.grad.data is made[0]              # taken over, not copied
+
+
+# --------------------------------------------------------------------------- scratch buffers
+
+
+def test_workspace_is_reused_grown_and_per_thread():
+    import threading
+
+    from tinyconv.backend import free_workspace, workspace
+    like = np.zeros(1)
+    a = workspace("test.a", (2, 3), np.float32, like)
+    assert a.shape == (2, 3) and a.dtype == np.float32 and a.flags.c_contiguous
+    b = workspace("test.a", (3, 2), np.float32, like)            # same buffer, new shape
+    assert np.shares_memory(a, b)
+    assert not np.shares_memory(a, workspace("test.b", (2, 3), np.float32, like))
+    assert not np.shares_memory(a, workspace("test.a", (2, 3), np.float64, like))
+    big = workspace("test.a", (10, 10), np.float32, like)        # grown: a new buffer
+    assert big.shape == (10, 10) and not np.shares_memory(a, big)
+    other = []
+    t = threading.Thread(target=lambda: other.append(workspace("test.a", (10, 10), np.float32, like)))
+    t.start()
+    t.join()
+    assert not np.shares_memory(big, other[0])
+    free_workspace()
+    assert not np.shares_memory(big, workspace("test.a", (10, 10), np.float32, like))
+    free_workspace()

@@ -168,6 +168,44 @@ def test_unbatched_input_matches_torch(kernel_mode, torch):
         np.testing.assert_allclose(ours.data, theirs.detach().numpy(), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("chunk_samples", [1, 2])
+def test_batch_split_into_chunks_matches_torch(kernel_mode, torch, monkeypatch, chunk_samples):
+    # a batch of 5 in chunks of 1 or 2 samples (the last one short), as a large batch on
+    # the CPU is split: every chunk's GEMMs, gW's sum over chunks and gx's pieces
+    from tinyconv.functional import conv
+    (_, C, H, W), (O, kh, kw), stride, padding, groups = TORCH_CASES[1]
+    per_sample = C * kh * kw * conv.conv_output_size(H, kh, 2, 1) * conv.conv_output_size(W, kw, 3, 2) * 8
+    monkeypatch.setattr(conv, "CPU_CHUNK_BYTES", chunk_samples * per_sample)
+    assert len(conv.batch_chunks(np.zeros(1), 5, per_sample)) == -(-5 // chunk_samples)
+    _compare_with_torch(torch, ((5, C, H, W), (O, kh, kw), stride, padding, groups), np.float64)
+
+
+def test_gradcheck_through_chunks(kernel_mode, monkeypatch):
+    from tinyconv.functional import conv
+    monkeypatch.setattr(conv, "CPU_CHUNK_BYTES", 1)                  # one sample per chunk
+    rng = np.random.default_rng(9)
+    x = tc.tensor(rng.standard_normal((3, 4, 5, 4)), requires_grad=True)
+    w = tc.tensor(rng.standard_normal((6, 2, 3, 2)), requires_grad=True)
+    b = tc.tensor(rng.standard_normal(6), requires_grad=True)
+    assert tc.gradcheck(lambda *t: F.conv2d(*t, stride=(2, 1), padding=1, groups=2), [x, w, b])
+
+
+def test_results_never_share_the_scratch_buffers(kernel_mode):
+    # columns and GEMM temporaries live in reused scratch buffers; what conv2d returns
+    # (y, and the gradients) must not, or the next call would overwrite them
+    rng = np.random.default_rng(10)
+    x = tc.tensor(rng.standard_normal((2, 4, 6, 6)), requires_grad=True)
+    w = tc.tensor(rng.standard_normal((4, 2, 3, 3)), requires_grad=True)
+    y1 = F.conv2d(x, w, padding=1, groups=2)
+    y1.sum().backward()
+    kept = [a.data.copy() for a in (y1, x.grad, w.grad)]
+    x2 = tc.tensor(rng.standard_normal((2, 4, 6, 6)), requires_grad=True)
+    w2 = tc.tensor(rng.standard_normal((4, 2, 3, 3)), requires_grad=True)
+    F.conv2d(x2, w2, padding=1, groups=2).sum().backward()
+    for a, before in zip((y1, x.grad, w.grad), kept):
+        np.testing.assert_array_equal(a.data, before)
+
+
 def test_empty_batch(torch):
     x = tc.tensor(np.zeros((0, 2, 5, 5)), requires_grad=True)
     w = tc.tensor(np.ones((3, 2, 3, 3)), requires_grad=True)
@@ -206,9 +244,9 @@ def test_groups_keep_channels_apart():
 def test_gradients_only_where_needed():
     rng = np.random.default_rng(6)
     x = tc.tensor(rng.standard_normal((1, 2, 5, 5)), requires_grad=True)
-    w = tc.tensor(rng.standard_normal((3, 2, 3, 3)))      # frozen weight: no cols kept
+    w = tc.tensor(rng.standard_normal((3, 2, 3, 3)))      # frozen weight: x is not kept
     y = F.conv2d(x, w)
-    assert y._creator.saved_tensors[1] is None
+    assert y._creator.saved_tensors[0] is None
     y.sum().backward()
     assert x.grad is not None and w.grad is None
 

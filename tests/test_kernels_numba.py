@@ -116,6 +116,29 @@ def test_batched_layout_kernels_equal_reference(shape, k, s, p, groups, dtype):
                                   col2im_reference(g_nchw, shape, *args))
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_batched_layout_kernels_write_into_out(dtype):
+    x = _data((2, 4, 5, 5), dtype)
+    args = (3, 3, 1, 1, 1, 1)
+    want = conv_numba.im2col_batched(x, *args, 2)
+    out = np.full(want.shape, np.nan, dtype=dtype)
+    assert conv_numba.im2col_batched(x, *args, 2, out=out) is out
+    np.testing.assert_array_equal(out, want)
+    gx = np.full(x.shape, np.nan, dtype=dtype)
+    assert conv_numba.col2im_batched(want, x.shape, *args, out=gx) is gx
+    np.testing.assert_array_equal(gx, conv_numba.col2im_batched(want, x.shape, *args))
+
+
+def test_batched_layout_kernels_reject_a_wrong_out():
+    x = _data((2, 4, 5, 5), np.float32)
+    want = r"im2col_batched: expected a C-contiguous out of shape \(2, 18, 50\)"
+    with pytest.raises(ValueError, match=want):
+        conv_numba.im2col_batched(x, 3, 3, 1, 1, 1, 1, 2, out=np.empty((2, 18, 49), np.float32))
+    with pytest.raises(ValueError, match="col2im_batched: .* dtype float32, got .* dtype float64"):
+        conv_numba.col2im_batched(np.zeros((2, 18, 50), np.float32), x.shape, 3, 3, 1, 1, 1, 1,
+                                  out=np.empty(x.shape))
+
+
 def test_col2im_rejects_cols_of_the_wrong_shape():
     with pytest.raises(ValueError, match="col2im: expected cols of shape"):
         conv_numba.col2im(np.zeros((1, 9, 5)), (1, 1, 4, 4), 3, 3, 1, 1, 0, 0)

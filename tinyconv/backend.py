@@ -12,7 +12,9 @@ Fast kernels plug in per op through :func:`kernel`.  A functional op asks for
 """
 import contextlib
 import importlib
+import math
 import os
+import threading
 
 import numpy as np
 
@@ -115,6 +117,38 @@ def to_device(a, dev):
     cupy = _import_cupy(dev.index)
     with cupy.cuda.Device(dev.index):
         return cupy.asarray(a)
+
+
+# --------------------------------------------------------------------------- scratch buffers
+
+_scratch = threading.local()
+
+
+def workspace(name, shape, dtype, like):
+    """A scratch array of ``shape`` for use *inside* one op call, reused by the next call.
+
+    On the CPU a large array allocated afresh is mapped fresh from the OS, and its first
+    touch costs a page fault per 4 KiB page: measured here, writing 112 MB of conv2's
+    columns took 15 ms into a new array and 4 ms into a reused one.  So an op's large
+    temporaries (never its results, never anything saved for backward) live in one
+    buffer per ``name`` and dtype, per thread, grown when a call needs more.  On CUDA
+    this is a plain ``cupy.empty``: CuPy's memory pool already reuses device memory.
+    :func:`free_workspace` drops the buffers.
+    """
+    xp = array_module(like)
+    if xp is not np:
+        return xp.empty(shape, dtype=dtype)
+    buffers = _scratch.__dict__.setdefault("buffers", {})
+    key, size = (name, np.dtype(dtype)), math.prod(shape)
+    buf = buffers.get(key)
+    if buf is None or buf.size < size:
+        buf = buffers[key] = np.empty(size, dtype=dtype)
+    return buf[:size].reshape(shape)
+
+
+def free_workspace():
+    """Release this thread's CPU scratch buffers (see :func:`workspace`)."""
+    _scratch.__dict__.pop("buffers", None)
 
 
 # --------------------------------------------------------------------------- kernel seam

@@ -21,7 +21,7 @@ layout (G, K, N*L) directly, saving the transposing copies around the GEMM.
 The matrix products always stay in NumPy/CuPy ``matmul`` (BLAS / cuBLAS).
 """
 from ..autograd import Function, Tensor
-from ..backend import array_module, kernel
+from ..backend import array_module, is_cuda_array, kernel, workspace
 from ._checks import check_float, check_ndim, check_same_dtype, check_tensor, pair
 
 # --------------------------------------------------------------------------- references
@@ -86,32 +86,49 @@ def _col2im(cols, *args):
     return (kernel("conv", "col2im", cols) or col2im_reference)(cols, *args)
 
 
-def _im2col_batched(x, kh, kw, sh, sw, ph, pw, G):
-    """im2col laid out for the batched GEMM: (G, K, N*L), the samples side by side.
+def _im2col_batched(x, kh, kw, sh, sw, ph, pw, G, out):
+    """im2col of ``x`` laid out for the batched GEMM, written into ``out`` (G, K, N*L).
 
     A fast kernel writes that layout directly (``kernel("conv", "im2col_batched", x)``);
     otherwise it is im2col followed by a transposing copy (N, G, K, L) -> (G, K, N, L).
     """
     fast = kernel("conv", "im2col_batched", x)
     if fast is not None:
-        return fast(x, kh, kw, sh, sw, ph, pw, G)
-    xp = array_module(x)
+        return fast(x, kh, kw, sh, sw, ph, pw, G, out=out)
     cols = _im2col(x, kh, kw, sh, sw, ph, pw)                        # (N, C*kh*kw, L)
     N, CK, L = cols.shape
-    cols = xp.ascontiguousarray(cols.reshape(N, G, CK // G, L).transpose(1, 2, 0, 3))
-    return cols.reshape(G, CK // G, N * L)
+    out.reshape(G, CK // G, N, L)[...] = cols.reshape(N, G, CK // G, L).transpose(1, 2, 0, 3)
+    return out
 
 
-def _col2im_batched(gcols, x_shape, kh, kw, sh, sw, ph, pw):
-    """col2im of ``gcols`` in the batched GEMM layout (G, K, N*L) (a fast kernel reads it directly)."""
+def _col2im_batched(gcols, x_shape, kh, kw, sh, sw, ph, pw, out):
+    """col2im of ``gcols`` in the batched GEMM layout (G, K, N*L), written into ``out`` (N, C, H, W)."""
     fast = kernel("conv", "col2im_batched", gcols)
     if fast is not None:
-        return fast(gcols, x_shape, kh, kw, sh, sw, ph, pw)
+        return fast(gcols, x_shape, kh, kw, sh, sw, ph, pw, out=out)
     xp = array_module(gcols)
     G, K, NL = gcols.shape
     N = x_shape[0]
     g = xp.ascontiguousarray(gcols.reshape(G, K, N, NL // N).transpose(2, 0, 1, 3))   # (N, G, K, L)
-    return _col2im(g.reshape(N, G * K, NL // N), x_shape, kh, kw, sh, sw, ph, pw)
+    out[...] = _col2im(g.reshape(N, G * K, NL // N), x_shape, kh, kw, sh, sw, ph, pw)
+    return out
+
+
+#: On the CPU, conv2d unrolls at most this many bytes of columns at a time (always at
+#: least one whole sample), which bounds its scratch memory (see ``workspace``).
+CPU_CHUNK_BYTES = 256 << 20
+
+
+def batch_chunks(x, N, per_sample_bytes):
+    """Split a batch of N into ``(start, stop)`` chunks, each done as one GEMM per group.
+
+    On CUDA one chunk: the whole batch, which keeps cuBLAS busiest.  On the CPU as few
+    chunks as ``CPU_CHUNK_BYTES`` of columns allow: every chunk costs each thread pool
+    (Numba's, then BLAS's) a wake-up per call, which on a small machine under load can
+    cost more than the GEMM saves by working in the cache.
+    """
+    step = N if is_cuda_array(x) else max(1, min(N, CPU_CHUNK_BYTES // max(1, per_sample_bytes)))
+    return [(n0, min(N, n0 + step)) for n0 in range(0, N, step)]
 
 
 # --------------------------------------------------------------------------- the op
@@ -132,69 +149,101 @@ class Conv2dFunction(Function):
     g*O/G ... (g+1)*O/G - 1, so splitting the rows of cols and of W into G blocks is a
     plain reshape.
 
-    Batching: the N per-sample products are done as one GEMM per group by laying the
-    samples side by side along L, i.e. cols as (G, K, N*L).  One large GEMM keeps BLAS
-    (and cuBLAS) far busier than N small ones (L is only 169 at AlexNet's 13x13 layers),
-    and the sum over n in gW becomes part of the GEMM's inner dimension.  The price is
-    a transposing copy of cols in forward and of gcols in backward.
+    Batching: the samples go side by side along L, cols as (G, K, N*L), so that each
+    group is one GEMM for the whole batch, and the sum over samples in gW becomes part
+    of the GEMM's inner dimension.  One large GEMM keeps BLAS (and cuBLAS) far busier
+    than N small ones (L is only 169 at AlexNet's 13x13 layers).  On the CPU a batch
+    whose columns exceed ``CPU_CHUNK_BYTES`` is done in a few chunks, and the columns
+    and other temporaries live in reused scratch buffers (``workspace``): a fresh
+    100 MB array costs more in page faults than im2col takes to fill it.
 
-    What backward keeps: those batched ``cols`` (only when the weight needs a gradient,
-    since only gW reads them) rather than ``x``.  Recomputing im2col in backward would
-    save memory (cols is about kh*kw/(sh*sw) times the size of x: some 2 GB in float32
-    over AlexNet's five convolutions at batch 128) but cost one more full im2col pass and
-    transpose, memory-bound work that on the CPU takes a fair fraction of the GEMM time.
-    gx needs only W and gy.
+    What backward keeps: ``x`` and ``W``, not ``cols``.  Backward unrolls each chunk of
+    ``x`` again for gW: cheap next to the GEMMs, and keeping every layer's columns would
+    cost memory about kh*kw/(sh*sw) times the size of x (some 2 GB in float32 over
+    AlexNet's five convolutions at batch 128).  gx needs only W and gy.
     """
 
     def __init__(self, stride, padding, groups):
         self.stride, self.padding, self.groups = stride, padding, groups
 
+    def _plan(self, x_shape, w_shape, like):
+        """(O, OH, OW, K, L, chunks): output size, GEMM sizes and the batch chunks."""
+        (sh, sw), (ph, pw), G = self.stride, self.padding, self.groups
+        N, C, H, W = x_shape
+        O, Cg, kh, kw = w_shape
+        OH, OW = conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw)
+        K, L = Cg * kh * kw, OH * OW
+        return O, OH, OW, K, L, batch_chunks(like, N, G * K * L * like.itemsize)
+
     def forward(self, x, w, b=None):
         xp = array_module(x)
         (sh, sw), (ph, pw), G = self.stride, self.padding, self.groups
-        N, C, H, W = x.shape
-        O, Cg, kh, kw = w.shape
-        OH, OW = conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw)
-        K, L = Cg * kh * kw, OH * OW
+        x = xp.ascontiguousarray(x)
+        O, OH, OW, K, L, chunks = self._plan(x.shape, w.shape, x)
+        kh, kw, M = w.shape[2], w.shape[3], O // G
+        wg = w.reshape(G, M, K)
 
-        # (G, K, N*L): im2col's (N, G, K, L) with the samples side by side along the columns
-        cols = _im2col_batched(xp.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, G)
-        # y = Wg @ cols, one GEMM per group, computed as y^T = cols^T @ Wg^T:
-        # (G, N*L, K) @ (G, K, O/G) -> (G, N*L, O/G), the orientation OpenBLAS runs fastest
-        # here; then (G, N, L, O/G) -> (N, G, O/G, L) is NCHW again
-        yt = cols.transpose(0, 2, 1) @ w.reshape(G, O // G, K).transpose(0, 2, 1)
-        y = xp.ascontiguousarray(yt.reshape(G, N, L, O // G).transpose(1, 0, 3, 2)).reshape(N, O, OH, OW)
-        if b is not None:
-            y += b.reshape(1, O, 1, 1)
+        y = xp.empty((x.shape[0], O, L), dtype=x.dtype)
+        for n0, n1 in chunks:
+            n = n1 - n0
+            cols = _im2col_batched(x[n0:n1], kh, kw, sh, sw, ph, pw, G,
+                                   out=workspace("conv2d.cols", (G, K, n * L), x.dtype, x))
+            # y = Wg @ cols, one GEMM per group: (G, O/G, K) @ (G, K, n*L) -> (G, O/G, n*L);
+            # then (G, O/G, n, L) -> (n, G, O/G, L) is NCHW again (a copy of whole rows of
+            # L), with the bias added on the way
+            yg = xp.matmul(wg, cols, out=workspace("conv2d.y", (G, M, n * L), x.dtype, x))
+            yg = yg.reshape(G, M, n, L).transpose(2, 0, 1, 3)
+            out = y[n0:n1].reshape(n, G, M, L)
+            if b is None:
+                out[...] = yg
+            else:
+                xp.add(yg, b.reshape(1, G, M, 1), out=out)
+        y = y.reshape(x.shape[0], O, OH, OW)
 
         self.x_shape = x.shape
-        self.save_for_backward(w, cols if self.needs_input_grad[1] else None)
+        self.save_for_backward(x if self.needs_input_grad[1] else None, w)
         return y
 
     def backward(self, gy):
         xp = array_module(gy)
-        w, cols = self.saved_tensors                 # cols: (G, K, N*L) or None
+        x, w = self.saved_tensors                    # x: None when W needs no gradient
         (sh, sw), (ph, pw), G = self.stride, self.padding, self.groups
-        N = self.x_shape[0]
-        O, Cg, kh, kw = w.shape
-        K, L = Cg * kh * kw, gy.shape[2] * gy.shape[3]
-        # gy (N, O, L) -> (O, N, L) -> (G, O/G, N*L): per group, samples side by side as in cols
-        gy_b = xp.ascontiguousarray(gy.reshape(N, O, L).transpose(1, 0, 2)).reshape(G, O // G, N * L)
-        wg = w.reshape(G, O // G, K)
+        N, C, H, W = self.x_shape
+        O, OH, OW, K, L, chunks = self._plan(self.x_shape, w.shape, gy)
+        kh, kw, M = w.shape[2], w.shape[3], O // G
+        need_x, need_w = self.needs_input_grad[:2]
+        gy = xp.ascontiguousarray(gy).reshape(N, O, L)
+        wg_t = xp.ascontiguousarray(w.reshape(G, M, K).transpose(0, 2, 1))     # Wg^T: (G, K, O/G)
 
-        gx = gw = gb = None
-        if self.needs_input_grad[0]:
-            # (G, K, O/G) @ (G, O/G, N*L) -> (G, K, N*L) = gcols, folded back to pixels by col2im
-            gcols = wg.transpose(0, 2, 1) @ gy_b
-            gx = _col2im_batched(gcols, self.x_shape, kh, kw, sh, sw, ph, pw)
-        if self.needs_input_grad[1]:
-            # gW^T = cols @ gy^T: (G, K, N*L) @ (G, N*L, O/G) -> (G, K, O/G); the sum over
-            # samples is the GEMM's inner dimension.  Computed as gW^T, not gy @ cols^T: same
-            # numbers, but OpenBLAS runs this orientation 3-30x faster for AlexNet's shapes.
-            gw = (cols @ gy_b.transpose(0, 2, 1)).transpose(0, 2, 1).reshape(w.shape)
-        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
-            gb = gy.sum(axis=(0, 2, 3))
-        return (gx, gw) if len(self.needs_input_grad) == 2 else (gx, gw, gb)
+        gx = xp.empty(self.x_shape, dtype=gy.dtype) if need_x else None
+        gw_t = None                                                          # gWg^T, summed over chunks
+        for n0, n1 in chunks:
+            n = n1 - n0
+            # gy (n, O, L) -> (G, O/G, n*L): per group, the samples side by side as in cols
+            gyc = workspace("conv2d.gy", (G, M, n * L), gy.dtype, gy)
+            gyc.reshape(G, M, n, L)[...] = gy[n0:n1].reshape(n, G, M, L).transpose(1, 2, 0, 3)
+            if need_w:
+                cols = _im2col_batched(x[n0:n1], kh, kw, sh, sw, ph, pw, G,
+                                       out=workspace("conv2d.cols", (G, K, n * L), x.dtype, x))
+                # gW^T += cols @ gy^T: (G, K, n*L) @ (G, n*L, O/G) -> (G, K, O/G); the sum over
+                # samples is the GEMM's inner dimension.  Computed as gW^T, not gy @ cols^T:
+                # same numbers, but OpenBLAS runs this orientation faster for AlexNet's shapes.
+                part = cols @ gyc.transpose(0, 2, 1)
+                if gw_t is None:
+                    gw_t = part
+                else:
+                    gw_t += part
+            if need_x:
+                # (G, K, O/G) @ (G, O/G, n*L) -> (G, K, n*L) = gcols, folded back to pixels by col2im
+                gcols = xp.matmul(wg_t, gyc, out=workspace("conv2d.gcols", (G, K, n * L), gy.dtype, gy))
+                _col2im_batched(gcols, (n, C, H, W), kh, kw, sh, sw, ph, pw, out=gx[n0:n1])
+        if need_w and gw_t is None:                                           # an empty batch
+            gw_t = xp.zeros((G, K, M), dtype=gy.dtype)
+        gw = gw_t.transpose(0, 2, 1).reshape(w.shape) if need_w else None
+        if len(self.needs_input_grad) == 2:
+            return gx, gw
+        gb = gy.sum(axis=(0, 2)) if self.needs_input_grad[2] else None
+        return gx, gw, gb
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
