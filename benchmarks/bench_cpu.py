@@ -16,13 +16,17 @@ forward+backward, for ``ref`` (tinyconv with ``use_kernels("reference")``), ``fa
 
 Both sides get the same thread count (``tinyconv.set_num_threads`` sets Numba's and
 BLAS's; ``torch.set_num_threads`` PyTorch's).  Each timing is the median of
-``--repeats`` runs after a warm-up run, with the three implementations interleaved run by
-run so that other load on the machine hits all of them alike; the ratios are what to
-quote.  Numba's compile (or cache load) is paid by ``tinyconv.warmup()`` first and
-reported apart.
+``--repeats`` runs after a warm-up run, with the implementations interleaved run by run
+(and a short pause before each) so that other load on the machine hits all of them
+alike; the ratios are what to quote.  PyTorch runs in a child process of its own, so
+that each side keeps its own OpenMP runtime and settings (see ``TorchProcess``).
+Numba's compile (or cache load) is paid by ``tinyconv.warmup()`` first and reported
+apart.
 
 Each convolution's achieved GFLOP/s is set against NumPy's plain float32 GEMM rate on
-the same machine (this engine's ceiling: its convolutions are im2col + that GEMM).
+the same machine (this engine's ceiling: its convolutions are im2col + that GEMM), and
+a fourth implementation, ``gemms``, times only the matrix products conv2d does, at its
+shapes and in its orientations: the floor of im2col + BLAS, interleaved with the rest.
 
 Writes ``benchmarks/results/cpu-<date>.json`` and ``.md`` (and ``.png`` when matplotlib
 is installed), with the machine: CPU model, cores, BLAS and its kernel as threadpoolctl
@@ -82,12 +86,6 @@ def machine_info(threads):
         # other work on the machine skews parallel timings (both sides alike, but noisier)
         "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
-    try:
-        import torch
-        info["torch"] = torch.__version__
-        info["torch_mkldnn"] = bool(torch.backends.mkldnn.is_available())
-    except ImportError:
-        info["torch"] = None
     return info
 
 
@@ -95,18 +93,28 @@ def machine_info(threads):
 
 
 def _timed(fn):
+    """Seconds one call of ``fn`` takes (what it returns, for a run timed in another process)."""
+    if getattr(fn, "times_itself", False):
+        return fn()
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
 
 
-def bench_interleaved(fns, repeats):
+#: idle time before each timed run: the threads of the run before (PyTorch's OpenMP
+#: threads spin a while after each parallel region) are asleep by then, and do not take
+#: the cores from the next run
+PAUSE_S = 0.05
+
+
+def bench_interleaved(fns, repeats, pause=PAUSE_S):
     """{impl: median seconds}: one warm-up each, then ``repeats`` rounds running every impl once."""
     for fn in fns.values():
         fn()
     times = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
+            time.sleep(pause)
             times[k].append(_timed(fn))
     return {k: statistics.median(v) for k, v in times.items()}
 
@@ -138,6 +146,7 @@ def _layer_cases(batches):
             flops = 2 * N * O * (C // g) * k * k * OH * OH
             cases.append(dict(
                 name=name, batch=N, shapes=[(N, C, H, H), (O, C // g, k, k), (O,)], flops=flops,
+                gemms=lambda N=N, O=O, K=C // g * k * k, L=OH * OH, g=g: _conv_gemm_fns(N, O, K, L, g),
                 tc=lambda x, w, b, s=s, p=p, g=g: F.conv2d(x, w, b, stride=s, padding=p, groups=g),
                 pt=lambda x, w, b, s=s, p=p, g=g: _torch().nn.functional.conv2d(
                     x, w, b, stride=s, padding=p, groups=g)))
@@ -160,18 +169,55 @@ def _layer_cases(batches):
     return cases
 
 
+def _conv_gemm_fns(N, O, K, L, G):
+    """{"fwd": fn, "fwdbwd": fn}: only the matrix products conv2d does, in NumPy, on its shapes.
+
+    The same products in the same orientations as ``Conv2dFunction`` (forward Wg @ cols;
+    backward cols @ gy^T and Wg^T @ gy), into preallocated outputs, with none of the op's
+    other work (im2col, col2im, copies).  Their time is what im2col + BLAS cannot go below.
+    """
+    rng = np.random.default_rng(2)
+    M = O // G
+    w = rng.standard_normal((G, M, K), dtype=np.float32)
+    w_t = np.ascontiguousarray(w.transpose(0, 2, 1))
+    cols = rng.standard_normal((G, K, N * L), dtype=np.float32)
+    gy = rng.standard_normal((G, M, N * L), dtype=np.float32)
+    y, gcols = np.empty((G, M, N * L), np.float32), np.empty((G, K, N * L), np.float32)
+
+    def fwd():
+        np.matmul(w, cols, out=y)
+
+    def fwdbwd():
+        fwd()
+        cols @ gy.transpose(0, 2, 1)
+        np.matmul(w_t, gy, out=gcols)
+    return {"fwd": fwd, "fwdbwd": fwdbwd}
+
+
 def _torch():
     import torch
     return torch
 
 
-def _layer_fns(case, seed=0):
-    """{impl: {"fwd": fn, "fwdbwd": fn}} on the same float32 data."""
+def _layer_data(case, seed=0):
+    """The case's float32 inputs and the upstream gradient for its output, the same in every process."""
     rng = np.random.default_rng(seed)
     arrays = [rng.standard_normal(s, dtype=np.float32) * (0.1 if i else 1.0)
               for i, s in enumerate(case["shapes"])]
+    gy_cache = {}
+
+    def gy_for(shape):
+        shape = tuple(shape)
+        if shape not in gy_cache:
+            gy_cache[shape] = np.random.default_rng(1).standard_normal(shape, dtype=np.float32)
+        return gy_cache[shape]
+    return arrays, gy_for
+
+
+def _layer_fns(case):
+    """{impl: {"fwd": fn, "fwdbwd": fn}} for tinyconv's two paths (and the conv GEMMs alone)."""
+    arrays, gy_for = _layer_data(case)
     tcs = [tinyconv.tensor(a, requires_grad=True) for a in arrays]
-    out = {}
 
     def tc_pair(mode):
         def fwd():
@@ -183,22 +229,19 @@ def _layer_fns(case, seed=0):
                 for t in tcs:
                     t.grad = None
                 y = case["tc"](*tcs)
-                y.backward(gy_tc(y))
+                y.backward(tinyconv.from_numpy(gy_for(y.shape)))
         return {"fwd": fwd, "fwdbwd": fwdbwd}
 
-    gy_cache = {}
+    out = {"ref": tc_pair("reference"), "fast": tc_pair("fast")}
+    if "gemms" in case:
+        out["gemms"] = case["gemms"]()
+    return out
 
-    def gy_tc(y):
-        if y.shape not in gy_cache:
-            gy_cache[y.shape] = np.random.default_rng(1).standard_normal(y.shape, dtype=np.float32)
-        return tinyconv.from_numpy(gy_cache[y.shape])
 
-    out["ref"] = tc_pair("reference")
-    out["fast"] = tc_pair("fast")
-    try:
-        torch = _torch()
-    except ImportError:
-        return out
+def _torch_layer_fns(case):
+    """{"fwd": fn, "fwdbwd": fn} for PyTorch, on the same data as :func:`_layer_fns` (torch worker)."""
+    torch = _torch()
+    arrays, gy_for = _layer_data(case)
     pts = [torch.from_numpy(a.copy()).requires_grad_() for a in arrays]
 
     def pt_fwd():
@@ -209,15 +252,8 @@ def _layer_fns(case, seed=0):
         for t in pts:
             t.grad = None
         y = case["pt"](*pts)
-        y.backward(torch.from_numpy(gy_tc_np(tuple(y.shape))))
-
-    def gy_tc_np(shape):
-        if shape not in gy_cache:
-            gy_cache[shape] = np.random.default_rng(1).standard_normal(shape, dtype=np.float32)
-        return gy_cache[shape]
-
-    out["torch"] = {"fwd": pt_fwd, "fwdbwd": pt_fwdbwd}
-    return out
+        y.backward(torch.from_numpy(gy_for(y.shape)))
+    return {"fwd": pt_fwd, "fwdbwd": pt_fwdbwd}
 
 
 # --------------------------------------------------------------------------- training steps
@@ -282,14 +318,20 @@ def _torch_twin(module):
     return m
 
 
-def _step_fns(variant, batch, classes=None):
+def _step_data(variant, batch, classes=None):
+    """The model (seeded), its input batch and targets: the same in every process."""
     tinyconv.manual_seed(0)
     model = _build_tc_model(variant)
     in_shape = getattr(model, "input_shape", (3, 227, 227))
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch,) + tuple(in_shape), dtype=np.float32)
     n_classes = classes or (1000 if variant == "paper" else 10)
-    t = rng.integers(0, n_classes, batch)
+    return model, x, rng.integers(0, n_classes, batch)
+
+
+def _step_fns(variant, batch, classes=None):
+    """{"ref": fn, "fast": fn}: one training step (forward, loss, backward, SGD) of tinyconv."""
+    model, x, t = _step_data(variant, batch, classes)
     opt = tinyconv.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     xt, tt = tinyconv.from_numpy(x), tinyconv.from_numpy(t)
 
@@ -301,12 +343,13 @@ def _step_fns(variant, batch, classes=None):
                 loss.backward()
                 opt.step()
         return step
+    return {"ref": tc_step("reference"), "fast": tc_step("fast")}
 
-    fns = {"ref": tc_step("reference"), "fast": tc_step("fast")}
-    try:
-        torch = _torch()
-    except ImportError:
-        return fns
+
+def _torch_step_fn(variant, batch, classes=None):
+    """The same step in PyTorch, on a torch.nn twin with the same weights (torch worker)."""
+    torch = _torch()
+    model, x, t = _step_data(variant, batch, classes)
     tmodel = _torch_twin(model)
     topt = torch.optim.SGD(tmodel.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     xp_, tp_ = torch.from_numpy(x), torch.from_numpy(t)
@@ -316,9 +359,75 @@ def _step_fns(variant, batch, classes=None):
         loss = torch.nn.functional.cross_entropy(tmodel(xp_), tp_)
         loss.backward()
         topt.step()
+    return pt_step
 
-    fns["torch"] = pt_step
-    return fns
+
+# --------------------------------------------------------------------------- PyTorch's process
+
+
+def _torch_worker(conn, threads, batches):
+    """Serve PyTorch timings to the benchmark: ("layer", name, batch, pass) or ("step", variant, batch).
+
+    Runs in a process of its own, so that PyTorch keeps its OpenMP runtime and settings
+    (see :class:`TorchProcess`).  Answers each request with the seconds one run took.
+    """
+    try:
+        torch = _torch()
+    except ImportError:
+        conn.send(None)
+        return
+    torch.set_num_threads(threads)
+    conn.send({"torch": str(torch.__version__), "torch_mkldnn": bool(torch.backends.mkldnn.is_available()),
+               "torch_threads": torch.get_num_threads(),
+               "torch_env": {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}})
+    cases = {(c["name"], c["batch"]): c for c in _layer_cases(batches)}
+    fns = {}
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            return
+        kind, *key = msg
+        if tuple(key) not in fns:
+            if kind == "layer":
+                name, batch, pss = key
+                fns.update({(name, batch, p): f for p, f in _torch_layer_fns(cases[name, batch]).items()})
+            else:
+                fns[tuple(key)] = _torch_step_fn(*key)
+        conn.send(_timed(fns[tuple(key)]))
+
+
+class TorchProcess:
+    """PyTorch, timed in a child process, one run per request.
+
+    Why not in this process: PyTorch loads its OpenMP runtime into the global symbol
+    scope, so that Numba's parallel kernels, started after it, run on PyTorch's runtime
+    and its settings (its threads spin for a while after each parallel region; on two
+    cores they then steal the cores from the next GEMM: measured here, that made
+    tinyconv's paper step 40% slower).  tinyconv's Numba kernels want
+    ``OMP_WAIT_POLICY=PASSIVE``, which in turn makes some of PyTorch's small
+    convolutions up to 1.7x slower.  In a process each, both run as their users get
+    them.  The runs still alternate one at a time, so machine load hits both alike.
+    """
+
+    def __init__(self, threads, batches):
+        import multiprocessing as mp
+        ctx = mp.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_torch_worker, args=(child, threads, batches), daemon=True)
+        self.proc.start()
+        self.info = self.conn.recv()          # None: PyTorch is not installed
+
+    def fn(self, *request):
+        """A function that runs ``request`` once over there and returns the seconds it took."""
+        def run():
+            self.conn.send(request)
+            return self.conn.recv()
+        run.times_itself = True
+        return run
+
+    def close(self):
+        self.conn.send(None)
+        self.proc.join(timeout=30)
 
 
 # --------------------------------------------------------------------------- report
@@ -337,10 +446,10 @@ def _fmt_r(v):
 
 
 def render_table(rows, gemm):
-    """Markdown table: ms per impl, fast/torch and ref/fast ratios, conv GFLOP/s."""
+    """Markdown table: ms per impl, fast/torch and ref/fast ratios, conv GFLOP/s, conv GEMMs alone."""
     head = ("| case | batch | pass | ref ms | fast ms | torch ms | fast/torch | ref/fast "
-            "| GFLOP | floor ms | fast GFLOP/s | torch GFLOP/s | fast / GEMM |")
-    lines = [head, "|" + "---|" * 13]
+            "| GFLOP | floor ms | fast GFLOP/s | torch GFLOP/s | fast / GEMM | GEMMs ms | GEMMs/torch |")
+    lines = [head, "|" + "---|" * 15]
     for r in rows:
         t = r["ms"]
         gf, gt = r.get("gflops_fast"), r.get("gflops_torch")
@@ -354,7 +463,8 @@ def render_table(rows, gemm):
             f"| {'-' if floor is None else f'{floor:.1f}'} "
             f"| {'-' if gf is None else f'{gf:.1f}'} "
             f"| {'-' if gt is None else f'{gt:.1f}'} "
-            f"| {'-' if gf is None else f'{gf / gemm:.2f}'} |")
+            f"| {'-' if gf is None else f'{gf / gemm:.2f}'} "
+            f"| {_fmt_ms(t.get('gemms'))} | {_fmt_r(_ratio(t.get('gemms'), t.get('torch')))} |")
     return "\n".join(lines)
 
 
@@ -442,6 +552,8 @@ def main(argv=None):
     ap.add_argument("--batches", default="1,16", help="layer batch sizes (default 1,16)")
     ap.add_argument("--only", default="", help="comma-separated case names (e.g. lrn1,pool1,step)")
     ap.add_argument("--no-ref", action="store_true", help="skip the NumPy reference (much faster)")
+    ap.add_argument("--pause-ms", type=float, default=PAUSE_S * 1e3,
+                    help=f"idle time before each timed run (default {PAUSE_S * 1e3:.0f})")
     ap.add_argument("--quick", action="store_true", help="3 repeats, batch 16 only")
     ap.add_argument("--out", default=str(ROOT / "results"), help="folder for the json/md/png")
     ap.add_argument("--tag", default=None, help="file name stem (default cpu-<UTC date and time>)")
@@ -454,12 +566,14 @@ def main(argv=None):
     only = {s for s in args.only.split(",") if s}
     batches = [int(b) for b in args.batches.split(",")]
 
-    try:   # PyTorch first: its OpenMP runtime starts with its own defaults, before tinyconv's
-        _torch().set_num_threads(args.threads)   # kernels set OMP_WAIT_POLICY for Numba's
-    except ImportError:
+    # PyTorch in a process of its own, started before tinyconv sets OMP_WAIT_POLICY for Numba
+    # (the child would inherit it): see TorchProcess
+    torch_proc = TorchProcess(args.threads, batches)
+    if torch_proc.info is None:
         print("PyTorch is not installed: timing tinyconv only", file=sys.stderr)
     tinyconv.set_num_threads(args.threads)
     info = machine_info(args.threads)
+    info.update(torch_proc.info or {"torch": None})
     print(f"machine: {info['cpu']}, {info['logical_cores']} cores, threads={args.threads}, "
           f"BLAS={info['blas']}, torch={info.get('torch')}, env={info['env']}", flush=True)
     warm = tinyconv.warmup(("float32",))
@@ -470,6 +584,8 @@ def main(argv=None):
     info["numpy_gemm_gflops"] = gemm
     print(f"NumPy float32 GEMM (2048^3): {gemm:.1f} GFLOP/s", flush=True)
 
+    if "torch" in sys.modules:    # the point of TorchProcess; a stray import would undo it
+        raise RuntimeError("bench_cpu: PyTorch was imported into the tinyconv process")
     rows = []
     for case in _layer_cases(batches):
         if only and case["name"] not in only:
@@ -477,7 +593,9 @@ def main(argv=None):
         fns = _layer_fns(case)
         for pss in ("fwd", "fwdbwd"):
             impls = {k: v[pss] for k, v in fns.items() if not (args.no_ref and k == "ref")}
-            med = bench_interleaved(impls, args.repeats)
+            if torch_proc.info:
+                impls["torch"] = torch_proc.fn("layer", case["name"], case["batch"], pss)
+            med = bench_interleaved(impls, args.repeats, args.pause_ms / 1e3)
             row = {"name": case["name"], "batch": case["batch"], "pass": pss, "ms": med}
             if "flops" in case:
                 fl = case["flops"] * (1 if pss == "fwd" else 3)
@@ -498,7 +616,9 @@ def main(argv=None):
         fns = _step_fns(variant, batch)
         if args.no_ref:
             fns.pop("ref")
-        med = bench_interleaved(fns, args.step_repeats)
+        if torch_proc.info:
+            fns["torch"] = torch_proc.fn("step", variant, batch)
+        med = bench_interleaved(fns, args.step_repeats, args.pause_ms / 1e3)
         row = {"name": name, "batch": batch, "pass": "step", "ms": med}
         if variant == "paper":   # the GEMM work of a step: every conv and fc, forward and both gradients
             fl = 3 * sum(c["flops"] for c in _layer_cases([batch]) if "flops" in c)
@@ -528,11 +648,15 @@ def main(argv=None):
           f"torch {info.get('torch')}; numba warm-up {info['numba_warmup_s']:.2f} s; load average "
           f"{info['load_average_at_start']} at start, {info['load_average_at_end']} at end.", "",
           f"Medians of {args.repeats} runs per layer ({args.step_repeats} per step) after one warm-up, "
-          "implementations interleaved.  ms = milliseconds; ratios < 1 mean the first is faster.",
+          f"implementations interleaved run by run with a {args.pause_ms:g} ms pause before each; "
+          "PyTorch in a process of its own (its OpenMP settings: "
+          f"{info.get('torch_env')}), tinyconv in this one.  "
+          "ms = milliseconds; ratios < 1 mean the first is faster.",
           "", table, "", "## Targets (fast/torch, same run)", "", *render_targets(rows), ""]
     (out / f"{stem}.md").write_text("\n".join(md))
     png = _plot([{**r, "ms": r["ms"]} for r in rows], out / f"{stem}.png")
     print(f"\nwrote {out / (stem + '.json')}, .md" + (", .png" if png else ""))
+    torch_proc.close()
     return 0
 
 

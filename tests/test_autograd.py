@@ -364,3 +364,21 @@ def test_workspace_is_reused_grown_and_per_thread():
     free_workspace()
     assert not np.shares_memory(big, workspace("test.a", (10, 10), np.float32, like))
     free_workspace()
+
+
+def test_recycled_arrays_come_back_by_shape_and_dtype():
+    from tinyconv.backend import free_workspace, recycle, recycled_empty
+    like = np.zeros(1)
+    free_workspace()
+    a = recycled_empty((3, 4), np.float32, like)
+    recycle(a)
+    assert recycled_empty((3, 4), np.float64, like) is not a
+    assert recycled_empty((4, 3), np.float32, like) is not a
+    assert recycled_empty((3, 4), np.float32, like) is a        # taken: gone from the pool
+    assert recycled_empty((3, 4), np.float32, like) is not a
+    for _ in range(10):                                         # the pool keeps a few per shape
+        recycle(np.empty((3, 4), np.float32))
+    from tinyconv import backend
+    assert len(backend._recycled[(3, 4), np.dtype(np.float32)]) == backend._RECYCLED_PER_KEY
+    free_workspace()
+    assert not backend._recycled

@@ -206,6 +206,38 @@ def test_results_never_share_the_scratch_buffers(kernel_mode):
         np.testing.assert_array_equal(a.data, before)
 
 
+def test_kept_columns_go_back_for_the_next_step():
+    # backward releases the columns forward kept; the next forward of that shape reuses them
+    rng = np.random.default_rng(11)
+    x = tc.tensor(rng.standard_normal((2, 4, 6, 6)), requires_grad=True)
+    w = tc.tensor(rng.standard_normal((4, 2, 3, 3)), requires_grad=True)
+    y1 = F.conv2d(x, w, padding=1, groups=2)
+    cols1 = y1._creator.saved_tensors[2]
+    assert cols1 is not None and y1._creator.saved_tensors[0] is None     # columns kept, not x
+    y1.sum().backward()
+    gw1 = w.grad.data.copy()
+    w.grad = None
+    y2 = F.conv2d(x, w, padding=1, groups=2)
+    assert np.shares_memory(y2._creator.saved_tensors[2], cols1)
+    y2.sum().backward()
+    np.testing.assert_array_equal(w.grad.data, gw1)
+
+
+def test_retain_graph_keeps_the_columns(kernel_mode):
+    # a graph kept for a second backward keeps its columns: another forward in between
+    # of the same shape must not take them
+    rng = np.random.default_rng(12)
+    x = tc.tensor(rng.standard_normal((2, 4, 6, 6)), requires_grad=True)
+    w = tc.tensor(rng.standard_normal((4, 2, 3, 3)), requires_grad=True)
+    y = F.conv2d(x, w, padding=1, groups=2)
+    y.sum().backward(retain_graph=True)
+    once = w.grad.data.copy()
+    F.conv2d(tc.tensor(rng.standard_normal((2, 4, 6, 6))), w, padding=1, groups=2).sum().backward()
+    w.grad = tc.tensor(once)
+    y.sum().backward()
+    np.testing.assert_allclose(w.grad.data, 2 * once, rtol=1e-12)
+
+
 def test_empty_batch(torch):
     x = tc.tensor(np.zeros((0, 2, 5, 5)), requires_grad=True)
     w = tc.tensor(np.ones((3, 2, 3, 3)), requires_grad=True)

@@ -146,9 +146,43 @@ def workspace(name, shape, dtype, like):
     return buf[:size].reshape(shape)
 
 
+_recycled = {}                      # (shape, dtype) -> arrays given back by recycle()
+_recycled_lock = threading.Lock()
+_RECYCLED_PER_KEY = 4
+
+
+def recycled_empty(shape, dtype, like):
+    """An uninitialised array, reusing the memory of one given back by :func:`recycle`.
+
+    For large arrays that an op saves for backward and drops right after it (conv2d's
+    columns): in a training loop every step needs the same shapes again, and reusing
+    them spares the page faults of fresh memory (see :func:`workspace`).  On CUDA this
+    is ``cupy.empty``.
+    """
+    xp = array_module(like)
+    if xp is np:
+        with _recycled_lock:
+            free = _recycled.get((tuple(shape), np.dtype(dtype)))
+            if free:
+                return free.pop()
+    return xp.empty(shape, dtype=dtype)
+
+
+def recycle(a):
+    """Give array ``a`` back for :func:`recycled_empty`; the caller must hold no other reference to it."""
+    if array_module(a) is not np:
+        return
+    with _recycled_lock:
+        free = _recycled.setdefault((a.shape, a.dtype), [])
+        if len(free) < _RECYCLED_PER_KEY:
+            free.append(a)
+
+
 def free_workspace():
-    """Release this thread's CPU scratch buffers (see :func:`workspace`)."""
+    """Release the CPU memory kept for reuse: this thread's scratch buffers and recycled arrays."""
     _scratch.__dict__.pop("buffers", None)
+    with _recycled_lock:
+        _recycled.clear()
 
 
 # --------------------------------------------------------------------------- kernel seam

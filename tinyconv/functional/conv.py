@@ -21,7 +21,7 @@ layout (G, K, N*L) directly, saving the transposing copies around the GEMM.
 The matrix products always stay in NumPy/CuPy ``matmul`` (BLAS / cuBLAS).
 """
 from ..autograd import Function, Tensor
-from ..backend import array_module, is_cuda_array, kernel, workspace
+from ..backend import array_module, is_cuda_array, kernel, recycle, recycled_empty, workspace
 from ._checks import check_float, check_ndim, check_same_dtype, check_tensor, pair
 
 # --------------------------------------------------------------------------- references
@@ -157,10 +157,13 @@ class Conv2dFunction(Function):
     and other temporaries live in reused scratch buffers (``workspace``): a fresh
     100 MB array costs more in page faults than im2col takes to fill it.
 
-    What backward keeps: ``x`` and ``W``, not ``cols``.  Backward unrolls each chunk of
-    ``x`` again for gW: cheap next to the GEMMs, and keeping every layer's columns would
-    cost memory about kh*kw/(sh*sw) times the size of x (some 2 GB in float32 over
-    AlexNet's five convolutions at batch 128).  gx needs only W and gy.
+    What backward keeps: ``W`` (for gx), and for gW the columns, only when the weight
+    needs a gradient.  They sit in an array that goes back for reuse once backward is
+    done (``recycled_empty`` / ``recycle`` in :meth:`release`), so the next step's
+    forward finds them already mapped.  A batch done in chunks keeps ``x`` instead and
+    backward unrolls it again, chunk by chunk: the columns are about kh*kw/(sh*sw)
+    times the size of x, and beyond ``CPU_CHUNK_BYTES`` the memory matters more than
+    the one extra im2col.
     """
 
     def __init__(self, stride, padding, groups):
@@ -183,11 +186,14 @@ class Conv2dFunction(Function):
         kh, kw, M = w.shape[2], w.shape[3], O // G
         wg = w.reshape(G, M, K)
 
+        keep_cols = self.needs_input_grad[1] and len(chunks) == 1
         y = xp.empty((x.shape[0], O, L), dtype=x.dtype)
         for n0, n1 in chunks:
             n = n1 - n0
+            shape = (G, K, n * L)
             cols = _im2col_batched(x[n0:n1], kh, kw, sh, sw, ph, pw, G,
-                                   out=workspace("conv2d.cols", (G, K, n * L), x.dtype, x))
+                                   out=recycled_empty(shape, x.dtype, x) if keep_cols
+                                   else workspace("conv2d.cols", shape, x.dtype, x))
             # y = Wg @ cols, one GEMM per group: (G, O/G, K) @ (G, K, n*L) -> (G, O/G, n*L);
             # then (G, O/G, n, L) -> (n, G, O/G, L) is NCHW again (a copy of whole rows of
             # L), with the bias added on the way
@@ -201,12 +207,20 @@ class Conv2dFunction(Function):
         y = y.reshape(x.shape[0], O, OH, OW)
 
         self.x_shape = x.shape
-        self.save_for_backward(x if self.needs_input_grad[1] else None, w)
+        need_x = self.needs_input_grad[1] and not keep_cols
+        self.save_for_backward(x if need_x else None, w, cols if keep_cols else None)
         return y
+
+    def release(self):
+        """Drop the saved arrays; the kept columns go back for the next forward to reuse."""
+        cols = self.saved_tensors[2] if self.saved_tensors else None
+        super().release()
+        if cols is not None:
+            recycle(cols)
 
     def backward(self, gy):
         xp = array_module(gy)
-        x, w = self.saved_tensors                    # x: None when W needs no gradient
+        x, w, kept_cols = self.saved_tensors         # x or the columns, for gW only
         (sh, sw), (ph, pw), G = self.stride, self.padding, self.groups
         N, C, H, W = self.x_shape
         O, OH, OW, K, L, chunks = self._plan(self.x_shape, w.shape, gy)
@@ -223,8 +237,10 @@ class Conv2dFunction(Function):
             gyc = workspace("conv2d.gy", (G, M, n * L), gy.dtype, gy)
             gyc.reshape(G, M, n, L)[...] = gy[n0:n1].reshape(n, G, M, L).transpose(1, 2, 0, 3)
             if need_w:
-                cols = _im2col_batched(x[n0:n1], kh, kw, sh, sw, ph, pw, G,
-                                       out=workspace("conv2d.cols", (G, K, n * L), x.dtype, x))
+                cols = kept_cols
+                if cols is None:                     # a batch in chunks: unroll this one again
+                    cols = _im2col_batched(x[n0:n1], kh, kw, sh, sw, ph, pw, G,
+                                           out=workspace("conv2d.cols", (G, K, n * L), x.dtype, x))
                 # gW^T += cols @ gy^T: (G, K, n*L) @ (G, n*L, O/G) -> (G, K, O/G); the sum over
                 # samples is the GEMM's inner dimension.  Computed as gW^T, not gy @ cols^T:
                 # same numbers, but OpenBLAS runs this orientation faster for AlexNet's shapes.
