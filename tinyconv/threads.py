@@ -22,6 +22,13 @@ other work a parallel region waits for its slowest thread, so tiny kernels run o
 thread anyway (``tinyconv/kernels/_numba_threads.py``) and ``set_num_threads(1)`` can
 be the faster choice there.
 
+PyTorch in the same process: PyTorch loads its own OpenMP runtime into the process's
+global symbol scope, and Numba's parallel kernels, if they first run after that, run on
+PyTorch's runtime with the wait policy it read at import (spinning), which cost the
+paper AlexNet step about 40% on two cores.  Run :func:`warmup` (or any tinyconv kernel)
+before ``import torch``, or start Python with ``OMP_WAIT_POLICY=PASSIVE`` (which may slow
+PyTorch's own small ops).  ``benchmarks/bench_cpu.py`` runs PyTorch in a process of its own.
+
 Nothing here imports Numba or threadpoolctl until it is called, so ``import
 tinyconv`` stays fast.
 """
