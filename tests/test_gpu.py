@@ -332,14 +332,12 @@ def _paper_alexnet_step(device, state, x, target, dtype=np.float32):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-4), (np.float64, 1e-10)])
-def test_paper_alexnet_training_step_same_on_gpu_and_cpu(cp, dtype, tol):
-    """Same weights and batch: the same loss and every parameter's gradient on both devices.
+def test_paper_alexnet_training_step_same_on_gpu_and_cpu(cp):
+    """Same weights and batch, float64: the same loss and every parameter's gradient on both devices.
 
     The weights use the PyTorch-style init: with the paper's N(0, 0.01) weights and biases of
-    1 the activations are nearly constant, max-pool windows hold near-ties, and float32
-    rounding differences between any two correct implementations flip an arg-max now and
-    then, moving a whole gradient entry (seen: one flip moved conv1's gradient by 1.7%).
+    1 the activations are nearly constant and max-pool windows hold near-ties.  The float32
+    step is checked layer by layer below, not as a whole.
     """
     from tinyconv.models import alexnet
     tinyconv.manual_seed(0)
@@ -347,13 +345,63 @@ def test_paper_alexnet_training_step_same_on_gpu_and_cpu(cp, dtype, tol):
     rng = np.random.default_rng(6)
     x = rng.standard_normal((2, 3, 227, 227)).astype(np.float32)
     target = np.array([3, 997])
-    loss_cpu, g_cpu = _paper_alexnet_step("cpu", state, x, target, dtype)
-    loss_gpu, g_gpu = _paper_alexnet_step("cuda", state, x, target, dtype)
+    tol = 1e-10
+    loss_cpu, g_cpu = _paper_alexnet_step("cpu", state, x, target, np.float64)
+    loss_gpu, g_gpu = _paper_alexnet_step("cuda", state, x, target, np.float64)
     assert abs(loss_gpu - loss_cpu) <= tol * abs(loss_cpu)
     for k in g_cpu:
         g, ref = g_gpu[k], g_cpu[k]
         err = np.linalg.norm(g - ref) / max(np.linalg.norm(ref), 1e-30)
         assert err < 10 * tol, (k, err)
+
+
+def _paper_alexnet_layers(model, target):
+    """The paper net as (name, module or function) in the order forward runs them, loss last."""
+    layers = [(f"features.{i}", m) for i, m in enumerate(model.features)]
+    layers.append(("flatten", lambda h: h.reshape(h.shape[0], -1)))
+    layers += [(f"classifier.{i}", m) for i, m in enumerate(model.classifier)]
+    layers.append(("cross_entropy", lambda h: F.cross_entropy(h, tinyconv.tensor(target, device=h.device))))
+    return layers
+
+
+@pytest.mark.gpu
+def test_paper_alexnet_layers_same_on_gpu_and_cpu_float32(cp):
+    """Each layer of the paper AlexNet in float32, fed the same input and upstream gradient on both devices.
+
+    A whole float32 step is not comparable entry by entry: wherever a ReLU input or a
+    max-pool window's top two lie within float32 rounding of each other, the two devices
+    may decide differently, and that unit's whole gradient moves.  Seen under the emulated
+    CuPy: one ReLU at conv3's output moved the gradients of conv3, conv2 and conv1 by 1.5e-3
+    while every other parameter agreed to 5e-7.  Fed the GPU's own activations, each layer
+    makes the same decisions on both devices and must agree to float32 rounding (the
+    float64 step above checks how they compose).
+    """
+    from tinyconv.models import alexnet
+    tinyconv.manual_seed(0)
+    nets = {"cpu": alexnet(variant="paper", init="default").eval()}
+    nets["cuda"] = alexnet(variant="paper").eval()
+    nets["cuda"].load_state_dict(nets["cpu"].state_dict())
+    nets["cuda"].to("cuda")
+    target = np.array([3, 997])
+    layers = {dev: _paper_alexnet_layers(net, target) for dev, net in nets.items()}
+    h = np.random.default_rng(6).standard_normal((2, 3, 227, 227)).astype(np.float32)
+    for i, (name, _) in enumerate(layers["cpu"]):
+        got = {}
+        for dev in ("cpu", "cuda"):
+            fn = layers[dev][i][1]
+            t = tinyconv.tensor(h, device=dev, requires_grad=True)
+            y = fn(t)
+            gy = np.random.default_rng(i).standard_normal(y.shape).astype(np.float32)
+            y.backward(tinyconv.tensor(gy, device=dev))
+            params = list(fn.parameters()) if hasattr(fn, "parameters") else []
+            got[dev] = [backend.to_device(a.data, "cpu") for a in [y, t.grad] + [p.grad for p in params]]
+        for which, (g, ref) in enumerate(zip(got["cuda"], got["cpu"])):
+            try:
+                _close(g, ref, np.float32, rtol=2e-5)
+            except AssertionError as e:
+                raise AssertionError(f"{name}: {['output', 'input grad', 'weight grad', 'bias grad'][which]}"
+                                     f"\n{e}") from None
+        h = got["cuda"][0]                     # the next layer starts from the GPU's output
 
 
 @pytest.mark.gpu
