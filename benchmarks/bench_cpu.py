@@ -556,7 +556,7 @@ def main(argv=None):
                     help=f"idle time before each timed run (default {PAUSE_S * 1e3:.0f})")
     ap.add_argument("--quick", action="store_true", help="3 repeats, batch 16 only")
     ap.add_argument("--out", default=str(ROOT / "results"), help="folder for the json/md/png")
-    ap.add_argument("--tag", default=None, help="file name stem (default cpu-<UTC date and time>)")
+    ap.add_argument("--tag", default=None, help="file name stem (default cpu-<UTC date-time>)")
     ap.add_argument("--keep-openblas-env", action="store_true",
                     help="keep OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (by default: restart without them)")
     args = ap.parse_args(argv)
@@ -638,7 +638,7 @@ def main(argv=None):
     print("\n".join(render_targets(rows)))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = args.tag or "cpu-" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M")
+    stem = args.tag or "cpu-" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
     info["load_average_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     (out / f"{stem}.json").write_text(json.dumps({"machine": info, "args": vars(args), "rows": rows},
                                                  indent=1))
