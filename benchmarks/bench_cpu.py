@@ -16,9 +16,9 @@ forward+backward, for ``ref`` (tinyconv with ``use_kernels("reference")``), ``fa
 
 Both sides get the same thread count (``tinyconv.set_num_threads`` sets Numba's and
 BLAS's; ``torch.set_num_threads`` PyTorch's).  Each timing is the median of
-``--repeats`` runs after a warm-up run, with the implementations interleaved run by run
-(and a short pause before each) so that other load on the machine hits all of them
-alike; the ratios are what to quote.  PyTorch runs in a child process of its own, so
+``--repeats`` runs, with the implementations taking turns (each timed run right after
+an untimed one of its own, see ``bench_interleaved``) so that other load on the
+machine hits all of them alike; the ratios are what to quote.  PyTorch runs in a child process of its own, so
 that each side keeps its own OpenMP runtime and settings (see ``TorchProcess``).
 Numba's compile (or cache load) is paid by ``tinyconv.warmup()`` first and reported
 apart.
@@ -101,20 +101,27 @@ def _timed(fn):
     return time.perf_counter() - t0
 
 
-#: idle time before each timed run: the threads of the run before (PyTorch's OpenMP
-#: threads spin a while after each parallel region) are asleep by then, and do not take
-#: the cores from the next run
-PAUSE_S = 0.05
+#: untimed work before each timed run (at least one run)
+WARM_S = 0.02
 
 
-def bench_interleaved(fns, repeats, pause=PAUSE_S):
-    """{impl: median seconds}: one warm-up each, then ``repeats`` rounds running every impl once."""
-    for fn in fns.values():
-        fn()
+def bench_interleaved(fns, repeats):
+    """{impl: median seconds}: ``repeats`` rounds, each running every impl twice and timing the second.
+
+    The untimed run just before each timed one is what keeps the comparison fair when
+    the implementations take turns: while one runs, the other's threads sit idle, and on
+    this project's 2-core virtual machine a parallel region started after some 50 ms of
+    idling waited milliseconds for its second core (measured: tinyconv's LRN fwd+bwd
+    7.6 ms back to back, 12-14 ms after a 50 ms sleep; PyTorch alike), and PyTorch's
+    OpenMP threads spin for a few ms after each of its runs.  The untimed run absorbs
+    both, as a training loop's steady state does.
+    """
     times = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
-            time.sleep(pause)
+            warm = 0.0
+            while warm < WARM_S:             # short runs: several, until the cores are awake
+                warm += _timed(fn)
             times[k].append(_timed(fn))
     return {k: statistics.median(v) for k, v in times.items()}
 
@@ -552,8 +559,6 @@ def main(argv=None):
     ap.add_argument("--batches", default="1,16", help="layer batch sizes (default 1,16)")
     ap.add_argument("--only", default="", help="comma-separated case names (e.g. lrn1,pool1,step)")
     ap.add_argument("--no-ref", action="store_true", help="skip the NumPy reference (much faster)")
-    ap.add_argument("--pause-ms", type=float, default=PAUSE_S * 1e3,
-                    help=f"idle time before each timed run (default {PAUSE_S * 1e3:.0f})")
     ap.add_argument("--quick", action="store_true", help="3 repeats, batch 16 only")
     ap.add_argument("--out", default=str(ROOT / "results"), help="folder for the json/md/png")
     ap.add_argument("--tag", default=None, help="file name stem (default cpu-<UTC date-time>)")
@@ -595,7 +600,7 @@ def main(argv=None):
             impls = {k: v[pss] for k, v in fns.items() if not (args.no_ref and k == "ref")}
             if torch_proc.info:
                 impls["torch"] = torch_proc.fn("layer", case["name"], case["batch"], pss)
-            med = bench_interleaved(impls, args.repeats, args.pause_ms / 1e3)
+            med = bench_interleaved(impls, args.repeats)
             row = {"name": case["name"], "batch": case["batch"], "pass": pss, "ms": med}
             if "flops" in case:
                 fl = case["flops"] * (1 if pss == "fwd" else 3)
@@ -618,7 +623,7 @@ def main(argv=None):
             fns.pop("ref")
         if torch_proc.info:
             fns["torch"] = torch_proc.fn("step", variant, batch)
-        med = bench_interleaved(fns, args.step_repeats, args.pause_ms / 1e3)
+        med = bench_interleaved(fns, args.step_repeats)
         row = {"name": name, "batch": batch, "pass": "step", "ms": med}
         if variant == "paper":   # the GEMM work of a step: every conv and fc, forward and both gradients
             fl = 3 * sum(c["flops"] for c in _layer_cases([batch]) if "flops" in c)
@@ -648,7 +653,7 @@ def main(argv=None):
           f"torch {info.get('torch')}; numba warm-up {info['numba_warmup_s']:.2f} s; load average "
           f"{info['load_average_at_start']} at start, {info['load_average_at_end']} at end.", "",
           f"Medians of {args.repeats} runs per layer ({args.step_repeats} per step) after one warm-up, "
-          f"implementations interleaved run by run with a {args.pause_ms:g} ms pause before each; "
+          "implementations taking turns, each timed run right after an untimed one of its own; "
           "PyTorch in a process of its own (its OpenMP settings: "
           f"{info.get('torch_env')}), tinyconv in this one.  "
           "ms = milliseconds; ratios < 1 mean the first is faster.",

@@ -119,6 +119,48 @@ def to_device(a, dev):
         return cupy.asarray(a)
 
 
+# --------------------------------------------------------------------------- CPU memory
+
+#: what keep_freed_memory() set, for the record (None: not applied)
+malloc_settings = None
+
+
+def keep_freed_memory():
+    """Ask glibc's malloc to keep freed memory for reuse instead of handing it back to the OS.
+
+    By default glibc maps every block over a (self-adjusting, at most 32 MB) threshold
+    from the OS afresh, and gives memory back once 2x that threshold lies free at the
+    top of the heap.  A training step frees and allocates the same large arrays every
+    step, so each one is mapped again and pays a page fault per page on first touch:
+    measured on this project's 2-core machine, the LRN forward at conv1's output shape
+    took 12 ms writing into fresh pages, 4.5 ms in reused ones, and 1.8 ms with this
+    setting.  It sets ``M_MMAP_THRESHOLD`` to 32 MB (glibc's maximum) and
+    ``M_TRIM_THRESHOLD`` to 1 GB: the process's memory then stays at its high-water
+    mark, as with PyTorch's caching allocators.  Arrays over 32 MB are still mapped
+    afresh; conv2d keeps its own (``workspace``, ``recycled_empty``).
+
+    Called when tinyconv is imported, on Linux with glibc only, unless the environment
+    sets ``TINYCONV_MALLOC=system``.  Returns the settings applied, or None.
+    """
+    global malloc_settings
+    import ctypes
+    import platform
+    if os.environ.get("TINYCONV_MALLOC", "") == "system" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+    settings = {"M_MMAP_THRESHOLD": 32 << 20, "M_TRIM_THRESHOLD": 1 << 30}
+    codes = {"M_TRIM_THRESHOLD": -1, "M_MMAP_THRESHOLD": -3}         # from glibc's malloc.h
+    if all(libc.mallopt(codes[k], v) == 1 for k, v in settings.items()):
+        malloc_settings = settings
+    return malloc_settings
+
+
+keep_freed_memory()
+
+
 # --------------------------------------------------------------------------- scratch buffers
 
 _scratch = threading.local()
