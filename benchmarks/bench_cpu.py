@@ -652,8 +652,9 @@ def main(argv=None):
           f"BLAS: {info['blas']}; env: {info['env']}; NumPy GEMM float32: {gemm:.1f} GFLOP/s; "
           f"torch {info.get('torch')}; numba warm-up {info['numba_warmup_s']:.2f} s; load average "
           f"{info['load_average_at_start']} at start, {info['load_average_at_end']} at end.", "",
-          f"Medians of {args.repeats} runs per layer ({args.step_repeats} per step) after one warm-up, "
-          "implementations taking turns, each timed run right after an untimed one of its own; "
+          f"Medians of {args.repeats} runs per layer ({args.step_repeats} per step), implementations "
+          f"taking turns, each timed run right after untimed ones of its own ({WARM_S * 1e3:.0f} ms, "
+          "at least one); "
           "PyTorch in a process of its own (its OpenMP settings: "
           f"{info.get('torch_env')}), tinyconv in this one.  "
           "ms = milliseconds; ratios < 1 mean the first is faster.",
