@@ -42,9 +42,10 @@ def _times_pow_neg(v, s, beta, out):
     s^-0.75 = r * sqrt(r) with r = 1/sqrt(s).
     """
     m = out.shape[0]
+    one = s.dtype.type(1)              # 1 in s's dtype: float32 math stays float32 (twice the lanes)
     if beta == 0.75:
         for p in range(m):
-            r = 1.0 / np.sqrt(s[p])
+            r = one / np.sqrt(s[p])
             out[p] = v[p] * (r * np.sqrt(r))
     elif beta == 0.5:
         for p in range(m):
