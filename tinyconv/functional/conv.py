@@ -230,7 +230,7 @@ class Conv2dFunction(Function):
         wg_t = xp.ascontiguousarray(w.reshape(G, M, K).transpose(0, 2, 1))     # Wg^T: (G, K, O/G)
 
         gx = xp.empty(self.x_shape, dtype=gy.dtype) if need_x else None
-        gw_t = None                                                          # gWg^T, summed over chunks
+        gw_t = xp.zeros((G, K, M), dtype=gy.dtype) if need_w else None      # gWg^T, summed over chunks
         for n0, n1 in chunks:
             n = n1 - n0
             # gy (n, O, L) -> (G, O/G, n*L): per group, the samples side by side as in cols
@@ -244,17 +244,11 @@ class Conv2dFunction(Function):
                 # gW^T += cols @ gy^T: (G, K, n*L) @ (G, n*L, O/G) -> (G, K, O/G); the sum over
                 # samples is the GEMM's inner dimension.  Computed as gW^T, not gy @ cols^T:
                 # same numbers, but OpenBLAS runs this orientation faster for AlexNet's shapes.
-                part = cols @ gyc.transpose(0, 2, 1)
-                if gw_t is None:
-                    gw_t = part
-                else:
-                    gw_t += part
+                gw_t += cols @ gyc.transpose(0, 2, 1)
             if need_x:
                 # (G, K, O/G) @ (G, O/G, n*L) -> (G, K, n*L) = gcols, folded back to pixels by col2im
                 gcols = xp.matmul(wg_t, gyc, out=workspace("conv2d.gcols", (G, K, n * L), gy.dtype, gy))
                 _col2im_batched(gcols, (n, C, H, W), kh, kw, sh, sw, ph, pw, out=gx[n0:n1])
-        if need_w and gw_t is None:                                           # an empty batch
-            gw_t = xp.zeros((G, K, M), dtype=gy.dtype)
         gw = gw_t.transpose(0, 2, 1).reshape(w.shape) if need_w else None
         if len(self.needs_input_grad) == 2:
             return gx, gw
