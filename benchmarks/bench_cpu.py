@@ -300,11 +300,11 @@ def _torch_twin(module):
     if name == "Sequential":
         return tnn.Sequential(*[_torch_twin(m) for m in module])
     if name == "Conv2d":
-        w = module.weight.data
+        w = module.weight.array
         m = tnn.Conv2d(w.shape[1] * module.groups, w.shape[0], w.shape[2:], stride=module.stride,
                        padding=module.padding, groups=module.groups, bias=module.bias is not None)
     elif name == "Linear":
-        w = module.weight.data
+        w = module.weight.array
         m = tnn.Linear(w.shape[1], w.shape[0], bias=module.bias is not None)
     elif name == "ReLU":
         return tnn.ReLU()
@@ -319,9 +319,9 @@ def _torch_twin(module):
     else:
         raise NotImplementedError(f"bench_cpu: no torch twin for {name}")
     with torch.no_grad():
-        m.weight.copy_(torch.from_numpy(module.weight.data))
+        m.weight.copy_(torch.from_numpy(module.weight.array))
         if module.bias is not None:
-            m.bias.copy_(torch.from_numpy(module.bias.data))
+            m.bias.copy_(torch.from_numpy(module.bias.array))
     return m
 
 

@@ -280,7 +280,7 @@ def layer_fns(env, row, seed=0):
         Wt = tinyconv.Tensor(w, requires_grad=True)
         B = tinyconv.Tensor(b, requires_grad=True)
         y = F.conv2d(X, Wt, B, stride=s, padding=p, groups=G)
-        fn = y._creator
+        fn = y.grad_fn
         gy = env.randn(y.shape, seed + 3)
         tx, tw, tb = xt_data, env.to_torch(w), env.to_torch(b)
         tgy = env.to_torch(gy)
@@ -288,7 +288,7 @@ def layer_fns(env, row, seed=0):
         if ps == "forward":
             def ours():
                 return F.conv2d(tinyconv.Tensor(x), tinyconv.Tensor(w), tinyconv.Tensor(b), stride=s,
-                                padding=p, groups=G).data
+                                padding=p, groups=G).array
 
             def theirs():
                 return tF.conv2d(tx, tw, tb, stride=s, padding=p, groups=G)
@@ -308,13 +308,13 @@ def layer_fns(env, row, seed=0):
     if kind == "maxpool":
         X = tinyconv.Tensor(x, requires_grad=True)
         y = F.max_pool2d(X, 3, stride=2)
-        fn = y._creator
+        fn = y.grad_fn
         gy = env.randn(y.shape, seed + 3)
         tgy = env.to_torch(gy)
         ty, tidx = torch.ops.aten.max_pool2d_with_indices(xt_data, [3, 3], [2, 2], [0, 0], [1, 1], False)
         if ps == "forward":
             def ours():
-                return F.max_pool2d(tinyconv.Tensor(x), 3, stride=2).data
+                return F.max_pool2d(tinyconv.Tensor(x), 3, stride=2).array
 
             def theirs():
                 return torch.ops.aten.max_pool2d_with_indices(xt_data, [3, 3], [2, 2], [0, 0], [1, 1],
@@ -338,14 +338,14 @@ def layer_fns(env, row, seed=0):
     if kind == "lrn":
         X = tinyconv.Tensor(x, requires_grad=True)
         y = F.local_response_norm(X, **LRN)
-        fn = y._creator
+        fn = y.grad_fn
         gy = env.randn(y.shape, seed + 3)
         tgy = env.to_torch(gy)
         txg = xt_data.detach().clone().requires_grad_(True)
         ty = tF.local_response_norm(txg, **LRN)
         if ps == "forward":
             def ours():
-                return F.local_response_norm(tinyconv.Tensor(x), **LRN).data
+                return F.local_response_norm(tinyconv.Tensor(x), **LRN).array
 
             def theirs():
                 return tF.local_response_norm(xt_data, **LRN)
@@ -360,13 +360,13 @@ def layer_fns(env, row, seed=0):
     if kind == "relu":
         X = tinyconv.Tensor(x, requires_grad=True)
         y = F.relu(X)
-        fn = y._creator
+        fn = y.grad_fn
         gy = env.randn(y.shape, seed + 3)
         tgy = env.to_torch(gy)
         ty = tF.relu(xt_data)
         if ps == "forward":
             def ours():
-                return F.relu(tinyconv.Tensor(x)).data
+                return F.relu(tinyconv.Tensor(x)).array
 
             def theirs():
                 return tF.relu(xt_data)
@@ -381,13 +381,13 @@ def layer_fns(env, row, seed=0):
     if kind == "dropout":
         X = tinyconv.Tensor(x, requires_grad=True)
         y = F.dropout(X, 0.5)
-        fn = y._creator
+        fn = y.grad_fn
         gy = env.randn(y.shape, seed + 3)
         tgy = env.to_torch(gy)
         _, tmask = torch.ops.aten.native_dropout(xt_data, 0.5, True)
         if ps == "forward":
             def ours():
-                return F.dropout(tinyconv.Tensor(x), 0.5).data
+                return F.dropout(tinyconv.Tensor(x), 0.5).array
 
             def theirs():
                 return torch.ops.aten.native_dropout(xt_data, 0.5, True)[0]
@@ -406,7 +406,7 @@ def layer_fns(env, row, seed=0):
                 return torch.ops.aten.native_dropout_backward(tgy, tmask, 2.0)
 
             def check():
-                go, yo = env.host(ours()), env.host(y.data)
+                go, yo = env.host(ours()), env.host(y.array)
                 return float(env.np.abs((go != 0) ^ (yo != 0)).mean())     # same keep pattern as forward
         return ours, theirs, check
 
@@ -415,12 +415,12 @@ def layer_fns(env, row, seed=0):
         b = env.randn((sh["w"][0],), seed + 2, 0.1)
         X, Wt, B = (tinyconv.Tensor(a, requires_grad=True) for a in (x, w, b))
         y = F.linear(X, Wt, B)
-        fn = y._creator
+        fn = y.grad_fn
         gy = env.randn(y.shape, seed + 3)
         tw, tb, tgy = env.to_torch(w), env.to_torch(b), env.to_torch(gy)
         if ps == "forward":
             def ours():
-                return F.linear(tinyconv.Tensor(x), tinyconv.Tensor(w), tinyconv.Tensor(b)).data
+                return F.linear(tinyconv.Tensor(x), tinyconv.Tensor(w), tinyconv.Tensor(b)).array
 
             def theirs():
                 return tF.linear(xt_data, tw, tb)

@@ -96,7 +96,7 @@ def figure_pooling(path):
     t = tinyconv.tensor(x[None, None], requires_grad=True)
     y, idx = tinyconv.functional.max_pool2d(t, 3, stride=2, return_indices=True)
     y.sum().backward()
-    g = t.grad.data[0, 0]
+    g = t.grad.array[0, 0]
     palette = ["#d7191c", "#2b83ba", "#1a9641", "#7b3294"]
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
     ax = axes[0]
@@ -107,9 +107,9 @@ def figure_pooling(path):
                                fill=False, edgecolor=palette[k], lw=2.2))
     ax.set_title("x (5x5): windows 3x3, stride 2\nneighbours share a row/column", fontsize=10)
     ax = axes[1]
-    _grid(ax, y.data[0, 0], 1.5, 1.5, fmt="{:.0f}",
+    _grid(ax, y.array[0, 0], 1.5, 1.5, fmt="{:.0f}",
           colors=[[palette[0], palette[1]], [palette[2], palette[3]]])
-    ax.set_title(f"y = max_pool2d(x) (2x2)\nargmax = {idx.data.ravel().tolist()}", fontsize=10)
+    ax.set_title(f"y = max_pool2d(x) (2x2)\nargmax = {idx.array.ravel().tolist()}", fontsize=10)
     ax = axes[2]
     _grid(ax, g, 0, 0, colors=[["#fdae61" if v else "white" for v in row] for row in g])
     ax.set_title("gradient of y.sum()\nrouted to each window's argmax", fontsize=10)
@@ -134,7 +134,7 @@ def figure_lrn(path):
         x = np.zeros((1, 5, len(xs), 1))
         x[0, 2, :, 0] = xs
         x[0, [0, 1, 3, 4], :, 0] = np.sqrt(neighbours / 4)
-        y = tinyconv.functional.local_response_norm(tinyconv.tensor(x), **ALEXNET_LRN).data[0, 2, :, 0]
+        y = tinyconv.functional.local_response_norm(tinyconv.tensor(x), **ALEXNET_LRN).array[0, 2, :, 0]
         ax.plot(xs, y, label=f"neighbours' sum of squares = {neighbours:g}")
     ax.plot(xs, xs * 2 ** -0.75, "k:", lw=1, label="x * k^-beta (alpha = 0: only the constant k)")
     ax.set_xlabel("input activity x_c")
@@ -205,7 +205,7 @@ def figure_relu_vs_tanh(path, s, log):
 
 def figure_filters(path, model):
     """The trained small AlexNet's conv1 filters (24 of 1x5x5), each scaled to its own range."""
-    w = model.features[0].weight.data[:, 0]
+    w = model.features[0].weight.array[:, 0]
     n = w.shape[0]
     cols = 8
     rows = (n + cols - 1) // cols
@@ -248,7 +248,7 @@ def figure_feature_maps(path, model, photo_size):
             ax.imshow(m[order[k]], cmap="magma")
             ax.set_title(f"{name} #{order[k]}", fontsize=7)
     for k, ax in enumerate(axes[0, 2:]):
-        ax.imshow(model.features[0].weight.data[k, 0], cmap="gray", interpolation="nearest")
+        ax.imshow(model.features[0].weight.array[k, 0], cmap="gray", interpolation="nearest")
         ax.set_title(f"conv1 filter #{k}", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -37,8 +37,8 @@ def test_matches_torch_forward_and_backward(kernel_mode, name, dtype, torch):
     # 1 - y^2 turns into an absolute error of about 2 * 6e-8 * |gy| in the gradient
     tol = dict(rtol=1e-6, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-14, atol=1e-15)
     assert y.dtype == dtype and x.grad.dtype == dtype
-    np.testing.assert_allclose(y.data, yt.detach().numpy(), **tol)
-    np.testing.assert_allclose(x.grad.data, xt.grad.numpy(), **tol)
+    np.testing.assert_allclose(y.array, yt.detach().numpy(), **tol)
+    np.testing.assert_allclose(x.grad.array, xt.grad.numpy(), **tol)
 
 
 @pytest.mark.parametrize("name", ["relu", "tanh", "sigmoid"])
@@ -57,7 +57,7 @@ def test_relu_values_and_gradient_by_hand(kernel_mode):
 
 def test_relu_keeps_nan(kernel_mode):
     y = F.relu(tc.tensor([np.nan, -1.0, 1.0]))
-    assert np.isnan(y.data[0]) and y.data[1:].tolist() == [0.0, 1.0]
+    assert np.isnan(y.array[0]) and y.array[1:].tolist() == [0.0, 1.0]
 
 
 def test_sigmoid_saturates_without_overflow():
@@ -66,8 +66,8 @@ def test_sigmoid_saturates_without_overflow():
         warnings.simplefilter("error")                  # an overflow in exp would raise here
         y = F.sigmoid(x)
         y.sum().backward()
-    assert y.data[0] == 0.0 and y.data[2] == 0.5 and y.data[4] == 1.0
-    assert np.isfinite(x.grad.data).all() and x.grad.data[2] == 0.25
+    assert y.array[0] == 0.0 and y.array[2] == 0.5 and y.array[4] == 1.0
+    assert np.isfinite(x.grad.array).all() and x.grad.array[2] == 0.25
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -95,19 +95,19 @@ def test_dropout_statistics_and_scale(kernel_mode, p, dtype):
     tc.manual_seed(0)
     y = F.dropout(tc.ones(8, n // 8, dtype=dtype), p=p)
     assert y.shape == (8, n // 8) and y.dtype == dtype
-    kept = y.data != 0
+    kept = y.array != 0
     # keep rate 1-p within 5 standard deviations of a Binomial(n, 1-p) proportion
     assert abs(kept.mean() - (1 - p)) < 5 * np.sqrt(p * (1 - p) / n)
     # every kept unit is scaled by exactly 1/(1-p), in the input's dtype
-    np.testing.assert_array_equal(y.data[kept], np.full(kept.sum(), 1 / (1 - p), dtype=dtype))
+    np.testing.assert_array_equal(y.array[kept], np.full(kept.sum(), 1 / (1 - p), dtype=dtype))
     # so the expected activation is unchanged
-    assert abs(y.data.mean() - 1) < 5 * np.sqrt(p / ((1 - p) * n))
+    assert abs(y.array.mean() - 1) < 5 * np.sqrt(p / ((1 - p) * n))
 
 
 @pytest.mark.parametrize("p", [0.2, 0.5, 0.9])
 def test_dropout_scale_matches_torch(kernel_mode, p, torch):
     x_np = np.random.default_rng(3).standard_normal(50_000).astype(np.float32)
-    ours = F.dropout(tc.tensor(x_np), p=p).data
+    ours = F.dropout(tc.tensor(x_np), p=p).array
     theirs = torch.nn.functional.dropout(torch.tensor(x_np), p=p).numpy()
     # different RNGs, same semantics: each output is 0 or x/(1-p), bit for bit as PyTorch scales
     for out in (ours, theirs):
@@ -124,18 +124,18 @@ def test_dropout_backward_reuses_the_mask(kernel_mode):
     y = F.dropout(x, p)
     gy = np.random.default_rng(5).standard_normal(x.shape)
     y.backward(tc.tensor(gy))
-    mask = y.data != 0                                 # the mask the forward used
+    mask = y.array != 0                                 # the mask the forward used
     assert 0 < mask.mean() < 1
-    np.testing.assert_allclose(x.grad.data, gy * mask / (1 - p), rtol=1e-15)
-    np.testing.assert_allclose(y.data, x_np * mask / (1 - p), rtol=1e-15)
+    np.testing.assert_allclose(x.grad.array, gy * mask / (1 - p), rtol=1e-15)
+    np.testing.assert_allclose(y.array, x_np * mask / (1 - p), rtol=1e-15)
 
 
 def test_dropout_is_reproducible_under_manual_seed(kernel_mode):
     x = tc.randn(16, 256)
     tc.manual_seed(42)
-    a, b = F.dropout(x, 0.5).data, F.dropout(x, 0.5).data
+    a, b = F.dropout(x, 0.5).array, F.dropout(x, 0.5).array
     tc.manual_seed(42)
-    a2, b2 = F.dropout(x, 0.5).data, F.dropout(x, 0.5).data
+    a2, b2 = F.dropout(x, 0.5).array, F.dropout(x, 0.5).array
     np.testing.assert_array_equal(a, a2)
     np.testing.assert_array_equal(b, b2)
     assert not np.array_equal(a != 0, b != 0)          # successive calls draw new masks
@@ -161,9 +161,9 @@ def test_dropout_identity_cases():
 def test_dropout_p_one_gives_zeros_and_zero_gradient(kernel_mode):
     x = tc.randn(3, 4, requires_grad=True)
     y = F.dropout(x, p=1.0)
-    assert y.dtype == x.dtype and not y.data.any()
+    assert y.dtype == x.dtype and not y.array.any()
     y.backward(tc.ones(3, 4))
-    assert x.grad.shape == (3, 4) and not x.grad.data.any()
+    assert x.grad.shape == (3, 4) and not x.grad.array.any()
 
 
 def test_dropout_without_grad_builds_no_graph(kernel_mode):
@@ -261,16 +261,17 @@ def test_cuda(kmode, cupy):
             getattr(F, name)(x).backward(tc.tensor(gy_np))
             yg = getattr(F, name)(xg)
             yg.backward(tc.tensor(gy_np, device="cuda"))
-            np.testing.assert_allclose(cupy.asnumpy(yg.data), getattr(F, name)(x).data, rtol=1e-5, atol=1e-6)
-            np.testing.assert_allclose(cupy.asnumpy(xg.grad.data), x.grad.data, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(cupy.asnumpy(yg.array), getattr(F, name)(x).array,
+                                       rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(cupy.asnumpy(xg.grad.array), x.grad.array, rtol=1e-5, atol=1e-6)
         xg = tc.tensor(np.abs(x_np) + 0.5, requires_grad=True, device="cuda")
         tc.manual_seed(3)
         yg = F.dropout(xg, 0.3)
         yg.backward(tc.tensor(gy_np, device="cuda"))
-        y, g, x0 = cupy.asnumpy(yg.data), cupy.asnumpy(xg.grad.data), np.abs(x_np) + 0.5
+        y, g, x0 = cupy.asnumpy(yg.array), cupy.asnumpy(xg.grad.array), np.abs(x_np) + 0.5
         kept = y != 0
         assert abs(kept.mean() - 0.7) < 0.02
         np.testing.assert_allclose(y, np.where(kept, x0 / 0.7, 0), rtol=1e-6)
         np.testing.assert_allclose(g, np.where(kept, gy_np / 0.7, 0), rtol=1e-6)
         tc.manual_seed(3)
-        np.testing.assert_array_equal(cupy.asnumpy(F.dropout(xg, 0.3).data), y)
+        np.testing.assert_array_equal(cupy.asnumpy(F.dropout(xg, 0.3).array), y)

@@ -67,11 +67,11 @@ def test_batch_norm_matches_torch(torch, rng, dtype, shape, training, affine):
         assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
         np.testing.assert_allclose(ours, theirs, **TOL[dtype])
 
-    close(y.data, ty)
-    close(x.grad.data, tx.grad)
+    close(y.array, ty)
+    close(x.grad.array, tx.grad)
     if affine:
-        close(w.grad.data, tw.grad)
-        close(b.grad.data, tb.grad)
+        close(w.grad.array, tw.grad)
+        close(b.grad.array, tb.grad)
     close(our_rm, t_rm)
     close(our_rv, t_rv)
     if not training:                         # eval leaves the running stats alone
@@ -94,27 +94,27 @@ def test_running_stats_as_tensors_updated_in_place(rng):
     """A module's buffers are grad-free Tensors: their .data (the same array) is updated."""
     xa = rng.standard_normal((8, 4))
     rm, rv = tinyconv.zeros(4, dtype=np.float64), tinyconv.ones(4, dtype=np.float64)
-    rm_data = rm.data
+    rm_data = rm.array
     with tinyconv.no_grad():                 # updates happen with or without a graph
         F.batch_norm(leaf(xa, False), rm, rv, training=True, momentum=1.0)
-    assert rm.data is rm_data
-    np.testing.assert_allclose(rm.data, xa.mean(0), rtol=1e-14)
-    np.testing.assert_allclose(rv.data, xa.var(0, ddof=1), rtol=1e-14)
+    assert rm.array is rm_data
+    np.testing.assert_allclose(rm.array, xa.mean(0), rtol=1e-14)
+    np.testing.assert_allclose(rv.array, xa.var(0, ddof=1), rtol=1e-14)
     y = F.batch_norm(leaf(xa, False), rm, rv, training=False, eps=0.0)
-    np.testing.assert_allclose(y.data, (xa - xa.mean(0)) / np.sqrt(xa.var(0, ddof=1)), rtol=1e-12)
+    np.testing.assert_allclose(y.array, (xa - xa.mean(0)) / np.sqrt(xa.var(0, ddof=1)), rtol=1e-12)
 
 
 def test_training_without_running_stats(torch, rng):
     xa = rng.standard_normal((6, 3, 2))
     y = F.batch_norm(leaf(xa), None, None, training=True)
     ty = torch.nn.functional.batch_norm(torch.tensor(xa), None, None, training=True)
-    np.testing.assert_allclose(y.data, ty.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(y.array, ty.numpy(), rtol=1e-10, atol=1e-12)
 
 
 def test_batch_norm_normalizes(rng):
     """Training output without affine has zero mean and (biased) unit variance per channel."""
     xa = 5 + 3 * rng.standard_normal((4, 3, 5, 5))
-    y = F.batch_norm(leaf(xa), None, None, training=True, eps=0.0).data
+    y = F.batch_norm(leaf(xa), None, None, training=True, eps=0.0).array
     np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0, atol=1e-12)
     np.testing.assert_allclose(y.var(axis=(0, 2, 3)), 1, rtol=1e-12)
 

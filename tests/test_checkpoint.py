@@ -35,7 +35,7 @@ def test_round_trip(tmp_path):
     got = load_checkpoint(path)
     assert list(got["model_state"]) == list(model)                  # order kept
     for k, v in model.items():
-        want = v.data if isinstance(v, tinyconv.Tensor) else v
+        want = v.array if isinstance(v, tinyconv.Tensor) else v
         assert got["model_state"][k].dtype == want.dtype
         np.testing.assert_array_equal(got["model_state"][k], want)
     st = got["optimizer_state"]

@@ -138,7 +138,7 @@ def _compare_with_torch(torch, case, dtype, with_bias=True):
     for ours, theirs in pairs:
         assert ours.dtype == dtype
         theirs = theirs.detach().numpy()
-        np.testing.assert_allclose(ours.data, theirs, rtol=rtol, atol=rtol * np.abs(theirs).max())
+        np.testing.assert_allclose(ours.array, theirs, rtol=rtol, atol=rtol * np.abs(theirs).max())
     if not with_bias:
         assert b.grad is None
 
@@ -165,7 +165,7 @@ def test_unbatched_input_matches_torch(kernel_mode, torch):
     yt = torch.nn.functional.conv2d(xt, wt, bt, 2, 1, 1, 2)
     yt.backward(torch.tensor(gy))
     for ours, theirs in [(y, yt), (x.grad, xt.grad), (w.grad, wt.grad), (b.grad, bt.grad)]:
-        np.testing.assert_allclose(ours.data, theirs.detach().numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(ours.array, theirs.detach().numpy(), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("chunk_samples", [1, 2])
@@ -198,12 +198,12 @@ def test_results_never_share_the_scratch_buffers(kernel_mode):
     w = tc.tensor(rng.standard_normal((4, 2, 3, 3)), requires_grad=True)
     y1 = F.conv2d(x, w, padding=1, groups=2)
     y1.sum().backward()
-    kept = [a.data.copy() for a in (y1, x.grad, w.grad)]
+    kept = [a.array.copy() for a in (y1, x.grad, w.grad)]
     x2 = tc.tensor(rng.standard_normal((2, 4, 6, 6)), requires_grad=True)
     w2 = tc.tensor(rng.standard_normal((4, 2, 3, 3)), requires_grad=True)
     F.conv2d(x2, w2, padding=1, groups=2).sum().backward()
     for a, before in zip((y1, x.grad, w.grad), kept):
-        np.testing.assert_array_equal(a.data, before)
+        np.testing.assert_array_equal(a.array, before)
 
 
 def test_kept_columns_go_back_for_the_next_step():
@@ -212,15 +212,15 @@ def test_kept_columns_go_back_for_the_next_step():
     x = tc.tensor(rng.standard_normal((2, 4, 6, 6)), requires_grad=True)
     w = tc.tensor(rng.standard_normal((4, 2, 3, 3)), requires_grad=True)
     y1 = F.conv2d(x, w, padding=1, groups=2)
-    cols1 = y1._creator.saved_tensors[2]
-    assert cols1 is not None and y1._creator.saved_tensors[0] is None     # columns kept, not x
+    cols1 = y1.grad_fn.saved_tensors[2]
+    assert cols1 is not None and y1.grad_fn.saved_tensors[0] is None     # columns kept, not x
     y1.sum().backward()
-    gw1 = w.grad.data.copy()
+    gw1 = w.grad.array.copy()
     w.grad = None
     y2 = F.conv2d(x, w, padding=1, groups=2)
-    assert np.shares_memory(y2._creator.saved_tensors[2], cols1)
+    assert np.shares_memory(y2.grad_fn.saved_tensors[2], cols1)
     y2.sum().backward()
-    np.testing.assert_array_equal(w.grad.data, gw1)
+    np.testing.assert_array_equal(w.grad.array, gw1)
 
 
 def test_retain_graph_keeps_the_columns(kernel_mode):
@@ -231,11 +231,11 @@ def test_retain_graph_keeps_the_columns(kernel_mode):
     w = tc.tensor(rng.standard_normal((4, 2, 3, 3)), requires_grad=True)
     y = F.conv2d(x, w, padding=1, groups=2)
     y.sum().backward(retain_graph=True)
-    once = w.grad.data.copy()
+    once = w.grad.array.copy()
     F.conv2d(tc.tensor(rng.standard_normal((2, 4, 6, 6))), w, padding=1, groups=2).sum().backward()
     w.grad = tc.tensor(once)
     y.sum().backward()
-    np.testing.assert_allclose(w.grad.data, 2 * once, rtol=1e-12)
+    np.testing.assert_allclose(w.grad.array, 2 * once, rtol=1e-12)
 
 
 def test_empty_batch(torch):
@@ -245,7 +245,7 @@ def test_empty_batch(torch):
     assert y.shape == (0, 3, 5, 5)
     y.sum().backward()
     assert x.grad.shape == (0, 2, 5, 5)
-    np.testing.assert_array_equal(w.grad.data, np.zeros((3, 2, 3, 3)))
+    np.testing.assert_array_equal(w.grad.array, np.zeros((3, 2, 3, 3)))
 
 
 # --------------------------------------------------------------------------- the op's bookkeeping
@@ -257,12 +257,12 @@ def test_hand_worked_example():
     w = tc.tensor(np.ones((1, 1, 2, 2)), requires_grad=True)
     b = tc.tensor(np.array([0.5]), requires_grad=True)
     y = F.conv2d(x, w, b)
-    np.testing.assert_array_equal(y.data, [[[[12.5, 16.5], [24.5, 28.5]]]])
+    np.testing.assert_array_equal(y.array, [[[[12.5, 16.5], [24.5, 28.5]]]])
     y.sum().backward()
     # the centre pixel is in all four windows, corners in one, edges in two
-    np.testing.assert_array_equal(x.grad.data, [[[[1, 2, 1], [2, 4, 2], [1, 2, 1]]]])
-    np.testing.assert_array_equal(w.grad.data, [[[[12, 16], [24, 28]]]])   # sums of the 2x2 blocks
-    np.testing.assert_array_equal(b.grad.data, [4.0])
+    np.testing.assert_array_equal(x.grad.array, [[[[1, 2, 1], [2, 4, 2], [1, 2, 1]]]])
+    np.testing.assert_array_equal(w.grad.array, [[[[12, 16], [24, 28]]]])   # sums of the 2x2 blocks
+    np.testing.assert_array_equal(b.grad.array, [4.0])
 
 
 def test_groups_keep_channels_apart():
@@ -270,7 +270,7 @@ def test_groups_keep_channels_apart():
     x_np = np.zeros((1, 2, 3, 3))
     x_np[0, 1] = 1.0
     y = F.conv2d(tc.tensor(x_np), tc.tensor(np.ones((2, 1, 3, 3))), groups=2)
-    np.testing.assert_array_equal(y.data.ravel(), [0.0, 9.0])
+    np.testing.assert_array_equal(y.array.ravel(), [0.0, 9.0])
 
 
 def test_gradients_only_where_needed():
@@ -278,12 +278,12 @@ def test_gradients_only_where_needed():
     x = tc.tensor(rng.standard_normal((1, 2, 5, 5)), requires_grad=True)
     w = tc.tensor(rng.standard_normal((3, 2, 3, 3)))      # frozen weight: x is not kept
     y = F.conv2d(x, w)
-    assert y._creator.saved_tensors[0] is None
+    assert y.grad_fn.saved_tensors[0] is None
     y.sum().backward()
     assert x.grad is not None and w.grad is None
 
-    x2 = tc.tensor(x.data)
-    w2 = tc.tensor(w.data, requires_grad=True)
+    x2 = tc.tensor(x.array)
+    w2 = tc.tensor(w.array, requires_grad=True)
     F.conv2d(x2, w2).sum().backward()
     assert x2.grad is None and w2.grad is not None
 
@@ -293,7 +293,7 @@ def test_no_grad_keeps_no_graph():
     w = tc.tensor(np.ones((1, 1, 3, 3)), requires_grad=True)
     with tc.no_grad():
         y = F.conv2d(x, w)
-    assert not y.requires_grad and y._creator is None
+    assert not y.requires_grad and y.grad_fn is None
 
 
 def test_non_contiguous_input(kernel_mode):
@@ -302,7 +302,7 @@ def test_non_contiguous_input(kernel_mode):
     x_view = tc.tensor(base).permute(0, 3, 1, 2)
     w = tc.tensor(rng.standard_normal((2, 3, 3, 3)))
     expected = F.conv2d(tc.tensor(np.ascontiguousarray(base.transpose(0, 3, 1, 2))), w, padding=1)
-    np.testing.assert_allclose(F.conv2d(x_view, w, padding=1).data, expected.data, rtol=1e-14)
+    np.testing.assert_allclose(F.conv2d(x_view, w, padding=1).array, expected.array, rtol=1e-14)
 
 
 def test_function_is_exposed_for_learners():

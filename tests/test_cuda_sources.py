@@ -542,7 +542,7 @@ def test_ops_through_cuda_launchers_match_reference_mode(ops_on_cuda_launchers, 
         xt = tinyconv.tensor(x, requires_grad=True)
         loss = _small_alexnet_step(xt, tinyconv.tensor(target), params)
         loss.backward()
-        return loss.item(), [p.grad.data for p in [xt] + params]
+        return loss.item(), [p.grad.array for p in [xt] + params]
 
     n_calls = len(host.calls)
     loss, grads = run()
@@ -563,10 +563,10 @@ def test_dropout_op_through_cuda_launchers(ops_on_cuda_launchers, rng):
     x = tinyconv.tensor(rng.standard_normal((8, 64)) + 3, requires_grad=True)
     y = F.dropout(x, 0.25)
     (y * 2).sum().backward()
-    keep = y.data != 0
+    keep = y.array != 0
     assert 0.6 < keep.mean() < 0.9
-    np.testing.assert_allclose(y.data, np.where(keep, x.data / 0.75, 0))
-    np.testing.assert_allclose(x.grad.data, np.where(keep, 2 / 0.75, 0))
+    np.testing.assert_allclose(y.array, np.where(keep, x.array / 0.75, 0))
+    np.testing.assert_allclose(x.grad.array, np.where(keep, 2 / 0.75, 0))
 
 
 @pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.9, False), (0.9, True)])
@@ -582,7 +582,7 @@ def test_sgd_optimizer_through_cuda_launcher(ops_on_cuda_launchers, host, moment
             for p, g in zip(params, step):
                 p.grad = tinyconv.tensor(g)
             opt.step()
-        return [p.data for p in params]
+        return [p.array for p in params]
 
     n_calls = len(host.calls)
     got = run()

@@ -50,7 +50,7 @@ def _give_biases_spread(model):
     rng = np.random.default_rng(7)
     for name, p in model.named_parameters():
         if name.endswith("bias"):
-            p.data[...] = rng.uniform(-0.3, 0.3, p.shape) + 0.2
+            p.array[...] = rng.uniform(-0.3, 0.3, p.shape) + 0.2
 
 
 def test_tiny_alexnet_gradcheck_every_parameter_and_the_input(kernel_mode):
@@ -109,7 +109,7 @@ def test_tiny_alexnet_matches_pytorch_forward_and_every_gradient(torch, kernel_m
     assert o_loss.item() == pytest.approx(t_loss.item(), rel=1e-12)
     t_grads = {k: p.grad.numpy() for k, p in theirs.named_parameters()}
     for k, p in ours.named_parameters():
-        np.testing.assert_allclose(p.grad.data, t_grads[k], rtol=1e-9, atol=1e-12, err_msg=k)
+        np.testing.assert_allclose(p.grad.array, t_grads[k], rtol=1e-9, atol=1e-12, err_msg=k)
 
 
 def test_sgd_training_lowers_the_loss(kernel_mode):
@@ -139,7 +139,7 @@ def test_sgd_training_lowers_the_loss(kernel_mode):
         with tc.no_grad():
             logits = model(x)
         model.train()
-        return criterion(logits, target).item(), (logits.data.argmax(1) == target).mean()
+        return criterion(logits, target).item(), (logits.array.argmax(1) == target).mean()
 
     before, _ = evaluate()
     losses = []

@@ -78,12 +78,12 @@ def test_dlpack_round_trip_shares_memory_on_cpu():
     t = torch.arange(6, dtype=torch.float32).reshape(2, 3)
     x = tinyconv.from_dlpack(t)
     assert x.shape == (2, 3) and x.dtype == np.float32 and x.device == "cpu" and not x.requires_grad
-    x.data[0, 0] = 42.0
+    x.array[0, 0] = 42.0
     assert t[0, 0].item() == 42.0                         # zero-copy: one buffer
     y = tinyconv.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=tinyconv.float64)
     ty = torch.from_dlpack(y)
     ty[1, 1] = -1.0
-    assert y.data[1, 1] == -1.0 and ty.dtype == torch.float64
+    assert y.array[1, 1] == -1.0 and ty.dtype == torch.float64
     assert y.__dlpack_device__()[0] == 1                  # kDLCPU
 
 
@@ -301,7 +301,7 @@ def test_every_op_matches_cpu_forward_and_backward(cp, dtype):
                 y = fn(*ins)
                 gy = np.random.default_rng(4).standard_normal(y.shape).astype(dtype)
                 y.backward(tinyconv.tensor(gy, device=dev))
-            outs[dev] = [y.data] + [t.grad.data for t in ins]
+            outs[dev] = [y.array] + [t.grad.array for t in ins]
             assert all(backend.device_of(a) == dev for a in outs[dev]), name
         for got, want in zip(outs["cuda"], outs["cpu"]):
             _close(got, want, dtype, rtol=2e-5 if dtype == np.float32 else 1e-11)
@@ -327,7 +327,7 @@ def _paper_alexnet_step(device, state, x, target, dtype=np.float32):
     xt = tinyconv.tensor(x.astype(dtype), device=device)
     loss = F.cross_entropy(model(xt), tinyconv.tensor(target, device=device))
     loss.backward()
-    grads = {k: backend.to_device(p.grad.data, "cpu") for k, p in model.named_parameters()}
+    grads = {k: backend.to_device(p.grad.array, "cpu") for k, p in model.named_parameters()}
     return loss.item(), grads
 
 
@@ -394,7 +394,7 @@ def test_paper_alexnet_layers_same_on_gpu_and_cpu_float32(cp):
             gy = np.random.default_rng(i).standard_normal(y.shape).astype(np.float32)
             y.backward(tinyconv.tensor(gy, device=dev))
             params = list(fn.parameters()) if hasattr(fn, "parameters") else []
-            got[dev] = [backend.to_device(a.data, "cpu") for a in [y, t.grad] + [p.grad for p in params]]
+            got[dev] = [backend.to_device(a.array, "cpu") for a in [y, t.grad] + [p.grad for p in params]]
         for which, (g, ref) in enumerate(zip(got["cuda"], got["cpu"])):
             try:
                 _close(g, ref, np.float32, rtol=2e-5)
@@ -438,7 +438,7 @@ def test_a_few_hundred_gpu_steps_reduce_the_loss(cp):
     after = eval_loss()
     assert all(np.isfinite(losses)) and np.isfinite(after)
     assert after < 0.5 * before, (before, after, losses[::25])
-    assert all(backend.device_of(p.data) == "cuda" for p in model.parameters())
+    assert all(backend.device_of(p.array) == "cuda" for p in model.parameters())
     for state in opt.state.values():
         assert backend.device_of(state["momentum_buffer"]) == "cuda"
 
@@ -451,7 +451,7 @@ def test_dlpack_with_torch_on_gpu(cp):
     t = torch.arange(12, dtype=torch.float32, device="cuda").reshape(3, 4)
     x = tinyconv.from_dlpack(t)
     assert x.device == "cuda:0"
-    x.data[0, 0] = 7.0
+    x.array[0, 0] = 7.0
     torch.cuda.synchronize()
     assert t[0, 0].item() == 7.0
     back = torch.from_dlpack(tinyconv.tensor(np.ones((2, 2), np.float32), device="cuda"))

@@ -266,10 +266,10 @@ def test_dropout_op_fast_path_follows_manual_seed():
     x = tinyconv.tensor(np.ones((8, 300), np.float32))
     with tinyconv.use_kernels("fast"):
         tinyconv.manual_seed(5)
-        a = F.dropout(x, 0.3).data
-        b = F.dropout(x, 0.3).data
+        a = F.dropout(x, 0.3).array
+        b = F.dropout(x, 0.3).array
         tinyconv.manual_seed(5)
-        c = F.dropout(x, 0.3).data
+        c = F.dropout(x, 0.3).array
     np.testing.assert_array_equal(a, c)
     assert not np.array_equal(a, b)
     assert set(np.unique(a)) <= {0.0, np.float32(1 / 0.7)}

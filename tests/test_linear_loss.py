@@ -17,7 +17,7 @@ def leaf(a, requires_grad=True):
 
 def close(ours, theirs, dtype):
     theirs = theirs.detach().numpy() if hasattr(theirs, "detach") else theirs
-    ours = ours.data if isinstance(ours, tinyconv.Tensor) else ours
+    ours = ours.array if isinstance(ours, tinyconv.Tensor) else ours
     assert ours.dtype == theirs.dtype
     assert ours.shape == theirs.shape
     np.testing.assert_allclose(ours, theirs, **TOL[dtype])
@@ -66,8 +66,8 @@ def test_linear_only_requested_grads(rng):
     b = leaf(rng.standard_normal(2))
     F.linear(x, w, b).sum().backward()
     assert w.grad is None
-    np.testing.assert_allclose(x.grad.data, np.ones((3, 2)) @ w.data)
-    np.testing.assert_allclose(b.grad.data, [3.0, 3.0])
+    np.testing.assert_allclose(x.grad.array, np.ones((3, 2)) @ w.array)
+    np.testing.assert_allclose(b.grad.array, [3.0, 3.0])
 
 
 def test_linear_bad_input(rng):
@@ -87,7 +87,7 @@ def test_linear_bad_input(rng):
     with pytest.raises(TypeError, match=r"linear: expected a floating point input, got int64"):
         F.linear(tinyconv.tensor(np.ones((3, 4), dtype=np.int64)), w)
     with pytest.raises(TypeError, match=r"linear: weight must be a Tensor, got ndarray"):
-        F.linear(x, w.data)
+        F.linear(x, w.array)
 
 
 # --------------------------------------------------------------------------- softmax, log_softmax
@@ -124,8 +124,8 @@ def test_softmax_is_stable_for_huge_logits():
     with np.errstate(over="raise", divide="raise", invalid="raise"):
         p = F.softmax(x, dim=1)
         logp = F.log_softmax(x, dim=1)
-    np.testing.assert_allclose(p.data, [[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
-    np.testing.assert_allclose(logp.data, [[-np.log(2), -np.log(2), -2000 - np.log(2)],
+    np.testing.assert_allclose(p.array, [[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
+    np.testing.assert_allclose(logp.array, [[-np.log(2), -np.log(2), -2000 - np.log(2)],
                                            [-2e4, -1e4, 0.0]])
 
 
@@ -140,7 +140,7 @@ def test_softmax_bad_input(rng):
     with pytest.raises(TypeError, match=r"log_softmax: expected a floating point input, got int64"):
         F.log_softmax(tinyconv.tensor([1, 2, 3]))
     with pytest.raises(TypeError, match=r"softmax: input must be a Tensor"):
-        F.softmax(x.data)
+        F.softmax(x.array)
 
 
 # --------------------------------------------------------------------------- cross_entropy, nll_loss
@@ -192,20 +192,20 @@ def test_cross_entropy_equals_nll_of_log_softmax(kernel_mode, rng):
     t = [3, 0, 1, 1, 2]
     a = F.cross_entropy(x, t)
     a.backward()
-    ga = x.grad.data.copy()
+    ga = x.grad.array.copy()
     x.grad = None
     b = F.nll_loss(F.log_softmax(x, dim=1), t)
     b.backward()
-    np.testing.assert_allclose(a.data, b.data, rtol=1e-14)
-    np.testing.assert_allclose(ga, x.grad.data, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(a.array, b.array, rtol=1e-14)
+    np.testing.assert_allclose(ga, x.grad.array, rtol=1e-12, atol=1e-15)
 
 
 def test_cross_entropy_backward_is_p_minus_onehot_over_n(kernel_mode, rng):
     x = leaf(rng.standard_normal((4, 3)))
     t = np.array([0, 2, 1, 2])
     F.cross_entropy(x, t).backward()
-    p = np.exp(x.data) / np.exp(x.data).sum(1, keepdims=True)
-    np.testing.assert_allclose(x.grad.data, (p - np.eye(3)[t]) / 4, rtol=1e-12, atol=1e-15)
+    p = np.exp(x.array) / np.exp(x.array).sum(1, keepdims=True)
+    np.testing.assert_allclose(x.grad.array, (p - np.eye(3)[t]) / 4, rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -252,7 +252,7 @@ def test_cross_entropy_target_forms(rng, target):
     x = leaf(rng.standard_normal((3, 3)))
     if isinstance(target, str):
         target = tinyconv.tensor([1, 0, 2])
-    want = -np.log(np.exp(x.data[[0, 1, 2], [1, 0, 2]]) / np.exp(x.data).sum(1)).mean()
+    want = -np.log(np.exp(x.array[[0, 1, 2], [1, 0, 2]]) / np.exp(x.array).sum(1)).mean()
     np.testing.assert_allclose(F.cross_entropy(x, target).item(), want, rtol=1e-12)
 
 
@@ -260,7 +260,7 @@ def test_cross_entropy_stable_for_huge_logits():
     x = leaf(np.array([[1e4, 0.0], [0.0, 1e4]]))
     with np.errstate(over="raise", divide="raise", invalid="raise"):
         loss = F.cross_entropy(x, [1, 1], reduction="none")
-    np.testing.assert_allclose(loss.data, [1e4, 0.0])
+    np.testing.assert_allclose(loss.array, [1e4, 0.0])
 
 
 def test_cross_entropy_empty_batch_mean_is_nan():
@@ -314,7 +314,7 @@ def test_non_contiguous_inputs(kernel_mode, torch, rng):
     ba = rng.standard_normal(8)
     w = leaf(rng.standard_normal((4, 6)))
     y = F.linear(leaf(xa), w, leaf(ba)[::2])         # bias (4,) with stride 2
-    ty = torch.nn.functional.linear(torch.tensor(xa), torch.tensor(w.data), torch.tensor(ba)[::2])
+    ty = torch.nn.functional.linear(torch.tensor(xa), torch.tensor(w.array), torch.tensor(ba)[::2])
     close(y, ty, np.float64)
 
 

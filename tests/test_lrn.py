@@ -27,7 +27,7 @@ def test_even_size_window_reaches_back_one_more_channel():
     # scale = 1 + 1^2 = 2,  1 + 1^2 + 2^2 = 6,  1 + 2^2 + 3^2 = 14
     x = tc.tensor(np.array([1.0, 2.0, 3.0]).reshape(1, 3, 1, 1))
     y = F.local_response_norm(x, size=2, alpha=2.0, beta=1.0, k=1.0)
-    np.testing.assert_allclose(y.data.ravel(), [1 / 2, 2 / 6, 3 / 14], rtol=1e-15)
+    np.testing.assert_allclose(y.array.ravel(), [1 / 2, 2 / 6, 3 / 14], rtol=1e-15)
 
 
 def test_paper_formula_with_paper_alpha_times_size():
@@ -43,10 +43,10 @@ def test_paper_formula_with_paper_alpha_times_size():
     assert paper_alpha_to_pytorch(1e-4, 5) == pytest.approx(5e-4)
     assert ALEXNET_LRN == {"size": 5, "alpha": pytest.approx(5e-4), "beta": 0.75, "k": 2.0}
     y = F.local_response_norm(tc.tensor(a), **ALEXNET_LRN)
-    np.testing.assert_allclose(y.data, paper, rtol=1e-13)
+    np.testing.assert_allclose(y.array, paper, rtol=1e-13)
     # and PyTorch's alpha is not the paper's: using 1e-4 unchanged gives a different layer
     y_wrong = F.local_response_norm(tc.tensor(a), size=5, alpha=1e-4, beta=0.75, k=2.0)
-    assert not np.allclose(y_wrong.data, paper, rtol=1e-3)
+    assert not np.allclose(y_wrong.array, paper, rtol=1e-3)
 
 
 # --------------------------------------------------------------------------- PyTorch parity
@@ -71,9 +71,9 @@ def test_matches_torch_forward_and_backward(kernel_mode, size, channels, dtype, 
 
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
     assert y.dtype == dtype and x.grad.dtype == dtype
-    np.testing.assert_allclose(y.data, yt.detach().numpy(), **tol)
-    np.testing.assert_allclose(x.grad.data, xt.grad.numpy(), **tol)
-    np.testing.assert_allclose(y.data, _lrn_by_definition(x_np, size, **params), **tol)
+    np.testing.assert_allclose(y.array, yt.detach().numpy(), **tol)
+    np.testing.assert_allclose(x.grad.array, xt.grad.numpy(), **tol)
+    np.testing.assert_allclose(y.array, _lrn_by_definition(x_np, size, **params), **tol)
 
 
 @pytest.mark.parametrize("shape", [(2, 6, 7), (1, 4, 2, 3, 2)])
@@ -88,15 +88,15 @@ def test_matches_torch_on_3d_and_5d_input(kernel_mode, shape, torch):
     yt = torch.nn.functional.local_response_norm(xt, 3, alpha=0.5, beta=0.6, k=1.0)
     yt.backward(torch.tensor(gy_np))
     assert y.shape == shape and x.grad.shape == shape
-    np.testing.assert_allclose(y.data, yt.detach().numpy(), rtol=1e-12)
-    np.testing.assert_allclose(x.grad.data, xt.grad.numpy(), rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(y.array, yt.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(x.grad.array, xt.grad.numpy(), rtol=1e-11, atol=1e-13)
 
 
 def test_alexnet_sized_layer_float32_matches_torch(kernel_mode, torch):
     x_np = np.random.default_rng(2).standard_normal((2, 96, 13, 13)).astype(np.float32) * 10
     y = F.local_response_norm(tc.tensor(x_np), **ALEXNET_LRN)
     yt = torch.nn.functional.local_response_norm(torch.tensor(x_np), **ALEXNET_LRN)
-    np.testing.assert_allclose(y.data, yt.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y.array, yt.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_non_contiguous_input(kernel_mode):
@@ -104,7 +104,7 @@ def test_non_contiguous_input(kernel_mode):
     xt = tc.tensor(x_np).permute(0, 1, 3, 2)       # a transposed view
     y = F.local_response_norm(xt, 3, alpha=0.5)
     ref = _lrn_by_definition(np.ascontiguousarray(x_np.transpose(0, 1, 3, 2)), 3, 0.5, 0.75, 1.0)
-    np.testing.assert_allclose(y.data, ref, rtol=1e-12)
+    np.testing.assert_allclose(y.array, ref, rtol=1e-12)
 
 
 # --------------------------------------------------------------------------- gradcheck
@@ -209,5 +209,5 @@ def test_cuda_matches_cpu(kmode, cupy):
         xg = tc.tensor(x_np, requires_grad=True, device="cuda")
         yg = F.local_response_norm(xg, **ALEXNET_LRN)
         yg.backward(tc.tensor(gy_np, device="cuda"))
-    np.testing.assert_allclose(cupy.asnumpy(yg.data), y.data, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(cupy.asnumpy(xg.grad.data), x.grad.data, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(cupy.asnumpy(yg.array), y.array, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(cupy.asnumpy(xg.grad.array), x.grad.array, rtol=1e-4, atol=1e-6)

@@ -174,12 +174,12 @@ def test_paper_initialization():
     layers = [x for x in m.modules() if isinstance(x, (nn.Conv2d, nn.Linear))]
     assert len(layers) == 8
     for layer in layers:
-        w = layer.weight.data
+        w = layer.weight.array
         assert w.dtype == np.float32
         assert abs(w.mean()) < 1e-3 and abs(w.std() - 0.01) < 0.01 * 0.05, layer
     # biases 1 in conv2, conv4, conv5, fc6, fc7; 0 in conv1, conv3, fc8
-    assert [float(layer.bias.data.min()) for layer in layers] == [0, 1, 0, 1, 1, 1, 1, 0]
-    assert [float(layer.bias.data.max()) for layer in layers] == [0, 1, 0, 1, 1, 1, 1, 0]
+    assert [float(layer.bias.array.min()) for layer in layers] == [0, 1, 0, 1, 1, 1, 1, 0]
+    assert [float(layer.bias.array.max()) for layer in layers] == [0, 1, 0, 1, 1, 1, 1, 0]
 
 
 def test_init_is_seeded_and_default_init_differs():
@@ -200,11 +200,11 @@ def test_kaiming_init_is_the_small_variants_default():
     m = alexnet(variant="small32")
     layers = [x for x in m.modules() if isinstance(x, (nn.Conv2d, nn.Linear))]
     for i, layer in enumerate(layers):
-        w = layer.weight.data
+        w = layer.weight.array
         fan_in = int(np.prod(w.shape[1:]))
         gain = 1.0 if i == len(layers) - 1 else 2.0          # no ReLU after the last layer
         assert abs(w.std() / np.sqrt(gain / fan_in) - 1) < 0.1, (i, w.std())
-        assert not layer.bias.data.any()
+        assert not layer.bias.array.any()
 
 
 def test_keras_bn_uses_keras_batchnorm_defaults():

@@ -126,7 +126,8 @@ def test_sequential_and_module_list_containers():
     x = t64([[-1.0, 2.0]])
     named.double()
     y = named(x)
-    np.testing.assert_allclose(y.data, np.maximum(x.data @ named.fc.weight.data.T + named.fc.bias.data, 0))
+    fc = named.fc
+    np.testing.assert_allclose(y.array, np.maximum(x.array @ fc.weight.array.T + fc.bias.array, 0))
     with pytest.raises(TypeError, match="argument 1 must be a Module"):
         nn.Sequential(nn.ReLU(), "relu")
 
@@ -151,7 +152,7 @@ def test_train_eval_apply_zero_grad_and_repr_calls():
     (out[0].sum() + out[1].sum()).backward()
     assert all(p.grad is not None for p in net.parameters())
     net.zero_grad(set_to_none=False)
-    assert all(not p.grad.data.any() for p in net.parameters())
+    assert all(not p.grad.array.any() for p in net.parameters())
     net.zero_grad()
     assert all(p.grad is None for p in net.parameters())
     net.requires_grad_(False)
@@ -200,7 +201,7 @@ def test_state_dict_is_a_copy():
     m = nn.Linear(2, 2)
     sd = m.state_dict()
     sd["weight"][...] = 7
-    assert not (m.weight.data == 7).any()
+    assert not (m.weight.array == 7).any()
 
 
 def test_pytorch_weights_load_and_give_the_same_outputs(torch):
@@ -214,12 +215,12 @@ def test_pytorch_weights_load_and_give_the_same_outputs(torch):
     result = ours.load_state_dict({k: v.numpy() for k, v in theirs.state_dict().items()})
     assert result.missing_keys == [] and result.unexpected_keys == []
     y = ours(t64(x))
-    np.testing.assert_allclose(y.data, theirs(torch.from_numpy(x)).detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(y.array, theirs(torch.from_numpy(x)).detach().numpy(), rtol=1e-10, atol=1e-12)
     # and the other way: our weights into PyTorch
     tc.manual_seed(3)
     ours2 = _pair_of_models(torch, nn).double().eval()
     theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours2.state_dict().items()})
-    np.testing.assert_allclose(ours2(t64(x)).data, theirs(torch.from_numpy(x)).detach().numpy(),
+    np.testing.assert_allclose(ours2(t64(x)).array, theirs(torch.from_numpy(x)).detach().numpy(),
                                rtol=1e-10, atol=1e-12)
 
 
@@ -236,14 +237,14 @@ def test_load_state_dict_names_every_bad_key():
     assert "unexpected keys: 2.weight" in msg
     assert "0.weight: expected shape (4, 3, 3, 3), got (4, 3, 5, 5)" in msg
     # a mis-shaped key is an error even when not strict; nothing was loaded
-    before = m[0].weight.data.copy()
+    before = m[0].weight.array.copy()
     with pytest.raises(ValueError, match="mis-shaped keys: 0.weight"):
         m.load_state_dict(sd, strict=False)
-    np.testing.assert_array_equal(m[0].weight.data, before)
+    np.testing.assert_array_equal(m[0].weight.array, before)
     sd["0.weight"] = np.ones((4, 3, 3, 3))
     missing, unexpected = m.load_state_dict(sd, strict=False)
     assert missing == ["1.running_var"] and unexpected == ["2.weight"]
-    assert (m[0].weight.data == 1).all()
+    assert (m[0].weight.array == 1).all()
     with pytest.raises(TypeError, match="expected a mapping"):
         m.load_state_dict([("0.weight", before)])
     sd = m.state_dict()
@@ -256,8 +257,8 @@ def test_load_state_dict_casts_keeps_identity_and_accepts_tensors():
     m = nn.Linear(3, 2)
     w = m.weight
     m.load_state_dict({"weight": tc.tensor(np.full((2, 3), 0.5)), "bias": [1, 2]})
-    assert m.weight is w and w.dtype == np.float32 and (w.data == 0.5).all()
-    assert m.bias.dtype == np.float32 and m.bias.data.tolist() == [1.0, 2.0]
+    assert m.weight is w and w.dtype == np.float32 and (w.array == 0.5).all()
+    assert m.bias.dtype == np.float32 and m.bias.array.tolist() == [1.0, 2.0]
     bn = nn.BatchNorm1d(2)
     bn.load_state_dict({**bn.state_dict(), "num_batches_tracked": np.array(7.0)})
     assert bn.num_batches_tracked.dtype == np.int64 and bn.num_batches_tracked.item() == 7
@@ -333,10 +334,10 @@ def test_every_layer_forward_and_backward_matches_pytorch(torch):
         oy = ours(ox)
         oy.backward(tc.tensor(gy))
         name = type(ours).__name__
-        np.testing.assert_allclose(oy.data, ty.detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
-        np.testing.assert_allclose(ox.grad.data, tx.grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(oy.array, ty.detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(ox.grad.array, tx.grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
         for (k, p), (_, tp) in zip(ours.named_parameters(), theirs.named_parameters()):
-            np.testing.assert_allclose(p.grad.data, tp.grad.numpy(), rtol=1e-10, atol=1e-12,
+            np.testing.assert_allclose(p.grad.array, tp.grad.numpy(), rtol=1e-10, atol=1e-12,
                                        err_msg=f"{name}.{k}")
 
 
@@ -347,9 +348,9 @@ def test_cross_entropy_loss_module(torch):
         ours = nn.CrossEntropyLoss(reduction=reduction)(t64(logits), target)
         theirs = torch.nn.CrossEntropyLoss(reduction=reduction)(torch.from_numpy(logits),
                                                                  torch.from_numpy(target))
-        np.testing.assert_allclose(ours.data, theirs.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(ours.array, theirs.numpy(), rtol=1e-12)
         log_p = F.log_softmax(t64(logits), dim=1)
-        np.testing.assert_allclose(nn.NLLLoss(reduction=reduction)(log_p, target).data, theirs.numpy(),
+        np.testing.assert_allclose(nn.NLLLoss(reduction=reduction)(log_p, target).array, theirs.numpy(),
                                    rtol=1e-12)
 
 
@@ -357,12 +358,12 @@ def test_dropout_follows_training_flag():
     d = nn.Dropout(0.5)
     x = tc.ones(200, 50)
     tc.manual_seed(0)
-    y = d(x).data
+    y = d(x).array
     assert set(np.unique(y)) == {0.0, 2.0} and 0.45 < (y > 0).mean() < 0.55
     d.eval()
-    assert (d(x).data == 1).all()
-    assert (nn.Dropout(0.0)(x).data == 1).all()
-    assert not nn.Dropout(1.0)(x).data.any()
+    assert (d(x).array == 1).all()
+    assert (nn.Dropout(0.0)(x).array == 1).all()
+    assert not nn.Dropout(1.0)(x).array.any()
 
 
 def _bn_pair(torch, cls, *args, **kwargs):
@@ -372,7 +373,7 @@ def _bn_pair(torch, cls, *args, **kwargs):
         rng = np.random.default_rng(5)
         for p, tp in zip(ours.parameters(), theirs.parameters()):
             tp.data = torch.from_numpy(rng.standard_normal(tp.shape))
-            p.data[...] = tp.data.numpy()
+            p.array[...] = tp.data.numpy()
     return ours, theirs
 
 
@@ -398,23 +399,23 @@ def test_batch_norm_train_steps_then_eval_match_pytorch(torch, cls, shape, kwarg
         ox = t64(x, grad=True)
         oy = ours(ox)
         oy.backward(tc.tensor(gy))
-        np.testing.assert_allclose(oy.data, ty.detach().numpy(), rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(ox.grad.data, tx.grad.numpy(), rtol=1e-9, atol=1e-11)
+        np.testing.assert_allclose(oy.array, ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(ox.grad.array, tx.grad.numpy(), rtol=1e-9, atol=1e-11)
         for p, tp in zip(ours.parameters(), theirs.parameters()):
-            np.testing.assert_allclose(p.grad.data, tp.grad.numpy(), rtol=1e-10, atol=1e-11)
+            np.testing.assert_allclose(p.grad.array, tp.grad.numpy(), rtol=1e-10, atol=1e-11)
         for k, v in theirs.state_dict().items():
             np.testing.assert_allclose(ours.state_dict()[k], v.numpy(), rtol=1e-12,
                                        err_msg=f"{k} step {step}")
     ours.eval()
     theirs.eval()
     x = rng.standard_normal(shape)
-    np.testing.assert_allclose(ours(t64(x)).data, theirs(torch.from_numpy(x)).detach().numpy(),
+    np.testing.assert_allclose(ours(t64(x)).array, theirs(torch.from_numpy(x)).detach().numpy(),
                                rtol=1e-10, atol=1e-12)
     if ours.track_running_stats:
         assert ours.num_batches_tracked.item() == 3    # eval does not count
-        before = ours.running_mean.data.copy()
+        before = ours.running_mean.array.copy()
         ours(t64(x))
-        np.testing.assert_array_equal(ours.running_mean.data, before)
+        np.testing.assert_array_equal(ours.running_mean.array, before)
 
 
 # --------------------------------------------------------------------------- initialization
@@ -438,14 +439,14 @@ def test_default_init_is_pytorchs():
     fan_in = 8 * 25
     bound = 1 / math.sqrt(fan_in)
     for t in (conv.weight, conv.bias):
-        a = t.data
+        a = t.array
         assert np.abs(a).max() <= bound and np.abs(a).max() > 0.9 * bound
-    w = conv.weight.data
+    w = conv.weight.array
     assert abs(w.std() - bound / math.sqrt(3)) < 0.03 * bound and abs(w.mean()) < 0.02 * bound
     lin = nn.Linear(100, 300, dtype=np.float64)
-    assert lin.weight.dtype == np.float64 and np.abs(lin.weight.data).max() <= 0.1
+    assert lin.weight.dtype == np.float64 and np.abs(lin.weight.array).max() <= 0.1
     bn = nn.BatchNorm2d(3)
-    assert (bn.weight.data == 1).all() and (bn.bias.data == 0).all() and (bn.running_var.data == 1).all()
+    assert (bn.weight.array == 1).all() and (bn.bias.array == 0).all() and (bn.running_var.array == 1).all()
 
 
 def test_calculate_gain_matches_pytorch(torch):
@@ -462,22 +463,22 @@ def test_init_functions_statistics():
     w = tc.zeros(256, 128, 3, 3)                        # fan_in 1152, fan_out 2304
     fan_in, fan_out = 128 * 9, 256 * 9
     assert init.normal_(w, 2.0, 0.5) is w
-    assert abs(w.data.mean() - 2.0) < 0.01 and abs(w.data.std() - 0.5) < 0.01
+    assert abs(w.array.mean() - 2.0) < 0.01 and abs(w.array.std() - 0.5) < 0.01
     init.uniform_(w, -3, 1)
-    assert w.data.min() >= -3 and w.data.max() < 1 and abs(w.data.mean() + 1) < 0.02
+    assert w.array.min() >= -3 and w.array.max() < 1 and abs(w.array.mean() + 1) < 0.02
     init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu")
-    assert w.data.std() == pytest.approx(math.sqrt(2 / fan_out), rel=0.02)
+    assert w.array.std() == pytest.approx(math.sqrt(2 / fan_out), rel=0.02)
     init.kaiming_uniform_(w, a=0, nonlinearity="relu")
     b = math.sqrt(2) * math.sqrt(3 / fan_in)
-    assert np.abs(w.data).max() <= b and w.data.std() == pytest.approx(b / math.sqrt(3), rel=0.02)
+    assert np.abs(w.array).max() <= b and w.array.std() == pytest.approx(b / math.sqrt(3), rel=0.02)
     init.xavier_uniform_(w, gain=2.0)
     b = 2 * math.sqrt(6 / (fan_in + fan_out))
-    assert np.abs(w.data).max() <= b and np.abs(w.data).max() > 0.99 * b
+    assert np.abs(w.array).max() <= b and np.abs(w.array).max() > 0.99 * b
     init.xavier_normal_(w)
-    assert w.data.std() == pytest.approx(math.sqrt(2 / (fan_in + fan_out)), rel=0.02)
+    assert w.array.std() == pytest.approx(math.sqrt(2 / (fan_in + fan_out)), rel=0.02)
     init.constant_(w, 0.25)
-    assert (w.data == 0.25).all() and w.dtype == np.float32
-    assert (init.ones_(w).data == 1).all() and not init.zeros_(w).data.any()
+    assert (w.array == 0.25).all() and w.dtype == np.float32
+    assert (init.ones_(w).array == 1).all() and not init.zeros_(w).array.any()
     with pytest.raises(ValueError, match="fewer than 2 dimensions"):
         init.xavier_uniform_(tc.zeros(5))
     with pytest.raises(TypeError, match="normal_: expected a floating point tensor"):
@@ -491,7 +492,7 @@ def test_init_draws_do_not_depend_on_dtype():
     a = init.normal_(tc.zeros(5, 5, dtype=tc.float64))
     tc.manual_seed(4)
     b = init.normal_(tc.zeros(5, 5))
-    np.testing.assert_allclose(a.data.astype(np.float32), b.data)
+    np.testing.assert_allclose(a.array.astype(np.float32), b.array)
 
 
 # --------------------------------------------------------------------------- GPU
@@ -541,6 +542,6 @@ def test_deepcopy_and_pickle_give_independent_equal_models():
     for clone in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
         assert list(clone.state_dict()) == list(m.state_dict())
         assert clone[0].weight is not m[0].weight
-        np.testing.assert_array_equal(clone[0].weight.data, m[0].weight.data)
-        clone[0].weight.data[...] = 0
-        assert m[0].weight.data.any()
+        np.testing.assert_array_equal(clone[0].weight.array, m[0].weight.array)
+        clone[0].weight.array[...] = 0
+        assert m[0].weight.array.any()

@@ -53,7 +53,7 @@ def test_sgd_matches_pytorch_over_several_steps(torch, kernel_mode, config):
     ours, _ = _run_ours(inits, grads, lambda ps: optim.SGD(ps, **config))
     theirs, _ = _run_torch(torch, inits, grads, lambda ps: torch.optim.SGD(ps, **config))
     for p, tp in zip(ours, theirs):
-        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(p.array, tp.detach().numpy(), rtol=1e-13, atol=1e-15)
 
 
 def test_sgd_float32_matches_pytorch(torch, kernel_mode):
@@ -64,7 +64,7 @@ def test_sgd_float32_matches_pytorch(torch, kernel_mode):
     cfg = dict(lr=0.01, momentum=0.9, weight_decay=5e-4)
     ours, _ = _run_ours(inits, grads, lambda ps: optim.SGD(ps, **cfg), dtype=np.float32)
     theirs, _ = _run_torch(torch, inits, grads, lambda ps: torch.optim.SGD(ps, **cfg))
-    np.testing.assert_allclose(ours[0].data, theirs[0].detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours[0].array, theirs[0].detach().numpy(), rtol=1e-5, atol=1e-6)
     assert ours[0].dtype == np.float32
 
 
@@ -93,7 +93,7 @@ def test_param_groups_lr_changes_and_missing_grads_match_pytorch(torch):
         o_opt.step()
         t_opt.step()
     for p, tp in zip(ours, theirs):
-        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-13)
+        np.testing.assert_allclose(p.array, tp.detach().numpy(), rtol=1e-13)
 
 
 def test_sgd_leaves_grad_untouched_and_zero_grad():
@@ -102,14 +102,14 @@ def test_sgd_leaves_grad_untouched_and_zero_grad():
     p.grad = tc.tensor(g.copy())
     opt = optim.SGD([p], lr=0.5, momentum=0.9, weight_decay=0.1)
     opt.step()
-    np.testing.assert_array_equal(p.grad.data, g)
-    np.testing.assert_allclose(p.data, 1 - 0.5 * (g + 0.1))
+    np.testing.assert_array_equal(p.grad.array, g)
+    np.testing.assert_allclose(p.array, 1 - 0.5 * (g + 0.1))
     opt.zero_grad(set_to_none=False)
-    assert p.grad is not None and not p.grad.data.any()
+    assert p.grad is not None and not p.grad.array.any()
     opt.zero_grad()
     assert p.grad is None
     opt.step()                                        # no grad: nothing moves
-    np.testing.assert_allclose(p.data, 1 - 0.5 * (g + 0.1))
+    np.testing.assert_allclose(p.array, 1 - 0.5 * (g + 0.1))
 
 
 def test_sgd_trains_a_module_with_closure():
@@ -117,7 +117,7 @@ def test_sgd_trains_a_module_with_closure():
     model = nn.Linear(3, 1, dtype=np.float64)
     x = tc.randn(32, 3, dtype=np.float64)
     w_true = np.array([[1.0, -2.0, 0.5]])
-    y = tc.tensor(x.data @ w_true.T + 0.3)
+    y = tc.tensor(x.array @ w_true.T + 0.3)
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
 
     def closure():
@@ -130,7 +130,7 @@ def test_sgd_trains_a_module_with_closure():
     for _ in range(100):
         loss = opt.step(closure)
     assert loss.item() < 1e-4 * first
-    np.testing.assert_allclose(model.weight.data, w_true, atol=1e-2)
+    np.testing.assert_allclose(model.weight.array, w_true, atol=1e-2)
 
 
 def test_sgd_dispatches_through_the_kernel_seam(monkeypatch):
@@ -192,7 +192,7 @@ def test_sgd_state_dict_round_trip_resumes_exactly():
     assert sd["state"][0]["momentum_buffer"] is not opt.state[first[0]]["momentum_buffer"]
     json.dumps(sd["param_groups"])                      # hyper-parameters are plain JSON data
 
-    resumed = [nn.Parameter(p.data.copy()) for p in first]
+    resumed = [nn.Parameter(p.array.copy()) for p in first]
     opt2 = optim.SGD(resumed, lr=1.0)                   # hyper-parameters come from the state_dict
     opt2.load_state_dict(sd)
     assert opt2.param_groups[0]["lr"] == 0.05 and opt2.param_groups[0]["momentum"] == 0.9
@@ -201,7 +201,7 @@ def test_sgd_state_dict_round_trip_resumes_exactly():
             p.grad = tc.tensor(g)
         opt2.step()
     for p, q in zip(resumed, straight):
-        np.testing.assert_array_equal(p.data, q.data)
+        np.testing.assert_array_equal(p.array, q.array)
 
 
 def test_sgd_state_dict_layout_matches_pytorch(torch):

@@ -91,17 +91,17 @@ def test_overlapping_windows_add_their_gradients():
     # 3/2 windows over a 1x5 row (as a 1-row image, kernel 1x3): windows [0..2] and [2..4] share pixel 2
     x = tc.tensor(np.array([[[[0.0, 1.0, 9.0, 2.0, 3.0]]]]), requires_grad=True)
     y = F.max_pool2d(x, (1, 3), (1, 2))
-    np.testing.assert_array_equal(y.data.ravel(), [9.0, 9.0])
+    np.testing.assert_array_equal(y.array.ravel(), [9.0, 9.0])
     y.backward(tc.tensor(np.array([[[[10.0, 1.0]]]])))
-    np.testing.assert_array_equal(x.grad.data.ravel(), [0, 0, 11.0, 0, 0])
+    np.testing.assert_array_equal(x.grad.array.ravel(), [0, 0, 11.0, 0, 0])
 
 
 def test_ties_go_to_the_first_pixel():
     x = tc.tensor(np.ones((1, 1, 2, 2)), requires_grad=True)
     y, idx = F.max_pool2d(x, 2, return_indices=True)
-    assert idx.data.ravel().tolist() == [0] and idx.dtype == np.int64 and not idx.requires_grad
+    assert idx.array.ravel().tolist() == [0] and idx.dtype == np.int64 and not idx.requires_grad
     y.sum().backward()
-    np.testing.assert_array_equal(x.grad.data.ravel(), [1.0, 0, 0, 0])
+    np.testing.assert_array_equal(x.grad.array.ravel(), [1.0, 0, 0, 0])
 
 
 # --------------------------------------------------------------------------- gradcheck
@@ -180,7 +180,7 @@ def _run_both(torch, ours, theirs, x_np, seed=5):
     yt = yt[0] if isinstance(yt, tuple) else yt
     yt.backward(torch.tensor(gy))
     assert y.shape == tuple(yt.shape) and y.dtype == x_np.dtype and x.grad.dtype == x_np.dtype
-    return (y.data, x.grad.data), (yt.detach().numpy(), xt.grad.numpy())
+    return (y.array, x.grad.array), (yt.detach().numpy(), xt.grad.numpy())
 
 
 def _assert_close(ours, theirs, dtype):
@@ -210,14 +210,14 @@ def test_max_pool_matches_torch(kernel_mode, torch, case, dtype):
     _, idx = F.max_pool2d(tc.tensor(x_np), k, s, p, ceil_mode=ceil, return_indices=True)
     _, idx_t = torch.nn.functional.max_pool2d(torch.tensor(x_np), k, s, p, ceil_mode=ceil,
                                               return_indices=True)
-    np.testing.assert_array_equal(idx.data, idx_t.numpy())
+    np.testing.assert_array_equal(idx.array, idx_t.numpy())
 
 
 def test_max_pool_ties_match_torch(kernel_mode, torch):
     x_np = np.random.default_rng(7).integers(-2, 2, (2, 3, 9, 9)).astype(np.float64)
     _, idx = F.max_pool2d(tc.tensor(x_np), 3, 2, 1, return_indices=True)
     _, idx_t = torch.nn.functional.max_pool2d(torch.tensor(x_np), 3, 2, 1, return_indices=True)
-    np.testing.assert_array_equal(idx.data, idx_t.numpy())
+    np.testing.assert_array_equal(idx.array, idx_t.numpy())
 
 
 AVG_TORCH_CASES = [  # (x shape, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
@@ -264,7 +264,7 @@ def test_adaptive_avg_pool_matches_torch(torch, case, dtype):
 def test_adaptive_matches_torchvision_alexnet_module(torch):
     x_np = np.random.default_rng(10).standard_normal((2, 5, 3, 4)).astype(np.float32)
     expected = torch.nn.AdaptiveAvgPool2d((6, 6))(torch.tensor(x_np)).numpy()
-    np.testing.assert_allclose(F.adaptive_avg_pool2d(tc.tensor(x_np), (6, 6)).data, expected, rtol=1e-6)
+    np.testing.assert_allclose(F.adaptive_avg_pool2d(tc.tensor(x_np), (6, 6)).array, expected, rtol=1e-6)
 
 
 @pytest.mark.parametrize("name, args", [
@@ -288,7 +288,7 @@ def test_non_contiguous_input(kernel_mode):
     x = tc.tensor(np.ascontiguousarray(base.transpose(0, 3, 1, 2)))
     for fn in (lambda t: F.max_pool2d(t, 3, 2, 1), lambda t: F.avg_pool2d(t, 2),
                lambda t: F.adaptive_avg_pool2d(t, 4)):
-        np.testing.assert_allclose(fn(x_view).data, fn(x).data, rtol=1e-14)
+        np.testing.assert_allclose(fn(x_view).array, fn(x).array, rtol=1e-14)
 
 
 # --------------------------------------------------------------------------- bad input
@@ -392,5 +392,5 @@ def test_nan_wins_like_torch(kernel_mode, torch):
     x_np = np.array([[[[1.0, np.nan, 3.0, np.nan, 2.0]]]])
     y, idx = F.max_pool2d(tc.tensor(x_np), (1, 5), return_indices=True)
     y_t, idx_t = torch.nn.functional.max_pool2d(torch.tensor(x_np), (1, 5), return_indices=True)
-    assert np.isnan(y.data).all() and np.isnan(y_t.numpy()).all()
-    np.testing.assert_array_equal(idx.data, idx_t.numpy())
+    assert np.isnan(y.array).all() and np.isnan(y_t.numpy()).all()
+    np.testing.assert_array_equal(idx.array, idx_t.numpy())

@@ -3,17 +3,22 @@
 The whole graph machinery is here, and it knows no layer.
 
 * A ``Tensor`` wraps one raw array (``numpy.ndarray`` on the CPU, ``cupy.ndarray``
-  on CUDA) in ``.data``.  A tensor made by an op remembers the ``Function`` that
-  made it (``._creator``); a tensor the user made is a *leaf*.
+  on CUDA) in ``.array``.  (``.data`` is PyTorch's: the same memory as a Tensor that
+  autograd does not track.)  A tensor made by an op remembers the ``Function`` that
+  made it (``.grad_fn``); a tensor the user made is a *leaf*.
 * A ``Function`` is one node of the graph.  A subclass writes ``forward`` on raw
   arrays (saving what backward needs with ``save_for_backward``) and ``backward``,
   which maps the gradient of the output to one gradient per input.  Calling the
   function on tensors runs forward and links the node into the graph.
-* ``Tensor.backward()`` sorts the nodes reachable from the output topologically
-  and walks them from the output back, summing the gradients that reach each node
-  (a tensor used twice gets the sum of both uses) and accumulating them into the
-  leaves' ``.grad``.  Saved buffers are freed as each node is done, unless
-  ``retain_graph=True``.
+* ``Tensor.backward()`` runs the nodes reachable from the output in reverse
+  topological order (Kahn's algorithm): a node runs once *every* node that consumes
+  its output has handed it a gradient, so a tensor used twice gets the sum of both
+  uses before its node runs.  Leaves are vertices too: each gets the total of its
+  gradients once, through its hooks, into ``.grad``.  Saved buffers are freed as each
+  node is done, unless ``retain_graph=True``.
+* Every tensor has a version counter, bumped by each in-place write (shared with its
+  views).  A node records the versions of the tensors whose memory it saved; backward
+  refuses to use a saved buffer that was modified since, as PyTorch does.
 
 The graph links nodes to nodes (and to leaves), never to intermediate tensors, so
 an activation no backward needs is freed as soon as the user drops it.
@@ -21,6 +26,7 @@ an activation no backward needs is freed as soon as the user drops it.
 import numpy as np
 
 from . import backend
+from .tensor_methods import TensorMethods
 
 # --------------------------------------------------------------------------- grad mode
 
@@ -29,21 +35,47 @@ class _GradMode:
     enabled = True
 
 
-class no_grad:
-    """Context manager (or decorator) that records no graph, as ``torch.no_grad``."""
+class set_grad_enabled:
+    """Context manager (or decorator) that turns graph recording on or off, as in PyTorch."""
+
+    def __init__(self, mode):
+        self.mode = bool(mode)
 
     def __enter__(self):
-        self.previous, _GradMode.enabled = _GradMode.enabled, False
+        self.previous, _GradMode.enabled = _GradMode.enabled, self.mode
 
     def __exit__(self, *exc):
         _GradMode.enabled = self.previous
 
     def __call__(self, fn):
         def wrapped(*args, **kwargs):
-            with no_grad():
+            with type(self)(*self._args()):
                 return fn(*args, **kwargs)
         wrapped.__name__, wrapped.__doc__ = fn.__name__, fn.__doc__
         return wrapped
+
+    def _args(self):
+        return (self.mode,)
+
+
+class no_grad(set_grad_enabled):
+    """Record no graph inside (``with no_grad():`` or ``@no_grad()``), as ``torch.no_grad``."""
+
+    def __init__(self):
+        super().__init__(False)
+
+    def _args(self):
+        return ()
+
+
+class enable_grad(set_grad_enabled):
+    """Record the graph again inside a ``no_grad`` block, as ``torch.enable_grad``."""
+
+    def __init__(self):
+        super().__init__(True)
+
+    def _args(self):
+        return ()
 
 
 def is_grad_enabled():
@@ -79,16 +111,21 @@ class Function:
                             f"{[str(t.dtype) for t in inputs]}")
         self.needs_input_grad = tuple(t.requires_grad for t in inputs)
         self.saved_tensors = ()
-        y = self.forward(*(t.data for t in inputs))
+        y = self.forward(*(t.array for t in inputs))
         out = Tensor(y)
+        for t in inputs:              # a view of an input shares its memory and version counter
+            if _shares_memory(y, t.array):
+                out._version_counter = t._version_counter
+                out._base = t._base if t._base is not None else t
+                break
         if _GradMode.enabled and any(self.needs_input_grad):
             # A parent is the node that made an input, the input itself if it is a
             # leaf that wants a gradient, or None if no gradient flows there.
-            self.parents = tuple(
-                (t._creator if t._creator is not None else t) if t.requires_grad else None
-                for t in inputs)
-            out.requires_grad = True
-            out._creator = self
+            self.parents = tuple((t.grad_fn or t) if t.requires_grad else None for t in inputs)
+            self.saved_versions = [(t._version_counter, t._version, t.shape, t.dtype) for t in inputs + (out,)
+                                   if any(_shares_memory(a, t.array) for a in self.saved_tensors)]
+            self.tensor_hooks, self.retains = [], None
+            out._requires_grad, out.grad_fn = True, self
         else:
             self.saved_tensors = ()
         return out
@@ -106,21 +143,168 @@ class Function:
         """Free the saved buffers once backward is done with them."""
         self.saved_tensors = None
 
+    def name(self):
+        return f"{type(self).__name__}Backward"
 
-def _topological_order(root):
-    """Nodes reachable from ``root``, each after every node that consumes its output."""
-    order, seen, stack = [], {id(root)}, [(root, False)]
-    while stack:
-        fn, done = stack.pop()
-        if done:
-            order.append(fn)
+    def __repr__(self):
+        return f"<{self.name()}>"
+
+    @property
+    def next_functions(self):
+        """``((node, 0), ...)`` per input, as PyTorch: a leaf's node is its ``AccumulateGrad``."""
+        return tuple((p if isinstance(p, Function) or p is None else AccumulateGrad.of(p), 0)
+                     for p in self.parents)
+
+    def _checked_backward(self, gy):
+        if self.saved_tensors is None:
+            raise RuntimeError(
+                f"backward: trying to backward through {type(self).__name__} a second time; its "
+                "saved buffers were freed.  Pass retain_graph=True to the first backward.")
+        for version, saved, shape, dtype in self.saved_versions:
+            if version.n != saved:
+                raise RuntimeError(
+                    "one of the variables needed for gradient computation has been modified by an "
+                    f"inplace operation: the {dtype} tensor of shape {list(shape)} saved by "
+                    f"{self.name()} is at version {version.n}; expected version {saved} instead.")
+        gxs = self.backward(gy)
+        gxs = gxs if isinstance(gxs, tuple) else (gxs,)
+        if len(gxs) != len(self.parents):
+            raise RuntimeError(f"{type(self).__name__}.backward returned {len(gxs)} gradients "
+                               f"for {len(self.parents)} inputs")
+        return gxs
+
+
+class AccumulateGrad:
+    """The node PyTorch shows for a leaf in ``next_functions``: it adds into ``variable.grad``."""
+
+    next_functions = ()
+
+    def __init__(self, variable):
+        self.variable = variable
+
+    @classmethod
+    def of(cls, leaf):
+        if leaf._accumulator is None:
+            leaf._accumulator = cls(leaf)
+        return leaf._accumulator
+
+    def name(self):
+        return "AccumulateGrad"
+
+    def __repr__(self):
+        return "<AccumulateGrad>"
+
+
+def _shares_memory(a, b):
+    if not hasattr(a, "shape"):
+        return False
+    if a is b:
+        return True
+    if getattr(a, "base", None) is None and getattr(b, "base", None) is None:
+        return False           # two arrays that own their memory never overlap
+    return backend.array_module(b).may_share_memory(a, b)
+
+
+class _Version:
+    """A tensor's version counter: how many in-place writes its memory has seen."""
+
+    __slots__ = ("n",)
+
+    def __init__(self):
+        self.n = 0
+
+
+class RemovableHandle:
+    """What ``register_hook`` returns: ``handle.remove()`` takes the hook off again."""
+
+    def __init__(self, hooks, hook):
+        self.hooks, self.hook = hooks, hook
+
+    def remove(self):
+        if self.hook in self.hooks:
+            self.hooks.remove(self.hook)
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+def _vertex(t):
+    """Where a tensor's gradient goes: the node that made it, or the tensor itself if a leaf."""
+    return t.grad_fn or t
+
+
+def _apply_hooks(hooks, g):
+    for hook in hooks:
+        out = hook(Tensor(g))
+        if out is not None:
+            g = out.array if isinstance(out, Tensor) else out
+    return g
+
+
+def _run_backward(roots, seeds, retain_graph, capture=None):
+    """Propagate ``seeds`` (one gradient array per root tensor) back through the graph.
+
+    Kahn's algorithm: count, for each vertex, the edges from the vertices that consume
+    it; a vertex runs when the last of them has handed it its gradient, so it runs once,
+    with the sum of all of them.  ``capture`` maps ``id(vertex)`` to a slot: those
+    vertices' total gradients are returned in a dict instead of going into ``.grad``
+    (``autograd.grad``); without it every leaf's gradient is accumulated.
+    """
+    starts, pending, grads = [], {}, {}       # grads: id -> [array, owned]
+    for t, g in zip(roots, seeds):
+        v = _vertex(t)
+        if id(v) in grads:
+            grads[id(v)] = [grads[id(v)][0] + g, True]
+        else:
+            grads[id(v)], pending[id(v)] = [g, False], 0
+            starts.append(v)
+    stack = list(starts)
+    while stack:                               # count the consumers of every vertex
+        v = stack.pop()
+        for p in getattr(v, "parents", ()):
+            if p is not None:
+                if id(p) not in pending:
+                    pending[id(p)] = 0
+                    stack.append(p)
+                pending[id(p)] += 1
+    captured = {}
+    ready = [v for v in starts if pending[id(v)] == 0]
+    while ready:
+        v = ready.pop()
+        g, owned = grads.pop(id(v), (None, False))
+        if isinstance(v, Tensor):              # a leaf: its gradient is complete
+            if g is not None:
+                g = _apply_hooks(v._hooks, g)
+                if capture is None:
+                    _accumulate_leaf(v, g, owned)
+                    for hook in v._post_accumulate_hooks:
+                        hook(v)
+                else:
+                    captured.update((i, g) for i in capture.get(id(v), ()))
             continue
-        stack.append((fn, True))
-        for p in fn.parents:
-            if isinstance(p, Function) and id(p) not in seen:
-                seen.add(id(p))
-                stack.append((p, False))
-    return order[::-1]  # the output's node first
+        gxs = (None,) * len(v.parents)
+        if g is not None:
+            g = _apply_hooks(v.tensor_hooks, g)
+            if capture is None and v.retains is not None:
+                _accumulate_leaf(v.retains, g)
+            elif capture is not None:
+                captured.update((i, g) for i in capture.get(id(v), ()))
+            gxs = v._checked_backward(g)
+            if not retain_graph:
+                v.release()
+        for p, gx in zip(v.parents, gxs):
+            if p is None:
+                continue
+            if gx is not None:
+                if id(p) in grads and grads[id(p)][0] is not None:
+                    grads[id(p)] = [grads[id(p)][0] + gx, True]
+                else:   # fresh: not the incoming gradient, not a view, not handed to two inputs
+                    grads[id(p)] = [gx, gx is not g and getattr(gx, "base", None) is None
+                                    and sum(x is gx for x in gxs) == 1]
+            pending[id(p)] -= 1
+            if pending[id(p)] == 0:
+                ready.append(p)
+    return captured
 
 
 def _accumulate_leaf(leaf, g, owned=False):
@@ -131,63 +315,94 @@ def _accumulate_leaf(leaf, g, owned=False):
     gradients are added out of place.
     """
     if g.shape != leaf.shape:
-        raise RuntimeError(f"autograd: gradient of shape {g.shape} for a leaf of shape {leaf.shape}")
+        raise RuntimeError(f"autograd: gradient of shape {g.shape} for a tensor of shape {leaf.shape}")
     if g.dtype != leaf.dtype:
         g, owned = g.astype(leaf.dtype), True
     if leaf.grad is None:
         leaf.grad = Tensor(g if owned else g.copy())
     else:
-        leaf.grad.data = leaf.grad.data + g
+        leaf.grad.array = leaf.grad.array + g
 
 
-def backward(output, grad=None, retain_graph=False):
-    """Reverse-mode differentiation from ``output`` into every leaf that requires grad."""
-    if not output.requires_grad:
-        raise RuntimeError("backward: the tensor does not require grad and has no graph")
-    xp = backend.array_module(output.data)
-    if grad is None:
-        if output.data.size != 1:
-            raise RuntimeError(f"backward: grad can be implicitly created only for a scalar "
-                               f"output, got shape {output.shape}")
-        gy = xp.ones_like(output.data)
-    else:
-        gy = grad.data if isinstance(grad, Tensor) else xp.asarray(grad)
-        if gy.shape != output.shape:
-            raise ValueError(f"backward: grad has shape {gy.shape}, output has shape {output.shape}")
-        gy = gy.astype(output.dtype, copy=False)
-    if output._creator is None:          # a leaf: its gradient is the seed itself
-        _accumulate_leaf(output, gy)
-        return
-    grads = {id(output._creator): gy}
-    for fn in _topological_order(output._creator):
-        gy = grads.pop(id(fn), None)
-        if gy is None:
+def _seeds(outputs, grad_outputs, op):
+    """The starting gradient of each output: ``grad_outputs``, or ones for a scalar."""
+    seeds = []
+    for i, (out, g) in enumerate(zip(outputs, grad_outputs)):
+        if not isinstance(out, Tensor):
+            raise TypeError(f"{op}: output {i} must be a Tensor, got {type(out).__name__}")
+        if not out.requires_grad:
+            raise RuntimeError(f"{op}: element {i} of tensors does not require grad and does not "
+                               "have a grad_fn")
+        xp = backend.array_module(out.array)
+        if g is None:
+            if out.array.size != 1:
+                raise RuntimeError(f"{op}: grad can be implicitly created only for scalar outputs, "
+                                   f"got shape {out.shape}")
+            seeds.append(xp.ones_like(out.array))
             continue
-        if fn.saved_tensors is None:
-            raise RuntimeError(
-                f"backward: trying to backward through {type(fn).__name__} a second time; its "
-                "saved buffers were freed.  Pass retain_graph=True to the first backward.")
-        retained = getattr(fn, "retained_output", None)
-        if retained is not None:
-            retained.grad = Tensor(gy)
-        gxs = fn.backward(gy)
-        if not isinstance(gxs, tuple):
-            gxs = (gxs,)
-        if len(gxs) != len(fn.parents):
-            raise RuntimeError(f"{type(fn).__name__}.backward returned {len(gxs)} gradients "
-                               f"for {len(fn.parents)} inputs")
-        for parent, gx in zip(fn.parents, gxs):
-            if parent is None or gx is None:
-                continue
-            if isinstance(parent, Tensor):
-                # fresh: not the incoming gradient, not a view, not handed to two inputs
-                owned = gx is not gy and gx.base is None and sum(g is gx for g in gxs) == 1
-                _accumulate_leaf(parent, gx, owned)
-            else:
-                key = id(parent)
-                grads[key] = gx if key not in grads else grads[key] + gx
-        if not retain_graph:
-            fn.release()
+        g = g.array if isinstance(g, Tensor) else xp.asarray(g)
+        if g.shape != out.shape:
+            raise RuntimeError(f"{op}: Mismatch in shape: grad_output[{i}] has a shape of "
+                               f"{g.shape} and output[{i}] has a shape of {out.shape}")
+        seeds.append(g.astype(out.dtype, copy=False))
+    return seeds
+
+
+def _as_list(x):
+    if x is None:
+        return []
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
+    """Accumulate d(tensors)/d(leaf) into ``.grad`` of every leaf (or of ``inputs``) they need."""
+    if create_graph:
+        raise NotImplementedError("backward: create_graph=True (higher-order gradients) is not "
+                                  "supported by tinyconv")
+    tensors = _as_list(tensors)
+    grads = _as_list(grad_tensors) or [None] * len(tensors)
+    if len(grads) != len(tensors):
+        raise RuntimeError(f"backward: got {len(grads)} gradients for {len(tensors)} tensors")
+    seeds = _seeds(tensors, grads, "backward")
+    if inputs is None:
+        _run_backward(tensors, seeds, bool(retain_graph))
+        return
+    inputs = _as_list(inputs)
+    found = _run_backward(tensors, seeds, bool(retain_graph), _capture(inputs, "backward"))
+    for i, t in enumerate(inputs):
+        if i in found:
+            _accumulate_leaf(t, found[i])
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         allow_unused=False):
+    """The gradients of ``outputs`` with respect to ``inputs``, as a tuple (``.grad`` untouched)."""
+    if create_graph:
+        raise NotImplementedError("autograd.grad: create_graph=True (higher-order gradients) is "
+                                  "not supported by tinyconv")
+    outputs, inputs = _as_list(outputs), _as_list(inputs)
+    grads = _as_list(grad_outputs) or [None] * len(outputs)
+    if len(grads) != len(outputs):
+        raise RuntimeError(f"autograd.grad: got {len(grads)} grad_outputs for {len(outputs)} outputs")
+    found = _run_backward(outputs, _seeds(outputs, grads, "autograd.grad"), bool(retain_graph),
+                          _capture(inputs, "autograd.grad"))
+    result = []
+    for i, t in enumerate(inputs):
+        if i not in found and not allow_unused:
+            raise RuntimeError("autograd.grad: one of the differentiated Tensors appears to not "
+                               f"have been used in the graph (input {i}, shape {t.shape}). Set "
+                               "allow_unused=True if this is the desired behavior.")
+        result.append(Tensor(found[i].copy()) if i in found else None)
+    return tuple(result)
+
+
+def _capture(inputs, op):
+    capture = {}
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor) or not t.requires_grad:
+            raise RuntimeError(f"{op}: input {i} does not require grad")
+        capture.setdefault(id(_vertex(t)), []).append(i)
+    return capture
 
 
 # --------------------------------------------------------------------------- Tensor
@@ -197,261 +412,253 @@ def _float_dtype(dt):
     return np.dtype(dt).kind == "f"
 
 
-class Tensor:
+class Tensor(TensorMethods):
     """An n-dimensional array with a place in the autograd graph.
 
-    ``.data`` is the raw array (numpy or cupy); ``.grad`` is a Tensor filled by
-    ``backward``.  Build one with :func:`tinyconv.tensor`.
+    ``.array`` is the raw array (numpy or cupy); ``.grad`` is a Tensor filled by
+    ``backward``.  Build one with :func:`tinyconv.tensor`.  The math (operators,
+    reductions, shape and in-place ops) is in :class:`~tinyconv.tensor_methods.TensorMethods`.
     """
 
     __array_ufunc__ = None   # make NumPy hand ``ndarray * Tensor`` to Tensor.__rmul__
 
-    def __init__(self, data, requires_grad=False):
-        self.data = data
+    def __init__(self, array, requires_grad=False):
+        self.array = array
         self.grad = None
-        self._creator = None
-        self.requires_grad = False
+        self.grad_fn = None
+        self._requires_grad = False
+        self._version_counter = _Version()
+        self._base = None              # the tensor whose memory this one views, if any
+        self._hooks, self._post_accumulate_hooks, self._accumulator = [], [], None
         if requires_grad:
             self.requires_grad_(True)
 
     # -- properties ----------------------------------------------------------
     @property
     def shape(self):
-        return tuple(self.data.shape)
+        return tuple(self.array.shape)
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return self.array.dtype
 
     @property
     def device(self):
-        return backend.device_of(self.data)
+        return backend.device_of(self.array)
 
     @property
     def ndim(self):
-        return self.data.ndim
+        return self.array.ndim
 
     @property
     def is_leaf(self):
-        return self._creator is None
+        return self.grad_fn is None
+
+    @property
+    def data(self):
+        """PyTorch's ``.data``: the same memory as a tensor autograd does not track."""
+        return Tensor(self.array)
+
+    @data.setter
+    def data(self, value):
+        self.array = value.array if isinstance(value, Tensor) else value
+
+    @property
+    def _version(self):
+        return self._version_counter.n
 
     def dim(self):
-        return self.data.ndim
+        return self.array.ndim
 
     def size(self, dim=None):
         return self.shape if dim is None else self.shape[dim]
 
     def numel(self):
-        return int(self.data.size)
+        return int(self.array.size)
 
+    # -- Python protocols, as PyTorch's ----------------------------------------
     def __len__(self):
-        return len(self.data)
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
 
-    # -- autograd ------------------------------------------------------------
-    def requires_grad_(self, requires_grad=True):
-        if requires_grad and not _float_dtype(self.dtype):
-            raise RuntimeError(f"only floating point tensors can require gradients, got {self.dtype}")
-        if not requires_grad and self._creator is not None:
-            raise RuntimeError("requires_grad_(False) on a non-leaf tensor; use detach()")
-        self.requires_grad = bool(requires_grad)
-        return self
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
 
-    def backward(self, grad=None, retain_graph=False):
-        """Fill ``.grad`` of every leaf this tensor depends on with d(self)/d(leaf)."""
-        backward(self, grad, retain_graph)
+    def __bool__(self):
+        if self.array.size != 1:
+            which = "no values" if self.array.size == 0 else "more than one value"
+            raise RuntimeError(f"Boolean value of Tensor with {which} is ambiguous")
+        return bool(self.item())
 
-    def retain_grad(self):
-        """Keep ``.grad`` on this non-leaf tensor too (learners use it to look inside)."""
-        if self._creator is not None:
-            self._creator.retained_output = self
+    def __float__(self):
+        return float(self._scalar("float"))
 
-    def detach(self):
-        """The same data, cut from the graph."""
-        return Tensor(self.data)
+    def __int__(self):
+        return int(self._scalar("int"))
 
-    # -- conversion ----------------------------------------------------------
+    def __index__(self):
+        if self.dtype.kind not in "iub" or self.array.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def __format__(self, spec):
+        if self.ndim == 0:
+            return format(self.item(), spec)
+        return object.__format__(self, spec)
+
+    def __contains__(self, element):
+        return bool((self == element).any())
+
+    def _scalar(self, op):
+        if self.array.size != 1:
+            raise ValueError(f"only one element tensors can be converted to Python scalars "
+                             f"({op}() of a tensor of shape {self.shape})")
+        return self.item()
+
+    def item(self):
+        if self.array.size != 1:
+            raise RuntimeError(f"a Tensor with {self.array.size} elements cannot be converted to Scalar")
+        return self.array.reshape(()).item()
+
+    def tolist(self):
+        return backend.to_device(self.array, "cpu").tolist()
+
     def numpy(self):
         """The data as a NumPy array (shares memory on the CPU)."""
         if self.requires_grad:
-            raise RuntimeError("numpy(): the tensor requires grad; call .detach().numpy()")
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use "
+                               "tensor.detach().numpy() instead.")
         if self.device.type != "cpu":
             raise TypeError(f"numpy(): the tensor is on {self.device}; call .cpu() first")
-        return self.data
+        return self.array
+
+    def __array__(self, dtype=None, copy=None):
+        if self.device.type != "cpu":
+            raise TypeError(f"cannot convert a tensor on {self.device} to NumPy; call .cpu() first")
+        return self.array if dtype is None else self.array.astype(dtype)
 
     def __dlpack__(self, *args, **kwargs):
         """Zero-copy export (DLPack), e.g. ``torch.from_dlpack(t)``; the data is shared, not copied."""
         if self.requires_grad:
             raise RuntimeError("__dlpack__: the tensor requires grad; export t.detach() instead")
-        return self.data.__dlpack__(*args, **kwargs)
+        return self.array.__dlpack__(*args, **kwargs)
 
     def __dlpack_device__(self):
-        return self.data.__dlpack_device__()
-
-    def __array__(self, dtype=None, copy=None):
-        if self.device.type != "cpu":
-            raise TypeError(f"cannot convert a tensor on {self.device} to NumPy; call .cpu() first")
-        return self.data if dtype is None else self.data.astype(dtype)
-
-    def tolist(self):
-        return backend.to_device(self.data, "cpu").tolist()
-
-    def item(self):
-        if self.data.size != 1:
-            raise ValueError(f"item(): only one-element tensors, got shape {self.shape}")
-        return self.data.reshape(()).item()
-
-    def to(self, *args, dtype=None, device=None):
-        """``to(device)``, ``to(dtype)`` or both; differentiable, as in PyTorch."""
-        for a in args:
-            if isinstance(a, (str, backend.device)):
-                device = a
-            else:
-                dtype = a
-        out = self
-        if dtype is not None and np.dtype(dtype) != self.dtype:
-            out = _ops().Cast(np.dtype(dtype))(out)
-        if device is not None and backend.device(device) != self.device:
-            out = _ops().ToDevice(backend.device(device))(out)
-        return out
-
-    def cpu(self):
-        return self.to("cpu")
-
-    def cuda(self, index=0):
-        return self.to(backend.device("cuda", index))
-
-    def float(self):
-        return self.to(np.float32)
-
-    def double(self):
-        return self.to(np.float64)
+        return self.array.__dlpack_device__()
 
     def __repr__(self):
-        body = np.array2string(backend.to_device(self.data, "cpu"), separator=", ", prefix="tensor(")
+        body = np.array2string(backend.to_device(self.array, "cpu"), separator=", ", prefix="tensor(")
         extra = "" if self.dtype in (np.float32, np.int64, np.bool_) else f", dtype={self.dtype}"
         if self.device.type != "cpu":
             extra += f", device='{self.device}'"
-        if self._creator is not None:
-            extra += f", grad_fn=<{type(self._creator).__name__}>"
+        if self.grad_fn is not None:
+            extra += f", grad_fn={self.grad_fn!r}"
         elif self.requires_grad:
             extra += ", requires_grad=True"
         return f"tensor({body}{extra})"
 
-    # -- math: see math_ops.py for each op's forward and backward --------------
-    def __add__(self, other):
-        return _ops().add(self, other)
-
-    def __radd__(self, other):
-        return _ops().add(other, self)
-
-    def __sub__(self, other):
-        return _ops().sub(self, other)
-
-    def __rsub__(self, other):
-        return _ops().sub(other, self)
-
-    def __mul__(self, other):
-        return _ops().mul(self, other)
-
-    def __rmul__(self, other):
-        return _ops().mul(other, self)
-
-    def __truediv__(self, other):
-        return _ops().div(self, other)
-
-    def __rtruediv__(self, other):
-        return _ops().div(other, self)
-
-    def __pow__(self, other):
-        return _ops().pow(self, other)
-
-    def __rpow__(self, other):
-        return _ops().pow(other, self)
-
-    def __neg__(self):
-        return _ops().Neg()(self)
-
-    def __matmul__(self, other):
-        return _ops().matmul(self, other)
-
-    def __rmatmul__(self, other):
-        return _ops().matmul(other, self)
-
-    def __getitem__(self, index):
-        return _ops().getitem(self, index)
-
-    def exp(self):
-        return _ops().Exp()(self)
-
-    def log(self):
-        return _ops().Log()(self)
-
-    def sum(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
-        return _ops().reduce("sum", self, axis, dim, keepdims, keepdim)
-
-    def mean(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
-        return _ops().reduce("mean", self, axis, dim, keepdims, keepdim)
-
-    def max(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
-        """Largest values (like ``torch.amax``: ties share the gradient equally)."""
-        return _ops().reduce("max", self, axis, dim, keepdims, keepdim)
-
-    def argmax(self, axis=None, keepdims=False, *, dim=None, keepdim=None):
-        axis = axis if dim is None else dim
-        keep = keepdims if keepdim is None else keepdim
-        xp = backend.array_module(self.data)
-        out = xp.argmax(self.data, axis=axis)
-        if keep and axis is not None:
-            out = xp.expand_dims(out, axis)
-        return Tensor(out)
-
-    def reshape(self, *shape):
-        return _ops().reshape(self, *shape)
-
-    view = reshape
-
-    def flatten(self, start_dim=0, end_dim=-1):
-        return _ops().flatten(self, start_dim, end_dim)
-
-    def permute(self, *dims):
-        return _ops().permute(self, *dims)
-
-    def transpose(self, dim0, dim1):
-        return _ops().transpose(self, dim0, dim1)
-
-    @property
-    def T(self):
-        return _ops().permute(self, *range(self.ndim - 1, -1, -1))
-
-    # comparisons give bool tensors and no gradient, as in PyTorch
-    def _compare(self, other, op):
-        other = other.data if isinstance(other, Tensor) else other
-        return Tensor(op(self.data, other))
-
-    def __eq__(self, other):
-        return self._compare(other, lambda a, b: a == b)
-
-    def __ne__(self, other):
-        return self._compare(other, lambda a, b: a != b)
-
-    def __lt__(self, other):
-        return self._compare(other, lambda a, b: a < b)
-
-    def __le__(self, other):
-        return self._compare(other, lambda a, b: a <= b)
-
-    def __gt__(self, other):
-        return self._compare(other, lambda a, b: a > b)
-
-    def __ge__(self, other):
-        return self._compare(other, lambda a, b: a >= b)
-
     __hash__ = object.__hash__
 
+    # -- autograd ------------------------------------------------------------
+    @property
+    def requires_grad(self):
+        return self._requires_grad
 
-def _ops():
-    from . import math_ops   # imported late: math_ops builds on Tensor and Function
-    return math_ops
+    @requires_grad.setter
+    def requires_grad(self, value):
+        self.requires_grad_(value)
+
+    def requires_grad_(self, requires_grad=True):
+        if requires_grad and not _float_dtype(self.dtype):
+            raise RuntimeError(f"only Tensors of floating point dtype can require gradients, "
+                               f"got {self.dtype}")
+        if not requires_grad and self.grad_fn is not None:
+            raise RuntimeError("you can only change requires_grad flags of leaf variables. If you "
+                               "want to use a computed variable in a subgraph that doesn't require "
+                               "differentiation use var_no_grad = var.detach().")
+        self._requires_grad = bool(requires_grad)
+        return self
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        """Fill ``.grad`` of every leaf this tensor depends on with d(self)/d(leaf)."""
+        backward(self, gradient, retain_graph, create_graph, inputs)
+
+    def register_hook(self, hook):
+        """Call ``hook(grad)`` whenever this tensor's gradient is computed; a returned tensor replaces it."""
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        hooks = self._hooks if self.grad_fn is None else self.grad_fn.tensor_hooks
+        hooks.append(hook)
+        return RemovableHandle(hooks, hook)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(tensor)`` after this leaf's ``.grad`` has been accumulated."""
+        if self.grad_fn is not None:
+            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        self._post_accumulate_hooks.append(hook)
+        return RemovableHandle(self._post_accumulate_hooks, hook)
+
+    def retain_grad(self):
+        """Keep ``.grad`` on this non-leaf tensor too (learners use it to look inside)."""
+        if not self.requires_grad:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        if self.grad_fn is not None:
+            self.grad_fn.retains = self
+
+    @property
+    def retains_grad(self):
+        return self.grad_fn is not None and self.grad_fn.retains is self
+
+    def detach(self):
+        """The same memory (and version counter), cut from the graph."""
+        out = Tensor(self.array)
+        out._version_counter, out._base = self._version_counter, self
+        return out
+
+    def detach_(self):
+        self.grad_fn, self._requires_grad = None, False
+        return self
+
+    def _write(self, out, op):
+        """Make ``self`` hold ``out`` in place: the memory, its views and ``.data`` see it.
+
+        ``out`` is the result of the out-of-place op.  When it was recorded, ``self``
+        becomes the output of its node (its ``grad_fn`` is rebased), as in PyTorch.
+        """
+        recording = out.grad_fn is not None
+        if recording and self.requires_grad:
+            if self.grad_fn is None:
+                raise RuntimeError(f"{op}: a leaf Variable that requires grad is being used in an "
+                                   "in-place operation.")
+            if self._base is not None and self._base.requires_grad:
+                raise RuntimeError(f"{op}: in-place operation on a view of a tensor that requires "
+                                   "grad; tinyconv does not track it (PyTorch does): clone() the view "
+                                   "first, or write through the base tensor")
+        if _KIND[out.dtype.kind] > _KIND[self.dtype.kind]:
+            raise RuntimeError(f"{op}: result type {out.dtype} can't be cast to the desired output "
+                               f"type {self.dtype}")
+        if out.shape != self.shape:
+            raise RuntimeError(f"{op}: output with shape {list(self.shape)} doesn't match the "
+                               f"broadcast shape {list(out.shape)}")
+        if not getattr(getattr(self.array, "flags", None), "writeable", True):
+            raise RuntimeError(f"{op}: the tensor's memory is read-only (an expand() or a "
+                               "broadcast view); clone() it first")
+        self.array[...] = out.array
+        self._version_counter.n += 1
+        if recording:
+            retained = self.retains_grad
+            self.grad_fn, self._requires_grad = out.grad_fn, True
+            if retained:
+                self.grad_fn.retains = self
+        return self
+
+
+_KIND = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}
 
 
 # --------------------------------------------------------------------------- tensor()
@@ -475,7 +682,7 @@ def default_dtype_for(data):
 def tensor(data, dtype=None, requires_grad=False, device=None):
     """A new leaf tensor holding a copy of ``data`` (list, scalar, array or Tensor)."""
     if isinstance(data, Tensor):
-        data = data.data
+        data = data.array
     dtype = np.dtype(dtype) if dtype is not None else default_dtype_for(data)
     dev = backend.device(device) if device is not None else (
         backend.device_of(data) if backend.is_cuda_array(data) else backend.CPU)

@@ -45,8 +45,8 @@ class CheckpointError(ValueError):
 
 def _to_numpy(x):
     """A NumPy array from a NumPy/CuPy array or a Tensor (by duck typing: no autograd import)."""
-    if hasattr(x, "data") and not isinstance(x, np.ndarray) and hasattr(x.data, "shape"):
-        x = x.data                                   # a Tensor
+    if hasattr(x, "array") and not isinstance(x, np.ndarray) and hasattr(x.array, "shape"):
+        x = x.array                                   # a Tensor
     if isinstance(x, np.ndarray):
         return x
     if hasattr(x, "get") and hasattr(x, "__cuda_array_interface__"):

@@ -122,7 +122,7 @@ def _cmd_predict(args):
     with tinyconv.no_grad():
         for path in args.images:
             x = _load_inputs(path, p, args.ten_crop)
-            probs = F.softmax(model(tinyconv.tensor(x, device=args.device)), dim=1).data
+            probs = F.softmax(model(tinyconv.tensor(x, device=args.device)), dim=1).array
             probs = tinyconv.backend.to_device(probs, "cpu").mean(axis=0)   # the 10 crops' average
             names = _class_names(meta, probs.shape[0])
             top = np.argsort(-probs, kind="stable")[:min(args.top, probs.shape[0])]

@@ -51,10 +51,10 @@ def from_numpy(array):
 
 
 def zeros_like(t, dtype=None):
-    xp = backend.array_module(t.data)
+    xp = backend.array_module(t.array)
     return Tensor(xp.zeros(t.shape, dtype=dtype or t.dtype))
 
 
 def ones_like(t, dtype=None):
-    xp = backend.array_module(t.data)
+    xp = backend.array_module(t.array)
     return Tensor(xp.ones(t.shape, dtype=dtype or t.dtype))

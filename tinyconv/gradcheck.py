@@ -17,8 +17,8 @@ class GradcheckError(AssertionError):
 
 
 def _scalar(out, r):
-    xp = backend.array_module(out.data)
-    return float(xp.sum(out.data.astype(np.float64) * r))
+    xp = backend.array_module(out.array)
+    return float(xp.sum(out.array.astype(np.float64) * r))
 
 
 def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
@@ -39,7 +39,7 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
     out = fn(*inputs)
     if not isinstance(out, Tensor):
         raise TypeError(f"gradcheck: fn must return a Tensor, got {type(out).__name__}")
-    xp = backend.array_module(out.data)
+    xp = backend.array_module(out.array)
     r = xp.asarray(np.random.default_rng(seed).standard_normal(out.shape))
     for i in checked:
         inputs[i].grad = None
@@ -47,10 +47,10 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
 
     for i in checked:
         x = inputs[i]
-        analytic = backend.to_device(x.grad.data, "cpu") if x.grad is not None \
+        analytic = backend.to_device(x.grad.array, "cpu") if x.grad is not None \
             else np.zeros(x.shape)
         numeric = np.zeros(x.shape)
-        flat = x.data.reshape(-1)       # a view: nudging it nudges x
+        flat = x.array.reshape(-1)       # a view: nudging it nudges x
         with no_grad():
             for j in range(flat.size):
                 old = flat[j].item()

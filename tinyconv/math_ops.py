@@ -6,6 +6,8 @@ tensor beats an integer one, otherwise the wider dtype wins, and a 0-d tensor
 yields to a dimensioned one of the same kind.  Inputs are cast (differentiably)
 before the op, so each Function sees one dtype.
 """
+import numbers
+
 import numpy as np
 
 from . import backend
@@ -92,13 +94,17 @@ class Mul(Function):
     """y = a * b;  da = dy * b, db = dy * a."""
 
     def forward(self, a, b):
-        self.save_for_backward(a, b)
+        # keep only what backward reads: b for da, a for db (so x.mul_(2) keeps nothing of x)
+        self.shapes = a.shape, b.shape
+        self.save_for_backward(a if self.needs_input_grad[1] else None,
+                               b if self.needs_input_grad[0] else None)
         return a * b
 
     def backward(self, gy):
         a, b = self.saved_tensors
-        ga = sum_to(gy * b, a.shape) if self.needs_input_grad[0] else None
-        gb = sum_to(gy * a, b.shape) if self.needs_input_grad[1] else None
+        sa, sb = self.shapes
+        ga = sum_to(gy * b, sa) if self.needs_input_grad[0] else None
+        gb = sum_to(gy * a, sb) if self.needs_input_grad[1] else None
         return ga, gb
 
 
@@ -106,12 +112,13 @@ class Div(Function):
     """y = a / b;  da = dy / b, db = -dy * a / b^2."""
 
     def forward(self, a, b):
-        self.save_for_backward(a, b)
+        self.a_shape = a.shape
+        self.save_for_backward(a if self.needs_input_grad[1] else None, b)
         return a / b
 
     def backward(self, gy):
         a, b = self.saved_tensors
-        ga = sum_to(gy / b, a.shape) if self.needs_input_grad[0] else None
+        ga = sum_to(gy / b, self.a_shape) if self.needs_input_grad[0] else None
         gb = sum_to(-gy * a / (b * b), b.shape) if self.needs_input_grad[1] else None
         return ga, gb
 
@@ -221,6 +228,164 @@ def pow(a, b):
     return _binary(Pow, a, b)
 
 
+class Clamp(Function):
+    """y = min(max(x, lo), hi);  dx = dy where lo <= x <= hi (PyTorch's choice at the edges)."""
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
+
+    def forward(self, x):
+        xp = backend.array_module(x)
+        y = x
+        if self.lo is not None:
+            y = xp.maximum(y, x.dtype.type(self.lo))
+        if self.hi is not None:
+            y = xp.minimum(y, x.dtype.type(self.hi))
+        self.save_for_backward(x)
+        return y if y is not x else x.copy()
+
+    def backward(self, gy):
+        (x,) = self.saved_tensors
+        xp = backend.array_module(x)
+        keep = xp.ones(x.shape, dtype=bool)
+        if self.lo is not None:
+            keep &= x >= self.lo
+        if self.hi is not None:
+            keep &= x <= self.hi        # NaN compares false: no gradient, as in PyTorch
+        return xp.where(keep, gy, gy.dtype.type(0))
+
+
+def clamp(x, min=None, max=None):
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of 'min' or 'max' must not be None")
+    if x.dtype.kind != "f" and any(isinstance(v, float) for v in (min, max)):
+        x = x.to(np.float32)           # a float bound with an integer tensor gives float32
+    return Clamp(min, max)(x)
+
+
+class Clone(Function):
+    """y = a copy of x in new memory;  dx = dy."""
+
+    def forward(self, x):
+        return x.copy()
+
+    def backward(self, gy):
+        return gy
+
+
+# --------------------------------------------------------------------------- in-place helpers
+# Each computes, out of place, what an in-place op writes into its tensor (Tensor._write).
+
+
+class SetItem(Function):
+    """y = x with y[index] = v;  dx = dy with dx[index] = 0,  dv = dy[index] summed to v's shape."""
+
+    def __init__(self, index):
+        self.index = index
+
+    def forward(self, x, v):
+        y = x.copy()
+        try:
+            y[self.index] = v
+        except (ValueError, IndexError) as e:
+            raise type(e)(f"__setitem__: cannot assign a value of shape {v.shape} to index "
+                          f"{self.index!r} of a tensor of shape {x.shape}: {e}") from None
+        self.v_shape = v.shape
+        return y
+
+    def backward(self, gy):
+        gx = gv = None
+        if self.needs_input_grad[0]:
+            gx = gy.copy()
+            gx[self.index] = 0
+        if self.needs_input_grad[1]:
+            gv = sum_to(gy[self.index], self.v_shape)
+        return gx, gv
+
+
+def setitem(x, index, value):
+    def raw(i):
+        return i.array if isinstance(i, Tensor) else i
+    index = tuple(raw(i) for i in index) if isinstance(index, tuple) else raw(index)
+    value = _as_tensor(value, x)
+    if value.dtype != x.dtype:
+        value = value.to(x.dtype)
+    return SetItem(index)(x, value)
+
+
+class CopyInto(Function):
+    """y = src broadcast to x's shape (x's values are dropped);  dx = 0,  dsrc = dy summed back."""
+
+    def __init__(self, shape):
+        self.shape = shape
+
+    def forward(self, x, src):
+        self.src_shape = src.shape
+        return backend.array_module(src).broadcast_to(src, self.shape).copy()
+
+    def backward(self, gy):
+        xp = backend.array_module(gy)
+        return xp.zeros_like(gy), sum_to(gy, self.src_shape)
+
+
+def copy_into(x, src):
+    """What ``x.copy_(src)`` writes: ``src`` cast to x's dtype, moved to x's device, broadcast."""
+    src = _as_tensor(src, x)
+    try:
+        np.broadcast_shapes(src.shape, x.shape)
+    except ValueError:
+        raise RuntimeError(f"copy_: the source of shape {list(src.shape)} cannot be broadcast to "
+                           f"the tensor's shape {list(x.shape)}") from None
+    return CopyInto(x.shape)(x, src.to(x.dtype).to(x.device))
+
+
+class Overwrite(Function):
+    """y = a constant of x's shape (``fill_``, ``zero_``, ``normal_``);  dx = 0."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def forward(self, x):
+        xp = backend.array_module(x)
+        return xp.broadcast_to(xp.asarray(self.value, dtype=x.dtype), x.shape).copy()
+
+    def backward(self, gy):
+        return backend.array_module(gy).zeros_like(gy)
+
+
+def overwrite(x, value):
+    if isinstance(value, Tensor):
+        if value.numel() != 1:
+            raise RuntimeError(f"fill_: only supports 0-dimension value tensor but got tensor with "
+                               f"{value.ndim} dimensions")
+        value = value.item()
+    if isinstance(value, float) and x.dtype.kind != "f" and not float(value).is_integer():
+        raise RuntimeError(f"fill_: value {value} cannot be converted to type {x.dtype} without "
+                           "overflow")
+    return Overwrite(backend.to_device(np.asarray(value), x.device))(x)
+
+
+# --------------------------------------------------------------------------- comparisons
+
+_COMPARE = {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal,
+            "gt": np.greater, "ge": np.greater_equal}
+
+
+def compare(op, a, b):
+    """``a == b`` and friends: a bool tensor, broadcast, never part of the graph."""
+    if isinstance(b, Tensor):
+        b = b.array
+    elif not isinstance(b, (numbers.Number, np.ndarray, list, tuple)) and not backend.is_cuda_array(b):
+        return NotImplemented
+    xp = backend.array_module(a.array)
+    fn = getattr(xp, _COMPARE[op].__name__)
+    try:
+        return Tensor(xp.asarray(fn(a.array, b)))
+    except ValueError as e:
+        raise RuntimeError(f"{op}: cannot compare a tensor of shape {list(a.shape)} with "
+                           f"{getattr(b, 'shape', type(b).__name__)}: {e}") from None
+
+
 # --------------------------------------------------------------------------- matmul
 
 
@@ -258,87 +423,6 @@ class MatMul(Function):
 
 def matmul(a, b):
     return _binary(MatMul, a, b)
-
-
-# --------------------------------------------------------------------------- reductions
-
-
-def _normalize_axes(axis, ndim, op):
-    if axis is None:
-        return None
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-    out = []
-    for a in axes:
-        if not -ndim <= a < max(ndim, 1):
-            raise ValueError(f"{op}: dim {a} out of range for a tensor with {ndim} dimensions")
-        out.append(int(a) % max(ndim, 1))
-    return tuple(sorted(set(out)))
-
-
-class Sum(Function):
-    """y = sum of x over axes;  dx = dy broadcast back over those axes."""
-
-    def __init__(self, axes, keepdims):
-        self.axes, self.keepdims = axes, keepdims
-
-    def forward(self, x):
-        self.shape = x.shape
-        return x.sum(axis=self.axes, keepdims=self.keepdims)
-
-    def backward(self, gy):
-        xp = backend.array_module(gy)
-        if not self.keepdims and self.axes is not None:
-            gy = xp.expand_dims(gy, self.axes)
-        return xp.broadcast_to(gy, self.shape).copy()
-
-
-class Mean(Sum):
-    """y = mean of x over axes;  dx = dy / n broadcast back."""
-
-    def forward(self, x):
-        y = super().forward(x)
-        self.n = x.size // max(y.size, 1) if x.size else 0
-        return y / x.dtype.type(self.n) if x.dtype.kind == "f" else y / self.n
-
-    def backward(self, gy):
-        return super().backward(gy) / gy.dtype.type(max(self.n, 1))
-
-
-class Max(Function):
-    """y = max of x over axes;  dx = dy at the maxima (shared equally between ties)."""
-
-    def __init__(self, axes, keepdims):
-        self.axes, self.keepdims = axes, keepdims
-
-    def forward(self, x):
-        if x.size == 0:
-            raise ValueError("max: the tensor is empty")
-        y = x.max(axis=self.axes, keepdims=True)
-        self.save_for_backward(x, y)
-        return y if self.keepdims else (y.reshape(()) if self.axes is None else y.squeeze(self.axes))
-
-    def backward(self, gy):
-        x, y = self.saved_tensors
-        xp = backend.array_module(x)
-        if not self.keepdims:
-            gy = gy.reshape(y.shape)
-        mask = (x == y)
-        count = mask.sum(axis=self.axes, keepdims=True)
-        return xp.where(mask, gy / count.astype(gy.dtype), xp.zeros((), dtype=gy.dtype))
-
-
-_REDUCTIONS = {"sum": Sum, "mean": Mean, "max": Max}
-
-
-def reduce(op, x, axis, dim, keepdims, keepdim):
-    if dim is not None:
-        axis = dim
-    if keepdim is not None:
-        keepdims = keepdim
-    axes = _normalize_axes(axis, x.ndim, op)
-    if op == "mean" and x.dtype.kind != "f":
-        raise TypeError(f"mean: needs a floating point tensor, got {x.dtype}")
-    return _REDUCTIONS[op](axes, bool(keepdims))(x)
 
 
 # --------------------------------------------------------------------------- shape ops
@@ -437,6 +521,6 @@ def transpose(x, dim0, dim1):
 
 def getitem(x, index):
     def raw(i):
-        return i.data if isinstance(i, Tensor) else i
+        return i.array if isinstance(i, Tensor) else i
     index = tuple(raw(i) for i in index) if isinstance(index, tuple) else raw(index)
     return GetItem(index)(x)

@@ -212,7 +212,7 @@ def evaluate(model, loader, device="cpu"):
             y = tinyconv.tensor(labels, device=device)
             logits = model(x)
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum").item())
-            all_logits.append(tinyconv.backend.to_device(logits.data, "cpu"))
+            all_logits.append(tinyconv.backend.to_device(logits.array, "cpu"))
             all_labels.append(labels)
             total += len(labels)
     top1, top5 = topk_errors(np.concatenate(all_logits), np.concatenate(all_labels))
@@ -422,7 +422,7 @@ def _run(cfg, resumed, callback):
                 opt.step()
                 step += 1
                 n = len(labels)
-                pred = np.argmax(tinyconv.backend.to_device(logits.data, "cpu"), axis=1)
+                pred = np.argmax(tinyconv.backend.to_device(logits.array, "cpu"), axis=1)
                 correct += int((pred == labels).sum())
                 seen += n
                 loss_sum += value * n
@@ -485,7 +485,7 @@ def _plots(model, history, out, cfg):
     from .nn import Conv2d
     first = next(m for m in model.modules() if isinstance(m, Conv2d))
     import tinyconv
-    weight = tinyconv.backend.to_device(first.weight.data, "cpu")
+    weight = tinyconv.backend.to_device(first.weight.array, "cpu")
     curves = plots.plot_training_curves(history, os.path.join(out, "curves.png"),
                                         title=f"AlexNet {cfg.variant} on {cfg.data}")
     filters = plots.plot_filters(weight, os.path.join(out, "filters.png"),

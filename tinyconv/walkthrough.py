@@ -84,15 +84,15 @@ def conv(out=print):
     w = _randn(6, 2, 3, 3)                    # groups=2: each output sees 4/2 = 2 channels
     b = _randn(6)
     out("conv2d by im2col: x (2, 4, 5, 5), weight (6, 2, 3, 3), stride 1, padding 1, groups 2")
-    cols = im2col_reference(x.data, 3, 3, 1, 1, 1, 1)
+    cols = im2col_reference(x.array, 3, 3, 1, 1, 1, 1)
     out(f"  im2col(x): cols {cols.shape}  (rows C*kh*kw = 4*3*3 = 36, columns OH*OW = 5*5 = 25)")
     out(f"  cols[0, :9, 0], channel 0 of the window at (0, 0) (zeros: padding): "
         f"{_fmt(cols[0, :9, 0], 2)}")
     y = F.conv2d(x, w, b, padding=1, groups=2)
     out(f"  y = W_g @ cols_g per group, + b: y {y.shape}")
-    out(f"  y[0, 0, 0, :3] = {_fmt(y.data[0, 0, 0, :3])}")
-    ref = direct_conv2d(x.data, w.data, b.data, 1, 1, 2)
-    out(f"  equals the direct sum over the window: {bool(np.allclose(y.data, ref, rtol=0, atol=1e-12))}")
+    out(f"  y[0, 0, 0, :3] = {_fmt(y.array[0, 0, 0, :3])}")
+    ref = direct_conv2d(x.array, w.array, b.array, 1, 1, 2)
+    out(f"  equals the direct sum over the window: {bool(np.allclose(y.array, ref, rtol=0, atol=1e-12))}")
     xs, ws, bs = _randn(1, 4, 5, 5, requires_grad=True), _randn(4, 2, 3, 3, requires_grad=True), \
         _randn(4, requires_grad=True)
     _check("conv2d(stride=2, padding=1, groups=2)",
@@ -109,12 +109,12 @@ def pool(out=print):
     xt = tensor(x, requires_grad=True)
     y, idx = F.max_pool2d(xt, kernel_size=3, stride=2, return_indices=True)
     out("max_pool2d(kernel_size=3, stride=2) on a 5x5 plane: 2x2 overlapping windows")
-    out(f"  y {y.shape} = {_fmt(y.data, 1)}")
-    out(f"  argmax (flat h*W + w) = {idx.data.ravel().tolist()}   (12 = row 2, column 2)")
+    out(f"  y {y.shape} = {_fmt(y.array, 1)}")
+    out(f"  argmax (flat h*W + w) = {idx.array.ravel().tolist()}   (12 = row 2, column 2)")
     y.sum().backward()
-    out(f"  gradient of y.sum() at the centre pixel: {xt.grad.data[0, 0, 2, 2]:.1f}  "
+    out(f"  gradient of y.sum() at the centre pixel: {xt.grad.array[0, 0, 2, 2]:.1f}  "
         f"(it won all four windows)")
-    out(f"  nonzero gradient entries: {int(np.count_nonzero(xt.grad.data))} of 25")
+    out(f"  nonzero gradient entries: {int(np.count_nonzero(xt.grad.array))} of 25")
     manual_seed(0)
     xs = _randn(1, 2, 6, 6, requires_grad=True)
     _check("max_pool2d(3, stride=2, padding=1)",
@@ -132,16 +132,16 @@ def lrn(out=print):
     y = F.local_response_norm(x, **ALEXNET_LRN)
     out(f"local_response_norm(x, size=5, alpha=5e-4, beta=0.75, k=2.0): x {x.shape} -> y {y.shape}")
     # the paper's formula, section 3.3: alpha = 1e-4 multiplies the plain sum over n = 5 channels
-    a = x.data
+    a = x.array
     paper = np.empty_like(a)
     for c in range(7):
         lo, hi = max(0, c - 2), min(6, c + 2)
         paper[:, c] = a[:, c] / (2.0 + 1e-4 * (a[:, lo:hi + 1] ** 2).sum(axis=1)) ** 0.75
     out(f"  x[0, :, 0, 0] = {_fmt(a[0, :, 0, 0], 2)}")
-    out(f"  y[0, :, 0, 0] = {_fmt(y.data[0, :, 0, 0])}")
+    out(f"  y[0, :, 0, 0] = {_fmt(y.array[0, :, 0, 0])}")
     out(f"  equals the paper's b = a / (k + 1e-4 * sum a^2)^0.75: "
-        f"{bool(np.allclose(y.data, paper, rtol=1e-12, atol=0))}")
-    out(f"  y / x ranges over [{(y.data / a).min():.4f}, {(y.data / a).max():.4f}]  "
+        f"{bool(np.allclose(y.array, paper, rtol=1e-12, atol=0))}")
+    out(f"  y / x ranges over [{(y.array / a).min():.4f}, {(y.array / a).max():.4f}]  "
         f"(2^-0.75 = {2 ** -0.75:.4f} when the neighbours are silent)")
     xs = _randn(1, 6, 2, 2, requires_grad=True)
     _check("local_response_norm(size=5, alpha=0.5, beta=0.75, k=1)",
@@ -158,14 +158,14 @@ def relu(out=print):
     x = tensor(np.array([-3.0, -1.0, -0.25, 0.5, 1.0, 3.0]), requires_grad=True)
     y = F.relu(x)
     y.sum().backward()
-    out(f"relu: x = {_fmt(x.data, 2)}")
-    out(f"  y        = {_fmt(y.data, 2)}")
-    out(f"  dy/dx    = {_fmt(x.grad.data, 2)}")
-    xt = tensor(x.data.copy(), requires_grad=True)
+    out(f"relu: x = {_fmt(x.array, 2)}")
+    out(f"  y        = {_fmt(y.array, 2)}")
+    out(f"  dy/dx    = {_fmt(x.grad.array, 2)}")
+    xt = tensor(x.array.copy(), requires_grad=True)
     t = F.tanh(xt)
     t.sum().backward()
-    out(f"tanh: y    = {_fmt(t.data)}")
-    out(f"  dy/dx    = {_fmt(xt.grad.data)}   (1 - y^2: it vanishes for large |x|)")
+    out(f"tanh: y    = {_fmt(t.array)}")
+    out(f"  dy/dx    = {_fmt(xt.grad.array)}   (1 - y^2: it vanishes for large |x|)")
     manual_seed(0)
     xs = _randn(2, 3, 4, 4, requires_grad=True)   # no element sits on the kink at 0
     _check("relu", F.relu, (xs,), out)
@@ -181,12 +181,12 @@ def dropout(out=print):
     x = tensor(np.ones((1000, 1000)), requires_grad=True)
     y = F.dropout(x, p=0.5)
     out("dropout(x, p=0.5) on x = ones(1000, 1000)")
-    out(f"  values in y: {sorted(set(np.unique(y.data).tolist()))}   (kept units are scaled by 1/(1-p))")
-    out(f"  fraction kept: {np.mean(y.data != 0):.2f}, mean of y: {y.data.mean():.2f}   "
+    out(f"  values in y: {sorted(set(np.unique(y.array).tolist()))}   (kept units are scaled by 1/(1-p))")
+    out(f"  fraction kept: {np.mean(y.array != 0):.2f}, mean of y: {y.array.mean():.2f}   "
         f"(the same expectation as x)")
     y.sum().backward()
     out(f"  backward reuses the mask: gradient is zero exactly where y is: "
-        f"{bool(np.array_equal(x.grad.data == 0, y.data == 0))}")
+        f"{bool(np.array_equal(x.grad.array == 0, y.array == 0))}")
     out(f"  eval mode (training=False) is the identity: "
         f"{F.dropout(x, p=0.5, training=False) is x}")
     xs = _randn(3, 4, requires_grad=True)
@@ -213,13 +213,13 @@ def fc(out=print):
     out(f"linear: x {x.shape} @ W^T {w.shape[::-1]} + b {b.shape} -> logits {logits.shape}")
     out(f"  cross_entropy(logits, target={target.tolist()}) = {loss.item():.4f}")
     loss.backward()
-    p = np.exp(logits.data - logits.data.max(1, keepdims=True))
+    p = np.exp(logits.array - logits.array.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     onehot = np.eye(3)[target]
     out(f"  softmax p[0] = {_fmt(p[0])}, one-hot y[0] = {_fmt(onehot[0], 0)}")
-    out(f"  dloss/dlogits[0] = {_fmt(logits.grad.data[0])}")
-    out(f"  equals (p - y) / N: {bool(np.allclose(logits.grad.data, (p - onehot) / 4, rtol=0, atol=1e-15))}")
-    out(f"  dloss/db = column sums of (p - y) / N: {_fmt(b.grad.data)}")
+    out(f"  dloss/dlogits[0] = {_fmt(logits.grad.array[0])}")
+    out(f"  equals (p - y) / N: {bool(np.allclose(logits.grad.array, (p - onehot) / 4, rtol=0, atol=1e-15))}")
+    out(f"  dloss/db = column sums of (p - y) / N: {_fmt(b.grad.array)}")
     xs = _randn(4, 5, requires_grad=True)
     _check("cross_entropy(linear(x, W, b), target)",
            lambda x, w, b: F.cross_entropy(F.linear(x, w, b), target), (xs, w, b), out)
@@ -268,7 +268,7 @@ def feature_maps(model, image, upto=None):
         with no_grad():
             for name, layer in layers:
                 h = layer(h)
-                maps.append((f"features.{name} ({type(layer).__name__})", h.data[0]))
+                maps.append((f"features.{name} ({type(layer).__name__})", h.array[0]))
     finally:
         model.train(was_training)
     return maps
@@ -360,7 +360,7 @@ def train_epochs(model, x, y, epochs, lr, batch_size=50, momentum=0.9, seed=0, l
             opt.zero_grad()
             loss.backward()
             opt.step()
-            wrong += int((logits.data.argmax(axis=1) != y[idx]).sum())
+            wrong += int((logits.array.argmax(axis=1) != y[idx]).sum())
         errors.append(wrong / len(x))
         if log is not None:
             log(f"  epoch {epoch + 1}: training error {errors[-1]:.3f}")
@@ -399,7 +399,7 @@ def train_small28(n_train=3500, epochs=2, lr=0.01, seed=0, log=None):
     xt, yt = load_digits_arrays("test")
     model.eval()
     with no_grad():
-        pred = np.concatenate([model(tensor(xt[i:i + 200] - mean)).data.argmax(1)
+        pred = np.concatenate([model(tensor(xt[i:i + 200] - mean)).array.argmax(1)
                                for i in range(0, len(xt), 200)])
     model.input_mean = mean
     return model, float((pred == yt).mean()), errors

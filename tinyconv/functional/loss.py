@@ -112,11 +112,11 @@ def _class_targets(input, target, op):
     """
     check_ndim(input, 2, op, "input", "(N, K) scores for N samples and K classes")
     check_float(input, op, "input")
-    xp = array_module(input.data)
+    xp = array_module(input.array)
     if isinstance(target, Tensor):
         if target.requires_grad:
             raise TypeError(f"{op}: target must not require grad (it holds class indices)")
-        t = target.data
+        t = target.array
     elif isinstance(target, (list, tuple)) or hasattr(target, "dtype"):
         t = target
     else:

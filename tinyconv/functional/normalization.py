@@ -105,7 +105,7 @@ def _stat_buffer(buf, name, x, op):
     if isinstance(buf, Tensor):
         if buf.requires_grad:
             raise TypeError(f"{op}: {name} is a buffer and must not require grad")
-        buf = buf.data
+        buf = buf.array
     elif not (hasattr(buf, "dtype") and hasattr(buf, "shape")):
         raise TypeError(f"{op}: {name} must be a Tensor or an array of shape ({x.shape[1]},), "
                         f"got {type(buf).__name__}")

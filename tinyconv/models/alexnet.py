@@ -338,9 +338,9 @@ def kaiming_init_(model):
         w = m.weight
         fan_in = int(np.prod(w.shape[1:]))
         gain = 1.0 if i == len(layers) - 1 else 2.0
-        w.data[...] = _normal(g, w, np.sqrt(gain / fan_in))
+        w.array[...] = _normal(g, w, np.sqrt(gain / fan_in))
         if m.bias is not None:
-            m.bias.data[...] = 0.0
+            m.bias.array[...] = 0.0
     return model
 
 
@@ -354,9 +354,9 @@ def paper_init_(model, std=0.01):
     g = random.generator()
     for m in convs + linears:
         w = m.weight
-        w.data[...] = _normal(g, w, std)
+        w.array[...] = _normal(g, w, std)
         if m.bias is not None:
-            m.bias.data[...] = 1.0 if id(m) in ones else 0.0
+            m.bias.array[...] = 1.0 if id(m) in ones else 0.0
     return model
 
 

@@ -20,11 +20,11 @@ from ..autograd import Tensor
 
 
 def _fill(tensor, values, op):
-    """Copy float64 CPU ``values`` into ``tensor.data`` in place, on its device, in its dtype."""
+    """Copy float64 CPU ``values`` into ``tensor.array`` in place, on its device, in its dtype."""
     if not isinstance(tensor, Tensor):
         raise TypeError(f"{op}: expected a Tensor, got {type(tensor).__name__}")
     values = np.asarray(values, dtype=np.float64)
-    tensor.data[...] = backend.to_device(values.astype(tensor.dtype), tensor.device)
+    tensor.array[...] = backend.to_device(values.astype(tensor.dtype), tensor.device)
     return tensor
 
 
@@ -98,7 +98,7 @@ def constant_(tensor, val):
     """Fill with the value ``val``."""
     if not isinstance(tensor, Tensor):
         raise TypeError(f"constant_: expected a Tensor, got {type(tensor).__name__}")
-    tensor.data[...] = val
+    tensor.array[...] = val
     return tensor
 
 

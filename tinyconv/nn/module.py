@@ -27,7 +27,7 @@ class Parameter(Tensor):
 
     def __init__(self, data, requires_grad=True):
         if isinstance(data, Tensor):
-            data = data.data
+            data = data.array
         if not hasattr(data, "shape") or not hasattr(data, "dtype"):
             raise TypeError(f"Parameter: expected an array or a Tensor, got {type(data).__name__}")
         super().__init__(data, requires_grad=requires_grad)
@@ -301,7 +301,7 @@ class Module:
             if set_to_none:
                 p.grad = None
             else:
-                p.grad.data[...] = 0
+                p.grad.array[...] = 0
 
     def apply(self, fn):
         """Call ``fn(module)`` on every child (recursively), then on this module; returns self."""
@@ -326,9 +326,9 @@ class Module:
                     seen.add(id(t))
                     if floating_only and t.dtype.kind != "f":
                         continue
-                    t.data = convert(t.data)
+                    t.array = convert(t.array)
                     if t.grad is not None:
-                        t.grad.data = convert(t.grad.data)
+                        t.grad.array = convert(t.grad.array)
         return self
 
     def to(self, *args, **kwargs):
@@ -372,7 +372,7 @@ class Module:
 
     def state_dict(self):
         """An OrderedDict of dotted key -> CPU NumPy array (a copy), as PyTorch names them."""
-        return OrderedDict((k, _to_cpu_copy(t.data)) for k, t in self._state_items())
+        return OrderedDict((k, _to_cpu_copy(t.array)) for k, t in self._state_items())
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy arrays (NumPy, CuPy or Tensors) from ``state_dict`` into the parameters and buffers.
@@ -395,7 +395,7 @@ class Module:
                 continue
             v = state_dict[k]
             if isinstance(v, Tensor):
-                v = v.data
+                v = v.array
             elif not (isinstance(v, np.ndarray) or backend.is_cuda_array(v)):
                 v = np.asarray(v)          # lists, scalars, anything with __array__
 
@@ -420,7 +420,7 @@ class Module:
         for k, v in values.items():
             t = own[k]
             # copy in place (like PyTorch's param.copy_): cast on the source device, then move
-            t.data[...] = backend.to_device(v.astype(t.dtype, copy=False), t.device)
+            t.array[...] = backend.to_device(v.astype(t.dtype, copy=False), t.device)
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ printing

@@ -100,7 +100,7 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 else:
-                    p.grad.data[...] = 0
+                    p.grad.array[...] = 0
 
     def step(self, closure=None):
         raise NotImplementedError
@@ -169,7 +169,7 @@ class Optimizer:
         """A copy of a saved state entry for parameter ``p``: arrays of p's shape go to p's
         dtype and device (like PyTorch's cast of floating state); other values are copied."""
         if isinstance(value, Tensor):
-            value = value.data
+            value = value.array
         if not (hasattr(value, "shape") and hasattr(value, "dtype")):
             return copy.deepcopy(value)
         if value.dtype.kind == "f" and tuple(value.shape) != p.shape:

@@ -86,8 +86,8 @@ class SGD(Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                xp = array_module(p.data)
-                g = xp.ascontiguousarray(p.grad.data)
+                xp = array_module(p.array)
+                g = xp.ascontiguousarray(p.grad.array)
                 state = self.state.setdefault(p, {})
                 buf = state.get("momentum_buffer")
                 if buf is not None and (buf.dtype != p.dtype or device_of(buf) != p.device):
@@ -95,8 +95,8 @@ class SGD(Optimizer):
                     buf = state["momentum_buffer"] = to_device(buf.astype(p.dtype), p.device)
                 first_step = buf is None
                 if momentum != 0 and first_step:
-                    buf = state["momentum_buffer"] = xp.empty_like(p.data)
-                update = kernel("optim", "sgd_update", p.data) if p.data.flags.c_contiguous else None
-                (update or sgd_update_reference)(p.data, g, buf if momentum != 0 else None, lr, momentum,
+                    buf = state["momentum_buffer"] = xp.empty_like(p.array)
+                update = kernel("optim", "sgd_update", p.array) if p.array.flags.c_contiguous else None
+                (update or sgd_update_reference)(p.array, g, buf if momentum != 0 else None, lr, momentum,
                                                  dampening, weight_decay, nesterov, first_step)
         return loss

@@ -1,0 +1,270 @@
+"""The methods of ``Tensor`` that do math: operators, reductions, shape and in-place ops.
+
+Each method here is one line that hands the work to the op that defines it, with its
+forward and backward: arithmetic and shape ops in :mod:`tinyconv.math_ops`,
+reductions and sorting in :mod:`tinyconv.reductions`.  ``Tensor`` (in
+:mod:`tinyconv.autograd`) inherits them, so the core stays about the graph.
+
+In-place ops (``add_``, ``x += y``, ``t[i] = v``, ...) follow PyTorch: the result is
+computed by the out-of-place op and written into the tensor's own memory (its views
+and ``.data`` see it), the version counter goes up, and when the op was recorded the
+tensor becomes that op's output (``Tensor._write``).
+"""
+import numpy as np
+
+
+def _ops():
+    from . import math_ops   # imported late: math_ops builds on Tensor and Function
+    return math_ops
+
+
+def _red():
+    from . import reductions
+    return reductions
+
+
+class TensorMethods:
+    """Mixed into :class:`~tinyconv.autograd.Tensor`; see each op's Function for the math."""
+
+    # -- arithmetic --------------------------------------------------------------
+    def __add__(self, other):
+        return _ops().add(self, other)
+
+    def __radd__(self, other):
+        return _ops().add(other, self)
+
+    def __sub__(self, other):
+        return _ops().sub(self, other)
+
+    def __rsub__(self, other):
+        return _ops().sub(other, self)
+
+    def __mul__(self, other):
+        return _ops().mul(self, other)
+
+    def __rmul__(self, other):
+        return _ops().mul(other, self)
+
+    def __truediv__(self, other):
+        return _ops().div(self, other)
+
+    def __rtruediv__(self, other):
+        return _ops().div(other, self)
+
+    def __pow__(self, other):
+        return _ops().pow(self, other)
+
+    def __rpow__(self, other):
+        return _ops().pow(other, self)
+
+    def __neg__(self):
+        return _ops().Neg()(self)
+
+    def __matmul__(self, other):
+        return _ops().matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return _ops().matmul(other, self)
+
+    def exp(self):
+        return _ops().Exp()(self)
+
+    def log(self):
+        return _ops().Log()(self)
+
+    def clamp(self, min=None, max=None):
+        return _ops().clamp(self, min, max)
+
+    clip = clamp
+
+    # -- comparisons: bool tensors, no gradient, as in PyTorch ----------------------
+    def __eq__(self, other):
+        return _ops().compare("eq", self, other)
+
+    def __ne__(self, other):
+        return _ops().compare("ne", self, other)
+
+    def __lt__(self, other):
+        return _ops().compare("lt", self, other)
+
+    def __le__(self, other):
+        return _ops().compare("le", self, other)
+
+    def __gt__(self, other):
+        return _ops().compare("gt", self, other)
+
+    def __ge__(self, other):
+        return _ops().compare("ge", self, other)
+
+    __hash__ = object.__hash__
+
+    # -- reductions and indices (tinyconv/reductions.py) ----------------------------
+    def sum(self, *args, **kwargs):
+        return _red().sum(self, *args, **kwargs)
+
+    def mean(self, *args, **kwargs):
+        return _red().mean(self, *args, **kwargs)
+
+    def max(self, *args, **kwargs):
+        return _red().max(self, *args, **kwargs)
+
+    def min(self, *args, **kwargs):
+        return _red().min(self, *args, **kwargs)
+
+    def amax(self, *args, **kwargs):
+        return _red().amax(self, *args, **kwargs)
+
+    def amin(self, *args, **kwargs):
+        return _red().amin(self, *args, **kwargs)
+
+    def argmax(self, *args, **kwargs):
+        return _red().argmax(self, *args, **kwargs)
+
+    def argmin(self, *args, **kwargs):
+        return _red().argmin(self, *args, **kwargs)
+
+    def sort(self, *args, **kwargs):
+        return _red().sort(self, *args, **kwargs)
+
+    def topk(self, *args, **kwargs):
+        return _red().topk(self, *args, **kwargs)
+
+    def all(self, *args, **kwargs):
+        return _red().all(self, *args, **kwargs)
+
+    def any(self, *args, **kwargs):
+        return _red().any(self, *args, **kwargs)
+
+    # -- shape ----------------------------------------------------------------------
+    def __getitem__(self, index):
+        return _ops().getitem(self, index)
+
+    def __setitem__(self, index, value):
+        """``t[index] = value`` in place; differentiable in ``t`` and ``value``."""
+        self._write(_ops().setitem(self, index, value), "__setitem__")
+
+    def reshape(self, *shape):
+        return _ops().reshape(self, *shape)
+
+    view = reshape
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        return _ops().flatten(self, start_dim, end_dim)
+
+    def permute(self, *dims):
+        return _ops().permute(self, *dims)
+
+    def transpose(self, dim0, dim1):
+        return _ops().transpose(self, dim0, dim1)
+
+    @property
+    def T(self):
+        return _ops().permute(self, *range(self.ndim - 1, -1, -1))
+
+    def clone(self):
+        """A copy in new memory, differentiable (gradient flows back unchanged)."""
+        return _ops().Clone()(self)
+
+    # -- in-place ops: out-of-place result written into self (Tensor._write) --------
+    def add_(self, other, *, alpha=1):
+        return self._write(self + (other if alpha == 1 else other * alpha), "add_")
+
+    def sub_(self, other, *, alpha=1):
+        return self._write(self - (other if alpha == 1 else other * alpha), "sub_")
+
+    def mul_(self, other):
+        return self._write(self * other, "mul_")
+
+    def div_(self, other):
+        return self._write(self / other, "div_")
+
+    def clamp_(self, min=None, max=None):
+        return self._write(self.clamp(min, max), "clamp_")
+
+    def copy_(self, src, non_blocking=False):
+        return self._write(_ops().copy_into(self, src), "copy_")
+
+    def fill_(self, value):
+        return self._write(_ops().overwrite(self, value), "fill_")
+
+    def zero_(self):
+        return self.fill_(0)
+
+    def normal_(self, mean=0.0, std=1.0):
+        """Fill with draws from N(mean, std^2), from tinyconv's seeded generator."""
+        from . import random
+        return self.fill_(random.generator().normal(mean, std, self.shape))
+
+    def uniform_(self, a=0.0, b=1.0):
+        """Fill with draws from U[a, b), from tinyconv's seeded generator."""
+        from . import random
+        return self.fill_(random.generator().uniform(a, b, self.shape))
+
+    def __iadd__(self, other):
+        return self.add_(other)
+
+    def __isub__(self, other):
+        return self.sub_(other)
+
+    def __imul__(self, other):
+        return self.mul_(other)
+
+    def __itruediv__(self, other):
+        return self.div_(other)
+
+    # -- conversion -------------------------------------------------------------------
+    def to(self, *args, dtype=None, device=None, non_blocking=False, copy=False):
+        """``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or ``to(other)``; differentiable.
+
+        As PyTorch: positional bools after them are ``non_blocking`` and ``copy``, and
+        ``copy=True`` gives new memory even when nothing changes.
+        """
+        from .backend import device as as_device
+        flags = []
+        for a in args:
+            if isinstance(a, bool):
+                flags.append(a)
+            elif flags:
+                raise TypeError(f"to(): unexpected argument {a!r} after the boolean flags")
+            elif hasattr(a, "shape") and hasattr(a, "device") and hasattr(a, "dtype"):
+                device, dtype = a.device, a.dtype          # to(other): other's device and dtype
+            elif isinstance(a, str) or type(a).__name__ == "device":
+                device = a
+            else:
+                try:
+                    dtype = np.dtype(a)
+                except TypeError:
+                    raise TypeError(f"to(): expected a device, a dtype or a tensor, got "
+                                    f"{type(a).__name__} {a!r}") from None
+        if len(flags) > 2:
+            raise TypeError(f"to(): at most two flags (non_blocking, copy), got {len(flags)}")
+        copy = flags[1] if len(flags) > 1 else copy
+        out = self
+        if dtype is not None and np.dtype(dtype) != self.dtype:
+            out = _ops().Cast(np.dtype(dtype))(out)
+        if device is not None and as_device(device) != self.device:
+            out = _ops().ToDevice(as_device(device))(out)
+        return out.clone() if copy and out is self else out
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self, index=0):
+        from .backend import device
+        return self.to(device("cuda", index))
+
+    def float(self):
+        return self.to(np.float32)
+
+    def double(self):
+        return self.to(np.float64)
+
+    def long(self):
+        return self.to(np.int64)
+
+    def int(self):
+        return self.to(np.int32)
+
+    def bool(self):
+        return self.to(np.bool_)
+
