@@ -2,7 +2,9 @@
 
 Where things live (see README's code map):
   autograd.py        Tensor, Function, backward, no_grad      (the graph)
-  math_ops.py        arithmetic, reductions, shape ops        (each a Function)
+  tensor_methods.py  Tensor's math methods, one line each     (operators, in-place ops)
+  math_ops.py        arithmetic, shape ops, in-place helpers  (each a Function)
+  reductions.py      sum, mean, max/min, sort, topk, ...      (each a Function)
   backend.py         devices, array modules, the kernel seam  (numpy / cupy, fast / reference)
   functional/        layer ops, one family per file           (forward + backward + reference)
   kernels/           hand-written kernels: <family>_numba.py, <family>.cu
@@ -12,7 +14,9 @@ import numpy as np
 
 from . import functional  # noqa: F401
 from . import cuda, nn, optim  # noqa: F401
-from .autograd import Tensor, from_dlpack, is_grad_enabled, no_grad, tensor  # noqa: F401
+from . import autograd  # noqa: F401  (tinyconv.autograd.grad / .backward, as torch.autograd)
+from .autograd import (Tensor, enable_grad, from_dlpack, is_grad_enabled, no_grad,  # noqa: F401
+                       set_grad_enabled, tensor)
 from .backend import device, kernel_mode, use_kernels  # noqa: F401
 from .creation import (arange, from_numpy, full, ones, ones_like, rand, randn,  # noqa: F401
                        zeros, zeros_like)
