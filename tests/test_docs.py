@@ -65,6 +65,16 @@ def test_chapter_examples_run(page):
     assert result.failed == 0, f"{result.failed} example(s) of docs/{page} failed (see the output above)"
 
 
+@pytest.mark.parametrize("page", ["autograd.md", "pytorch.md"])
+def test_side_pages_examples_run(page):
+    """The pages beside the chapters (the engine; what differs from PyTorch) run as shown."""
+    assert f"]({page})" in _read("README.md"), f"docs/README.md does not link {page}"
+    result = doctest.testfile(os.path.join(DOCS, page), module_relative=False, report=True,
+                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 5
+    assert result.failed == 0, f"{result.failed} example(s) of docs/{page} failed (see the output above)"
+
+
 @pytest.mark.parametrize("page", CHAPTERS)
 def test_commands_shown_print_what_the_page_shows(page):
     shown = build_docs.shown_commands(_read(page))

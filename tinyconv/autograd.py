@@ -423,7 +423,7 @@ class Tensor(TensorMethods):
     __array_ufunc__ = None   # make NumPy hand ``ndarray * Tensor`` to Tensor.__rmul__
 
     def __init__(self, array, requires_grad=False):
-        self.array = array
+        self.array = np.asarray(array) if isinstance(array, np.generic) else array   # 0-d, not a scalar
         self.grad = None
         self.grad_fn = None
         self._requires_grad = False

@@ -467,7 +467,10 @@ class GetItem(Function):
 
     def forward(self, x):
         self.shape = x.shape
-        return x[self.index]
+        y = x[self.index]
+        if isinstance(y, np.generic):     # NumPy gives a scalar copy for x[i, j]; PyTorch a
+            y = x[_with_ellipsis(self.index)]   # 0-d view: x[i, j, ...] is NumPy's 0-d view
+        return y
 
     def backward(self, gy):
         xp = backend.array_module(gy)
@@ -477,6 +480,10 @@ class GetItem(Function):
         else:
             xp.add.at(gx, self.index, gy)
         return gx
+
+
+def _with_ellipsis(index):
+    return (index if isinstance(index, tuple) else (index,)) + (Ellipsis,)
 
 
 def _is_basic(index):
