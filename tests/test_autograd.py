@@ -241,7 +241,7 @@ def test_op_matches_pytorch(torch, name):
     _compare(torch, f, ft, *arrays)
 
 
-@pytest.mark.parametrize("name", sorted(set(CASES) - {"max_ties", "max_dim_ties"}))  # ties: not differentiable
+@pytest.mark.parametrize("name", sorted(set(CASES) - {"max_ties", "max_dim_ties"}))  # ties: no gradient
 def test_op_gradcheck(name):
     f, _, arrays = CASES[name]
     assert tc.gradcheck(f, [t64(a) for a in arrays])

@@ -47,33 +47,40 @@ return_types = types.SimpleNamespace(**{n: _return_type(n) for n in ("max", "min
 # --------------------------------------------------------------------------- dims
 
 
-def _dims(op, x, dim, multi=True):
+def _dims(op, x, dim, multi=True, nonempty=False):
     """``dim`` (None, an int, or a tuple/list if ``multi``) -> sorted tuple of axes, or None for all.
 
     As PyTorch: ``-ndim <= d < ndim`` (a 0-d tensor accepts 0 and -1, which name no axis),
-    no dim twice.  ``()`` is returned as is: each op says what an empty tuple means.
+    no dim twice, and with ``nonempty`` (max-like ops) no reduction over nothing.
+    ``()`` is returned as is: each op says what an empty tuple means.
     """
     if dim is None:
+        axes = None
+    else:
+        items = tuple(dim) if multi and isinstance(dim, (tuple, list)) else (dim,)
+        n = builtins.max(x.ndim, 1)
+        axes = []
+        for d in items:
+            if not isinstance(d, (int, np.integer)) or isinstance(d, bool):
+                kind = "tuple of ints" if multi else "int"
+                raise TypeError(f"{op}(): argument 'dim' must be {kind}, not {type(dim).__name__}")
+            if not -n <= d < n:
+                raise IndexError(f"{op}(): Dimension out of range (expected to be in range of "
+                                 f"[{-n}, {n - 1}], but got {d})")
+            axes.append(int(d) % n)
+    if nonempty:
+        _check_nonempty(op, x, axes if x.ndim else None)
+    if axes is None:
         return None
-    items = tuple(dim) if multi and isinstance(dim, (tuple, list)) else (dim,)
-    n = builtins.max(x.ndim, 1)
-    axes = []
-    for d in items:
-        if not isinstance(d, (int, np.integer)) or isinstance(d, bool):
-            kind = "int" if not multi else "tuple of ints"
-            raise TypeError(f"{op}(): argument 'dim' must be {kind}, not {type(dim).__name__}")
-        if not -n <= d < n:
-            raise IndexError(f"{op}(): Dimension out of range (expected to be in range of "
-                             f"[{-n}, {n - 1}], but got {d})")
-        if int(d) % n in axes:
-            raise RuntimeError(f"{op}(): dim {int(d) % n} appears multiple times in the list of dims")
-        axes.append(int(d) % n)
+    for i, a in enumerate(axes):
+        if a in axes[:i]:
+            raise RuntimeError(f"{op}(): dim {a} appears multiple times in the list of dims")
     return tuple(sorted(axes)) if x.ndim else ()
 
 
-def _dim(op, x, dim):
+def _dim(op, x, dim, nonempty=False):
     """One dim (an int) -> its axis; a 0-d tensor is seen as shape (1,), so its axis is 0."""
-    axes = _dims(op, x, dim, multi=False)
+    axes = _dims(op, x, dim, multi=False, nonempty=nonempty)
     return axes[0] if axes else 0
 
 
@@ -105,7 +112,7 @@ def _unsqueeze(gy, axes, keepdim):
 def _check_nonempty(op, x, axes):
     """PyTorch's errors for max-like ops over nothing (``axes`` None or ``()``: all of them)."""
     if not axes:
-        if x.size == 0:
+        if x.numel() == 0:
             raise RuntimeError(f"{op}(): Expected reduction dim to be specified for input.numel() "
                                "== 0. Specify the reduction dim with the 'dim' argument.")
         return
@@ -159,7 +166,7 @@ class Mean(Sum):
 
 
 def _cast(x, dtype):
-    return x if dtype is None or np.dtype(dtype) == x.dtype else x.to(dtype)
+    return x if dtype is None or np.dtype(dtype) == x.dtype else x.to(dtype=np.dtype(dtype))
 
 
 def sum(input, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
@@ -185,40 +192,47 @@ def mean(input, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None
 
 
 class Var(Function):
-    """v = sum((x - mean)^2) / max(0, n - correction);  dv/dx = 2 (x - mean) / (n - correction).
+    """v = sum((x - mean)^2) / max(0, n - c) (c = correction);  dv/dx = 2 (x - mean) / (n - c).
 
-    With ``sqrt``: s = sqrt(v), ds/dx = (x - mean) / ((n - correction) s)  (0 where s = 0).
+    With ``sqrt``: s = sqrt(v), ds/dx = dv/dx / (2 s) (0 where s = 0).  As PyTorch's, a
+    whole-tensor reduction with n <= c has gradient inf (nan where x = mean).
     """
 
-    def __init__(self, axes, correction, keepdim, sqrt):
-        self.axes, self.correction, self.keepdim, self.sqrt = axes, correction, keepdim, sqrt
+    def __init__(self, axes, correction, keepdim, sqrt, whole):
+        self.axes, self.correction, self.keepdim = axes, correction, keepdim
+        self.sqrt, self.whole = sqrt, whole
 
     def forward(self, x):
         xp = backend.array_module(x)
         n = _count(x, self.axes)
-        dof = builtins.max(0.0, n - self.correction)
-        if dof <= 0:
-            op = "std" if self.sqrt else "var"
-            warnings.warn(f"{op}(): degrees of freedom is <= 0. Correction should be strictly less "
-                          "than the reduction factor (input numel divided by output numel).",
-                          UserWarning, stacklevel=4)
+        self.n_minus_c = x.dtype.type(n - self.correction)
+        self.at_mean = None
+        if self.n_minus_c <= 0:
+            warnings.warn(f"{'std' if self.sqrt else 'var'}(): degrees of freedom is <= 0. "
+                          "Correction should be strictly less than the reduction factor (input "
+                          "numel divided by output numel).", UserWarning, stacklevel=4)
         with np.errstate(invalid="ignore", divide="ignore"):
-            centred = x - (x.sum(axis=self.axes, keepdims=True) / x.dtype.type(n))
-            y = (centred * centred).sum(axis=self.axes, keepdims=True) / x.dtype.type(dof)
+            mean = x.sum(axis=self.axes, keepdims=True) / x.dtype.type(n)
+            centred = x - mean
+            if self.whole and self.n_minus_c <= 0:
+                self.at_mean = x == mean
+            y = (centred * centred).sum(axis=self.axes, keepdims=True) / \
+                builtins.max(self.n_minus_c, x.dtype.type(0))
             if self.sqrt:
                 y = xp.sqrt(y)
-        self.dof = x.dtype.type(dof)
         self.save_for_backward(centred, y)
         return _squeeze(y, self.axes, self.keepdim)
 
     def backward(self, gy):
         centred, y = self.saved_tensors
         xp = backend.array_module(gy)
-        gy = gy.reshape(y.shape)
+        g = gy.reshape(y.shape)
         with np.errstate(invalid="ignore", divide="ignore"):
-            if not self.sqrt:
-                return gy * (2 * centred / self.dof)
-            return xp.where(y == 0, 0, gy * centred / (self.dof * y)).astype(gy.dtype)
+            if self.sqrt:
+                g = xp.where(y == 0, 0, g / (2 * y)).astype(gy.dtype)
+            if self.whole and self.n_minus_c <= 0:
+                return g * xp.where(self.at_mean, np.nan, np.inf).astype(gy.dtype)
+            return g * centred * (2 / self.n_minus_c)
 
 
 def _var(op, sqrt, input, dim, unbiased, keepdim, correction, axis, keepdims):
@@ -231,7 +245,8 @@ def _var(op, sqrt, input, dim, unbiased, keepdim, correction, axis, keepdims):
         raise RuntimeError(f"{op}(): std and var only support floating point and complex dtypes, "
                            f"got {input.dtype}")
     correction = correction if correction is not None else (1 if unbiased is None else int(unbiased))
-    return Var(_all_axes(input, _dims(op, input, dim)), correction, keepdim, sqrt)(input)
+    axes = _dims(op, input, dim)
+    return Var(_all_axes(input, axes), correction, keepdim, sqrt, not axes)(input)
 
 
 def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None,
@@ -250,29 +265,39 @@ def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=
 
 
 class Prod(Function):
-    """y = prod of x along one axis;  dx_i = dy * prod_{j != i} x_j (exact with zeros:
-    the product of the elements before i times the product of those after i)."""
+    """y = prod of x along one axis (None: all);  dx_i = dy * prod_{j != i} x_j.
+
+    That is dy * y / x_i when no x is zero (as PyTorch, so nan/inf behave the same); with
+    zeros, the product of the elements before i times the product of those after i.
+    """
 
     def __init__(self, axis, keepdim):
         self.axis, self.keepdim = axis, keepdim
 
     def forward(self, x):
-        self.save_for_backward(x)
-        return x.prod(axis=self.axis, keepdims=self.keepdim, dtype=_integer_sum_dtype(x))
+        y = x.prod(axis=self.axis, keepdims=True, dtype=_integer_sum_dtype(x))
+        self.save_for_backward(x, y)
+        return y.reshape(()) if self.axis is None else _squeeze(y, (self.axis,), self.keepdim)
 
     def backward(self, gy):
-        (x,) = self.saved_tensors
-        xp = backend.array_module(x)
-        axis = 0 if self.axis is None else self.axis
-        m = xp.moveaxis(x.reshape(-1) if self.axis is None else x, axis, -1)
-        ones = xp.ones(m.shape[:-1] + (1,), dtype=m.dtype)
-        before = xp.cumprod(xp.concatenate([ones, m[..., :-1]], axis=-1), axis=-1)
-        after = xp.flip(xp.cumprod(xp.concatenate([ones, xp.flip(m[..., 1:], -1)], axis=-1),
-                                   axis=-1), -1)
-        others = xp.moveaxis(before * after, -1, axis).reshape(x.shape)
-        if self.axis is None:
-            return gy.reshape(()) * others
-        return _unsqueeze(gy, (axis,), self.keepdim) * others
+        x, y = self.saved_tensors
+        g = gy.reshape(y.shape)
+        if x.ndim == 0:
+            return g
+        if not (x == 0).any():
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return g * (y / x)
+        return g * _prod_of_others(x, self.axis)
+
+
+def _prod_of_others(x, axis):
+    """prod_{j != i} x_j along ``axis`` (None: the flattened x), by exclusive cumulative products."""
+    xp = backend.array_module(x)
+    m = xp.moveaxis(x.reshape(-1) if axis is None else x, 0 if axis is None else axis, -1)
+    ones = xp.ones(m.shape[:-1] + (1,), dtype=m.dtype)
+    before = xp.cumprod(xp.concatenate([ones, m], axis=-1), axis=-1)[..., :-1]
+    after = xp.flip(xp.cumprod(xp.concatenate([ones, xp.flip(m, -1)], axis=-1), axis=-1)[..., :-1], -1)
+    return xp.moveaxis(before * after, -1, 0 if axis is None else axis).reshape(x.shape)
 
 
 def prod(input, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None):
@@ -280,9 +305,7 @@ def prod(input, dim=None, keepdim=False, *, dtype=None, axis=None, keepdims=None
     dim, keepdim = _alias(dim, keepdim, axis, keepdims)
     input = _cast(input, dtype)
     axis = None if dim is None else _dim("prod", input, dim)
-    if input.ndim == 0:
-        axis = None
-    return Prod(axis, keepdim and axis is not None)(input)
+    return Prod(axis if input.ndim else None, keepdim)(input)
 
 
 class LogSumExp(Function):
@@ -321,7 +344,7 @@ def logsumexp(input, dim, keepdim=False, *, axis=None, keepdims=None):
         raise RuntimeError("logsumexp(): dim=() is not supported (PyTorch 2.13 raises too); "
                            "name the dims to reduce")
     if input.dtype.kind != "f":
-        input = input.to(np.float32)
+        input = input.to(dtype=np.dtype(np.float32))
     return LogSumExp(axes, keepdim)(input)
 
 
@@ -357,8 +380,7 @@ class AMax(Function):
 
 def _amax(op, largest, input, dim, keepdim, axis, keepdims):
     dim, keepdim = _alias(dim, keepdim, axis, keepdims)
-    axes = _dims(op, input, dim)
-    _check_nonempty(op, input, axes)
+    axes = _dims(op, input, dim, nonempty=True)
     return AMax(_all_axes(input, axes), keepdim, largest)(input)
 
 
@@ -375,7 +397,7 @@ def amin(input, dim=(), keepdim=False, *, axis=None, keepdims=None):
 def _arg(x, axis, largest):
     """Index of the first max (min) along ``axis``; a nan wins, as in PyTorch."""
     xp = backend.array_module(x)
-    return (xp.argmax if largest else xp.argmin)(x, axis=axis, keepdims=True)
+    return (xp.argmax if largest else xp.argmin)(x, axis=axis, keepdims=True).astype(np.int64, copy=False)
 
 
 class MaxDim(Function):
@@ -451,13 +473,13 @@ def _max(op, largest, input, dim, keepdim, other, axis, keepdims):
         return (maximum if largest else minimum)(input, dim if other is None else other)
     dim, keepdim = _alias(dim, keepdim, axis, keepdims)
     if dim is None:
+        if keepdim:
+            raise TypeError(f"{op}(): keepdim=True needs a dim (as in PyTorch)")
         _check_nonempty(op, input, None)
         return AMax(tuple(range(input.ndim)), False, largest, nan_aware=True)(input)
-    axis = _dim(op, input, dim)
-    _check_nonempty(op, input, (axis,) if input.ndim else None)
-    fn = MaxDim(axis, keepdim, largest)
+    fn = MaxDim(_dim(op, input, dim, nonempty=True), keepdim, largest)
     values = fn(input)
-    return getattr(return_types, op)(values, Tensor(fn.indices.astype(np.int64, copy=False)))
+    return getattr(return_types, op)(values, Tensor(fn.indices))
 
 
 def max(input, dim=None, keepdim=False, *, other=None, axis=None, keepdims=None):
@@ -480,20 +502,13 @@ def min(input, dim=None, keepdim=False, *, other=None, axis=None, keepdims=None)
 def _argmax(op, largest, input, dim, keepdim, axis, keepdims):
     dim, keepdim = _alias(dim, keepdim, axis, keepdims)
     x = input.array
-    if dim is None:
-        if x.size == 0:
+    if dim is None:                            # an index into the flattened tensor
+        if x.size == 0:                        # (an IndexError here, in PyTorch)
             raise IndexError(f"{op}(): Expected reduction dim to be specified for input.numel() == 0.")
-        idx = _arg(x.reshape(-1), 0, largest).reshape((1,) * x.ndim if keepdim else ())
-    else:
-        axis = _dim(op, input, dim)
-        if x.ndim == 0:
-            idx = _arg(x.reshape(1), 0, largest).reshape(())
-        else:
-            if x.shape[axis] == 0:
-                raise IndexError(f"{op}(): Expected reduction dim {axis} to have non-zero size.")
-            idx = _arg(x, axis, largest)
-            idx = idx if keepdim else idx.squeeze(axis)
-    return Tensor(idx.astype(np.int64, copy=False))
+        return Tensor(_arg(x.reshape(-1), 0, largest).reshape((1,) * x.ndim if keepdim else ()))
+    axis = _dim(op, input, dim, nonempty=True)
+    idx = _arg(x.reshape(1) if x.ndim == 0 else x, axis, largest)
+    return Tensor(idx.reshape(x.shape) if x.ndim == 0 else _squeeze(idx, (axis,), keepdim))
 
 
 def argmax(input, dim=None, keepdim=False, *, axis=None, keepdims=None):
