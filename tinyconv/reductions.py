@@ -13,8 +13,10 @@ sum, mean, std/var, prod, logsumexp, amax/amin, max/min, argmax/argmin, sort, to
   are accepted as aliases of ``dim=``/``keepdim=`` (PyTorch accepts them too).
 
 Deliberate differences: ``sort(stable=False)`` and ``topk`` are always stable (ties keep
-their order: a valid answer PyTorch may also give), and ``topk(sorted=False)`` returns
-the values sorted.
+their order: a valid answer PyTorch may also give, but its topk breaks ties its own way),
+``topk(sorted=False)`` returns the values sorted, and ``std``/``var`` over ``dim=()``
+(every dim) have the true gradient where PyTorch 2.13's is inf.  The named tuples print
+as ``tinyconv.return_types.max(values=..., indices=...)``.
 """
 import builtins
 import collections
@@ -25,6 +27,7 @@ import numpy as np
 
 from . import backend
 from .autograd import Function, Tensor
+from .math_ops import _binary, sum_to
 
 # --------------------------------------------------------------------------- named tuples
 
@@ -121,12 +124,12 @@ def _check_nonempty(op, x, axes):
             raise IndexError(f"{op}(): Expected reduction dim {a} to have non-zero size.")
 
 
-_TORCH_NAMES = {"b": "Bool", "u1": "Byte", "i1": "Char", "i2": "Short", "i4": "Int", "i8": "Long"}
+_TORCH_NAMES = {"b1": "Bool", "u1": "Byte", "i1": "Char", "i2": "Short", "i4": "Int", "i8": "Long"}
 
 
 def _torch_dtype_name(dtype):
-    dtype = np.dtype(dtype)
-    return _TORCH_NAMES.get("b" if dtype.kind == "b" else dtype.str[1:], str(dtype))
+    """PyTorch's name for a dtype in its messages: int64 -> Long, bool -> Bool, ..."""
+    return _TORCH_NAMES.get(np.dtype(dtype).str[1:], str(dtype))
 
 
 def _integer_sum_dtype(x):
@@ -340,7 +343,7 @@ def logsumexp(input, dim, keepdim=False, *, axis=None, keepdims=None):
     if dim is None:
         raise TypeError("logsumexp(): argument 'dim' must be tuple of ints, not NoneType")
     axes = _dims("logsumexp", input, dim)
-    if axes == () and input.ndim and isinstance(dim, (tuple, list)):
+    if axes == () and input.ndim:
         raise RuntimeError("logsumexp(): dim=() is not supported (PyTorch 2.13 raises too); "
                            "name the dims to reduce")
     if input.dtype.kind != "f":
@@ -433,7 +436,6 @@ class Maximum(Function):
         return (xp.maximum if self.largest else xp.minimum)(a, b)
 
     def backward(self, gy):
-        from .math_ops import sum_to
         a, b = self.saved_tensors
         xp = backend.array_module(gy)
         share = xp.where(a == b, gy / 2, gy)
@@ -450,14 +452,12 @@ class Minimum(Maximum):
 
 def maximum(input, other):
     """Elementwise max of two tensors (broadcast, promoted); nan wins."""
-    from .math_ops import _binary
     _require_tensor("maximum", other)
     return _binary(Maximum, input, other)
 
 
 def minimum(input, other):
     """Elementwise min of two tensors (broadcast, promoted); nan wins."""
-    from .math_ops import _binary
     _require_tensor("minimum", other)
     return _binary(Minimum, input, other)
 
