@@ -95,9 +95,9 @@ tie_values = st.sampled_from([-2.0, -1.0, 0.0, 1.0, 2.0, 3.0])       # ties are 
 
 @st.composite
 def arrays(draw, shape=shapes, special=False):
-    """A float64 array of a drawn shape; ``special`` adds nan and +-inf to the values."""
+    """A float32/64 array of a drawn shape; ``special`` adds nan and +-inf to the values."""
     elems = st.one_of(tie_values, st.sampled_from([NAN, INF, -INF])) if special else tie_values
-    return draw(hnp.arrays(np.float64, draw(shape), elements=elems))
+    return draw(hnp.arrays(draw(st.sampled_from([np.float32, np.float64])), draw(shape), elements=elems))
 
 
 @st.composite

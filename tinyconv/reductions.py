@@ -278,7 +278,8 @@ class Prod(Function):
         self.axis, self.keepdim = axis, keepdim
 
     def forward(self, x):
-        y = x.prod(axis=self.axis, keepdims=True, dtype=_integer_sum_dtype(x))
+        with np.errstate(invalid="ignore", over="ignore"):       # inf * 0 is nan, silently
+            y = x.prod(axis=self.axis, keepdims=True, dtype=_integer_sum_dtype(x))
         self.save_for_backward(x, y)
         return y.reshape(()) if self.axis is None else _squeeze(y, (self.axis,), self.keepdim)
 
@@ -287,10 +288,8 @@ class Prod(Function):
         g = gy.reshape(y.shape)
         if x.ndim == 0:
             return g
-        if not (x == 0).any():
-            with np.errstate(invalid="ignore", divide="ignore"):
-                return g * (y / x)
-        return g * _prod_of_others(x, self.axis)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            return g * (y / x if not (x == 0).any() else _prod_of_others(x, self.axis))
 
 
 def _prod_of_others(x, axis):
