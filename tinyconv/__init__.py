@@ -23,6 +23,9 @@ from .creation import (arange, from_numpy, full, ones, ones_like, rand, randn,  
 from .gradcheck import GradcheckError, gradcheck  # noqa: F401
 from .math_ops import flatten, matmul, permute, reshape, transpose  # noqa: F401
 from .random import get_rng_state, manual_seed, set_rng_state  # noqa: F401
+from .reductions import (all, amax, amin, any, argmax, argmin, logsumexp, max,  # noqa: F401
+                         maximum, mean, min, minimum, prod, return_types, sort, std, sum, topk,
+                         var)
 from .threads import compile_stats, get_num_threads, set_num_threads, warmup  # noqa: F401
 
 __version__ = "0.1.0"

@@ -135,6 +135,24 @@ class TensorMethods:
     def any(self, *args, **kwargs):
         return _red().any(self, *args, **kwargs)
 
+    def std(self, *args, **kwargs):
+        return _red().std(self, *args, **kwargs)
+
+    def var(self, *args, **kwargs):
+        return _red().var(self, *args, **kwargs)
+
+    def prod(self, *args, **kwargs):
+        return _red().prod(self, *args, **kwargs)
+
+    def logsumexp(self, *args, **kwargs):
+        return _red().logsumexp(self, *args, **kwargs)
+
+    def maximum(self, other):
+        return _red().maximum(self, other)
+
+    def minimum(self, other):
+        return _red().minimum(self, other)
+
     # -- shape ----------------------------------------------------------------------
     def __getitem__(self, index):
         return _ops().getitem(self, index)
