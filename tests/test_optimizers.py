@@ -475,3 +475,54 @@ def test_clip_grad_value_matches_pytorch(torch):
     single.grad = tc.tensor(np.array([-3.0, 3.0]))
     nn.utils.clip_grad_value_(single, 1)
     np.testing.assert_array_equal(single.grad.array, [-1.0, 1.0])
+
+
+# --------------------------------------------------------------------------- on a GPU
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", [(n, len(c) - 1) for n, (c, _) in CONFIGS.items()], ids=_case_id)
+def test_optimizers_on_the_gpu_match_the_cpu(cupy, case):
+    """Ten steps on CuPy parameters (fused CUDA Adam kernel, CuPy reference for the others) give
+    the CPU's parameters and state; the state stays on the device, ``step`` on the host."""
+    name, i = case
+    configs, group1 = CONFIGS[name]
+    rng = np.random.default_rng(3)
+    inits = [rng.standard_normal(s) for s in [(6, 5), (5,), (4,)]]
+    grads = [[rng.standard_normal(a.shape) for a in inits] for _ in range(10)]
+    results = []
+    for device in ("cpu", "cuda"):
+        params = [nn.Parameter(tc.tensor(a, device=device)) for a in inits]
+        opt = getattr(optim, name)([{"params": params[:2]}, {"params": params[2:], **group1}], **configs[i])
+        for step in grads:
+            for p, g in zip(params, step):
+                p.grad = tc.tensor(g, device=device)
+            opt.step()
+        results.append((params, opt))
+    (cpu_params, cpu_opt), (gpu_params, gpu_opt) = results
+    for p, q in zip(cpu_params, gpu_params):
+        assert q.device.type == "cuda"
+        np.testing.assert_allclose(q.array.get(), p.array, rtol=1e-12, atol=1e-14)
+        for k, v in gpu_opt.state[q].items():
+            assert backend.is_cuda_array(v) == (k != "step"), k
+    gpu_sd = gpu_opt.state_dict()                      # CPU NumPy copies, loadable on the CPU
+    assert all(type(v) is np.ndarray for s in gpu_sd["state"].values() for v in s.values())
+    cpu_opt.load_state_dict(gpu_sd)
+
+
+@pytest.mark.gpu
+def test_clip_grad_norm_on_the_gpu(cupy):
+    rng = np.random.default_rng(4)
+    arrays = [rng.standard_normal((3, 4)), rng.standard_normal(5)]
+    out = []
+    for device in ("cpu", "cuda"):
+        params = [nn.Parameter(tc.tensor(a, device=device)) for a in arrays]
+        for p, a in zip(params, arrays):
+            p.grad = tc.tensor(a, device=device)
+        total = nn.utils.clip_grad_norm_(params, 1.0)
+        out.append((total, [p.grad for p in params]))
+    (t_cpu, g_cpu), (t_gpu, g_gpu) = out
+    assert t_gpu.device.type == "cuda"
+    np.testing.assert_allclose(t_gpu.array.get(), t_cpu.array, rtol=1e-13)
+    for a, b in zip(g_cpu, g_gpu):
+        np.testing.assert_allclose(b.array.get(), a.array, rtol=1e-13)

@@ -121,6 +121,10 @@ class LRScheduler:
         self.__dict__.update({k: (list(v) if isinstance(v, list) else v) for k, v in state_dict.items()})
 
 
+class _LRScheduler(LRScheduler):
+    """PyTorch's old name of :class:`LRScheduler`, still used as a base by older code."""
+
+
 class StepLR(LRScheduler):
     """lr = initial_lr * gamma ** (epoch // step_size), applied as a factor at each boundary."""
 
