@@ -1,13 +1,5 @@
-"""Adadelta, exactly PyTorch's ``torch.optim.Adadelta`` rule (Zeiler 2012).
-
-For each parameter p with gradient g, per step::
-
-    g     = -g                                     if maximize
-    g     = g + weight_decay * p
-    v     = rho * v + (1 - rho) * g * g            (square_avg)
-    delta = sqrt(u + eps) / sqrt(v + eps) * g      (u: acc_delta, from the previous steps)
-    u     = rho * u + (1 - rho) * delta * delta
-    p     = p - lr * delta
+"""Adadelta, exactly PyTorch's ``torch.optim.Adadelta`` rule (Zeiler 2012), stated by
+:func:`adadelta_update_reference`.
 
 The state of a parameter is ``step`` (0-d float32), ``square_avg`` and ``acc_delta``.
 There is no fused kernel yet (family ``"optim"``, name ``"adadelta_update"``): the rule
@@ -18,7 +10,15 @@ from .optimizer import ElementwiseOptimizer, check_hyper
 
 
 def adadelta_update_reference(p, g, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize):
-    """One Adadelta step for one parameter, in place on ``p``, ``square_avg`` and ``acc_delta``."""
+    """One Adadelta step for one parameter, in place on ``p``, ``square_avg`` and ``acc_delta``::
+
+        g     = -g                                     if maximize
+        g     = g + weight_decay * p
+        v     = rho * v + (1 - rho) * g * g            (square_avg)
+        delta = sqrt(u + eps) / sqrt(v + eps) * g      (u: acc_delta, from the previous steps)
+        u     = rho * u + (1 - rho) * delta * delta
+        p     = p - lr * delta
+    """
     xp = array_module(p)
     if maximize:
         g = -g

@@ -1,12 +1,5 @@
-"""Adagrad, exactly PyTorch's ``torch.optim.Adagrad`` rule (Duchi, Hazan & Singer 2011).
-
-For each parameter p with gradient g at step t (t = 1, 2, ...)::
-
-    g   = -g                                  if maximize
-    g   = g + weight_decay * p
-    clr = lr / (1 + (t - 1) * lr_decay)
-    s   = s + g * g                           (sum, starts at initial_accumulator_value)
-    p   = p - clr * g / (sqrt(s) + eps)
+"""Adagrad, exactly PyTorch's ``torch.optim.Adagrad`` rule (Duchi, Hazan & Singer 2011),
+stated by :func:`adagrad_update_reference`.
 
 The state of a parameter is ``step`` (0-d float32) and ``sum``.  As in PyTorch, the
 state of every parameter given to the constructor is made at once (so a state_dict
@@ -19,7 +12,14 @@ from .optimizer import ElementwiseOptimizer, _step_count, check_hyper
 
 
 def adagrad_update_reference(p, g, state_sum, lr, lr_decay, weight_decay, eps, step, maximize):
-    """One Adagrad step for one parameter (``step`` = t after the increment), in place."""
+    """One Adagrad step for one parameter, in place; t = ``step`` (1, 2, ... after the increment)::
+
+        g   = -g                                  if maximize
+        g   = g + weight_decay * p
+        clr = lr / (1 + (t - 1) * lr_decay)
+        s   = s + g * g                           (state_sum, starts at initial_accumulator_value)
+        p   = p - clr * g / (sqrt(s) + eps)
+    """
     xp = array_module(p)
     if maximize:
         g = -g

@@ -1,14 +1,6 @@
-"""Adam and AdamW, exactly PyTorch's ``torch.optim.Adam`` / ``torch.optim.AdamW`` rule.
-
-For each parameter p with gradient g at step t (t = 1, 2, ...; Kingma & Ba 2015)::
-
-    g  = -g                                   if maximize
-    p  = p * (1 - lr * weight_decay)          decoupled decay (AdamW, Loshchilov & Hutter 2019)
-    g  = g + weight_decay * p                 otherwise (L2 penalty, plain Adam)
-    m  = m + (1 - beta1) * (g - m)            first moment   (= beta1 m + (1 - beta1) g)
-    v  = beta2 * v + (1 - beta2) * g * g      second moment
-    v_max = max(v_max, v);  v = v_max         if amsgrad (Reddi et al. 2018)
-    p  = p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
+"""Adam and AdamW, exactly PyTorch's ``torch.optim.Adam`` / ``torch.optim.AdamW`` rule
+(Kingma & Ba 2015; decoupled weight decay: Loshchilov & Hutter 2019; amsgrad: Reddi et
+al. 2018), stated by :func:`adam_update_reference`.
 
 The state of a parameter is ``step`` (a 0-d float32 array, as PyTorch stores it),
 ``exp_avg`` (m), ``exp_avg_sq`` (v) and, with amsgrad, ``max_exp_avg_sq`` (v_max).
@@ -23,7 +15,8 @@ Fast-kernel contract (family ``"optim"``, name ``"adam_update"``, in
   float64), C-contiguous, on one device; ``max_exp_avg_sq`` the same, or None when
   amsgrad is off.
 * Updates ``p``, ``exp_avg``, ``exp_avg_sq`` (and ``max_exp_avg_sq``) **in place** by
-  the rule above and returns None; it never writes ``g`` (the parameter's ``.grad``).
+  the rule of :func:`adam_update_reference` and returns None; it never writes ``g``
+  (the parameter's ``.grad``).
 * ``step`` is t after this step's increment (a Python float, >= 1); ``lr``, ``beta1``,
   ``beta2``, ``eps``, ``weight_decay`` Python floats; ``maximize``, ``decoupled`` bools.
 
@@ -39,7 +32,18 @@ from .optimizer import ElementwiseOptimizer, check_hyper
 
 def adam_update_reference(p, g, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps,
                           weight_decay, step, maximize, decoupled):
-    """One Adam/AdamW step for one parameter, in place (see the module docstring for the math)."""
+    """One Adam/AdamW step for one parameter, in place on ``p`` and the state arrays.
+
+    With g the gradient and t = ``step`` (1, 2, ... after this step's increment)::
+
+        g  = -g                                   if maximize
+        p  = p * (1 - lr * weight_decay)          if decoupled (AdamW)
+        g  = g + weight_decay * p                 otherwise (L2 penalty, plain Adam)
+        m  = m + (1 - beta1) * (g - m)            first moment   (= beta1 m + (1 - beta1) g)
+        v  = beta2 * v + (1 - beta2) * g * g      second moment
+        v_max = max(v_max, v);  v = v_max         if amsgrad (``max_exp_avg_sq`` not None)
+        p  = p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
+    """
     xp = array_module(p)
     if maximize:
         g = -g                                 # new arrays from here: .grad stays untouched

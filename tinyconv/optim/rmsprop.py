@@ -1,14 +1,5 @@
-"""RMSprop, exactly PyTorch's ``torch.optim.RMSprop`` rule (Hinton's lecture 6e; Graves 2013 centered).
-
-For each parameter p with gradient g, per step::
-
-    g   = -g                                  if maximize
-    g   = g + weight_decay * p
-    v   = alpha * v + (1 - alpha) * g * g     (square_avg)
-    a   = a + (1 - alpha) * (g - a)           (grad_avg, if centered)
-    avg = sqrt(v - a * a) + eps   if centered   else   sqrt(v) + eps
-    buf = momentum * buf + g / avg;  p = p - lr * buf      if momentum > 0
-    p   = p - lr * g / avg                                 otherwise
+"""RMSprop, exactly PyTorch's ``torch.optim.RMSprop`` rule (Hinton's lecture 6e; Graves 2013
+centered), stated by :func:`rmsprop_update_reference`.
 
 The state of a parameter is ``step`` (0-d float32), ``square_avg`` and, when the
 group asks for them, ``momentum_buffer`` and ``grad_avg``.  There is no fused kernel
@@ -21,7 +12,15 @@ from .optimizer import ElementwiseOptimizer, check_hyper
 
 def rmsprop_update_reference(p, g, square_avg, grad_avg, momentum_buffer, lr, alpha, eps, weight_decay,
                              momentum, maximize):
-    """One RMSprop step for one parameter, in place on ``p`` and the state arrays.
+    """One RMSprop step for one parameter, in place on ``p`` and the state arrays::
+
+        g   = -g                                  if maximize
+        g   = g + weight_decay * p
+        v   = alpha * v + (1 - alpha) * g * g     (square_avg)
+        a   = a + (1 - alpha) * (g - a)           (grad_avg, if centered)
+        avg = sqrt(v - a * a) + eps   if centered   else   sqrt(v) + eps
+        buf = momentum * buf + g / avg;  p = p - lr * buf      if momentum > 0
+        p   = p - lr * g / avg                                 otherwise
 
     ``grad_avg`` is None unless centered, ``momentum_buffer`` None unless momentum > 0.
     """
