@@ -29,6 +29,7 @@ import pytest
 import tinyconv
 from tinyconv.kernels import activation_cuda, conv_cuda, cuda_loader, linear_cuda, loss_cuda, lrn_cuda
 from tinyconv.kernels import optim_cuda, pooling_cuda
+from tinyconv.optim import adam_update_reference
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _nvrtc import NVRTC, find_libnvrtc  # noqa: E402
@@ -45,7 +46,7 @@ ARCHS = ("sm_80", "sm_90")
 #: of CuPy's own headers is unused by sources that include nothing
 CUPY_ADDED_OPTIONS = ("-ftz=true", "--device-as-default-execution-space")
 #: kernels that read their output buffer (updated in place, or accumulated into zeros): not poisoned
-IN_PLACE = {"bias_add_kernel", "sgd_update_kernel", "max_pool2d_backward_plane_kernel"}
+IN_PLACE = {"bias_add_kernel", "sgd_update_kernel", "adam_update_kernel", "max_pool2d_backward_plane_kernel"}
 
 
 def need(ok, reason):
@@ -391,6 +392,66 @@ def test_sgd_update_matches_torch_formula(host, dtype, momentum, dampening, wd, 
     close(w, w_ref.astype(dtype), dtype, rtol=1e-5 if dtype == np.float32 else None)
 
 
+
+ADAM_OPTIONS = [  # (amsgrad, maximize, decoupled, weight_decay)
+    (False, False, False, 0.0), (True, False, False, 0.0), (False, True, False, 0.1),
+    (True, True, True, 0.1), (False, False, True, 0.05)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("amsgrad,maximize,decoupled,wd", ADAM_OPTIONS)
+def test_adam_update_matches_reference(host, dtype, amsgrad, maximize, decoupled, wd, rng):
+    """optim.cu's Adam/AdamW step, run on the CPU, against adam_update_reference over 4 steps."""
+    n = 1000
+    state = [rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype),
+             np.abs(rng.standard_normal(n)).astype(dtype),
+             np.abs(rng.standard_normal(n)).astype(dtype) if amsgrad else None]
+    ref = [None if a is None else a.copy() for a in state]
+    for step in range(1, 5):
+        g = rng.standard_normal(n).astype(dtype)
+        g_before = g.copy()
+        optim_cuda.adam_update(state[0], g, state[1], state[2], state[3], 0.01, 0.9, 0.999, 1e-8, wd,
+                               float(step), maximize, decoupled)
+        np.testing.assert_array_equal(g, g_before)                    # the gradient is read only
+        adam_update_reference(ref[0], g, ref[1], ref[2], ref[3], 0.01, 0.9, 0.999, 1e-8, wd, float(step),
+                              maximize, decoupled)
+    for a, b in zip(state, ref):
+        if b is not None:
+            close(a, b, dtype, rtol=1e-5 if dtype == np.float32 else None)
+
+
+def test_adam_update_covers_more_items_than_threads_and_keeps_nan(host, rng, monkeypatch):
+    """Grid-stride loop with the grid capped at 2 blocks; amsgrad's max keeps a NaN from either side."""
+    monkeypatch.setattr(cuda_loader, "MAX_GRID", 2)
+    n = 5000
+    p, m = rng.standard_normal(n), rng.standard_normal(n)
+    v, vmax = np.abs(rng.standard_normal(n)), np.abs(rng.standard_normal(n))
+    vmax[3] = np.nan
+    g = rng.standard_normal(n)
+    g[4] = np.nan
+    ref = [a.copy() for a in (p, m, v, vmax)]
+    optim_cuda.adam_update(p, g, m, v, vmax, 0.1, 0.8, 0.99, 1e-8, 0.0, 3.0)
+    adam_update_reference(ref[0], g, ref[1], ref[2], ref[3], 0.1, 0.8, 0.99, 1e-8, 0.0, 3.0, False, False)
+    assert host.calls[-1][2] == 2 and n > 2 * cuda_loader.BLOCK
+    for a, b in zip((p, m, v, vmax), ref):
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+        np.testing.assert_allclose(a[~np.isnan(b)], b[~np.isnan(b)], rtol=1e-13)
+    assert np.isnan(vmax[3]) and np.isnan(vmax[4]) and np.isnan(p[3])
+
+
+def test_adam_update_rejects_mismatched_arrays_before_launching(host):
+    n_calls = len(host.calls)
+    with pytest.raises(ValueError, match=r"adam_update: exp_avg has shape \(3,\), p has \(4,\)"):
+        optim_cuda.adam_update(np.ones(4), np.ones(4), np.zeros(3), np.zeros(4), None, 0.1, 0.9, 0.99, 1e-8,
+                               0.0, 1.0)
+    with pytest.raises(TypeError, match="adam_update: g is float32, p is float64"):
+        optim_cuda.adam_update(np.ones(4), np.ones(4, np.float32), np.zeros(4), np.zeros(4), None, 0.1, 0.9,
+                               0.99, 1e-8, 0.0, 1.0)
+    with pytest.raises(ValueError, match="step is the count after this step's increment"):
+        optim_cuda.adam_update(np.ones(4), np.ones(4), np.zeros(4), np.zeros(4), None, 0.1, 0.9, 0.99, 1e-8,
+                               0.0, 0.0)
+    assert len(host.calls) == n_calls
+
 # ---------------------------------------------------------------------------- Philox and dropout
 
 # Random123's known-answer vectors for philox4x32_10 (kat_vectors): counter, key, result
@@ -500,6 +561,7 @@ LAUNCHERS = {
     ("loss", "softmax_cross_entropy_forward"): loss_cuda.softmax_cross_entropy_forward,
     ("loss", "softmax_cross_entropy_backward"): loss_cuda.softmax_cross_entropy_backward,
     ("optim", "sgd_update"): optim_cuda.sgd_update,
+    ("optim", "adam_update"): optim_cuda.adam_update,
 }
 
 
@@ -587,6 +649,32 @@ def test_sgd_optimizer_through_cuda_launcher(ops_on_cuda_launchers, host, moment
     n_calls = len(host.calls)
     got = run()
     assert sum(expr.startswith("sgd_update_kernel") for _, expr, _, _ in host.calls[n_calls:]) == 6
+    with tinyconv.use_kernels("reference"):
+        want = run()
+    for g, w in zip(got, want):
+        close(g, w, np.float64)
+
+
+@pytest.mark.parametrize("name,kwargs", [("Adam", dict(lr=0.05, amsgrad=True, weight_decay=1e-2)),
+                                         ("AdamW", dict(lr=0.05, maximize=True)),
+                                         ("Adam", dict(lr=0.05))])
+def test_adam_optimizer_through_cuda_launcher(ops_on_cuda_launchers, host, name, kwargs, rng):
+    """tinyconv.optim.Adam/AdamW call adam_update as its contract says; four steps match reference mode."""
+    values = [rng.standard_normal((4, 5)), rng.standard_normal(7)]
+    grads = [[rng.standard_normal(v.shape) for v in values] for _ in range(4)]
+
+    def run():
+        params = [tinyconv.tensor(v, requires_grad=True) for v in values]
+        opt = getattr(tinyconv.optim, name)(params, **kwargs)
+        for step in grads:
+            for p, g in zip(params, step):
+                p.grad = tinyconv.tensor(g)
+            opt.step()
+        return [p.array for p in params]
+
+    n_calls = len(host.calls)
+    got = run()
+    assert sum(expr.startswith("adam_update_kernel") for _, expr, _, _ in host.calls[n_calls:]) == 8
     with tinyconv.use_kernels("reference"):
         want = run()
     for g, w in zip(got, want):

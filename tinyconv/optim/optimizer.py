@@ -11,11 +11,13 @@ named by their index in the order of the groups, so it can be saved next to the
 model's state_dict and loaded into a fresh optimizer over a fresh model.
 """
 import copy
+import numbers
 
 import numpy as np
 
 from .. import backend
 from ..autograd import Tensor, is_grad_enabled
+from ..backend import array_module, device_of, kernel, to_device
 
 
 class _Required:
@@ -167,9 +169,13 @@ class Optimizer:
 
     def _state_value(self, key, value, p, idx):
         """A copy of a saved state entry for parameter ``p``: arrays of p's shape go to p's
-        dtype and device (like PyTorch's cast of floating state); other values are copied."""
+        dtype and device (like PyTorch's cast of floating state); ``step`` becomes a 0-d
+        float32 CPU array, as PyTorch keeps it (a number from an old checkpoint works too);
+        other values are copied."""
         if isinstance(value, Tensor):
             value = value.array
+        if key == "step":
+            return _step_count(value)
         if not (hasattr(value, "shape") and hasattr(value, "dtype")):
             return copy.deepcopy(value)
         if value.dtype.kind == "f" and tuple(value.shape) != p.shape:
@@ -186,3 +192,70 @@ class Optimizer:
             lines.append(f"Parameter Group {i}")
             lines += [f"    {k}: {v}" for k, v in sorted(group.items()) if k != "params"]
         return "\n".join(lines) + "\n)"
+
+
+def _step_count(value=0.0):
+    """A step counter as PyTorch stores it: a 0-d float32 array on the CPU."""
+    return np.array(float(value), dtype=np.float32)
+
+
+def check_hyper(op, name, value, low=0.0, high=None, closed=False):
+    """PyTorch's check of a hyper-parameter: ``ValueError("Invalid <name>: <value>")`` unless
+    ``low <= value`` (and ``value < high``, or ``<= high`` when ``closed``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{op}: {name} must be a number, got {value!r}")
+    inside = low <= value and (high is None or (value <= high if closed else value < high))
+    if not inside:
+        raise ValueError(f"{op}: Invalid {name}: {value}")
+    return value
+
+
+class ElementwiseOptimizer(Optimizer):
+    """The loop every elementwise optimizer (Adam, RMSprop, ...) shares.
+
+    ``step()`` visits each parameter that has a gradient, creates its state on the first
+    visit (``init_state``), moves the state along if the parameter was cast or moved,
+    counts the step (``state["step"]``, a 0-d float32 CPU array as in PyTorch) and then
+    applies the update rule in place: the fast kernel ``kernel("optim", update_name, p)``
+    where one is written and the parameter is C-contiguous, else ``update_reference``.
+
+    A subclass names its rule and says what it needs:
+
+    * ``update_name``: the kernel name; ``update_reference``: the NumPy rule (a
+      ``staticmethod``), called as ``rule(p, g, *update_args(state, group))``.
+    * ``init_state(p, group)``: the arrays of a fresh state (``step`` is added here).
+    * ``update_args(state, group)``: the state arrays and hyper-parameters, in the rule's order.
+    """
+
+    update_name = None
+    update_reference = None
+
+    def init_state(self, p, group):
+        raise NotImplementedError
+
+    def update_args(self, state, group):
+        raise NotImplementedError
+
+    def step(self, closure=None):
+        """Update every parameter that has a gradient; returns the closure's loss if given."""
+        loss = self._run_closure(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self._parameter_state(p, group)
+                state["step"] += 1
+                g = array_module(p.array).ascontiguousarray(p.grad.array)
+                fast = kernel("optim", self.update_name, p.array) if p.array.flags.c_contiguous else None
+                (fast or self.update_reference)(p.array, g, *self.update_args(state, group))
+        return loss
+
+    def _parameter_state(self, p, group):
+        state = self.state.setdefault(p, {})
+        if not state:
+            state["step"] = _step_count()
+            state.update(self.init_state(p, group))
+        for k, v in state.items():       # the model was cast or moved after the state was made
+            if k != "step" and hasattr(v, "dtype") and (v.dtype != p.dtype or device_of(v) != p.device):
+                state[k] = to_device(v.astype(p.dtype), p.device)
+        return state
