@@ -49,10 +49,10 @@ def collate(batch, *, collate_fn_map=None):
             return fn(batch, collate_fn_map=collate_fn_map)
 
     def rec(samples):
-        return collate(list(samples), collate_fn_map=collate_fn_map)
+        return collate(samples, collate_fn_map=collate_fn_map)
 
     if isinstance(elem, collections.abc.Mapping):
-        fields = {key: rec(d[key] for d in batch) for key in elem}
+        fields = {key: rec([d[key] for d in batch]) for key in elem}
         if isinstance(elem, collections.abc.MutableMapping):
             out = copy.copy(elem)                 # keeps the mapping's type (OrderedDict, ...)
             out.update(fields)

@@ -36,6 +36,7 @@ import itertools
 import multiprocessing
 import os
 import queue
+import types
 import weakref
 
 from . import _worker
@@ -132,12 +133,18 @@ class DataLoader:
         return self.batch_sampler if self._auto_collation else self.sampler
 
     def __len__(self):
-        if self._iterable:
-            n = len(self.dataset)             # TypeError for a dataset without len, as PyTorch
-            if self.batch_size is not None:
-                n = n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-            return n
-        return len(self._index_sampler)
+        return _length(self._settings())
+
+    def _settings(self):
+        """What an iterator needs, copied: an iterator must not hold its loader (a
+        persistent iterator is held by it, and the cycle would outlive ``del loader``)."""
+        return types.SimpleNamespace(
+            dataset=self.dataset, iterable=self._iterable, batch_size=self.batch_size,
+            drop_last=self.drop_last, index_sampler=self._index_sampler,
+            auto_collation=self._auto_collation, collate_fn=self.collate_fn,
+            num_workers=self.num_workers, prefetch_factor=self.prefetch_factor, timeout=self.timeout,
+            worker_init_fn=self.worker_init_fn, multiprocessing_context=self.multiprocessing_context,
+            generator=self.generator, persistent_workers=self.persistent_workers, in_order=self.in_order)
 
     def __iter__(self):
         if self.num_workers == 0:
@@ -155,17 +162,26 @@ class DataLoader:
                 f"num_workers={self.num_workers})")
 
 
+def _length(lo):
+    if lo.iterable:
+        n = len(lo.dataset)             # TypeError for a dataset without len, as PyTorch
+        if lo.batch_size is not None:
+            n = n // lo.batch_size if lo.drop_last else -(-n // lo.batch_size)
+        return n
+    return len(lo.index_sampler)
+
+
 class _BaseIter:
     def __init__(self, loader):
-        self._loader = loader
-        self._batches = iter(loader._index_sampler)
-        self._base_seed = draw_seed(loader.generator, "DataLoader")     # drawn every epoch, as PyTorch
+        self._cfg = lo = loader._settings()
+        self._batches = iter(lo.index_sampler)
+        self._base_seed = draw_seed(lo.generator, "DataLoader")     # drawn every epoch, as PyTorch
 
     def __iter__(self):
         return self
 
     def __len__(self):
-        return len(self._loader)
+        return _length(self._cfg)
 
 
 class _SingleProcessIter(_BaseIter):
@@ -174,9 +190,9 @@ class _SingleProcessIter(_BaseIter):
         self._dataset_iter = iter(loader.dataset) if loader._iterable else None
 
     def __next__(self):
-        lo = self._loader
+        lo = self._cfg
         indices = next(self._batches)
-        return _worker.fetch(lo.dataset, indices, lo.collate_fn, lo._auto_collation,
+        return _worker.fetch(lo.dataset, indices, lo.collate_fn, lo.auto_collation,
                              self._dataset_iter, lo.drop_last)
 
 
@@ -193,8 +209,9 @@ class _MultiProcessIter(_BaseIter):
 
     def __init__(self, loader):
         super().__init__(loader)
-        n = loader.num_workers
-        ctx = loader.multiprocessing_context
+        lo = self._cfg
+        n = lo.num_workers
+        ctx = lo.multiprocessing_context
         ctx = multiprocessing.get_context(ctx) if ctx is None or isinstance(ctx, str) else ctx
         self._result_queue = ctx.Queue()
         self._done_event = ctx.Event()
@@ -208,10 +225,9 @@ class _MultiProcessIter(_BaseIter):
                 q = ctx.Queue()
                 q.cancel_join_thread()            # never let an unread task block our exit
                 w = ctx.Process(target=_worker.worker_loop, daemon=True, name=f"tinyconv-loader-{wid}",
-                                args=(loader.dataset, loader._iterable, q, self._result_queue,
-                                      self._done_event, loader._auto_collation, loader.collate_fn,
-                                      loader.drop_last,
-                                      self._base_seed, loader.worker_init_fn, wid, n, os.getpid()))
+                                args=(lo.dataset, lo.iterable, q, self._result_queue, self._done_event,
+                                      lo.auto_collation, lo.collate_fn, lo.drop_last, self._base_seed,
+                                      lo.worker_init_fn, wid, n, os.getpid()))
                 w.start()
                 self._index_queues.append(q)
                 self._workers.append(w)
@@ -245,7 +261,7 @@ class _MultiProcessIter(_BaseIter):
         self._start_epoch()
 
     def _refill(self):
-        cap = self._loader.prefetch_factor * len(self._workers)
+        cap = self._cfg.prefetch_factor * len(self._workers)
         while len(self._sent) < cap and not self._sampler_done and any(self._active):
             try:
                 indices = next(self._batches)
@@ -259,7 +275,7 @@ class _MultiProcessIter(_BaseIter):
 
     def _get(self):
         """The next (task id, data) from any worker; errors if workers died or the timeout passed."""
-        timeout = self._loader.timeout
+        timeout = self._cfg.timeout
         while True:
             try:
                 return self._result_queue.get(timeout=timeout or _worker.STATUS_INTERVAL)
@@ -291,7 +307,7 @@ class _MultiProcessIter(_BaseIter):
                 del self._sent[t]
             self._refill()
             if not self._sent:
-                if not self._loader.persistent_workers:
+                if not self._cfg.persistent_workers:
                     self._shutdown_workers()
                 raise StopIteration
             head = min(self._sent)                        # the batch whose turn it is
@@ -300,9 +316,9 @@ class _MultiProcessIter(_BaseIter):
             task_id, data = self._get()
             if isinstance(data, _worker._IterableEnd):
                 self._active[data.worker_id] = False
-                if not self._loader.persistent_workers:
+                if not self._cfg.persistent_workers:
                     self._index_queues[data.worker_id].put(None)      # let it exit now
-            elif task_id == head or not self._loader.in_order:
+            elif task_id == head or not self._cfg.in_order:
                 return self._hand_out(task_id, data)
             else:
                 self._ready[task_id] = data
