@@ -107,6 +107,10 @@ class Huge(U.Dataset):
         return np.full(2, i, np.int64)
 
 
+def _junk_collate(batch):
+    return {"junk": object}
+
+
 def _torch_stream(torch):
     class TStream(torch.utils.data.IterableDataset):
         def __iter__(self):
@@ -271,7 +275,7 @@ def test_loader_batches_and_len_match_torch(torch, batch_size, drop_last):
 
 
 def test_loader_yields_tensors_that_move(torch):
-    X, y = next(iter(U.DataLoader(Squares(), batch_size=4)))
+    X, y = next(iter(U.DataLoader(Squares(), batch_size=4, pin_memory=True)))      # pin_memory: a no-op
     assert isinstance(X, tinyconv.Tensor) and X.to("cpu").tolist() == [0, 1, 2, 3]
     assert y.dtype == np.float64 and y.tolist() == [0.0, 1.0, 4.0, 9.0]          # Python floats: float64
 
@@ -324,6 +328,10 @@ def test_hostile_inputs():
         list(U.DataLoader(Squares(bad=3), batch_size=2))
     junk = object()
     assert list(U.DataLoader(Squares(4), batch_size=2, collate_fn=lambda b: junk)) == [junk, junk]
+    assert list(U.DataLoader(Squares(4), batch_size=2, num_workers=1, collate_fn=_junk_collate)) == \
+        [{"junk": object}] * 2                                  # passed through, as PyTorch does
+    with pytest.raises(TypeError, match="generator must be a numpy.random.Generator"):
+        U.DataLoader(Squares(), shuffle=True, generator=123)
     with pytest.raises(TypeError, match="default_collate: batch must contain"):
         next(iter(U.DataLoader([None, None], batch_size=2)))
     big = U.DataLoader(Huge(), batch_size=4)                 # 10**15 samples, never listed

@@ -32,6 +32,7 @@ after a worker raises, the workers are shut down even with ``persistent_workers`
 (the next ``iter()`` starts fresh ones).
 """
 import atexit
+import functools
 import itertools
 import multiprocessing
 import os
@@ -40,7 +41,7 @@ import types
 import weakref
 
 from . import _worker
-from ._rng import draw_seed
+from ._rng import draw_seed, numpy_generator
 from .collate import default_collate, default_convert
 from .dataset import IterableDataset
 from .sampler import BatchSampler, RandomSampler, SequentialSampler, _InfiniteConstantSampler
@@ -71,6 +72,8 @@ class DataLoader:
             raise ValueError(f"prefetch_factor option should be a positive int, got {prefetch_factor!r}")
         if persistent_workers and num_workers == 0:
             raise ValueError("persistent_workers option needs num_workers > 0")
+        if generator is not None:
+            numpy_generator(generator, "DataLoader")        # a wrong kind fails now, not at iter()
 
         self._iterable = isinstance(dataset, IterableDataset)
         if self._iterable:
@@ -204,6 +207,13 @@ def _shutdown_all():
         it._shutdown_workers()
 
 
+@functools.cache
+def _register_atexit():
+    """Shut live workers down at interpreter exit (registered when the first ones start,
+    not at import)."""
+    atexit.register(_shutdown_all)
+
+
 class _MultiProcessIter(_BaseIter):
     """The main process's side of the worker protocol (see ``_worker``'s module doc)."""
 
@@ -217,8 +227,7 @@ class _MultiProcessIter(_BaseIter):
         self._done_event = ctx.Event()
         self._index_queues, self._workers = [], []
         self._shut_down = False
-        if not _live_registered:
-            _register_atexit()
+        _register_atexit()
         _live.add(self)
         try:
             for wid in range(n):
@@ -353,12 +362,3 @@ class _MultiProcessIter(_BaseIter):
         if not getattr(self, "_shut_down", True):
             self._shutdown_workers()
 
-
-_live_registered = False
-
-
-def _register_atexit():
-    """Shut any live workers down at interpreter exit (registered when the first one starts)."""
-    global _live_registered
-    atexit.register(_shutdown_all)
-    _live_registered = True
