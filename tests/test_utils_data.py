@@ -541,3 +541,17 @@ def test_numpy_loader_collates_any_structure():
     b = next(iter(tinyconv.data.DataLoader(Dicts(), batch_size=3, seed=0)))
     assert b["x"].dtype == np.float32 and b["x"].shape == (3, 1, 2, 2)
     assert b["y"].dtype == np.int64 and b["name"] == ["s0", "s1", "s2"]
+
+
+def test_image_code_imports_no_autograd_at_module_level():
+    """The image side stays free of autograd: only ToTensor reaches for it, inside its call."""
+    import ast
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1] / "tinyconv" / "data"
+    for name in ("transforms.py", "datasets.py", "loader.py"):
+        tree = ast.parse((root / name).read_text())
+        for node in tree.body:                                  # module-level statements only
+            if isinstance(node, ast.ImportFrom):
+                assert "autograd" not in (node.module or "") and all(a.name != "autograd" for a in node.names)
+            elif isinstance(node, ast.Import):
+                assert all("autograd" not in a.name for a in node.names)

@@ -50,8 +50,9 @@ _FROZEN = ("batch_size", "batch_sampler", "sampler", "drop_last", "dataset", "pe
 
 
 class DataLoader:
-    """Batches of ``dataset`` (see the module doc for the order, the workers and the
-    differences from PyTorch)."""
+    """Batches of ``dataset``, as Tensors (see the module doc for the order, the workers
+    and the differences from PyTorch).  ``pin_memory`` is accepted and is a no-op: the
+    batches stay ordinary CPU arrays."""
 
     def __init__(self, dataset, batch_size=1, shuffle=None, sampler=None, batch_sampler=None,
                  num_workers=0, collate_fn=None, pin_memory=False, drop_last=False, timeout=0,
