@@ -84,8 +84,9 @@ def test_resize_shorter_side_and_exact():
     assert T.Resize(256)(img).size == (384, 256)
     assert T.Resize(256)(Image.new("RGB", (200, 300))).size == (256, 384)
     assert T.Resize((10, 20))(img).size == (20, 10)
-    with pytest.raises(TypeError, match="Resize: expected a PIL image"):
-        T.Resize(8)(np.zeros((3, 4, 4), np.float32))
+    assert T.Resize(8)(np.zeros((3, 4, 6), np.float32)).shape == (3, 8, 12)   # arrays too, as torchvision
+    with pytest.raises(TypeError, match="Resize: expected a PIL image or a CHW"):
+        T.Resize(8)("not an image")
 
 
 def test_to_array_layout_and_scale():

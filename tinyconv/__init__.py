@@ -9,12 +9,15 @@ Where things live (see README's code map):
   functional/        layer ops, one family per file           (forward + backward + reference)
   kernels/           hand-written kernels: <family>_numba.py, <family>.cu
   nn/, optim/        modules, initialization; SGD and lr schedules
+  utils/data/        Dataset, DataLoader (worker processes), samplers, collate  (torch.utils.data)
+  data/              images: ImageFolder, transforms, bundled digits            (torchvision's names)
 """
 import numpy as np
 
 from . import functional  # noqa: F401
 from . import cuda, nn, optim  # noqa: F401
 from . import autograd  # noqa: F401  (tinyconv.autograd.grad / .backward, as torch.autograd)
+from . import utils  # noqa: F401  (tinyconv.utils.data, as torch.utils.data)
 from .autograd import (Tensor, enable_grad, from_dlpack, is_grad_enabled, no_grad,  # noqa: F401
                        set_grad_enabled, tensor)
 from .backend import device, kernel_mode, use_kernels  # noqa: F401

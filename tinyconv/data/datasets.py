@@ -1,5 +1,10 @@
 """Datasets: a folder of labelled images, in-memory arrays, and the bundled real digits.
 
+``tinyconv.data.datasets.ImageFolder`` stands for ``torchvision.datasets.ImageFolder``;
+every dataset here is a :class:`tinyconv.utils.data.Dataset`, so it works with both
+loaders (:class:`tinyconv.data.DataLoader`: NumPy batches; :class:`tinyconv.utils.data.DataLoader`:
+Tensor batches, worker processes) and with ``Subset``, ``random_split``, ``+``.
+
 A dataset is anything with ``len(ds)`` and ``ds[i] -> (image, label)``.  After its
 transform an image is a CHW ``float32`` array; the :class:`~tinyconv.data.DataLoader`
 stacks them into NCHW batches.
@@ -27,6 +32,7 @@ import warnings
 
 import numpy as np
 
+from ..utils.data.dataset import Dataset
 from .transforms import ToArray
 
 try:
@@ -41,25 +47,33 @@ _IGNORED = {"thumbs.db", "desktop.ini"}   # operating-system litter, never an im
 # --------------------------------------------------------------------------- ImageFolder
 
 
-class ImageFolder:
-    """Images in one sub-folder per class: ``root/<class>/<file>.jpg``.
+class ImageFolder(Dataset):
+    """Images in one sub-folder per class, ``root/<class>/<file>.jpg``, as torchvision's
+    ``ImageFolder(root, transform, target_transform, loader, is_valid_file, allow_empty)``.
 
     ``classes`` are the sub-folder names, sorted; ``class_to_idx`` maps them to labels;
-    ``samples`` is the sorted list of ``(path, label)``.  Every file is checked when the
-    dataset is built (its header is read and verified by Pillow): a corrupt or
-    non-image file raises a ``ValueError`` naming its path, or with ``skip_bad=True`` is
-    skipped with a warning.  Hidden files (``.name``) are ignored.  An empty class
-    folder, a root with no class folders, or a missing root is an error.
+    ``samples`` (also ``imgs``) is the sorted list of ``(path, class index)``, ``targets``
+    the labels.  ``ds[i]`` is ``(transform(image), target_transform(label))``: the image
+    is ``loader(path)``, by default the file opened as a PIL image in ``mode`` ("RGB",
+    or "L" for grey); without a transform it stays a PIL image.
 
-    ``ds[i]`` opens the image, converts it to ``mode`` ("RGB" by default, "L" for
-    grey) and applies ``transform``; without a transform it returns the PIL image.
+    Unlike torchvision (which filters by file extension), every file is checked when
+    the dataset is built (its header is read and verified by Pillow): a corrupt or
+    non-image file raises a ``ValueError`` naming its path, or with ``skip_bad=True``
+    is skipped with a warning.  ``is_valid_file(path)`` replaces that check (for
+    files a custom ``loader`` reads).  Hidden files (``.name``) are ignored.  An empty
+    class folder (unless ``allow_empty``), a root with no class folders, or a missing
+    root is an error.
     """
 
-    def __init__(self, root, transform=None, skip_bad=False, mode="RGB"):
+    def __init__(self, root, transform=None, target_transform=None, loader=None, is_valid_file=None,
+                 allow_empty=False, *, skip_bad=False, mode="RGB"):
         if Image is None:                                   # pragma: no cover
             raise ImportError("ImageFolder needs Pillow: pip install pillow")
         self.root = os.fspath(root)
         self.transform = transform
+        self.target_transform = target_transform
+        self.loader = loader
         self.mode = mode
         if not os.path.isdir(self.root):
             raise FileNotFoundError(f"ImageFolder: {self.root!r} is not a directory")
@@ -83,8 +97,10 @@ class ImageFolder:
                     if name.startswith(".") or name.lower() in _IGNORED:
                         continue
                     path = os.path.join(dirpath, name)
-                    problem = _check_image(path)
-                    if problem:
+                    if is_valid_file is not None:
+                        if not is_valid_file(path):
+                            continue
+                    elif problem := _check_image(path):
                         if not skip_bad:
                             raise ValueError(f"ImageFolder: {path} is not a readable image ({problem}); "
                                              "remove it or pass skip_bad=True to skip such files")
@@ -93,23 +109,29 @@ class ImageFolder:
                         continue
                     self.samples.append((path, self.class_to_idx[c]))
                     found += 1
-            if not found:
+            if not found and not allow_empty:
                 raise ValueError(f"ImageFolder: class folder {folder} holds no images")
+        self.imgs = self.samples
         self.targets = [label for _, label in self.samples]
 
     def __len__(self):
         return len(self.samples)
 
     def load(self, index):
-        """The image at ``index`` as a PIL image in ``self.mode`` (no transform)."""
+        """The image at ``index``, as ``loader`` reads it (default: a PIL image in ``self.mode``)."""
         path, _ = self.samples[index]
+        if self.loader is not None:
+            return self.loader(path)
         return load_image(path, self.mode, who="ImageFolder")
 
     def __getitem__(self, index):
         img = self.load(index)
         if self.transform is not None:
             img = self.transform(img)
-        return img, self.samples[index][1]
+        target = self.samples[index][1]
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return img, target
 
     def __repr__(self):
         return f"ImageFolder({self.root!r}, {len(self)} images, {len(self.classes)} classes)"
@@ -141,7 +163,7 @@ def load_image(path, mode="RGB", who="load_image"):
 # --------------------------------------------------------------------------- arrays
 
 
-class ArrayDataset:
+class ArrayDataset(Dataset):
     """Images held in memory: ``images`` (N, H, W) or (N, C, H, W), ``labels`` (N,).
 
     ``ds[i]`` gives the image as a CHW float32 array (uint8 images scaled to [0, 1],

@@ -1,8 +1,16 @@
-"""``DataLoader``: shuffled, batched, prefetched NumPy batches from a dataset.
+"""``DataLoader``: shuffled, batched, prefetched NumPy batches from a dataset, resumable.
 
-Each iteration over the loader is one epoch and yields ``(images, labels)``: a
-float32 NCHW array and an int64 array.  The arrays are plain NumPy; the training
-loop wraps them in tensors (this package never touches autograd).
+This is the loader ``tinyconv train`` uses.  For PyTorch's ``DataLoader`` (Tensor
+batches, samplers, worker processes) use :class:`tinyconv.utils.data.DataLoader`;
+this one builds on its pieces: the batches are a
+:class:`~tinyconv.utils.data.BatchSampler` over the epoch's order, and collation is
+:func:`tinyconv.utils.data.collate` with a map that stacks into NumPy arrays
+(:data:`numpy_collate_fn_map`), so any sample structure works (tuples, dicts, ...).
+
+Each iteration over the loader is one epoch and yields, for ``(image, label)``
+samples, ``[images, labels]``: a float32 NCHW array and an int64 array.  The arrays
+are plain NumPy; the training loop wraps them in tensors (this package never
+touches autograd).
 
 Determinism.  The order of epoch ``e`` is a permutation drawn from a generator
 seeded by ``(seed, e)``, and each sample's random transforms draw from a generator
@@ -22,29 +30,55 @@ its own time inside BLAS, which releases the GIL as well).  Transforms written i
 pure Python per pixel would not overlap.
 """
 import concurrent.futures
-import math
 from collections import deque
 
 import numpy as np
 
+from ..utils.data.collate import collate as _collate
+from ..utils.data.sampler import BatchSampler
 from . import transforms as T
 
 
-def collate(samples):
-    """List of (image, label) -> (float32 NCHW array, int64 labels)."""
-    images, labels = [], []
-    to_array = None
-    for img, label in samples:
-        if not isinstance(img, np.ndarray):
-            to_array = to_array or T.ToArray()
-            img = to_array(img)
-        images.append(img)
-        labels.append(label)
-    shapes = {a.shape for a in images}
+def _collate_arrays(batch, *, collate_fn_map=None):
+    shapes = {a.shape for a in batch}
     if len(shapes) > 1:
         raise ValueError(f"DataLoader: images in a batch must share one shape, got {sorted(shapes)}; "
                          "add Resize/CenterCrop transforms")
-    return np.stack(images).astype(np.float32, copy=False), np.asarray(labels, dtype=np.int64)
+    out = np.stack(batch)
+    return out.astype(np.float32, copy=False) if out.dtype.kind == "f" else out
+
+
+def _collate_pil(batch, *, collate_fn_map=None):
+    to_array = T.ToArray()
+    return _collate_arrays([to_array(img) for img in batch])
+
+
+def _collate_scalars(batch, *, collate_fn_map=None):
+    a = np.asarray(batch)
+    kind = a.dtype.kind
+    return a.astype(np.float32) if kind == "f" else a.astype(np.int64) if kind in "iu" else a
+
+
+def _keep(batch, *, collate_fn_map=None):
+    return batch
+
+
+numpy_collate_fn_map = {
+    np.ndarray: _collate_arrays,
+    (np.bool_, np.number, float, int): _collate_scalars,
+    (str, bytes): _keep,
+}
+if T.Image is not None:
+    numpy_collate_fn_map[T.Image.Image] = _collate_pil
+
+
+def collate(samples):
+    """Samples -> a batch of NumPy arrays: for (image, label) pairs, [float32 NCHW
+    images, int64 labels].  Arrays are stacked and numbers gathered; floating values
+    become float32 (the engine's dtype; PyTorch's default_collate keeps float64),
+    integers int64, bools stay bool; PIL images are converted with ``ToArray``
+    first.  Containers are walked as by :func:`tinyconv.utils.data.collate`."""
+    return _collate(samples, collate_fn_map=numpy_collate_fn_map)
 
 
 class DataLoader:
@@ -73,8 +107,7 @@ class DataLoader:
         self.batch = 0          # the batch of that epoch it starts at (non-zero after a mid-epoch resume)
 
     def __len__(self):
-        n = len(self.dataset)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        return len(BatchSampler(range(len(self.dataset)), self.batch_size, self.drop_last))
 
     # -- state -----------------------------------------------------------------
     def state_dict(self):
@@ -92,9 +125,7 @@ class DataLoader:
         return np.random.default_rng([self.seed, epoch]).permutation(n)
 
     def _batches(self, epoch):
-        idx = self.order(epoch)
-        bs = self.batch_size
-        return [idx[b * bs:(b + 1) * bs] for b in range(len(self))]   # drop_last is in len(self)
+        return list(BatchSampler(self.order(epoch).tolist(), self.batch_size, self.drop_last))
 
     def _make_batch(self, epoch, indices):
         fast = getattr(self.dataset, "get_batch", None)

@@ -1,15 +1,21 @@
-"""Image transforms, the paper's augmentation included (Krizhevsky et al. 2012, section 4.1).
+"""Image transforms with torchvision's names, the paper's augmentation included
+(Krizhevsky et al. 2012, section 4.1).  ``tinyconv.data.transforms`` stands for
+``torchvision.transforms``.
 
-Each transform is a callable on one sample.  Until ``ToArray`` a sample is a PIL
-image; after it, a NumPy ``float32`` array in CHW layout with values in [0, 1]::
+Each transform is a callable on one sample.  Until ``ToArray`` (or ``ToTensor``) a
+sample is a PIL image; after it, a CHW NumPy ``float32`` array with values in
+[0, 1] (``ToTensor``: the same as a tinyconv Tensor)::
 
     train = Compose([Resize(256), RandomCrop(227), RandomHorizontalFlip(),
                      ToArray(), PCAColorAugment(eigvals, eigvecs), Normalize(mean)])
     test  = Compose([Resize(256), CenterCrop(227), ToArray(), Normalize(mean)])
+    torchvision_style = Compose([Resize(32), ToTensor(), Normalize((0.5,), (0.5,))])
 
-``RandomCrop``, ``CenterCrop``, ``RandomHorizontalFlip`` and ``TenCrop`` take either
-kind of sample; ``Resize`` needs a PIL image; ``Normalize`` and ``PCAColorAugment``
-need arrays.
+``Resize``, ``RandomCrop``, ``CenterCrop``, ``RandomHorizontalFlip`` and ``TenCrop``
+take a PIL image, an array or a Tensor (the last two dims are height and width);
+``Normalize`` takes arrays and Tensors, ``PCAColorAugment`` arrays.  This module
+works on NumPy and Pillow and never imports autograd at import time: only
+``ToTensor`` makes a Tensor (and Tensor inputs are recognised by their ``.array``).
 
 Randomness.  A random transform draws from the generator it was given, else from
 :func:`current_rng`: the per-sample generator the DataLoader installs around each
@@ -63,32 +69,46 @@ def _is_pil(img):
     return Image is not None and isinstance(img, Image.Image)
 
 
+def _unwrap(img):
+    """(array, wrap) for an array or a tinyconv Tensor: ``wrap(out)`` gives a result of
+    the input's kind.  Tensors are recognised by their ``.array`` (this module never
+    imports autograd), and a transform's output is new data, not tracked by autograd."""
+    if not isinstance(img, np.ndarray) and hasattr(img, "array") and hasattr(img, "grad_fn"):
+        return img.array, type(img)
+    return img, (lambda a: a)
+
+
 def _size_hw(img, op):
-    """(height, width) of a PIL image or a CHW array."""
+    """(height, width) of a PIL image, or of an array / Tensor's last two dims (CHW, HW, NCHW)."""
     if _is_pil(img):
         return img.height, img.width
-    if isinstance(img, np.ndarray) and img.ndim == 3:
-        return img.shape[1], img.shape[2]
-    raise TypeError(f"{op}: expected a PIL image or a CHW NumPy array, got "
+    a, _ = _unwrap(img)
+    if hasattr(a, "shape") and len(a.shape) >= 2:
+        return a.shape[-2], a.shape[-1]
+    raise TypeError(f"{op}: expected a PIL image or a CHW NumPy array or Tensor, got "
                     f"{type(img).__name__}{getattr(img, 'shape', '')}")
 
 
 def _crop(img, top, left, h, w):
     if _is_pil(img):
         return img.crop((left, top, left + w, top + h))      # PIL boxes are (left, upper, right, lower)
-    return np.ascontiguousarray(img[:, top:top + h, left:left + w])
+    a, wrap = _unwrap(img)
+    return wrap(a[..., top:top + h, left:left + w].copy())
 
 
 def _hflip(img):
     if _is_pil(img):
         return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return np.ascontiguousarray(img[:, :, ::-1])
+    a, wrap = _unwrap(img)
+    return wrap(a[..., ::-1].copy())
 
 
 def _pair(size, op):
     if isinstance(size, numbers.Integral):
         size = (int(size), int(size))
     size = tuple(int(s) for s in size)
+    if len(size) == 1:
+        size = size * 2
     if len(size) != 2 or min(size) < 1:
         raise ValueError(f"{op}: size must be a positive int or (height, width), got {size!r}")
     return size
@@ -100,6 +120,45 @@ def _check_fits(img, h, w, op):
         raise ValueError(f"{op}: crop of {h}x{w} does not fit an image of {H}x{W} (height x width); "
                          "resize it first")
     return H, W
+
+
+def _center(H, W, h, w):
+    """torchvision's centre: offsets rounded half to even, ``round((H - h) / 2)``."""
+    return int(round((H - h) / 2.0)), int(round((W - w) / 2.0))
+
+
+def _padding4(padding, op):
+    """torchvision's padding forms -> (left, top, right, bottom)."""
+    if isinstance(padding, numbers.Integral):
+        padding = (padding,)
+    padding = tuple(int(p) for p in padding)
+    if len(padding) not in (1, 2, 4) or min(padding) < 0:
+        raise ValueError(f"{op}: padding must be an int >= 0 or a sequence of 1, 2 or 4 of them, "
+                         f"got {padding!r}")
+    if len(padding) == 1:
+        return padding * 4
+    if len(padding) == 2:
+        return padding * 2                      # (left/right, top/bottom)
+    return padding
+
+
+_PAD_MODES = {"constant": "constant", "edge": "edge", "reflect": "reflect", "symmetric": "symmetric"}
+
+
+def _pad(img, left, top, right, bottom, fill=0, mode="constant"):
+    """Pad the last two dims (arrays, Tensors) or the image (PIL)."""
+    kw = {"constant_values": fill} if mode == "constant" else {}
+    if _is_pil(img):
+        if mode == "constant":
+            out = Image.new(img.mode, (img.width + left + right, img.height + top + bottom), fill)
+            out.paste(img, (left, top))
+            return out
+        a = np.asarray(img)
+        widths = ((top, bottom), (left, right)) + ((0, 0),) * (a.ndim - 2)
+        return Image.fromarray(np.pad(a, widths, mode=_PAD_MODES[mode]))
+    a, wrap = _unwrap(img)
+    widths = ((0, 0),) * (a.ndim - 2) + ((top, bottom), (left, right))
+    return wrap(np.pad(a, widths, mode=_PAD_MODES[mode], **kw))
 
 
 # --------------------------------------------------------------------------- transforms
@@ -121,44 +180,77 @@ class Compose:
 
 
 class Resize:
-    """Resize a PIL image: an int scales the shorter side to it (keeping the aspect
-    ratio, as the paper's "rescaled such that the shorter side was of length 256");
-    a pair (height, width) gives the exact size."""
+    """Resize to ``size``, as torchvision's ``Resize``: an int (or ``[int]``) scales the
+    shorter side to it keeping the aspect ratio (the longer side becomes
+    ``int(size * long / short)``, truncated; the paper's "rescaled such that the
+    shorter side was of length 256"), capped by ``max_size`` on the longer side; a
+    pair (height, width) gives the exact size.
 
-    def __init__(self, size, interpolation="bilinear"):
-        if isinstance(size, numbers.Integral):
+    Takes a PIL image, or an array / Tensor whose last two dims are (H, W); those are
+    resized plane by plane through Pillow's float ("F") mode, which matches
+    ``torch.nn.functional.interpolate(..., antialias=True)`` (torchvision's tensor
+    path) for bilinear and bicubic.  Integer arrays are rounded back to their dtype.
+    ``interpolation`` is a name ("bilinear", "nearest", "bicubic", "lanczos") or
+    torchvision's ``InterpolationMode`` (anything with that ``.value``); ``antialias``
+    is accepted for torchvision's signature: Pillow always antialiases.
+    """
+
+    _METHODS = {"nearest": 0, "bilinear": 2, "bicubic": 3, "lanczos": 1}
+
+    def __init__(self, size, interpolation="bilinear", max_size=None, antialias=True):
+        if isinstance(size, numbers.Integral) or (isinstance(size, (list, tuple)) and len(size) == 1):
+            size = int(size if isinstance(size, numbers.Integral) else size[0])
             if size < 1:
                 raise ValueError(f"Resize: size must be positive, got {size}")
-            self.size = int(size)
+            self.size = size
         else:
+            if max_size is not None:
+                raise ValueError("Resize: max_size is only allowed when size is an int (the shorter side)")
             self.size = _pair(size, "Resize")
-        methods = {"nearest": 0, "bilinear": 2, "bicubic": 3, "lanczos": 1}
-        if interpolation not in methods:
-            raise ValueError(f"Resize: interpolation must be one of {sorted(methods)}, got {interpolation!r}")
-        self.interpolation = interpolation
-        self._resample = methods[interpolation]
+        name = getattr(interpolation, "value", interpolation)
+        if name not in self._METHODS:
+            raise ValueError(f"Resize: interpolation must be one of {sorted(self._METHODS)}, got "
+                             f"{interpolation!r}")
+        self.interpolation = name
+        self._resample = self._METHODS[name]
+        self.max_size = max_size
+        self.antialias = antialias
+
+    def output_size(self, h, w):
+        """The (height, width) an (h, w) image is resized to."""
+        if not isinstance(self.size, int):
+            return self.size
+        short, long_ = (w, h) if w <= h else (h, w)
+        new_short, new_long = self.size, int(self.size * long_ / short)
+        if self.max_size is not None and new_long > self.max_size:
+            new_short, new_long = int(self.max_size * new_short / new_long), self.max_size
+        return (new_long, new_short) if w <= h else (new_short, new_long)
 
     def __call__(self, img):
-        if not _is_pil(img):
-            raise TypeError(f"Resize: expected a PIL image (put Resize before ToArray), got "
-                            f"{type(img).__name__}")
-        if isinstance(self.size, int):
-            w, h = img.size
-            short, long_ = (w, h) if w <= h else (h, w)
-            new_long = max(1, int(round(long_ * self.size / short)))
-            new_w, new_h = (self.size, new_long) if w <= h else (new_long, self.size)
-        else:
-            new_h, new_w = self.size
-        if (new_w, new_h) == img.size:
+        h, w = _size_hw(img, "Resize")
+        new_h, new_w = self.output_size(h, w)
+        if (new_h, new_w) == (h, w):
             return img
-        return img.resize((new_w, new_h), resample=self._resample)
+        if _is_pil(img):
+            return img.resize((new_w, new_h), resample=self._resample)
+        a, wrap = _unwrap(img)
+        a = np.asarray(a)
+        planes = [np.asarray(Image.fromarray(np.ascontiguousarray(p, dtype=np.float32), mode="F")
+                             .resize((new_w, new_h), resample=self._resample))
+                  for p in a.reshape(-1, h, w)]
+        out = np.stack(planes).reshape(a.shape[:-2] + (new_h, new_w))
+        if a.dtype.kind in "iub":
+            info = np.iinfo(a.dtype) if a.dtype.kind != "b" else None
+            out = np.rint(out) if info is None else np.clip(np.rint(out), info.min, info.max)
+        return wrap(out.astype(a.dtype, copy=False))
 
     def __repr__(self):
-        return f"Resize({self.size!r})"
+        return f"Resize({self.size!r}, interpolation={self.interpolation!r}, max_size={self.max_size})"
 
 
 class CenterCrop:
-    """The central ``size`` patch."""
+    """The central ``size`` patch (offsets as torchvision's: ``round((H - h) / 2)``).
+    Unlike torchvision, a crop bigger than the image is an error, not zero padding."""
 
     def __init__(self, size):
         self.size = _pair(size, "CenterCrop")
@@ -166,38 +258,42 @@ class CenterCrop:
     def __call__(self, img):
         h, w = self.size
         H, W = _check_fits(img, h, w, "CenterCrop")
-        return _crop(img, (H - h) // 2, (W - w) // 2, h, w)
+        return _crop(img, *_center(H, W, h, w), h, w)
 
     def __repr__(self):
         return f"CenterCrop({self.size!r})"
 
 
 class RandomCrop:
-    """A ``size`` patch at a uniformly random position (every position equally likely).
+    """A ``size`` patch at a uniformly random position (every position equally likely),
+    as torchvision's ``RandomCrop``.
 
-    ``padding`` first pads each side with zeros (arrays) or black (PIL), the usual way
-    to get translations out of small images such as 28x28 digits.
+    ``padding`` first pads the borders (an int for every side, (left/right, top/bottom)
+    or (left, top, right, bottom)) with ``fill`` or by ``padding_mode`` ("constant",
+    "edge", "reflect", "symmetric"), the usual way to get translations out of small
+    images such as 28x28 digits; ``pad_if_needed`` pads an image smaller than ``size``.
+    ``generator`` (a NumPy Generator, keyword only) fixes the draws; see the module doc.
     """
 
-    def __init__(self, size, padding=0, generator=None):
+    def __init__(self, size, padding=None, pad_if_needed=False, fill=0, padding_mode="constant", *,
+                 generator=None):
         self.size = _pair(size, "RandomCrop")
-        if padding < 0:
-            raise ValueError(f"RandomCrop: padding must be >= 0, got {padding}")
-        self.padding = int(padding)
+        self.padding = _padding4(padding or 0, "RandomCrop")
+        if padding_mode not in _PAD_MODES:
+            raise ValueError(f"RandomCrop: padding_mode must be one of {sorted(_PAD_MODES)}, got "
+                             f"{padding_mode!r}")
+        self.pad_if_needed, self.fill, self.padding_mode = bool(pad_if_needed), fill, padding_mode
         self.generator = generator
 
-    def _pad(self, img):
-        p = self.padding
-        if _is_pil(img):
-            out = Image.new(img.mode, (img.width + 2 * p, img.height + 2 * p))
-            out.paste(img, (p, p))
-            return out
-        return np.pad(img, ((0, 0), (p, p), (p, p)))
-
     def __call__(self, img):
-        if self.padding:
-            img = self._pad(img)
+        if any(self.padding):
+            img = _pad(img, *self.padding, fill=self.fill, mode=self.padding_mode)
         h, w = self.size
+        if self.pad_if_needed:
+            H, W = _size_hw(img, "RandomCrop")
+            dw, dh = max(w - W, 0), max(h - H, 0)
+            if dw or dh:
+                img = _pad(img, dw, dh, dw, dh, fill=self.fill, mode=self.padding_mode)
         H, W = _check_fits(img, h, w, "RandomCrop")
         rng = self.generator or current_rng()
         top = int(rng.integers(0, H - h + 1))       # H - h + 1 possible top rows
@@ -209,7 +305,7 @@ class RandomCrop:
 
 
 class RandomHorizontalFlip:
-    """Mirror left-right with probability ``p``."""
+    """Mirror left-right with probability ``p`` (PIL images, arrays, Tensors)."""
 
     def __init__(self, p=0.5, generator=None):
         if not 0.0 <= p <= 1.0:
@@ -262,31 +358,69 @@ class ToArray:
         return f"ToArray(mode={self.mode!r})"
 
 
-class Normalize:
-    """``(x - mean[c]) / std[c]`` per channel of a CHW array.
+class ToTensor:
+    """torchvision's ``ToTensor``: a PIL image or an HWC / HW array -> a CHW Tensor;
+    uint8 data (and 1-bit images) scaled to float32 in [0, 1], other dtypes kept.
 
-    With ``std=None`` it is the paper's plain mean subtraction ("subtracting the mean
-    activity over the training set from each pixel", here per channel).
+    The one transform that makes a Tensor (it imports tinyconv's core when called);
+    :class:`ToArray` is the same conversion to a float32 NumPy array.
     """
 
-    def __init__(self, mean, std=None):
+    def __call__(self, pic):
+        if _is_pil(pic):
+            a = np.asarray(pic)
+            if pic.mode == "1":
+                a = a.astype(np.uint8) * 255
+        elif isinstance(pic, np.ndarray):
+            a = pic
+        else:
+            raise TypeError(f"ToTensor: pic should be a PIL Image or ndarray, got {type(pic).__name__}")
+        if a.ndim == 2:
+            a = a[:, :, None]
+        if a.ndim != 3:
+            raise ValueError(f"ToTensor: pic should be 2 or 3 dimensional (HW or HWC), got shape {a.shape}")
+        out = np.ascontiguousarray(a.transpose(2, 0, 1))
+        if out.dtype == np.uint8:
+            out = out.astype(np.float32) * np.float32(1 / 255)
+        from ..autograd import Tensor
+        return Tensor(out)
+
+    def __repr__(self):
+        return "ToTensor()"
+
+
+class Normalize:
+    """``(x - mean[c]) / std[c]`` per channel of a CHW (or NCHW) array or Tensor, as
+    torchvision's ``Normalize``; floating input keeps its dtype, other input becomes
+    float32, and a Tensor gives a Tensor.
+
+    With ``std=None`` it is the paper's plain mean subtraction ("subtracting the mean
+    activity over the training set from each pixel", here per channel); torchvision
+    requires ``std``.  ``inplace=True`` writes into a floating array.
+    """
+
+    def __init__(self, mean, std=None, inplace=False):
         self.mean = np.asarray(mean, dtype=np.float32).reshape(-1)
         self.std = None if std is None else np.asarray(std, dtype=np.float32).reshape(-1)
         if self.std is not None and (self.std.shape != self.mean.shape or np.any(self.std <= 0)):
             raise ValueError(f"Normalize: std must be positive and match mean's {self.mean.size} "
                              f"channels, got {std!r}")
+        self.inplace = bool(inplace)
 
     def __call__(self, x):
-        if not isinstance(x, np.ndarray) or x.ndim not in (3, 4):
-            raise TypeError(f"Normalize: expected a CHW (or NCHW) array, put it after ToArray; got "
-                            f"{type(x).__name__}{getattr(x, 'shape', '')}")
-        c = x.shape[-3]
+        a, wrap = _unwrap(x)
+        if not isinstance(a, np.ndarray) or a.ndim not in (3, 4):
+            raise TypeError(f"Normalize: expected a CHW (or NCHW) array or Tensor, put it after "
+                            f"ToArray / ToTensor; got {type(x).__name__}{getattr(x, 'shape', '')}")
+        c = a.shape[-3]
         if c != self.mean.size:
             raise ValueError(f"Normalize: mean has {self.mean.size} channels, the image has {c}")
-        out = x - self.mean[:, None, None]
+        dtype = a.dtype if a.dtype.kind == "f" else np.dtype(np.float32)
+        out = a if self.inplace and a.dtype.kind == "f" else a.astype(dtype)
+        out -= self.mean.astype(dtype)[:, None, None]
         if self.std is not None:
-            out /= self.std[:, None, None]
-        return out.astype(np.float32, copy=False)
+            out /= self.std.astype(dtype)[:, None, None]
+        return wrap(out)
 
     def __repr__(self):
         return f"Normalize(mean={self.mean.tolist()}, std={None if self.std is None else self.std.tolist()})"
@@ -335,10 +469,13 @@ class TenCrop:
     def __call__(self, img):
         h, w = self.size
         H, W = _check_fits(img, h, w, "TenCrop")
-        corners = [(0, 0), (0, W - w), (H - h, 0), (H - h, W - w), ((H - h) // 2, (W - w) // 2)]
+        corners = [(0, 0), (0, W - w), (H - h, 0), (H - h, W - w), _center(H, W, h, w)]
         crops = [_crop(img, t, l, h, w) for t, l in corners]
         crops += [_hflip(c) for c in crops]
-        return np.stack(crops) if isinstance(img, np.ndarray) else crops
+        if _is_pil(img):
+            return crops
+        a, wrap = _unwrap(img)
+        return wrap(np.stack([_unwrap(c)[0] for c in crops]))
 
     def __repr__(self):
         return f"TenCrop({self.size!r})"
