@@ -23,6 +23,9 @@ The whole graph machinery is here, and it knows no layer.
 The graph links nodes to nodes (and to leaves), never to intermediate tensors, so
 an activation no backward needs is freed as soon as the user drops it.
 """
+import functools
+import threading
+
 import numpy as np
 
 from . import backend
@@ -31,55 +34,76 @@ from .tensor_methods import TensorMethods
 # --------------------------------------------------------------------------- grad mode
 
 
-class _GradMode:
-    enabled = True
+class _GradMode(threading.local):
+    enabled = True      # per thread, as in PyTorch
 
 
-class set_grad_enabled:
-    """Context manager (or decorator) that turns graph recording on or off, as in PyTorch."""
+_grad_mode = _GradMode()
 
-    def __init__(self, mode):
-        self.mode = bool(mode)
+
+class _GradModeContext:
+    """A context manager that is also a decorator (``@no_grad()``, or bare ``@no_grad``)."""
+
+    mode = None
+
+    def __new__(cls, *args):
+        if cls is not set_grad_enabled and len(args) == 1 and callable(args[0]):
+            return cls()(args[0])                     # bare @no_grad / @enable_grad
+        return super().__new__(cls)
 
     def __enter__(self):
-        self.previous, _GradMode.enabled = _GradMode.enabled, self.mode
+        self.previous, _grad_mode.enabled = _grad_mode.enabled, self.mode
 
     def __exit__(self, *exc):
-        _GradMode.enabled = self.previous
+        _grad_mode.enabled = self.previous
 
     def __call__(self, fn):
+        @functools.wraps(fn)
         def wrapped(*args, **kwargs):
-            with type(self)(*self._args()):
+            with self._fresh():                       # a fresh one per call: safe to recurse
                 return fn(*args, **kwargs)
-        wrapped.__name__, wrapped.__doc__ = fn.__name__, fn.__doc__
         return wrapped
 
-    def _args(self):
-        return (self.mode,)
+    def _fresh(self):
+        return type(self)()
 
 
-class no_grad(set_grad_enabled):
-    """Record no graph inside (``with no_grad():`` or ``@no_grad()``), as ``torch.no_grad``."""
+class no_grad(_GradModeContext):
+    """Record no graph inside (``with no_grad():``, ``@no_grad()`` or ``@no_grad``), as ``torch.no_grad``."""
 
-    def __init__(self):
-        super().__init__(False)
-
-    def _args(self):
-        return ()
+    mode = False
 
 
-class enable_grad(set_grad_enabled):
+class enable_grad(_GradModeContext):
     """Record the graph again inside a ``no_grad`` block, as ``torch.enable_grad``."""
 
-    def __init__(self):
-        super().__init__(True)
+    mode = True
 
-    def _args(self):
-        return ()
+
+class set_grad_enabled(_GradModeContext):
+    """Turn graph recording on or off, as ``torch.set_grad_enabled``.
+
+    As in PyTorch it acts at once (``set_grad_enabled(False)`` as a plain call switches
+    recording off); as a context manager or decorator it restores the previous mode after.
+    """
+
+    def __init__(self, mode):
+        self.mode, self.previous = bool(mode), _grad_mode.enabled
+        _grad_mode.enabled = self.mode
+
+    def __enter__(self):
+        pass
+
+    def __call__(self, fn):
+        _grad_mode.enabled = self.previous            # as a decorator it acts only inside fn
+        return super().__call__(fn)
+
+    def _fresh(self):
+        return set_grad_enabled(self.mode)
 
 
 def is_grad_enabled():
-    return _GradMode.enabled
+    return _grad_mode.enabled
 
 
 # --------------------------------------------------------------------------- Function
@@ -118,11 +142,12 @@ class Function:
                 out._version_counter = t._version_counter
                 out._base = t._base if t._base is not None else t
                 break
-        if _GradMode.enabled and any(self.needs_input_grad):
+        if _grad_mode.enabled and any(self.needs_input_grad):
             # A parent is the node that made an input, the input itself if it is a
             # leaf that wants a gradient, or None if no gradient flows there.
             self.parents = tuple((t.grad_fn or t) if t.requires_grad else None for t in inputs)
-            self.saved_versions = [(t._version_counter, t._version, t.shape, t.dtype) for t in inputs + (out,)
+            # the versions of the tensors whose memory backward reads (checked before it runs)
+            self.saved_versions = [(t._version_counter, t._version, t.array) for t in inputs + (out,)
                                    if any(_shares_memory(a, t.array) for a in self.saved_tensors)]
             self.tensor_hooks, self.retains = [], None
             out._requires_grad, out.grad_fn = True, self
@@ -141,9 +166,16 @@ class Function:
 
     def release(self):
         """Free the saved buffers once backward is done with them."""
-        self.saved_tensors = None
+        self.saved_tensors, self.saved_versions = None, ()
 
     def name(self):
+        """The node's name: its class name plus ``Backward``, e.g. ``MulBackward``.
+
+        PyTorch's names carry an overload number and are printed with an address
+        (``<MulBackward0 object at 0x...>``); tinyconv keeps its Function class names
+        (``ReLUFn`` -> ``ReLUFnBackward``), without the number and the address, so a
+        printed graph is short and the same on every run.
+        """
         return f"{type(self).__name__}Backward"
 
     def __repr__(self):
@@ -160,11 +192,11 @@ class Function:
             raise RuntimeError(
                 f"backward: trying to backward through {type(self).__name__} a second time; its "
                 "saved buffers were freed.  Pass retain_graph=True to the first backward.")
-        for version, saved, shape, dtype in self.saved_versions:
+        for version, saved, array in self.saved_versions:
             if version.n != saved:
                 raise RuntimeError(
                     "one of the variables needed for gradient computation has been modified by an "
-                    f"inplace operation: the {dtype} tensor of shape {list(shape)} saved by "
+                    f"inplace operation: the {array.dtype} tensor of shape {list(array.shape)} saved by "
                     f"{self.name()} is at version {version.n}; expected version {saved} instead.")
         gxs = self.backward(gy)
         gxs = gxs if isinstance(gxs, tuple) else (gxs,)
@@ -510,7 +542,10 @@ class Tensor(TensorMethods):
         return object.__format__(self, spec)
 
     def __contains__(self, element):
-        return bool((self == element).any())
+        if not isinstance(element, (Tensor, bool, int, float)):
+            raise RuntimeError(f"Tensor.__contains__ only supports Tensor or scalar, but you passed "
+                               f"in a {type(element)}.")
+        return bool((self == element).array.any())
 
     def _scalar(self, op):
         if self.array.size != 1:
@@ -617,7 +652,7 @@ class Tensor(TensorMethods):
     def detach(self):
         """The same memory (and version counter), cut from the graph."""
         out = Tensor(self.array)
-        out._version_counter, out._base = self._version_counter, self
+        out._version_counter = self._version_counter
         return out
 
     def detach_(self):
@@ -628,17 +663,47 @@ class Tensor(TensorMethods):
         """Make ``self`` hold ``out`` in place: the memory, its views and ``.data`` see it.
 
         ``out`` is the result of the out-of-place op.  When it was recorded, ``self``
-        becomes the output of its node (its ``grad_fn`` is rebased), as in PyTorch.
+        becomes the output of its node (its ``grad_fn`` is rebased), as in PyTorch, and
+        what that node saved of ``self``'s old values is copied first, as the write is
+        about to overwrite them.  A recorded write into a view goes through its base
+        (PyTorch's ``CopySlices``): the base becomes ``base[index] = out``, and the view
+        ``base[index]``.
         """
-        recording = out.grad_fn is not None
-        if recording and self.requires_grad:
-            if self.grad_fn is None:
-                raise RuntimeError(f"{op}: a leaf Variable that requires grad is being used in an "
-                                   "in-place operation.")
-            if self._base is not None and self._base.requires_grad:
-                raise RuntimeError(f"{op}: in-place operation on a view of a tensor that requires "
-                                   "grad; tinyconv does not track it (PyTorch does): clone() the view "
-                                   "first, or write through the base tensor")
+        node = out.grad_fn
+        self._check_write(out, op)
+        if node is None:
+            self.array[...] = out.array
+            self._version_counter.n += 1
+            return self
+        node.saved_tensors = tuple(a.copy() if _shares_memory(a, self.array) else a
+                                   for a in node.saved_tensors)
+        if self._base is None:
+            self.array[...] = out.array
+            self._version_counter.n += 1
+            new_fn = node
+        else:
+            from . import math_ops
+            index = math_ops.view_index(self._base.array, self.array)
+            if index is None:
+                raise RuntimeError(f"{op}: in-place operation on a view of a tensor whose memory "
+                                   "is not one dense block; clone() the view first")
+            self._base._write(math_ops.setitem(self._base, index, out), op)
+            new_fn = math_ops.getitem(self._base, index).grad_fn
+        node.saved_versions = [(v, n, a) for v, n, a in node.saved_versions   # copies are safe
+                               if any(_shares_memory(s, a) for s in node.saved_tensors)]
+        if self.retains_grad:
+            self.grad_fn.retains, new_fn.retains = None, self
+        self.grad_fn, self._requires_grad = new_fn, True
+        return self
+
+    def _check_write(self, out, op):
+        if out.grad_fn is not None and self.requires_grad and self.grad_fn is None:
+            raise RuntimeError(f"{op}: a leaf Variable that requires grad is being used in an "
+                               "in-place operation.")
+        base = self._base
+        if out.grad_fn is not None and base is not None and base.requires_grad and base.is_leaf:
+            raise RuntimeError(f"{op}: a view of a leaf Variable that requires grad is being used "
+                               "in an in-place operation.")
         if _KIND[out.dtype.kind] > _KIND[self.dtype.kind]:
             raise RuntimeError(f"{op}: result type {out.dtype} can't be cast to the desired output "
                                f"type {self.dtype}")
@@ -648,14 +713,6 @@ class Tensor(TensorMethods):
         if not getattr(getattr(self.array, "flags", None), "writeable", True):
             raise RuntimeError(f"{op}: the tensor's memory is read-only (an expand() or a "
                                "broadcast view); clone() it first")
-        self.array[...] = out.array
-        self._version_counter.n += 1
-        if recording:
-            retained = self.retains_grad
-            self.grad_fn, self._requires_grad = out.grad_fn, True
-            if retained:
-                self.grad_fn.retains = self
-        return self
 
 
 _KIND = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}

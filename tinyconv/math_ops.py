@@ -353,16 +353,39 @@ class Overwrite(Function):
         return backend.array_module(gy).zeros_like(gy)
 
 
-def overwrite(x, value):
+def overwrite(x, value, op="fill_"):
+    """What ``fill_(value)``, ``zero_()``, ``normal_()`` write: ``value`` cast to x's dtype."""
     if isinstance(value, Tensor):
         if value.numel() != 1:
-            raise RuntimeError(f"fill_: only supports 0-dimension value tensor but got tensor with "
+            raise RuntimeError(f"{op}: only supports 0-dimension value tensor but got tensor with "
                                f"{value.ndim} dimensions")
         value = value.item()
-    if isinstance(value, float) and x.dtype.kind != "f" and not float(value).is_integer():
-        raise RuntimeError(f"fill_: value {value} cannot be converted to type {x.dtype} without "
-                           "overflow")
     return Overwrite(backend.to_device(np.asarray(value), x.device))(x)
+
+
+def view_index(base, view):
+    """Where the elements of ``view`` (an array viewing ``base``'s memory) sit in ``base``.
+
+    An index such that ``base[index]`` has ``view``'s elements in ``view``'s shape, read off
+    the memory: a grid laid out as ``base`` and numbering its elements is viewed with
+    ``view``'s offset and strides.  It lets a write into a view go into its base, as
+    PyTorch's ``CopySlices``.  None when ``base`` is not one dense block of memory.
+    """
+    xp = backend.array_module(base)
+    grid = xp.empty_like(base, dtype=np.int64)         # same layout as base, if it is dense
+    steps = [(a // base.itemsize, b // 8) for a, b, n in zip(base.strides, grid.strides,
+                                                            base.shape) if n > 1]
+    if any(a != b for a, b in steps) or view.dtype != base.dtype:
+        return None
+    grid[...] = xp.arange(base.size).reshape(base.shape)
+    offset = (_address(view) - _address(base)) // base.itemsize
+    strides = tuple(s // base.itemsize * 8 for s in view.strides)
+    flat = xp.lib.stride_tricks.as_strided(grid.ravel(order="K")[offset:], view.shape, strides)
+    return xp.unravel_index(flat.copy(), base.shape)
+
+
+def _address(a):
+    return a.data.ptr if backend.is_cuda_array(a) else a.__array_interface__["data"][0]
 
 
 # --------------------------------------------------------------------------- comparisons
@@ -467,7 +490,10 @@ class GetItem(Function):
 
     def forward(self, x):
         self.shape = x.shape
-        return x[self.index]
+        y = x[self.index]
+        if isinstance(y, np.generic):      # NumPy gives a scalar; PyTorch a 0-d view
+            y = x[(self.index if isinstance(self.index, tuple) else (self.index,)) + (...,)]
+        return y
 
     def backward(self, gy):
         xp = backend.array_module(gy)
@@ -505,17 +531,35 @@ def flatten(x, start_dim=0, end_dim=-1):
     return reshape(x, *x.shape[:s], n, *x.shape[e + 1:])
 
 
+def wrap_dim(dim, ndim):
+    """``dim`` as an index in ``range(ndim)`` (negative counts from the end), as PyTorch's check."""
+    n = max(ndim, 1)                  # a 0-d tensor takes dims 0 and -1
+    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+        raise TypeError(f"a dimension must be an int, got {type(dim).__name__} {dim!r}")
+    if not -n <= dim < n:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], "
+                         f"but got {dim})")
+    return int(dim) % n
+
+
 def permute(x, *dims):
     dims = _shape_arg(dims)
-    if sorted(d % max(x.ndim, 1) for d in dims) != list(range(x.ndim)):
-        raise ValueError(f"permute: {dims} is not a permutation of the {x.ndim} dimensions "
-                         f"of a tensor of shape {x.shape}")
-    return Permute(tuple(d % x.ndim for d in dims))(x)
+    if len(dims) != x.ndim:
+        raise RuntimeError(f"permute(): number of dimensions in the tensor input does not match "
+                           f"the length of the desired ordering of dimensions i.e. input.dim() = "
+                           f"{x.ndim} is not equal to len(dims) = {len(dims)}")
+    dims = tuple(wrap_dim(d, x.ndim) for d in dims)
+    if len(set(dims)) != len(dims):
+        raise RuntimeError("permute(): duplicate dims are not allowed.")
+    return Permute(dims)(x)
 
 
 def transpose(x, dim0, dim1):
+    """Swap two dimensions (a view), as ``torch.transpose``; a 0-d tensor takes dims 0 and -1."""
+    dim0, dim1 = wrap_dim(dim0, x.ndim), wrap_dim(dim1, x.ndim)
     dims = list(range(x.ndim))
-    dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+    if dims:
+        dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
     return Permute(tuple(dims))(x)
 
 

@@ -185,20 +185,22 @@ class TensorMethods:
         return self._write(_ops().copy_into(self, src), "copy_")
 
     def fill_(self, value):
-        return self._write(_ops().overwrite(self, value), "fill_")
+        return self._write(_ops().overwrite(self, value, "fill_"), "fill_")
 
     def zero_(self):
-        return self.fill_(0)
+        return self._write(_ops().overwrite(self, 0, "zero_"), "zero_")
 
     def normal_(self, mean=0.0, std=1.0):
         """Fill with draws from N(mean, std^2), from tinyconv's seeded generator."""
         from . import random
-        return self.fill_(random.generator().normal(mean, std, self.shape))
+        draws = random.generator().normal(mean, std, self.shape)
+        return self._write(_ops().overwrite(self, draws, "normal_"), "normal_")
 
     def uniform_(self, a=0.0, b=1.0):
         """Fill with draws from U[a, b), from tinyconv's seeded generator."""
         from . import random
-        return self.fill_(random.generator().uniform(a, b, self.shape))
+        draws = random.generator().uniform(a, b, self.shape)
+        return self._write(_ops().overwrite(self, draws, "uniform_"), "uniform_")
 
     def __iadd__(self, other):
         return self.add_(other)
@@ -226,7 +228,7 @@ class TensorMethods:
                 flags.append(a)
             elif flags:
                 raise TypeError(f"to(): unexpected argument {a!r} after the boolean flags")
-            elif hasattr(a, "shape") and hasattr(a, "device") and hasattr(a, "dtype"):
+            elif isinstance(a, TensorMethods):
                 device, dtype = a.device, a.dtype          # to(other): other's device and dtype
             elif isinstance(a, str) or type(a).__name__ == "device":
                 device = a
