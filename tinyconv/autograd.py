@@ -150,7 +150,7 @@ class Function:
             self.saved_versions = [(t._version_counter, t._version, t.array) for t in inputs + (out,)
                                    if any(_shares_memory(a, t.array) for a in self.saved_tensors)]
             self.tensor_hooks, self.retains = [], None
-            out._requires_grad, out.grad_fn = True, self
+            out._rebase(self)
         else:
             self.saved_tensors = ()
         return out
@@ -457,10 +457,11 @@ class Tensor(TensorMethods):
     def __init__(self, array, requires_grad=False):
         self.array = array
         self.grad = None
-        self.grad_fn = None
+        self._grad_fn = None
         self._requires_grad = False
         self._version_counter = _Version()
         self._base = None              # the tensor whose memory this one views, if any
+        self._view_version = 0         # the version the view's grad_fn was made at
         self._hooks, self._post_accumulate_hooks, self._accumulator = [], [], None
         if requires_grad:
             self.requires_grad_(True)
@@ -599,7 +600,14 @@ class Tensor(TensorMethods):
 
     # -- autograd ------------------------------------------------------------
     @property
+    def grad_fn(self):
+        """The node that made this tensor (None for a leaf)."""
+        self._refresh_view()
+        return self._grad_fn
+
+    @property
     def requires_grad(self):
+        self._refresh_view()
         return self._requires_grad
 
     @requires_grad.setter
@@ -656,7 +664,7 @@ class Tensor(TensorMethods):
         return out
 
     def detach_(self):
-        self.grad_fn, self._requires_grad = None, False
+        self._grad_fn, self._requires_grad = None, False
         return self
 
     def _write(self, out, op):
@@ -691,10 +699,34 @@ class Tensor(TensorMethods):
             new_fn = math_ops.getitem(self._base, index).grad_fn
         node.saved_versions = [(v, n, a) for v, n, a in node.saved_versions   # copies are safe
                                if any(_shares_memory(s, a) for s in node.saved_tensors)]
-        if self.retains_grad:
-            self.grad_fn.retains, new_fn.retains = None, self
-        self.grad_fn, self._requires_grad = new_fn, True
+        self._rebase(new_fn)
         return self
+
+    def _rebase(self, node):
+        """Make ``node`` the one that made this tensor (``retain_grad`` moves along)."""
+        old = self._grad_fn
+        if old is not None and old.retains is self:
+            old.retains, node.retains = None, self
+        self._grad_fn, self._requires_grad, self._view_version = node, True, self._version
+
+    def _refresh_view(self):
+        """A view whose base was written in place since it was made views the new base.
+
+        As PyTorch: ``v = y[0]; y.mul_(2)`` makes ``v`` the first row of the new ``y``
+        (in values and in the graph), so gradients through ``v`` see the ``mul_``.
+        """
+        base = self._base
+        if base is None or self._view_version == self._version:
+            return
+        self._view_version = self._version
+        if base.requires_grad:
+            from . import math_ops
+            index = math_ops.view_index(base.array, self.array)
+            if index is None:
+                raise RuntimeError("autograd: a view of a tensor that was written in place, whose "
+                                   "memory is not one dense block; clone() the view before the write")
+            with enable_grad():
+                self._rebase(math_ops.getitem(base, index)._grad_fn)
 
     def _check_write(self, out, op):
         if out.grad_fn is not None and self.requires_grad and self.grad_fn is None:
