@@ -136,6 +136,8 @@ class Function:
         self.needs_input_grad = tuple(t.requires_grad for t in inputs)
         self.saved_tensors = ()
         y = self.forward(*(t.array for t in inputs))
+        if isinstance(y, np.generic):    # NumPy makes 0-d results scalars: keep an array, writable
+            y = np.asarray(y)
         out = Tensor(y)
         for t in inputs:              # a view of an input shares its memory and version counter
             if _shares_memory(y, t.array):

@@ -296,7 +296,7 @@ class SetItem(Function):
     def backward(self, gy):
         gx = gv = None
         if self.needs_input_grad[0]:
-            gx = gy.copy()
+            gx = backend.array_module(gy).array(gy)      # a copy (and an array, if gy is 0-d)
             gx[self.index] = 0
         if self.needs_input_grad[1]:
             gv = sum_to(gy[self.index], self.v_shape)
