@@ -543,6 +543,8 @@ def wrap_dim(dim, ndim):
 
 
 def permute(x, *dims):
+    if not dims:
+        raise TypeError('permute() missing 1 required positional arguments: "dims"')
     dims = _shape_arg(dims)
     if len(dims) != x.ndim:
         raise RuntimeError(f"permute(): number of dimensions in the tensor input does not match "

@@ -159,7 +159,7 @@ class TensorMethods:
 
     @property
     def T(self):
-        return _ops().permute(self, *range(self.ndim - 1, -1, -1))
+        return _ops().permute(self, tuple(range(self.ndim - 1, -1, -1)))
 
     def clone(self):
         """A copy in new memory, differentiable (gradient flows back unchanged)."""
