@@ -34,20 +34,25 @@ def _operand(lib, w, kind, k):
 
 
 def _apply(lib, t, op, v):
-    if op == "clamp_":
-        t.clamp_(-1.0, 1.5)
-    elif op == "fill_":
-        t.fill_(v if isinstance(v, float) else 2.0)
-    elif op == "zero_":
-        t.zero_()
-    elif op == "copy_":
-        t.copy_(v if not isinstance(v, float) else lib.tensor(v, dtype=lib.float64))
-    elif op == "setitem":
+    """Write ``v`` into ``t`` by ``op``; every in-place op gives back ``t`` itself."""
+    if op == "setitem":
         t[...] = v
+        return
+    same = t
+    if op == "clamp_":
+        out = t.clamp_(-1.0, 1.5)
+    elif op == "fill_":
+        out = t.fill_(v if isinstance(v, float) else 2.0)
+    elif op == "zero_":
+        out = t.zero_()
+    elif op == "copy_":
+        out = t.copy_(v if not isinstance(v, float) else lib.tensor(v, dtype=lib.float64))
     elif op == "iadd":
         t += v
+        out = t
     else:
-        getattr(t, op)(v)
+        out = getattr(t, op)(v)
+    assert out is same
 
 
 def run_program(lib, steps, saves):

@@ -676,32 +676,24 @@ class Tensor(TensorMethods):
         becomes the output of its node (its ``grad_fn`` is rebased), as in PyTorch, and
         what that node saved of ``self``'s old values is copied first, as the write is
         about to overwrite them.  A recorded write into a view goes through its base
-        (PyTorch's ``CopySlices``): the base becomes ``base[index] = out``, and the view
-        ``base[index]``.
+        (PyTorch's ``CopySlices``): the base becomes ``base[index] = out``, and the view,
+        whose base has changed, views the new base (``_refresh_view``).
         """
-        node = out.grad_fn
         self._check_write(out, op)
-        if node is None:
-            self.array[...] = out.array
-            self._version_counter.n += 1
-            return self
-        node.saved_tensors = tuple(a.copy() if _shares_memory(a, self.array) else a
-                                   for a in node.saved_tensors)
-        if self._base is None:
-            self.array[...] = out.array
-            self._version_counter.n += 1
-            new_fn = node
-        else:
+        node = out.grad_fn
+        if node is not None:
+            node.saved_tensors = tuple(a.copy() if _shares_memory(a, self.array) else a
+                                       for a in node.saved_tensors)
+            node.saved_versions = [(v, n, a) for v, n, a in node.saved_versions   # copies are safe
+                                   if any(_shares_memory(s, a) for s in node.saved_tensors)]
+        if node is not None and self._base is not None:
             from . import math_ops
-            index = math_ops.view_index(self._base.array, self.array)
-            if index is None:
-                raise RuntimeError(f"{op}: in-place operation on a view of a tensor whose memory "
-                                   "is not one dense block; clone() the view first")
-            self._base._write(math_ops.setitem(self._base, index, out), op)
-            new_fn = math_ops.getitem(self._base, index).grad_fn
-        node.saved_versions = [(v, n, a) for v, n, a in node.saved_versions   # copies are safe
-                               if any(_shares_memory(s, a) for s in node.saved_tensors)]
-        self._rebase(new_fn)
+            self._base._write(math_ops.setitem(self._base, self._index_in_base(), out), op)
+            return self
+        self.array[...] = out.array
+        self._version_counter.n += 1
+        if node is not None:
+            self._rebase(node)
         return self
 
     def _rebase(self, node):
@@ -723,12 +715,16 @@ class Tensor(TensorMethods):
         self._view_version = self._version
         if base.requires_grad:
             from . import math_ops
-            index = math_ops.view_index(base.array, self.array)
-            if index is None:
-                raise RuntimeError("autograd: a view of a tensor that was written in place, whose "
-                                   "memory is not one dense block; clone() the view before the write")
             with enable_grad():
-                self._rebase(math_ops.getitem(base, index)._grad_fn)
+                self._rebase(math_ops.getitem(base, self._index_in_base())._grad_fn)
+
+    def _index_in_base(self):
+        from . import math_ops
+        index = math_ops.view_index(self._base.array, self.array)
+        if index is None:
+            raise RuntimeError("in-place: a view of a tensor whose memory is not one dense block "
+                               "cannot follow writes through autograd; clone() the view first")
+        return index
 
     def _check_write(self, out, op):
         if out.grad_fn is not None and self.requires_grad and self.grad_fn is None:

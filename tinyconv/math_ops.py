@@ -550,10 +550,12 @@ def permute(x, *dims):
         raise RuntimeError(f"permute(): number of dimensions in the tensor input does not match "
                            f"the length of the desired ordering of dimensions i.e. input.dim() = "
                            f"{x.ndim} is not equal to len(dims) = {len(dims)}")
-    dims = tuple(wrap_dim(d, x.ndim) for d in dims)
-    if len(set(dims)) != len(dims):
-        raise RuntimeError("permute(): duplicate dims are not allowed.")
-    return Permute(dims)(x)
+    wrapped = []
+    for d in dims:                            # checked in order, as PyTorch
+        wrapped.append(wrap_dim(d, x.ndim))
+        if wrapped[-1] in wrapped[:-1]:
+            raise RuntimeError("permute(): duplicate dims are not allowed.")
+    return Permute(tuple(wrapped))(x)
 
 
 def transpose(x, dim0, dim1):
