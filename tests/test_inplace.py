@@ -247,3 +247,36 @@ def test_inplace_gradcheck_through_views():
     x = tc.tensor(np.linspace(-1, 1, 6).reshape(2, 3), dtype=tc.float64, requires_grad=True)
     w = tc.tensor([0.5, -1.0, 2.0], dtype=tc.float64, requires_grad=True)
     tc.gradcheck(fn, (x, w))
+
+
+def test_setitem_outside_the_graph_writes_straight_into_memory(monkeypatch):
+    """No SetItem node (which copies the whole tensor) when nothing records."""
+    def refuse(*args):
+        raise AssertionError("SetItem ran")
+    monkeypatch.setattr(tc.math_ops.SetItem, "forward", refuse)
+    base = np.zeros((4, 2), dtype=np.float32)
+    out = tc.from_numpy(base)
+    for i in range(4):
+        out[i] = float(i)
+    with tc.no_grad():
+        p = tc.zeros(2, requires_grad=True)
+        p[1] = 5.0
+    assert base[:, 0].tolist() == [0.0, 1.0, 2.0, 3.0] and out._version == 4
+    assert p.tolist() == [0.0, 5.0] and p.is_leaf and p._version == 1
+    with pytest.raises(AssertionError, match="SetItem ran"):   # recorded: the node is needed
+        tc.zeros(2)[0] = tc.ones(1, requires_grad=True).sum()
+
+
+def test_pow_inplace_and_ipow(torch):
+    def case(lib):
+        x = lib.tensor([1.0, 2.0, 3.0], dtype=lib.float64, requires_grad=True)
+        y = x * 1
+        same = y
+        y **= 2
+        y.pow_(0.5)
+        (y * y).sum().backward()
+        return y is same, y._version, y.detach().numpy(), x.grad.numpy()
+    (s1, v1, y1, g1), (s2, v2, y2, g2) = case(tc), case(torch)
+    assert (s1, v1) == (s2, v2) == (True, 2)
+    np.testing.assert_allclose(y1, y2)
+    np.testing.assert_allclose(g1, g2)

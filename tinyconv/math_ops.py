@@ -11,7 +11,7 @@ import numbers
 import numpy as np
 
 from . import backend
-from .autograd import Function, Tensor, tensor
+from .autograd import Function, Tensor, is_grad_enabled, tensor
 
 # --------------------------------------------------------------------------- helpers
 
@@ -285,11 +285,7 @@ class SetItem(Function):
 
     def forward(self, x, v):
         y = x.copy()
-        try:
-            y[self.index] = v
-        except (ValueError, IndexError) as e:
-            raise type(e)(f"__setitem__: cannot assign a value of shape {v.shape} to index "
-                          f"{self.index!r} of a tensor of shape {x.shape}: {e}") from None
+        _assign(y, self.index, v)
         self.v_shape = v.shape
         return y
 
@@ -303,14 +299,38 @@ class SetItem(Function):
         return gx, gv
 
 
-def setitem(x, index, value):
+def _assign(y, index, v):
+    try:
+        y[index] = v
+    except (ValueError, IndexError) as e:
+        raise type(e)(f"__setitem__: cannot assign a value of shape {v.shape} to index "
+                      f"{index!r} of a tensor of shape {y.shape}: {e}") from None
+
+
+def _setitem_args(x, index, value):
     def raw(i):
         return i.array if isinstance(i, Tensor) else i
     index = tuple(raw(i) for i in index) if isinstance(index, tuple) else raw(index)
     value = _as_tensor(value, x)
-    if value.dtype != x.dtype:
-        value = value.to(x.dtype)
+    return index, value if value.dtype == x.dtype else value.to(x.dtype)
+
+
+def setitem(x, index, value):
+    """``x`` with ``x[index] = value``, out of place (recorded when either needs a gradient)."""
+    index, value = _setitem_args(x, index, value)
     return SetItem(index)(x, value)
+
+
+def setitem_(x, index, value):
+    """``x[index] = value`` in place.  Recorded, it goes through :class:`SetItem` and
+    ``Tensor._write``; otherwise straight into x's memory, so a loop filling a tensor
+    row by row does not copy the whole tensor each time."""
+    index, value = _setitem_args(x, index, value)
+    if is_grad_enabled() and (x.requires_grad or value.requires_grad):
+        return x._write(SetItem(index)(x, value), "__setitem__")
+    _assign(x.array, index, value.array)
+    x._version_counter.n += 1
+    return x
 
 
 class CopyInto(Function):

@@ -141,7 +141,7 @@ class TensorMethods:
 
     def __setitem__(self, index, value):
         """``t[index] = value`` in place; differentiable in ``t`` and ``value``."""
-        self._write(_ops().setitem(self, index, value), "__setitem__")
+        _ops().setitem_(self, index, value)
 
     def reshape(self, *shape):
         return _ops().reshape(self, *shape)
@@ -178,6 +178,9 @@ class TensorMethods:
     def div_(self, other):
         return self._write(self / other, "div_")
 
+    def pow_(self, exponent):
+        return self._write(self ** exponent, "pow_")
+
     def clamp_(self, min=None, max=None):
         return self._write(self.clamp(min, max), "clamp_")
 
@@ -213,6 +216,9 @@ class TensorMethods:
 
     def __itruediv__(self, other):
         return self.div_(other)
+
+    def __ipow__(self, other):
+        return self.pow_(other)
 
     # -- conversion -------------------------------------------------------------------
     def to(self, *args, dtype=None, device=None, non_blocking=False, copy=False):
