@@ -280,3 +280,23 @@ def test_pow_inplace_and_ipow(torch):
     assert (s1, v1) == (s2, v2) == (True, 2)
     np.testing.assert_allclose(y1, y2)
     np.testing.assert_allclose(g1, g2)
+
+
+def _view_writes(device):
+    x = tc.tensor(np.linspace(-1, 1, 12).reshape(3, 4), dtype=tc.float64, device=device,
+                  requires_grad=True)
+    w = tc.tensor([0.5, 2.0, -1.0], dtype=tc.float64, device=device, requires_grad=True)
+    y = x * 1
+    y[0] += 1
+    y.T[1].mul_(w)
+    head = y[:2]
+    y[:, 3] = w * w
+    (y * y).sum().backward()
+    return [t.cpu().detach().numpy() for t in (y, head, x.grad, w.grad)] + [y._version]
+
+
+def test_writes_into_views_on_cuda_match_the_cpu(cupy):
+    cpu, gpu = _view_writes("cpu"), _view_writes("cuda")
+    for a, b in zip(cpu[:-1], gpu[:-1]):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    assert cpu[-1] == gpu[-1]

@@ -18,7 +18,9 @@ The whole graph machinery is here, and it knows no layer.
   node is done, unless ``retain_graph=True``.
 * Every tensor has a version counter, bumped by each in-place write (shared with its
   views).  A node records the versions of the tensors whose memory it saved; backward
-  refuses to use a saved buffer that was modified since, as PyTorch does.
+  refuses to use a saved buffer that was modified since, as PyTorch does.  An in-place
+  op is the out-of-place op written back into the tensor's memory (``Tensor._write``);
+  into a view, it rewrites the view's base, and the view then follows the new base.
 
 The graph links nodes to nodes (and to leaves), never to intermediate tensors, so
 an activation no backward needs is freed as soon as the user drops it.
