@@ -18,11 +18,16 @@ The whole graph machinery is here, and it knows no layer.
   node is done, unless ``retain_graph=True``.
 * Every tensor has a version counter, bumped by each in-place write (shared with its
   views).  A node records the versions of the tensors whose memory it saved; backward
-  refuses to use a saved buffer that was modified since, as PyTorch does.
+  refuses to use a saved buffer that was modified since, as PyTorch does.  An in-place
+  op is the out-of-place op written back into the tensor's memory (``Tensor._write``);
+  into a view, it rewrites the view's base, and the view then follows the new base.
 
 The graph links nodes to nodes (and to leaves), never to intermediate tensors, so
 an activation no backward needs is freed as soon as the user drops it.
 """
+import functools
+import threading
+
 import numpy as np
 
 from . import backend
@@ -31,55 +36,76 @@ from .tensor_methods import TensorMethods
 # --------------------------------------------------------------------------- grad mode
 
 
-class _GradMode:
-    enabled = True
+class _GradMode(threading.local):
+    enabled = True      # per thread, as in PyTorch
 
 
-class set_grad_enabled:
-    """Context manager (or decorator) that turns graph recording on or off, as in PyTorch."""
+_grad_mode = _GradMode()
 
-    def __init__(self, mode):
-        self.mode = bool(mode)
+
+class _GradModeContext:
+    """A context manager that is also a decorator (``@no_grad()``, or bare ``@no_grad``)."""
+
+    mode = None
+
+    def __new__(cls, *args):
+        if cls is not set_grad_enabled and len(args) == 1 and callable(args[0]):
+            return cls()(args[0])                     # bare @no_grad / @enable_grad
+        return super().__new__(cls)
 
     def __enter__(self):
-        self.previous, _GradMode.enabled = _GradMode.enabled, self.mode
+        self.previous, _grad_mode.enabled = _grad_mode.enabled, self.mode
 
     def __exit__(self, *exc):
-        _GradMode.enabled = self.previous
+        _grad_mode.enabled = self.previous
 
     def __call__(self, fn):
+        @functools.wraps(fn)
         def wrapped(*args, **kwargs):
-            with type(self)(*self._args()):
+            with self._fresh():                       # a fresh one per call: safe to recurse
                 return fn(*args, **kwargs)
-        wrapped.__name__, wrapped.__doc__ = fn.__name__, fn.__doc__
         return wrapped
 
-    def _args(self):
-        return (self.mode,)
+    def _fresh(self):
+        return type(self)()
 
 
-class no_grad(set_grad_enabled):
-    """Record no graph inside (``with no_grad():`` or ``@no_grad()``), as ``torch.no_grad``."""
+class no_grad(_GradModeContext):
+    """Record no graph inside (``with no_grad():``, ``@no_grad()`` or ``@no_grad``), as ``torch.no_grad``."""
 
-    def __init__(self):
-        super().__init__(False)
-
-    def _args(self):
-        return ()
+    mode = False
 
 
-class enable_grad(set_grad_enabled):
+class enable_grad(_GradModeContext):
     """Record the graph again inside a ``no_grad`` block, as ``torch.enable_grad``."""
 
-    def __init__(self):
-        super().__init__(True)
+    mode = True
 
-    def _args(self):
-        return ()
+
+class set_grad_enabled(_GradModeContext):
+    """Turn graph recording on or off, as ``torch.set_grad_enabled``.
+
+    As in PyTorch it acts at once (``set_grad_enabled(False)`` as a plain call switches
+    recording off); as a context manager or decorator it restores the previous mode after.
+    """
+
+    def __init__(self, mode):
+        self.mode, self.previous = bool(mode), _grad_mode.enabled
+        _grad_mode.enabled = self.mode
+
+    def __enter__(self):
+        pass
+
+    def __call__(self, fn):
+        _grad_mode.enabled = self.previous            # as a decorator it acts only inside fn
+        return super().__call__(fn)
+
+    def _fresh(self):
+        return set_grad_enabled(self.mode)
 
 
 def is_grad_enabled():
-    return _GradMode.enabled
+    return _grad_mode.enabled
 
 
 # --------------------------------------------------------------------------- Function
@@ -112,20 +138,23 @@ class Function:
         self.needs_input_grad = tuple(t.requires_grad for t in inputs)
         self.saved_tensors = ()
         y = self.forward(*(t.array for t in inputs))
+        if isinstance(y, np.generic):    # NumPy makes 0-d results scalars: keep an array, writable
+            y = np.asarray(y)
         out = Tensor(y)
         for t in inputs:              # a view of an input shares its memory and version counter
             if _shares_memory(y, t.array):
                 out._version_counter = t._version_counter
                 out._base = t._base if t._base is not None else t
                 break
-        if _GradMode.enabled and any(self.needs_input_grad):
+        if _grad_mode.enabled and any(self.needs_input_grad):
             # A parent is the node that made an input, the input itself if it is a
             # leaf that wants a gradient, or None if no gradient flows there.
             self.parents = tuple((t.grad_fn or t) if t.requires_grad else None for t in inputs)
-            self.saved_versions = [(t._version_counter, t._version, t.shape, t.dtype) for t in inputs + (out,)
+            # the versions of the tensors whose memory backward reads (checked before it runs)
+            self.saved_versions = [(t._version_counter, t._version, t.array) for t in inputs + (out,)
                                    if any(_shares_memory(a, t.array) for a in self.saved_tensors)]
             self.tensor_hooks, self.retains = [], None
-            out._requires_grad, out.grad_fn = True, self
+            out._rebase(self)
         else:
             self.saved_tensors = ()
         return out
@@ -141,9 +170,16 @@ class Function:
 
     def release(self):
         """Free the saved buffers once backward is done with them."""
-        self.saved_tensors = None
+        self.saved_tensors, self.saved_versions = None, ()
 
     def name(self):
+        """The node's name: its class name plus ``Backward``, e.g. ``MulBackward``.
+
+        PyTorch's names carry an overload number and are printed with an address
+        (``<MulBackward0 object at 0x...>``); tinyconv keeps its Function class names
+        (``ReLUFn`` -> ``ReLUFnBackward``), without the number and the address, so a
+        printed graph is short and the same on every run.
+        """
         return f"{type(self).__name__}Backward"
 
     def __repr__(self):
@@ -160,11 +196,11 @@ class Function:
             raise RuntimeError(
                 f"backward: trying to backward through {type(self).__name__} a second time; its "
                 "saved buffers were freed.  Pass retain_graph=True to the first backward.")
-        for version, saved, shape, dtype in self.saved_versions:
+        for version, saved, array in self.saved_versions:
             if version.n != saved:
                 raise RuntimeError(
                     "one of the variables needed for gradient computation has been modified by an "
-                    f"inplace operation: the {dtype} tensor of shape {list(shape)} saved by "
+                    f"inplace operation: the {array.dtype} tensor of shape {list(array.shape)} saved by "
                     f"{self.name()} is at version {version.n}; expected version {saved} instead.")
         gxs = self.backward(gy)
         gxs = gxs if isinstance(gxs, tuple) else (gxs,)
@@ -425,10 +461,11 @@ class Tensor(TensorMethods):
     def __init__(self, array, requires_grad=False):
         self.array = np.asarray(array) if isinstance(array, np.generic) else array   # 0-d, not a scalar
         self.grad = None
-        self.grad_fn = None
+        self._grad_fn = None
         self._requires_grad = False
         self._version_counter = _Version()
         self._base = None              # the tensor whose memory this one views, if any
+        self._view_version = 0         # the version the view's grad_fn was made at
         self._hooks, self._post_accumulate_hooks, self._accumulator = [], [], None
         if requires_grad:
             self.requires_grad_(True)
@@ -510,7 +547,10 @@ class Tensor(TensorMethods):
         return object.__format__(self, spec)
 
     def __contains__(self, element):
-        return bool((self == element).any())
+        if not isinstance(element, (Tensor, bool, int, float)):
+            raise RuntimeError(f"Tensor.__contains__ only supports Tensor or scalar, but you passed "
+                               f"in a {type(element)}.")
+        return bool((self == element).array.any())
 
     def _scalar(self, op):
         if self.array.size != 1:
@@ -564,7 +604,14 @@ class Tensor(TensorMethods):
 
     # -- autograd ------------------------------------------------------------
     @property
+    def grad_fn(self):
+        """The node that made this tensor (None for a leaf)."""
+        self._refresh_view()
+        return self._grad_fn
+
+    @property
     def requires_grad(self):
+        self._refresh_view()
         return self._requires_grad
 
     @requires_grad.setter
@@ -617,28 +664,78 @@ class Tensor(TensorMethods):
     def detach(self):
         """The same memory (and version counter), cut from the graph."""
         out = Tensor(self.array)
-        out._version_counter, out._base = self._version_counter, self
+        out._version_counter = self._version_counter
         return out
 
     def detach_(self):
-        self.grad_fn, self._requires_grad = None, False
+        self._grad_fn, self._requires_grad = None, False
         return self
 
     def _write(self, out, op):
         """Make ``self`` hold ``out`` in place: the memory, its views and ``.data`` see it.
 
         ``out`` is the result of the out-of-place op.  When it was recorded, ``self``
-        becomes the output of its node (its ``grad_fn`` is rebased), as in PyTorch.
+        becomes the output of its node (its ``grad_fn`` is rebased), as in PyTorch, and
+        what that node saved of ``self``'s old values is copied first, as the write is
+        about to overwrite them.  A recorded write into a view goes through its base
+        (PyTorch's ``CopySlices``): the base becomes ``base[index] = out``, and the view,
+        whose base has changed, views the new base (``_refresh_view``).
         """
-        recording = out.grad_fn is not None
-        if recording and self.requires_grad:
-            if self.grad_fn is None:
-                raise RuntimeError(f"{op}: a leaf Variable that requires grad is being used in an "
-                                   "in-place operation.")
-            if self._base is not None and self._base.requires_grad:
-                raise RuntimeError(f"{op}: in-place operation on a view of a tensor that requires "
-                                   "grad; tinyconv does not track it (PyTorch does): clone() the view "
-                                   "first, or write through the base tensor")
+        self._check_write(out, op)
+        node = out.grad_fn
+        if node is not None:
+            node.saved_tensors = tuple(a.copy() if _shares_memory(a, self.array) else a
+                                       for a in node.saved_tensors)
+            node.saved_versions = [(v, n, a) for v, n, a in node.saved_versions   # copies are safe
+                                   if any(_shares_memory(s, a) for s in node.saved_tensors)]
+        if node is not None and self._base is not None:
+            from . import math_ops
+            self._base._write(math_ops.setitem(self._base, self._index_in_base(), out), op)
+            return self
+        self.array[...] = out.array
+        self._version_counter.n += 1
+        if node is not None:
+            self._rebase(node)
+        return self
+
+    def _rebase(self, node):
+        """Make ``node`` the one that made this tensor (``retain_grad`` moves along)."""
+        old = self._grad_fn
+        if old is not None and old.retains is self:
+            old.retains, node.retains = None, self
+        self._grad_fn, self._requires_grad, self._view_version = node, True, self._version
+
+    def _refresh_view(self):
+        """A view whose base was written in place since it was made views the new base.
+
+        As PyTorch: ``v = y[0]; y.mul_(2)`` makes ``v`` the first row of the new ``y``
+        (in values and in the graph), so gradients through ``v`` see the ``mul_``.
+        """
+        base = self._base
+        if base is None or self._view_version == self._version:
+            return
+        self._view_version = self._version
+        if base.requires_grad:
+            from . import math_ops
+            with enable_grad():
+                self._rebase(math_ops.getitem(base, self._index_in_base())._grad_fn)
+
+    def _index_in_base(self):
+        from . import math_ops
+        index = math_ops.view_index(self._base.array, self.array)
+        if index is None:
+            raise RuntimeError("in-place: a view of a tensor whose memory is not one dense block "
+                               "cannot follow writes through autograd; clone() the view first")
+        return index
+
+    def _check_write(self, out, op):
+        if out.grad_fn is not None and self.requires_grad and self.grad_fn is None:
+            raise RuntimeError(f"{op}: a leaf Variable that requires grad is being used in an "
+                               "in-place operation.")
+        base = self._base
+        if out.grad_fn is not None and base is not None and base.requires_grad and base.is_leaf:
+            raise RuntimeError(f"{op}: a view of a leaf Variable that requires grad is being used "
+                               "in an in-place operation.")
         if _KIND[out.dtype.kind] > _KIND[self.dtype.kind]:
             raise RuntimeError(f"{op}: result type {out.dtype} can't be cast to the desired output "
                                f"type {self.dtype}")
@@ -648,14 +745,6 @@ class Tensor(TensorMethods):
         if not getattr(getattr(self.array, "flags", None), "writeable", True):
             raise RuntimeError(f"{op}: the tensor's memory is read-only (an expand() or a "
                                "broadcast view); clone() it first")
-        self.array[...] = out.array
-        self._version_counter.n += 1
-        if recording:
-            retained = self.retains_grad
-            self.grad_fn, self._requires_grad = out.grad_fn, True
-            if retained:
-                self.grad_fn.retains = self
-        return self
 
 
 _KIND = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}

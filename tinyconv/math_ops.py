@@ -11,7 +11,7 @@ import numbers
 import numpy as np
 
 from . import backend
-from .autograd import Function, Tensor, tensor
+from .autograd import Function, Tensor, is_grad_enabled, tensor
 
 # --------------------------------------------------------------------------- helpers
 
@@ -285,32 +285,52 @@ class SetItem(Function):
 
     def forward(self, x, v):
         y = x.copy()
-        try:
-            y[self.index] = v
-        except (ValueError, IndexError) as e:
-            raise type(e)(f"__setitem__: cannot assign a value of shape {v.shape} to index "
-                          f"{self.index!r} of a tensor of shape {x.shape}: {e}") from None
+        _assign(y, self.index, v)
         self.v_shape = v.shape
         return y
 
     def backward(self, gy):
         gx = gv = None
         if self.needs_input_grad[0]:
-            gx = gy.copy()
+            gx = backend.array_module(gy).array(gy)      # a copy (and an array, if gy is 0-d)
             gx[self.index] = 0
         if self.needs_input_grad[1]:
             gv = sum_to(gy[self.index], self.v_shape)
         return gx, gv
 
 
-def setitem(x, index, value):
+def _assign(y, index, v):
+    try:
+        y[index] = v
+    except (ValueError, IndexError) as e:
+        raise type(e)(f"__setitem__: cannot assign a value of shape {v.shape} to index "
+                      f"{index!r} of a tensor of shape {y.shape}: {e}") from None
+
+
+def _setitem_args(x, index, value):
     def raw(i):
         return i.array if isinstance(i, Tensor) else i
     index = tuple(raw(i) for i in index) if isinstance(index, tuple) else raw(index)
     value = _as_tensor(value, x)
-    if value.dtype != x.dtype:
-        value = value.to(x.dtype)
+    return index, value if value.dtype == x.dtype else value.to(x.dtype)
+
+
+def setitem(x, index, value):
+    """``x`` with ``x[index] = value``, out of place (recorded when either needs a gradient)."""
+    index, value = _setitem_args(x, index, value)
     return SetItem(index)(x, value)
+
+
+def setitem_(x, index, value):
+    """``x[index] = value`` in place.  Recorded, it goes through :class:`SetItem` and
+    ``Tensor._write``; otherwise straight into x's memory, so a loop filling a tensor
+    row by row does not copy the whole tensor each time."""
+    index, value = _setitem_args(x, index, value)
+    if is_grad_enabled() and (x.requires_grad or value.requires_grad):
+        return x._write(SetItem(index)(x, value), "__setitem__")
+    _assign(x.array, index, value.array)
+    x._version_counter.n += 1
+    return x
 
 
 class CopyInto(Function):
@@ -353,16 +373,39 @@ class Overwrite(Function):
         return backend.array_module(gy).zeros_like(gy)
 
 
-def overwrite(x, value):
+def overwrite(x, value, op="fill_"):
+    """What ``fill_(value)``, ``zero_()``, ``normal_()`` write: ``value`` cast to x's dtype."""
     if isinstance(value, Tensor):
         if value.numel() != 1:
-            raise RuntimeError(f"fill_: only supports 0-dimension value tensor but got tensor with "
+            raise RuntimeError(f"{op}: only supports 0-dimension value tensor but got tensor with "
                                f"{value.ndim} dimensions")
         value = value.item()
-    if isinstance(value, float) and x.dtype.kind != "f" and not float(value).is_integer():
-        raise RuntimeError(f"fill_: value {value} cannot be converted to type {x.dtype} without "
-                           "overflow")
     return Overwrite(backend.to_device(np.asarray(value), x.device))(x)
+
+
+def view_index(base, view):
+    """Where the elements of ``view`` (an array viewing ``base``'s memory) sit in ``base``.
+
+    An index such that ``base[index]`` has ``view``'s elements in ``view``'s shape, read off
+    the memory: a grid laid out as ``base`` and numbering its elements is viewed with
+    ``view``'s offset and strides.  It lets a write into a view go into its base, as
+    PyTorch's ``CopySlices``.  None when ``base`` is not one dense block of memory.
+    """
+    xp = backend.array_module(base)
+    grid = xp.empty_like(base, dtype=np.int64)         # same layout as base, if it is dense
+    steps = [(a // base.itemsize, b // 8) for a, b, n in zip(base.strides, grid.strides,
+                                                            base.shape) if n > 1]
+    if any(a != b for a, b in steps) or view.dtype != base.dtype:
+        return None
+    grid[...] = xp.arange(base.size).reshape(base.shape)
+    offset = (_address(view) - _address(base)) // base.itemsize
+    strides = tuple(s // base.itemsize * 8 for s in view.strides)
+    flat = xp.lib.stride_tricks.as_strided(grid.ravel(order="K")[offset:], view.shape, strides)
+    return xp.unravel_index(flat.copy(), base.shape)
+
+
+def _address(a):
+    return a.data.ptr if backend.is_cuda_array(a) else a.__array_interface__["data"][0]
 
 
 # --------------------------------------------------------------------------- comparisons
@@ -512,17 +555,39 @@ def flatten(x, start_dim=0, end_dim=-1):
     return reshape(x, *x.shape[:s], n, *x.shape[e + 1:])
 
 
+def wrap_dim(dim, ndim):
+    """``dim`` as an index in ``range(ndim)`` (negative counts from the end), as PyTorch's check."""
+    n = max(ndim, 1)                  # a 0-d tensor takes dims 0 and -1
+    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+        raise TypeError(f"a dimension must be an int, got {type(dim).__name__} {dim!r}")
+    if not -n <= dim < n:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], "
+                         f"but got {dim})")
+    return int(dim) % n
+
+
 def permute(x, *dims):
+    if not dims:
+        raise TypeError('permute() missing 1 required positional arguments: "dims"')
     dims = _shape_arg(dims)
-    if sorted(d % max(x.ndim, 1) for d in dims) != list(range(x.ndim)):
-        raise ValueError(f"permute: {dims} is not a permutation of the {x.ndim} dimensions "
-                         f"of a tensor of shape {x.shape}")
-    return Permute(tuple(d % x.ndim for d in dims))(x)
+    if len(dims) != x.ndim:
+        raise RuntimeError(f"permute(): number of dimensions in the tensor input does not match "
+                           f"the length of the desired ordering of dimensions i.e. input.dim() = "
+                           f"{x.ndim} is not equal to len(dims) = {len(dims)}")
+    wrapped = []
+    for d in dims:                            # checked in order, as PyTorch
+        wrapped.append(wrap_dim(d, x.ndim))
+        if wrapped[-1] in wrapped[:-1]:
+            raise RuntimeError("permute(): duplicate dims are not allowed.")
+    return Permute(tuple(wrapped))(x)
 
 
 def transpose(x, dim0, dim1):
+    """Swap two dimensions (a view), as ``torch.transpose``; a 0-d tensor takes dims 0 and -1."""
+    dim0, dim1 = wrap_dim(dim0, x.ndim), wrap_dim(dim1, x.ndim)
     dims = list(range(x.ndim))
-    dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+    if dims:
+        dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
     return Permute(tuple(dims))(x)
 
 

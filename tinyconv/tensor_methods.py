@@ -159,7 +159,7 @@ class TensorMethods:
 
     def __setitem__(self, index, value):
         """``t[index] = value`` in place; differentiable in ``t`` and ``value``."""
-        self._write(_ops().setitem(self, index, value), "__setitem__")
+        _ops().setitem_(self, index, value)
 
     def reshape(self, *shape):
         return _ops().reshape(self, *shape)
@@ -177,7 +177,7 @@ class TensorMethods:
 
     @property
     def T(self):
-        return _ops().permute(self, *range(self.ndim - 1, -1, -1))
+        return _ops().permute(self, tuple(range(self.ndim - 1, -1, -1)))
 
     def clone(self):
         """A copy in new memory, differentiable (gradient flows back unchanged)."""
@@ -196,6 +196,9 @@ class TensorMethods:
     def div_(self, other):
         return self._write(self / other, "div_")
 
+    def pow_(self, exponent):
+        return self._write(self ** exponent, "pow_")
+
     def clamp_(self, min=None, max=None):
         return self._write(self.clamp(min, max), "clamp_")
 
@@ -203,20 +206,22 @@ class TensorMethods:
         return self._write(_ops().copy_into(self, src), "copy_")
 
     def fill_(self, value):
-        return self._write(_ops().overwrite(self, value), "fill_")
+        return self._write(_ops().overwrite(self, value, "fill_"), "fill_")
 
     def zero_(self):
-        return self.fill_(0)
+        return self._write(_ops().overwrite(self, 0, "zero_"), "zero_")
 
     def normal_(self, mean=0.0, std=1.0):
         """Fill with draws from N(mean, std^2), from tinyconv's seeded generator."""
         from . import random
-        return self.fill_(random.generator().normal(mean, std, self.shape))
+        draws = random.generator().normal(mean, std, self.shape)
+        return self._write(_ops().overwrite(self, draws, "normal_"), "normal_")
 
     def uniform_(self, a=0.0, b=1.0):
         """Fill with draws from U[a, b), from tinyconv's seeded generator."""
         from . import random
-        return self.fill_(random.generator().uniform(a, b, self.shape))
+        draws = random.generator().uniform(a, b, self.shape)
+        return self._write(_ops().overwrite(self, draws, "uniform_"), "uniform_")
 
     def __iadd__(self, other):
         return self.add_(other)
@@ -229,6 +234,9 @@ class TensorMethods:
 
     def __itruediv__(self, other):
         return self.div_(other)
+
+    def __ipow__(self, other):
+        return self.pow_(other)
 
     # -- conversion -------------------------------------------------------------------
     def to(self, *args, dtype=None, device=None, non_blocking=False, copy=False):
@@ -244,7 +252,7 @@ class TensorMethods:
                 flags.append(a)
             elif flags:
                 raise TypeError(f"to(): unexpected argument {a!r} after the boolean flags")
-            elif hasattr(a, "shape") and hasattr(a, "device") and hasattr(a, "dtype"):
+            elif isinstance(a, TensorMethods):
                 device, dtype = a.device, a.dtype          # to(other): other's device and dtype
             elif isinstance(a, str) or type(a).__name__ == "device":
                 device = a
