@@ -167,7 +167,8 @@ def test_repr_matches_pytorch(torch):
             n.AvgPool2d(2), n.AdaptiveAvgPool2d((6, 6)), n.Flatten(), n.Dropout(0.5), n.Linear(4, 2),
             n.BatchNorm1d(2), n.BatchNorm2d(3, affine=False, track_running_stats=False), n.Tanh(),
             n.Sigmoid(), n.Identity(), n.Softmax(dim=1), n.LogSoftmax(dim=1), n.CrossEntropyLoss(),
-            n.NLLLoss(), n.ModuleList([n.ReLU()]))
+            n.NLLLoss(), n.ModuleList([n.ReLU()]), n.LeakyReLU(), n.LeakyReLU(0.2, inplace=True),
+            n.Dropout2d(0.25), n.MSELoss(), n.L1Loss(), n.BCELoss(), n.BCEWithLogitsLoss())
     assert repr(build(nn)) == repr(build(torch.nn))
 
 
@@ -298,8 +299,10 @@ def test_layer_argument_errors_name_the_layer():
         nn.BatchNorm1d(3)(tc.randn(2, 4))
     with pytest.raises(ValueError, match="Softmax: pass dim explicitly"):
         nn.Softmax()(tc.randn(2, 3))
-    with pytest.raises(ValueError, match="CrossEntropyLoss: class weights are not supported"):
-        nn.CrossEntropyLoss(weight=tc.ones(3))
+    with pytest.raises(TypeError, match="CrossEntropyLoss: weight must be a Tensor"):
+        nn.CrossEntropyLoss(weight=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="Dropout2d: p must be a probability"):
+        nn.Dropout2d(-0.5)
 
 
 # --------------------------------------------------------------------------- layers against PyTorch

@@ -19,6 +19,7 @@ import numpy as np
 from .. import backend
 from .. import functional as F
 from ..functional._checks import check_tensor, pair
+from ..functional.loss import _legacy_reduction
 from . import init
 from .module import Module, Parameter
 
@@ -348,6 +349,20 @@ class ReLU(Module):
         return "inplace=True" if self.inplace else ""
 
 
+class LeakyReLU(Module):
+    """max(0, x) + negative_slope * min(0, x): ``F.leaky_relu`` (``inplace`` as in PyTorch)."""
+
+    def __init__(self, negative_slope=1e-2, inplace=False):
+        super().__init__()
+        self.negative_slope, self.inplace = negative_slope, inplace
+
+    def forward(self, input):
+        return F.leaky_relu(input, self.negative_slope, self.inplace)
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
+
+
 class Tanh(Module):
     def forward(self, input):
         return F.tanh(input)
@@ -367,7 +382,7 @@ class Dropout(Module):
     def __init__(self, p=0.5, inplace=False):
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
-            raise ValueError(f"Dropout: p must be a probability between 0 and 1, got {p!r}")
+            raise ValueError(f"{type(self).__name__}: p must be a probability between 0 and 1, got {p!r}")
         self.p, self.inplace = float(p), inplace
 
     def forward(self, input):
@@ -375,6 +390,15 @@ class Dropout(Module):
 
     def extra_repr(self):
         return f"p={self.p}, inplace={self.inplace}"
+
+
+class Dropout2d(Dropout):
+    """Channel dropout: each (sample, channel) feature map is zeroed with probability ``p``
+    while training (``F.dropout2d``, with PyTorch's handling of 3-d inputs); the identity in
+    eval mode.  ``inplace=True`` writes into the input, as in PyTorch."""
+
+    def forward(self, input):
+        return F.dropout2d(input, self.p, self.training, self.inplace)
 
 
 class Softmax(Module):
@@ -407,25 +431,82 @@ class LogSoftmax(Softmax):
 
 
 class _Loss(Module):
-    def __init__(self, weight=None, *, reduction="mean"):
+    """A loss module: holds ``reduction`` (PyTorch's deprecated size_average/reduce map onto it)."""
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean"):
         super().__init__()
-        if weight is not None:
-            raise ValueError(f"{type(self).__name__}: class weights are not supported (weight must be None)")
+        name = type(self).__name__
+        reduction = _legacy_reduction(size_average, reduce, reduction, name)
         if reduction not in ("mean", "sum", "none"):
-            raise ValueError(f"{type(self).__name__}: reduction must be 'mean', 'sum' or 'none', "
-                             f"got {reduction!r}")
+            raise ValueError(f"{name}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
         self.reduction = reduction
 
 
-class CrossEntropyLoss(_Loss):
-    """Softmax cross-entropy of logits (N, K) against integer class targets (N,): ``F.cross_entropy``."""
+class _WeightedLoss(_Loss):
+    """A loss with an optional ``weight`` Tensor, kept as a buffer (in state_dict, moved by to())."""
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean"):
+        super().__init__(size_average, reduce, reduction)
+        if weight is not None:
+            check_tensor(weight, type(self).__name__, "weight")
+        self.register_buffer("weight", weight)
+
+
+class CrossEntropyLoss(_WeightedLoss):
+    """Softmax cross-entropy of logits against class indices or probabilities: ``F.cross_entropy``."""
+
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
+                 label_smoothing=0.0):
+        super().__init__(weight, size_average, reduce, reduction)
+        self.ignore_index, self.label_smoothing = ignore_index, label_smoothing
 
     def forward(self, input, target):
-        return F.cross_entropy(input, target, reduction=self.reduction)
+        return F.cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                               reduction=self.reduction, label_smoothing=self.label_smoothing)
 
 
-class NLLLoss(_Loss):
-    """Negative log-likelihood of log-probabilities (N, K) and integer targets (N,): ``F.nll_loss``."""
+class NLLLoss(_WeightedLoss):
+    """Negative log-likelihood of log-probabilities and integer targets: ``F.nll_loss``."""
+
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
+        super().__init__(weight, size_average, reduce, reduction)
+        self.ignore_index = ignore_index
 
     def forward(self, input, target):
-        return F.nll_loss(input, target, reduction=self.reduction)
+        return F.nll_loss(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                          reduction=self.reduction)
+
+
+class MSELoss(_Loss):
+    """Mean squared error: ``F.mse_loss``."""
+
+    def forward(self, input, target):
+        return F.mse_loss(input, target, reduction=self.reduction)
+
+
+class L1Loss(_Loss):
+    """Mean absolute error: ``F.l1_loss``."""
+
+    def forward(self, input, target):
+        return F.l1_loss(input, target, reduction=self.reduction)
+
+
+class BCELoss(_WeightedLoss):
+    """Binary cross-entropy of probabilities: ``F.binary_cross_entropy``."""
+
+    def forward(self, input, target):
+        return F.binary_cross_entropy(input, target, weight=self.weight, reduction=self.reduction)
+
+
+class BCEWithLogitsLoss(_WeightedLoss):
+    """Sigmoid + binary cross-entropy of logits: ``F.binary_cross_entropy_with_logits``."""
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean", pos_weight=None):
+        super().__init__(weight, size_average, reduce, reduction)
+        if pos_weight is not None:
+            check_tensor(pos_weight, "BCEWithLogitsLoss", "pos_weight")
+        self.register_buffer("pos_weight", pos_weight)
+
+    def forward(self, input, target):
+        return F.binary_cross_entropy_with_logits(input, target, weight=self.weight, reduction=self.reduction,
+                                                  pos_weight=self.pos_weight)
