@@ -287,8 +287,10 @@ def test_layer_argument_errors_name_the_layer():
     with pytest.raises(ValueError, match=r"Conv2d: in_channels \(3\) and out_channels \(4\) must both be "
                                          r"divisible by groups \(2\)"):
         nn.Conv2d(3, 4, 3, groups=2)
-    with pytest.raises(ValueError, match="Conv2d: only dilation=1"):
-        nn.Conv2d(2, 2, 3, dilation=2)
+    with pytest.raises(ValueError, match="Conv2d: dilation must be >= 1"):
+        nn.Conv2d(2, 2, 3, dilation=0)
+    with pytest.raises(ValueError, match="Conv2d: padding='same' is not supported for strided convolutions"):
+        nn.Conv2d(2, 2, 3, stride=2, padding="same")
     with pytest.raises(ValueError, match="Conv2d: in_channels must be a positive int"):
         nn.Conv2d(0, 2, 3)
     with pytest.raises(ValueError, match="Dropout: p must be a probability"):

@@ -19,6 +19,7 @@ import numpy as np
 from .. import backend
 from .. import functional as F
 from ..functional._checks import check_tensor, pair
+from ..functional.conv import _conv_padding
 from ..functional.loss import _legacy_reduction
 from . import init
 from .module import Module, Parameter
@@ -59,8 +60,8 @@ class Conv2d(Module):
     """2-d convolution over an (N, C_in, H, W) input: ``F.conv2d``.
 
     weight (out_channels, in_channels // groups, kh, kw), bias (out_channels,).
-    The argument order is PyTorch's (``dilation`` comes before ``groups``); only
-    ``dilation=1`` and ``padding_mode="zeros"`` are supported.
+    The argument order is PyTorch's (``dilation`` comes before ``groups``); ``padding``
+    may be ``"same"`` (stride 1) or ``"valid"``.  Only ``padding_mode="zeros"`` is supported.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
@@ -75,10 +76,12 @@ class Conv2d(Module):
                              f"must both be divisible by groups ({groups})")
         self.kernel_size = pair(kernel_size, op, "kernel_size", minimum=1)
         self.stride = pair(stride, op, "stride", minimum=1)
-        self.padding = pair(padding, op, "padding", minimum=0)
         self.dilation = pair(dilation, op, "dilation", minimum=1)
-        if self.dilation != (1, 1):
-            raise ValueError(f"{op}: only dilation=1 is supported, got dilation={dilation!r}")
+        if isinstance(padding, str):
+            _conv_padding(padding, self.stride, self.dilation, self.kernel_size, op)   # checks it
+            self.padding = padding
+        else:
+            self.padding = pair(padding, op, "padding", minimum=0)
         if padding_mode != "zeros":
             raise ValueError(f"{op}: only padding_mode='zeros' is supported, got {padding_mode!r}")
         self.padding_mode = padding_mode
@@ -94,13 +97,15 @@ class Conv2d(Module):
         _default_init(self.weight, self.bias)
 
     def forward(self, input):
-        return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, groups=self.groups)
+        return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self):
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
              f"stride={self.stride}")
         if self.padding != (0, 0):
             s += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
         if self.groups != 1:
             s += f", groups={self.groups}"
         if self.bias is None:
