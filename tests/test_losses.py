@@ -165,7 +165,7 @@ def test_cross_entropy_plain_case_takes_the_fused_path(rng, monkeypatch):
 
 
 def test_cross_entropy_paths_agree(kernel_mode, rng):
-    """The fused path and the reference (an ignore_index no target hits... forced through nll) agree."""
+    """The fused path and the reference path (here forced by a weight of ones) agree."""
     x = leaf(3 * rng.standard_normal((6, 5)))
     t = rng.integers(0, 5, 6)
     fused = F.cross_entropy(x, t)
@@ -552,3 +552,16 @@ def test_activation_modules_match_torch(torch, rng, name, kw):
     close(xo.grad, xt.grad, np.float64)
     assert repr(getattr(nn, name)(**kw)) == repr(getattr(torch.nn, name)(**kw))
     assert tc.gradcheck(getattr(nn, name)(**kw), [leaf(x)])
+
+
+def test_zero_weight_class_with_nan_input_is_nan_like_torch(torch):
+    """A class of weight 0 is multiplied (NaN stays NaN), unlike an ignored target, which is skipped."""
+    x = np.array([[np.nan, 0.0], [0.0, -1.0]])
+    t = np.array([0, 1])
+    for kw in (dict(weight=np.array([0.0, 1.0])), dict(ignore_index=0)):
+        ours = F.nll_loss(leaf(x), t, reduction="none",
+                          **{k: tc.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()})
+        theirs = torch.nn.functional.nll_loss(torch.tensor(x), torch.tensor(t), reduction="none",
+                                              **{k: torch.tensor(v) if isinstance(v, np.ndarray) else v
+                                                 for k, v in kw.items()})
+        close(ours, theirs, np.float64)

@@ -342,12 +342,13 @@ def _probability_cross_entropy(input, target, w, ignore_index, reduction, eps, o
 
 
 def _position_weights(t, w, ignore_index, dtype):
-    """(weight of each position's target class, 0 where ignored; the index with ignored ones at 0)."""
+    """(the weight of each position's target class, 0 where ignored;  the target with the
+    ignored positions at class 0;  the mask of the counted positions)."""
     xp = array_module(t)
     keep = t != ignore_index
     index = xp.where(keep, t, 0)
     wt = keep.astype(dtype) if w is None else w[index] * keep
-    return wt, index
+    return wt, index, keep
 
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
@@ -383,14 +384,14 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     if w is None and not eps and input.ndim == 2 and not bool((t == ignore_index).any()):
         return CrossEntropyFn(t, reduction)(input)                # the fused fast path
     logp = log_softmax(input, 1)
-    wt, index = _position_weights(t, w, ignore_index, input.dtype)
-    nll = NLLLossFn(index, wt, reduction)(logp)
+    wt, index, keep = _position_weights(t, w, ignore_index, input.dtype)
+    nll = NLLLossFn(index, wt, keep, reduction)(logp)
     if not eps:
         return nll
     # smoothing: per position sum_c w_c (-log p_c), 0 where ignored, reduced like the nll term
     ones = array_module(wt).ones(input.shape[1], dtype=input.dtype)
     per_class = Tensor(_class_dim_view(ones if w is None else w, input.ndim))
-    smooth = -(logp * per_class).sum(1) * Tensor((t != ignore_index).astype(input.dtype))
+    smooth = -(logp * per_class).sum(1) * Tensor(keep.astype(input.dtype))
     return nll * (1.0 - eps) + _reduce_tensor(smooth, reduction, wt.sum()) * (eps / input.shape[1])
 
 
@@ -407,18 +408,19 @@ class NLLLossFn(Function):
     Backward: only the target class of each position gets a gradient,
         dx_i[t_i] = -w_i g_i,   g_i = dL/d loss_i  (dy / sum_i w_i for mean, dy for sum, dy_i for none)
 
-    ``index`` is t with the ignored positions set to class 0 and ``wt`` the w_i (both from
-    ``_position_weights``), so an ignored position reads a real entry and multiplies it by 0.
+    ``index`` is t with the ignored positions set to class 0, ``wt`` the w_i and ``keep``
+    the counted positions (from ``_position_weights``): an ignored position reads a real
+    entry and its loss is then set to 0 (not multiplied by 0, which would turn -inf into NaN).
     """
 
-    def __init__(self, index, wt, reduction="mean"):
-        self.index, self.wt, self.reduction = index, wt, reduction
+    def __init__(self, index, wt, keep, reduction="mean"):
+        self.index, self.wt, self.keep, self.reduction = index, wt, keep, reduction
 
     def forward(self, x):
         xp = array_module(x)
         self.shape = x.shape
         picked = xp.take_along_axis(x, self.index[:, None], axis=1)[:, 0]
-        loss = xp.where(self.wt != 0, -self.wt * picked, 0).astype(x.dtype, copy=False)
+        loss = xp.where(self.keep, -self.wt * picked, 0).astype(x.dtype, copy=False)
         return _reduce(loss, self.reduction, self.wt.sum())
 
     def backward(self, gy):
@@ -446,8 +448,8 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
                                 ignore_index=ignore_index)
     w = _class_weight(weight, input, op)
     t = _class_targets(input, target, op, ignore_index)
-    wt, index = _position_weights(t, w, ignore_index, input.dtype)
-    return NLLLossFn(index, wt, reduction)(input)
+    wt, index, keep = _position_weights(t, w, ignore_index, input.dtype)
+    return NLLLossFn(index, wt, keep, reduction)(input)
 
 
 # --------------------------------------------------------------------------- elementwise losses
@@ -625,8 +627,9 @@ def _regression_loss(fn_class, input, target, size_average, reduce, reduction, w
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     """Mean squared error (x - t)^2, as ``torch.nn.functional.mse_loss``.
 
-    ``target`` broadcasts with ``input`` (with PyTorch's warning when the shapes differ);
-    an elementwise ``weight`` of the input's shape makes ``mean`` a weighted mean.
+    ``target`` broadcasts with ``input`` (with PyTorch's warning when the shapes differ)
+    and gets a gradient too; an elementwise ``weight`` of the input's shape makes ``mean``
+    a weighted mean (the weight itself gets no gradient).
     """
     return _regression_loss(MSELossFn, input, target, size_average, reduce, reduction, weight, "mse_loss")
 
@@ -640,8 +643,9 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     """Binary cross-entropy of probabilities ``input`` in [0, 1], as PyTorch's ``binary_cross_entropy``.
 
     ``target`` has the input's shape; ``weight`` broadcasts to it and scales each element
-    (``mean`` still divides by the element count).  log is clamped at -100, as in PyTorch,
-    so probabilities of exactly 0 or 1 give a finite loss.
+    (``mean`` still divides by the element count; no gradient for it, as in PyTorch).
+    log is clamped at -100, as in PyTorch, so probabilities of exactly 0 or 1 give a
+    finite loss.
     """
     op = "binary_cross_entropy"
     reduction = _legacy_reduction(size_average, reduce, reduction, op)
