@@ -1,15 +1,16 @@
 """Window geometry shared by the Numba and CUDA launchers (imports nothing of tinyconv)."""
 
 
-def out_size(size, k, s, p):
-    """How many windows of size ``k`` fit at stride ``s`` over ``size`` plus ``p`` padding each side."""
-    return (size + 2 * p - k) // s + 1
+def out_size(size, k, s, p, d=1):
+    """How many windows of ``k`` taps ``d`` apart fit at stride ``s`` over ``size`` plus ``p``
+    padding each side (a window spans d*(k - 1) + 1)."""
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
-def col2im_geometry(cols, x_shape, kh, kw, sh, sw, ph, pw):
+def col2im_geometry(cols, x_shape, kh, kw, sh, sw, ph, pw, dh=1, dw=1):
     """(N, C, H, W, OH, OW) for col2im, after checking that ``cols`` is (N, C*kh*kw, OH*OW)."""
     N, C, H, W = (int(s) for s in x_shape)
-    OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
+    OH, OW = out_size(H, kh, sh, ph, dh), out_size(W, kw, sw, pw, dw)
     if cols.shape != (N, C * kh * kw, OH * OW):
         raise ValueError(f"col2im: expected cols of shape {(N, C * kh * kw, OH * OW)} for x_shape "
                          f"{tuple(x_shape)}, got {cols.shape}")

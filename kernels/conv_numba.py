@@ -9,8 +9,9 @@ Layout (the kernel contract)::
 
     x     (N, C, H, W)                 C-contiguous, float32 or float64
     cols  (N, C*kh*kw, OH*OW)          row r = (c*kh + i)*kw + j, column l = oh*OW + ow
-    cols[n, r, l] = x[n, c, oh*sh - ph + i, ow*sw - pw + j]   (0 outside the image)
-    OH = (H + 2*ph - kh)//sh + 1,  OW = (W + 2*pw - kw)//sw + 1
+    cols[n, r, l] = x[n, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw]   (0 outside the image)
+    OH = (H + 2*ph - dh*(kh-1) - 1)//sh + 1,  OW likewise
+    (dh, dw) is the dilation, the trailing optional arguments of every kernel (default 1).
 
 A parallel task of col2im owns whole image planes of gx, so its scatter-add needs no
 atomics; a task of im2col writes one contiguous block of ``cols``.  Padding is never
@@ -48,8 +49,11 @@ def _valid_range(pad, tap, stride, size, out):
 
 
 @njit(cache=True, parallel=True)
-def _im2col(x, cols, kh, kw, sh, sw, ph, pw, OH, OW, batched):
-    """cols[n, r, l] <- x[n, c, oh*sh - ph + i, ow*sw - pw + j], r = (c*kh + i)*kw + j, l = oh*OW + ow.
+def _im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW, batched):
+    """cols[n, r, l] <- x[n, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw], r = (c*kh + i)*kw + j, l = oh*OW + ow.
+
+    Tap (i, j) sits at row offset i*dh and column offset j*dw inside the padded window,
+    so every index below uses those offsets where an undilated im2col uses i and j.
 
     ``batched=False``: cols is the contract's (N, C*kh*kw, L); row r of sample n starts
     at flat offset (n*C*kh*kw + r)*L, and a task is one (n, c, i): its kw rows adjoin.
@@ -69,9 +73,9 @@ def _im2col(x, cols, kh, kw, sh, sw, ph, pw, OH, OW, batched):
         i = rest - c * kh
         n_lo = 0 if batched else task // (C * kh)
         n_hi = N if batched else n_lo + 1
-        oh_lo, oh_hi = _valid_range(ph, i, sh, H, OH)
+        oh_lo, oh_hi = _valid_range(ph, i * dh, sh, H, OH)       # outputs whose tap row is inside
         for j in range(kw):
-            ow_lo, ow_hi = _valid_range(pw, j, sw, W, OW)
+            ow_lo, ow_hi = _valid_range(pw, j * dw, sw, W, OW)
             r = (c * kh + i) * kw + j
             for n in range(n_lo, n_hi):
                 row = (r * N + n) * L if batched else (n * C * kh * kw + r) * L   # cols[n, r, 0]
@@ -83,7 +87,7 @@ def _im2col(x, cols, kh, kw, sh, sw, ph, pw, OH, OW, batched):
                     cf[uintp(row + t)] = 0
                 for oh in range(oh_lo, oh_hi):
                     out = row + oh * OW                                          # cols[n, r, oh*OW]
-                    src = plane + (oh * sh - ph + i) * W + ow_lo * sw - pw + j   # x at ow = ow_lo
+                    src = plane + (oh * sh - ph + i * dh) * W + ow_lo * sw - pw + j * dw   # x at ow_lo
                     for ow in range(ow_lo):                                      # left padding
                         cf[uintp(out + ow)] = 0
                     for ow in range(ow_hi, OW):                                  # right padding
@@ -98,21 +102,21 @@ def _im2col(x, cols, kh, kw, sh, sw, ph, pw, OH, OW, batched):
 
 
 @float16_via_float32
-def im2col(x, kh, kw, sh, sw, ph, pw):
+def im2col(x, kh, kw, sh, sw, ph, pw, dh=1, dw=1):
     """Unfold (N,C,H,W) image patches into columns (N, C*kh*kw, OH*OW); equals ``im2col_reference``."""
     x = np.ascontiguousarray(x)
     N, C, H, W = x.shape
-    OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
+    OH, OW = out_size(H, kh, sh, ph, dh), out_size(W, kw, sw, pw, dw)
     L = OH * OW
     cols = np.empty((N, C * kh * kw, L), dtype=x.dtype)
     with threads_for(cols.size):
-        _im2col(x, cols, kh, kw, sh, sw, ph, pw, OH, OW, False)
+        _im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW, False)
     return cols
 
 
 @njit(cache=True, parallel=True)
-def _col2im(cols, gx, kh, kw, sh, sw, ph, pw, OH, OW, batched):
-    """gx[n, c, oh*sh - ph + i, ow*sw - pw + j] += cols[n, r, l]: the adjoint of :func:`_im2col`.
+def _col2im(cols, gx, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW, batched):
+    """gx[n, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw] += cols[n, r, l]: the adjoint of :func:`_im2col`.
 
     Same two layouts.  A task owns whole planes of gx, so no two tasks add to one pixel:
     one (n, c) plane, or (batched) channel c of every sample.  Each pixel receives its
@@ -132,16 +136,16 @@ def _col2im(cols, gx, kh, kw, sh, sw, ph, pw, OH, OW, batched):
             for t in range(H * W):
                 gf[uintp(plane + t)] = 0
         for i in range(kh):
-            oh_lo, oh_hi = _valid_range(ph, i, sh, H, OH)
+            oh_lo, oh_hi = _valid_range(ph, i * dh, sh, H, OH)   # tap offsets i*dh, j*dw, as in _im2col
             for j in range(kw):
-                ow_lo, ow_hi = _valid_range(pw, j, sw, W, OW)
+                ow_lo, ow_hi = _valid_range(pw, j * dw, sw, W, OW)
                 r = (c * kh + i) * kw + j
                 for n in range(n_lo, n_hi):
                     row = (r * N + n) * L if batched else (n * C * kh * kw + r) * L
                     plane = (n * C + c) * H * W
                     for oh in range(oh_lo, oh_hi):
                         src = row + oh * OW + ow_lo
-                        dst = plane + (oh * sh - ph + i) * W + ow_lo * sw - pw + j
+                        dst = plane + (oh * sh - ph + i * dh) * W + ow_lo * sw - pw + j * dw
                         if sw == 1:
                             for t in range(ow_hi - ow_lo):
                                 gf[uintp(dst + t)] += cf[uintp(src + t)]
@@ -151,13 +155,13 @@ def _col2im(cols, gx, kh, kw, sh, sw, ph, pw, OH, OW, batched):
 
 
 @float16_via_float32
-def col2im(cols, x_shape, kh, kw, sh, sw, ph, pw):
+def col2im(cols, x_shape, kh, kw, sh, sw, ph, pw, dh=1, dw=1):
     """Fold columns back into (N,C,H,W), summing overlapping patches; equals ``col2im_reference``."""
     cols = np.ascontiguousarray(cols)
-    N, C, H, W, OH, OW = col2im_geometry(cols, x_shape, kh, kw, sh, sw, ph, pw)
+    N, C, H, W, OH, OW = col2im_geometry(cols, x_shape, kh, kw, sh, sw, ph, pw, dh, dw)
     gx = np.empty((N, C, H, W), dtype=cols.dtype)
     with threads_for(cols.size):
-        _col2im(cols, gx, kh, kw, sh, sw, ph, pw, OH, OW, False)
+        _col2im(cols, gx, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW, False)
     return gx
 
 
@@ -180,32 +184,32 @@ def _check_out(out, shape, dtype, name):
 
 
 @float16_via_float32
-def im2col_batched(x, kh, kw, sh, sw, ph, pw, groups, out=None):
+def im2col_batched(x, kh, kw, sh, sw, ph, pw, groups, out=None, dh=1, dw=1):
     """im2col written straight into conv2d's GEMM layout (G, K, N*L) (into ``out`` if given).
 
     Equals ``im2col_reference(x, ...).reshape(N, G, K, L).transpose(1, 2, 0, 3).reshape(G, K, N*L)``.
     """
     x = np.ascontiguousarray(x)
     N, C, H, W = x.shape
-    OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
+    OH, OW = out_size(H, kh, sh, ph, dh), out_size(W, kw, sw, pw, dw)
     shape = (groups, C * kh * kw // groups, N * OH * OW)
     if out is None:
         out = np.empty(shape, dtype=x.dtype)
     _check_out(out, shape, x.dtype, "im2col_batched")
     with threads_for(out.size):
-        _im2col(x, out, kh, kw, sh, sw, ph, pw, OH, OW, True)
+        _im2col(x, out, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW, True)
     return out
 
 
 @float16_via_float32
-def col2im_batched(gcols, x_shape, kh, kw, sh, sw, ph, pw, out=None):
+def col2im_batched(gcols, x_shape, kh, kw, sh, sw, ph, pw, out=None, dh=1, dw=1):
     """col2im reading conv2d's GEMM layout (G, K, N*L) directly; writes gx into ``out`` if given.
 
     Equals ``col2im_reference(gcols.reshape(G, K, N, L).transpose(2, 0, 1, 3).reshape(N, G*K, L), ...)``.
     """
     gcols = np.ascontiguousarray(gcols)
     N, C, H, W = (int(s) for s in x_shape)
-    OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
+    OH, OW = out_size(H, kh, sh, ph, dh), out_size(W, kw, sw, pw, dw)
     L, CK = OH * OW, C * kh * kw
     if gcols.size != CK * N * L or gcols.ndim != 3 or gcols.shape[2] != N * L:
         raise ValueError(f"col2im_batched: expected gcols of shape (G, {CK}/G, {N * L}) for x_shape "
@@ -214,5 +218,5 @@ def col2im_batched(gcols, x_shape, kh, kw, sh, sw, ph, pw, out=None):
         out = np.empty((N, C, H, W), dtype=gcols.dtype)
     _check_out(out, (N, C, H, W), gcols.dtype, "col2im_batched")
     with threads_for(gcols.size):
-        _col2im(gcols, out, kh, kw, sh, sw, ph, pw, OH, OW, True)
+        _col2im(gcols, out, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW, True)
     return out

@@ -15,28 +15,29 @@ KERNELS = {"max_pool2d_forward_kernel": True, "max_pool2d_backward_kernel": True
 _i32, _i64 = np.int32, np.int64
 
 
-def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw):
-    """x (N, C, H, W) -> (y, argmax), both (N, C, OH, OW)."""
+def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, dh=1, dw=1):
+    """x (N, C, H, W) -> (y, argmax), both (N, C, OH, OW); (dh, dw) is the dilation."""
     xp = xp_of(x)
     x = xp.ascontiguousarray(x)
     N, C, H, W = x.shape
-    OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
+    OH, OW = out_size(H, kh, sh, ph, dh), out_size(W, kw, sw, pw, dw)
     y = xp.empty((N, C, OH, OW), dtype=x.dtype)
     argmax = xp.empty((N, C, OH, OW), dtype=np.int64)
     total = N * C * OH * OW
     launch("pooling", "max_pool2d_forward_kernel", x.dtype, total,
            (x, y, argmax, _i64(total), _i32(H), _i32(W), _i32(OH), _i32(OW), _i32(kh), _i32(kw),
-            _i32(sh), _i32(sw), _i32(ph), _i32(pw)))
+            _i32(sh), _i32(sw), _i32(ph), _i32(pw), _i32(dh), _i32(dw)))
     return y, argmax
 
 
-def max_pool2d_backward(gy, argmax, x_shape, kernel_size=None, stride=None, padding=None, method=None):
+def max_pool2d_backward(gy, argmax, x_shape, kernel_size=None, stride=None, padding=None, method=None,
+                        dilation=(1, 1)):
     """gx (``x_shape``): gy summed onto the arg-max pixels, deterministically (no atomics).
 
     ``method``:
       * ``"gather"`` (the default when the geometry ``kernel_size``, ``stride``, ``padding``
-        is given, as pairs): one thread per input pixel sums the outputs whose window
-        covers it;
+        and ``dilation`` is given, as pairs): one thread per input pixel sums the outputs
+        with a window tap on it;
       * ``"bounds"`` (the default for the contract call ``(gy, argmax, x_shape)``, which
         carries no geometry): per output row and column the range of input rows and
         columns its arg-maxes hit, then one thread per input pixel sums the outputs whose
@@ -72,8 +73,8 @@ def max_pool2d_backward(gy, argmax, x_shape, kernel_size=None, stride=None, padd
     if method != "gather" or kernel_size is None:
         raise ValueError(f"max_pool2d_backward: method must be 'gather' (with the geometry), 'bounds' "
                          f"or 'plane', got {method!r}")
-    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
     launch("pooling", "max_pool2d_backward_kernel", gy.dtype, total,
            (gy, argmax, gx, _i64(total), _i32(H), _i32(W), _i32(OH), _i32(OW), _i32(kh), _i32(kw),
-            _i32(sh), _i32(sw), _i32(ph), _i32(pw)))
+            _i32(sh), _i32(sw), _i32(ph), _i32(pw), _i32(dh), _i32(dw)))
     return gx

@@ -7,12 +7,14 @@ in the same (output scan) order.
 
 Contract::
 
-    max_pool2d_forward(x, kh, kw, sh, sw, ph, pw) -> (y, argmax)
+    max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, dh=1, dw=1) -> (y, argmax)
         x (N,C,H,W); y (N,C,OH,OW); argmax int64 shaped like y, holding the flat index
         h*W + w of the winner inside its (n, c) input plane (PyTorch's return_indices).
-        Padding acts as -inf (it never wins); ties go to the first element in scan
-        order (i, then j); a NaN always takes over, so the last NaN in scan order wins (as
-        in PyTorch); a window of only -inf reports its first pixel inside the image.
+        Tap (i, j) of output (oh, ow) is pixel (oh*sh - ph + i*dh, ow*sw - pw + j*dw)
+        (dh, dw: the dilation).  Padding acts as -inf (it never wins); ties go to the
+        first element in scan order (i, then j); a NaN always takes over, so the last NaN
+        in scan order wins (as in PyTorch); a window of only -inf reports its first tap
+        inside the image.
     max_pool2d_backward(gy, argmax, x_shape) -> gx   (scatter-add gy to argmax)
 
 One (n, c) plane per parallel task.  Forward copies the plane once into a padded,
@@ -29,36 +31,45 @@ from ._numba_threads import threads_for
 
 
 
+@njit(cache=True, inline="always")
+def _first_tap(start, d):
+    """The first tap start + m*d >= 0 of a window starting at ``start`` (the op guarantees it is
+    inside the image)."""
+    if start < 0:
+        start += (-start + d - 1) // d * d      # skip the taps that fall in the top / left padding
+    return start
+
+
 @njit(cache=True, parallel=True)
-def _max_pool_fwd(x, y, arg, kh, kw, sh, sw, ph, pw):
+def _max_pool_fwd(x, y, arg, kh, kw, sh, sw, ph, pw, dh, dw):
     """Every output of a plane at once, one kernel tap at a time, over long contiguous runs.
 
     Each plane is first copied into a padded, phase-split buffer
     ``P[ri, dr, hq, m] = xpad[hq*sh + ri, m*sw + dr]`` (xpad: the plane with -inf around it),
-    Hq x Wq per phase, Wq = OW + (kw-1)//sw.  Tap (i, j) of output (oh, ow) reads xpad
-    row oh*sh + i, column ow*sw + j, which with (qi, ri) = divmod(i, sh) and (dq, dr) =
-    divmod(j, sw) is ``P[ri, dr, oh + qi, ow + dq]``: over all (oh, ow), laid out as
+    Hq x Wq per phase, Wq = OW + (kw-1)*dw//sw.  Tap (i, j) of output (oh, ow) reads xpad
+    row oh*sh + i*dh, column ow*sw + j*dw, which with (qi, ri) = divmod(i*dh, sh) and
+    (dq, dr) = divmod(j*dw, sw) is ``P[ri, dr, oh + qi, ow + dq]``: over all (oh, ow), laid out as
     t = oh*Wq + ow, that is the contiguous run ``P[ri, dr].flat[qi*Wq + dq + t]``.  So
     each tap is one vectorized compare-select loop over OH*Wq elements; the columns
     ow >= OW of that layout are computed and dropped.
 
-    As in the reference, each output starts at -inf located at its window's first pixel
+    As in the reference, each output starts at -inf located at its window's first tap
     inside the image, and a tap replaces it when strictly greater or NaN: the first
     maximum wins ties, the last NaN wins, padding (-inf) never wins.
     """
     N, C, H, W = x.shape
     OH, OW = y.shape[2], y.shape[3]
-    Wq = OW + (kw - 1) // sw
-    Hq = OH + (kh - 1) // sh + 1          # one spare row: the dropped columns of the last row read into it
+    Wq = OW + (kw - 1) * dw // sw
+    Hq = OH + (kh - 1) * dh // sh + 1     # one spare row: the dropped columns of the last row read into it
     T = OH * Wq
     # per output t = oh*Wq + ow: the flat input index of its window's top-left tap, and of
-    # its first pixel inside the image (the answer for a window of only -inf)
+    # its first tap inside the image (the answer for a window of only -inf)
     corner = np.empty(T, dtype=np.int64)
     first = np.empty(T, dtype=np.int64)
     for oh in range(OH):
         for ow in range(Wq):
             corner[oh * Wq + ow] = (oh * sh - ph) * W + ow * sw - pw
-            first[oh * Wq + ow] = max(oh * sh - ph, 0) * W + max(ow * sw - pw, 0)
+            first[oh * Wq + ow] = _first_tap(oh * sh - ph, dh) * W + _first_tap(ow * sw - pw, dw)
     for nc in prange(N * C):                       # one (n, c) plane per task
         n = nc // C
         c = nc - n * C
@@ -79,13 +90,13 @@ def _max_pool_fwd(x, y, arg, kh, kw, sh, sw, ph, pw):
         best = np.full(T, -np.inf, dtype=x.dtype)
         where = first.copy()
         for i in range(kh):
-            qi = i // sh
-            ri = i - qi * sh
+            qi = i * dh // sh                      # tap row i*dh = qi*sh + ri
+            ri = i * dh - qi * sh
             for j in range(kw):
-                dq = j // sw
-                dr = j - dq * sw
+                dq = j * dw // sw                  # tap column j*dw = dq*sw + dr
+                dr = j * dw - dq * sw
                 src = P[ri, dr, qi * Wq + dq:qi * Wq + dq + T]
-                shift = i * W + j                  # flat index of tap (i, j) = corner + i*W + j
+                shift = i * dh * W + j * dw        # flat index of tap (i, j) = corner + i*dh*W + j*dw
                 for t in range(T):
                     v = src[t]
                     b = best[t]
@@ -100,15 +111,15 @@ def _max_pool_fwd(x, y, arg, kh, kw, sh, sw, ph, pw):
 
 
 @float16_via_float32
-def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw):
+def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, dh=1, dw=1):
     """Max over kh x kw windows, and where each max came from; equals ``max_pool2d_forward_reference``."""
     x = np.ascontiguousarray(x)
     N, C, H, W = x.shape
-    OH, OW = out_size(H, kh, sh, ph), out_size(W, kw, sw, pw)
+    OH, OW = out_size(H, kh, sh, ph, dh), out_size(W, kw, sw, pw, dw)
     y = np.empty((N, C, OH, OW), dtype=x.dtype)
     argmax = np.empty((N, C, OH, OW), dtype=np.int64)
     with threads_for(y.size * kh * kw):
-        _max_pool_fwd(x, y, argmax, kh, kw, sh, sw, ph, pw)
+        _max_pool_fwd(x, y, argmax, kh, kw, sh, sw, ph, pw, dh, dw)
     return y, argmax
 
 

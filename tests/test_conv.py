@@ -391,9 +391,17 @@ def test_not_a_tensor():
         F.conv2d(np.zeros((1, 4, 5, 5)), _xw()[1])
 
 
-def test_dilation_is_rejected():
-    with pytest.raises(ValueError, match=r"conv2d: only dilation=1 is supported, got dilation=2"):
-        F.conv2d(*_xw(), dilation=2)
+def test_bad_dilation_and_padding_strings():
+    # dilation and padding="same"/"valid" themselves are tested in test_dilation.py
+    with pytest.raises(ValueError, match=r"conv2d: dilation must be >= 1, got 0"):
+        F.conv2d(*_xw(), dilation=0)
+    with pytest.raises(ValueError, match=r"conv2d: kernel size \(3, 3\) \(dilated by \(3, 3\): \(7, 7\)\) is "
+                                         r"larger than the padded input \(5, 5\)"):
+        F.conv2d(*_xw(), dilation=3)
+    with pytest.raises(ValueError, match=r"conv2d: invalid padding string 'full', should be one of"):
+        F.conv2d(*_xw(), padding="full")
+    with pytest.raises(ValueError, match=r"conv2d: padding='same' is not supported for strided convolutions"):
+        F.conv2d(*_xw(), stride=2, padding="same")
 
 
 def test_positional_arguments_follow_pytorch():

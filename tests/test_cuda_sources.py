@@ -265,6 +265,28 @@ def test_im2col_col2im_match_reference(host, case, dtype, rng):
     close(conv_cuda.col2im(gcols, x.shape, *g), CV.col2im_reference(gcols, x.shape, *g), dtype)
 
 
+# (N, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw): dilated kernels
+DILATED_CONV_CASES = [
+    (2, 3, 7, 7, 3, 3, 1, 1, 0, 0, 2, 2),
+    (1, 2, 9, 8, 3, 2, 2, 1, 2, 1, 3, 2),
+    (2, 1, 10, 11, 2, 3, 3, 2, 1, 2, 2, 3),
+    (1, 2, 3, 3, 3, 3, 1, 1, 2, 2, 2, 2),     # dilated kernel == padded input
+    (1, 2, 12, 12, 3, 3, 4, 4, 0, 1, 1, 5),   # stride > span: pixels nobody reads
+    (2, 2, 6, 6, 2, 2, 1, 1, 1, 1, 1, 1),     # dilation 1 through the same grid
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", DILATED_CONV_CASES)
+def test_dilated_im2col_col2im_match_reference(host, case, dtype, rng):
+    N, C, H, W, *g = case
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    cols = conv_cuda.im2col(x, *g)
+    np.testing.assert_array_equal(cols, CV.im2col_reference(x, *g))
+    gcols = rng.standard_normal(cols.shape).astype(dtype)
+    close(conv_cuda.col2im(gcols, x.shape, *g), CV.col2im_reference(gcols, x.shape, *g), dtype)
+
+
 def test_im2col_launch_covers_more_items_than_threads(host, rng, monkeypatch):
     """Grid-stride loop: with the grid capped at 2 blocks every thread handles many items."""
     monkeypatch.setattr(cuda_loader, "MAX_GRID", 2)
@@ -307,6 +329,34 @@ def test_max_pool_matches_reference(host, case, dtype, ties, rng):
     plane = pooling_cuda.max_pool2d_backward(gy, arg, shape, method="plane")
     np.testing.assert_array_equal(gather, bounds)       # one summation order: bit for bit
     np.testing.assert_array_equal(plane, bounds)
+
+
+# (N, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw)
+DILATED_POOL_CASES = [
+    (2, 3, 9, 9, 3, 3, 2, 2, 0, 0, 2, 2),
+    (1, 2, 10, 9, 3, 2, 1, 2, 1, 1, 3, 2),
+    (2, 1, 8, 11, 2, 3, 3, 1, 1, 1, 3, 4),
+    (1, 2, 5, 5, 3, 3, 1, 1, 1, 1, 3, 3),     # dilated span == padded input
+    (1, 1, 7, 7, 2, 2, 1, 1, 1, 1, 2, 2),     # windows whose first tap skips the padding
+]
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", DILATED_POOL_CASES)
+def test_dilated_max_pool_matches_reference(host, case, dtype, ties, rng):
+    N, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw = case
+    shape = (N, C, H, W)
+    x = (rng.integers(0, 3, shape) if ties else rng.standard_normal(shape)).astype(dtype)
+    y, arg = pooling_cuda.max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, dh, dw)
+    y_ref, arg_ref = PO.max_pool2d_forward_reference(x, kh, kw, sh, sw, ph, pw, dh, dw)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(arg, arg_ref)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    bounds = pooling_cuda.max_pool2d_backward(gy, arg, shape)
+    close(bounds, PO.max_pool2d_backward_reference(gy, arg_ref, shape), dtype)
+    gather = pooling_cuda.max_pool2d_backward(gy, arg, shape, (kh, kw), (sh, sw), (ph, pw), dilation=(dh, dw))
+    np.testing.assert_array_equal(gather, bounds)       # one summation order: bit for bit
 
 
 def test_max_pool_nan_propagates_like_reference(host):
@@ -617,6 +667,30 @@ def test_ops_through_cuda_launchers_match_reference_mode(ops_on_cuda_launchers, 
     assert abs(loss - loss_ref) <= rtol * abs(loss_ref)
     for g, g_ref in zip(grads, grads_ref):
         close(g, g_ref, dtype, rtol=rtol * 10)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dilated_ops_through_cuda_launchers_match_reference_mode(ops_on_cuda_launchers, host, dtype, rng):
+    """conv2d (dilated, padding="same" with an odd total) and a dilated max_pool2d, as on a GPU."""
+    import tinyconv.functional as F
+    x = rng.standard_normal((2, 4, 11, 10)).astype(dtype)
+    w = (rng.standard_normal((6, 2, 2, 3)) * 0.3).astype(dtype)
+
+    def run():
+        xt, wt = tinyconv.tensor(x, requires_grad=True), tinyconv.tensor(w, requires_grad=True)
+        h = F.conv2d(xt, wt, padding="same", dilation=(3, 2), groups=2)
+        y = F.max_pool2d(h, 3, stride=2, padding=1, dilation=2, ceil_mode=True)
+        y.backward(tinyconv.tensor(np.linspace(-1, 1, y.numel()).reshape(y.shape).astype(dtype)))
+        return y.array, xt.grad.array, wt.grad.array
+
+    n_calls = len(host.calls)
+    got = run()
+    launched = {expr.split("<")[0] for _, expr, _, _ in host.calls[n_calls:]}
+    assert {"im2col_kernel", "col2im_kernel", "max_pool2d_forward_kernel"} <= launched
+    with tinyconv.use_kernels("reference"):
+        want = run()
+    for g, r in zip(got, want):
+        close(g, r, dtype, rtol=1e-5 if dtype == np.float32 else 1e-12)
 
 
 def test_dropout_op_through_cuda_launchers(ops_on_cuda_launchers, rng):

@@ -2,7 +2,7 @@
 
 For conv (im2col, col2im and their batched-layout forms), max-pool (forward with arg-max,
 backward) and LRN (forward, backward), hypothesis draws a shape and the layer's
-hyper-parameters within what the kernel contract allows, and the Numba kernel must give
+hyper-parameters (dilation included) within what the kernel contract allows, and the Numba kernel must give
 the reference's answer: exactly for copies, compares and same-order sums, to float
 rounding for LRN.  Examples are few and small so the suite stays fast.
 """
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis", reason="hypothesis is not installed")
-from hypothesis import given, settings  # noqa: E402
+from hypothesis import assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from tinyconv.functional.conv import col2im_reference, im2col_reference  # noqa: E402
@@ -25,25 +25,26 @@ dtypes = st.sampled_from([np.float32, np.float64])
 
 @st.composite
 def conv_problem(draw):
-    """(x, kh, kw, sh, sw, ph, pw, groups) with at least one output pixel."""
+    """(x, kh, kw, sh, sw, ph, pw, dh, dw, groups) with at least one output pixel."""
     groups = draw(st.integers(1, 3))
     C = groups * draw(st.integers(1, 2))
     N = draw(st.integers(1, 3))
     kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
     sh, sw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     ph, pw = draw(st.integers(0, 4)), draw(st.integers(0, 4))       # conv padding may exceed k/2
-    H = draw(st.integers(max(1, kh - 2 * ph), 12))
-    W = draw(st.integers(max(1, kw - 2 * pw), 12))
+    dh, dw = draw(st.integers(1, 3)), draw(st.integers(1, 3))       # dilation: a span of d*(k-1) + 1
+    H = draw(st.integers(max(1, dh * (kh - 1) + 1 - 2 * ph), 14))
+    W = draw(st.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), 14))
     dtype = draw(dtypes)
     x = np.random.default_rng(draw(st.integers(0, 2**16))).standard_normal((N, C, H, W)).astype(dtype)
-    return x, kh, kw, sh, sw, ph, pw, groups
+    return x, kh, kw, sh, sw, ph, pw, dh, dw, groups
 
 
 @SETTINGS
 @given(conv_problem())
 def test_conv_kernels_equal_reference(problem):
-    x, kh, kw, sh, sw, ph, pw, G = problem
-    args = (kh, kw, sh, sw, ph, pw)
+    x, kh, kw, sh, sw, ph, pw, dh, dw, G = problem
+    args = (kh, kw, sh, sw, ph, pw, dh, dw)
     ref = im2col_reference(x, *args)
     np.testing.assert_array_equal(conv_numba.im2col(x, *args), ref)
     g = np.random.default_rng(1).standard_normal(ref.shape).astype(x.dtype)
@@ -51,21 +52,26 @@ def test_conv_kernels_equal_reference(problem):
     N, CK, L = ref.shape
     K = CK // G
     batched = ref.reshape(N, G, K, L).transpose(1, 2, 0, 3).reshape(G, K, N * L)
-    np.testing.assert_array_equal(conv_numba.im2col_batched(x, *args, G), batched)
+    np.testing.assert_array_equal(conv_numba.im2col_batched(x, *args[:6], G, dh=dh, dw=dw), batched)
     gb = g.reshape(N, G, K, L).transpose(1, 2, 0, 3).reshape(G, K, N * L)
-    np.testing.assert_array_equal(conv_numba.col2im_batched(gb, x.shape, *args),
+    np.testing.assert_array_equal(conv_numba.col2im_batched(gb, x.shape, *args[:6], dh=dh, dw=dw),
                                   col2im_reference(g, x.shape, *args))
 
 
 @st.composite
 def pool_problem(draw):
-    """(x, kh, kw, sh, sw, ph, pw); padding at most half the kernel, as PyTorch requires."""
+    """(x, kh, kw, sh, sw, ph, pw, dh, dw); padding at most half the kernel, as PyTorch requires,
+    and (as max_pool2d requires) every dilated window with a tap inside the input."""
     N, C = draw(st.integers(1, 3)), draw(st.integers(1, 3))
     kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
     sh, sw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
-    H = draw(st.integers(max(1, kh - 2 * ph), 12))
-    W = draw(st.integers(max(1, kw - 2 * pw), 12))
+    dh, dw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    H = draw(st.integers(max(1, dh * (kh - 1) + 1 - 2 * ph), 14))
+    W = draw(st.integers(max(1, dw * (kw - 1) + 1 - 2 * pw), 14))
+    for size, k, s, p, d in ((H, kh, sh, ph, dh), (W, kw, sw, pw, dw)):
+        for start in range(-p, size + p - d * (k - 1), s):
+            assume(any(0 <= start + i * d < size for i in range(k)))
     dtype = draw(dtypes)
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     if draw(st.booleans()):
@@ -74,7 +80,7 @@ def pool_problem(draw):
         x = rng.integers(-2, 3, (N, C, H, W)).astype(np.float64)
     if draw(st.booleans()):
         x.reshape(-1)[rng.integers(0, x.size)] = draw(st.sampled_from([np.nan, -np.inf, np.inf]))
-    return x.astype(dtype), kh, kw, sh, sw, ph, pw
+    return x.astype(dtype), kh, kw, sh, sw, ph, pw, dh, dw
 
 
 @SETTINGS

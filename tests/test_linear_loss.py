@@ -1,4 +1,6 @@
-"""linear, softmax, log_softmax, cross_entropy and nll_loss: gradcheck, PyTorch parity, bad input."""
+"""linear, softmax, log_softmax, cross_entropy and nll_loss: gradcheck, PyTorch parity, bad input.
+
+The losses' weight / ignore_index / smoothing / probability-target / N-d cases: test_losses.py."""
 import numpy as np
 import pytest
 
@@ -287,10 +289,13 @@ def test_loss_bad_input(rng, name):
         loss(x, [0, 1])
     with pytest.raises(ValueError, match=rf"{name}: expected target of shape \(3,\).*got \(3, 1\)"):
         loss(x, np.zeros((3, 1), dtype=np.int64))
-    with pytest.raises(ValueError, match=rf"{name}: expected input to be 2-d.*got shape \(4,\)"):
+    # an unbatched (C,) input takes a 0-d target; an (N, C, d1) input an (N, d1) one
+    with pytest.raises(ValueError, match=rf"{name}: expected target of shape \(\) for input of shape \(4,\)"):
         loss(leaf(rng.standard_normal(4)), [1])
-    with pytest.raises(ValueError, match=rf"{name}: expected input to be 2-d.*got shape \(2, 3, 4\)"):
+    with pytest.raises(ValueError, match=rf"{name}: expected target of shape \(2, 4\).*got \(2,\)"):
         loss(leaf(rng.standard_normal((2, 3, 4))), [1, 2])
+    with pytest.raises(ValueError, match=rf"{name}: expected input to be at least 1-d.*got shape \(\)"):
+        loss(leaf(np.float64(2.0)), 0)
     with pytest.raises(TypeError, match=rf"{name}: expected a floating point input, got int64"):
         loss(tinyconv.tensor(np.ones((3, 4), dtype=np.int64)), [0, 1, 2])
     with pytest.raises(ValueError, match=rf"{name}: reduction must be one of"):

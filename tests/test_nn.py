@@ -167,7 +167,8 @@ def test_repr_matches_pytorch(torch):
             n.AvgPool2d(2), n.AdaptiveAvgPool2d((6, 6)), n.Flatten(), n.Dropout(0.5), n.Linear(4, 2),
             n.BatchNorm1d(2), n.BatchNorm2d(3, affine=False, track_running_stats=False), n.Tanh(),
             n.Sigmoid(), n.Identity(), n.Softmax(dim=1), n.LogSoftmax(dim=1), n.CrossEntropyLoss(),
-            n.NLLLoss(), n.ModuleList([n.ReLU()]))
+            n.NLLLoss(), n.ModuleList([n.ReLU()]), n.LeakyReLU(), n.LeakyReLU(0.2, inplace=True),
+            n.Dropout2d(0.25), n.MSELoss(), n.L1Loss(), n.BCELoss(), n.BCEWithLogitsLoss())
     assert repr(build(nn)) == repr(build(torch.nn))
 
 
@@ -286,8 +287,10 @@ def test_layer_argument_errors_name_the_layer():
     with pytest.raises(ValueError, match=r"Conv2d: in_channels \(3\) and out_channels \(4\) must both be "
                                          r"divisible by groups \(2\)"):
         nn.Conv2d(3, 4, 3, groups=2)
-    with pytest.raises(ValueError, match="Conv2d: only dilation=1"):
-        nn.Conv2d(2, 2, 3, dilation=2)
+    with pytest.raises(ValueError, match="Conv2d: dilation must be >= 1"):
+        nn.Conv2d(2, 2, 3, dilation=0)
+    with pytest.raises(ValueError, match="Conv2d: padding='same' is not supported for strided convolutions"):
+        nn.Conv2d(2, 2, 3, stride=2, padding="same")
     with pytest.raises(ValueError, match="Conv2d: in_channels must be a positive int"):
         nn.Conv2d(0, 2, 3)
     with pytest.raises(ValueError, match="Dropout: p must be a probability"):
@@ -298,8 +301,10 @@ def test_layer_argument_errors_name_the_layer():
         nn.BatchNorm1d(3)(tc.randn(2, 4))
     with pytest.raises(ValueError, match="Softmax: pass dim explicitly"):
         nn.Softmax()(tc.randn(2, 3))
-    with pytest.raises(ValueError, match="CrossEntropyLoss: class weights are not supported"):
-        nn.CrossEntropyLoss(weight=tc.ones(3))
+    with pytest.raises(TypeError, match="CrossEntropyLoss: weight must be a Tensor"):
+        nn.CrossEntropyLoss(weight=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="Dropout2d: p must be a probability"):
+        nn.Dropout2d(-0.5)
 
 
 # --------------------------------------------------------------------------- layers against PyTorch

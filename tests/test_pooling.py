@@ -354,8 +354,11 @@ def test_integer_input(op):
 
 
 def test_max_pool_flags():
-    with pytest.raises(ValueError, match=r"max_pool2d: only dilation=1 is supported, got dilation=2"):
-        F.max_pool2d(_x(), 2, dilation=2)
+    with pytest.raises(ValueError, match=r"max_pool2d: dilation must be >= 1, got 0"):
+        F.max_pool2d(_x(), 2, dilation=0)
+    with pytest.raises(ValueError, match=r"max_pool2d: kernel_size \(3, 3\) \(dilated by \(3, 3\): "
+                                         r"\(7, 7\)\) is larger than the padded input"):
+        F.max_pool2d(_x(), 3, dilation=3)
     with pytest.raises(TypeError, match=r"max_pool2d: ceil_mode must be a bool, got 'yes'"):
         F.max_pool2d(_x(), 2, ceil_mode="yes")
 

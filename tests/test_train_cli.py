@@ -73,7 +73,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     real = F.cross_entropy
 
     def poisoned(logits, target, reduction="mean"):
-        loss = real(logits, target, reduction)
+        loss = real(logits, target, reduction=reduction)
         return loss * float("nan")
     monkeypatch.setattr(F, "cross_entropy", poisoned)
     with pytest.raises(TrainingDiverged, match=r"loss became nan at epoch 2, step 3.*last good checkpoint is "

@@ -23,6 +23,7 @@ successive calls differ because the offset advances.  The implementations map on
 nothing of tinyconv.  The op never looks inside ``mask``: it only hands it back to backward.
 """
 import numbers
+import warnings
 
 import numpy as np
 
@@ -187,3 +188,101 @@ def dropout(input, p=0.5, training=True):
     if not training or p == 0:
         return input
     return DropoutFn(float(p))(input)
+
+
+# --------------------------------------------------------------------------- leaky ReLU
+
+
+class LeakyReLUFn(Function):
+    """y = x if x > 0 else slope * x;   dx = dy if x > 0 else slope * dy  (PyTorch's choice at 0).
+
+    Saves the mask [x > 0] rather than x, so an in-place call (which overwrites x) and
+    any slope, negative ones included, keep a correct backward.
+    """
+
+    def __init__(self, negative_slope):
+        self.negative_slope = negative_slope
+
+    def forward(self, x):
+        xp = array_module(x)
+        self.positive = x > 0
+        return xp.where(self.positive, x, x * x.dtype.type(self.negative_slope))
+
+    def backward(self, gy):
+        xp = array_module(gy)
+        return (xp.where(self.positive, gy, gy * gy.dtype.type(self.negative_slope)),)
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):
+    """max(0, x) + negative_slope * min(0, x) elementwise, as ``torch.nn.functional.leaky_relu``.
+
+    ``inplace=True`` writes the result into ``input`` (which must then not be a leaf that
+    requires grad, as in PyTorch) and returns it.
+    """
+    op = "leaky_relu"
+    _check_input(input, op)
+    if isinstance(negative_slope, bool) or not isinstance(negative_slope, numbers.Real):
+        raise TypeError(f"{op}: negative_slope must be a real number, got {negative_slope!r}")
+    y = LeakyReLUFn(float(negative_slope))(input)
+    return input._write(y, "leaky_relu_") if inplace else y
+
+
+# --------------------------------------------------------------------------- channel dropout
+
+
+class FeatureDropoutFn(Function):
+    """Channel dropout: y = x * m, dx = dy * m, with m (N, C, 1, 1, ...) of 0 and 1/(1 - p).
+
+    One draw per (sample, channel) zeroes a whole feature map at once.  The scaled mask m
+    comes from the ``dropout_forward`` seam applied to ones of that small shape, so it is
+    the same generator, seeding and kernels as :class:`DropoutFn`; p = 1 gives m = 0.
+    """
+
+    def __init__(self, p):
+        self.p = p
+
+    def forward(self, x):
+        xp = array_module(x)
+        ones = xp.ones(x.shape[:2] + (1,) * (x.ndim - 2), dtype=x.dtype)
+        if self.p == 1:
+            self.m = ones * 0
+        else:
+            seed, offset = random.philox_seed_offset(ones.size)
+            self.m, _ = (kernel("activation", "dropout_forward", ones) or dropout_forward_reference)(
+                ones, self.p, seed, offset)
+        return x * self.m
+
+    def backward(self, gy):
+        return (gy * self.m,)
+
+
+def dropout2d(input, p=0.5, training=True, inplace=False):
+    """Randomly zero whole channels, as ``torch.nn.functional.dropout2d`` (PyTorch 2.13's behaviour).
+
+    ``input`` (N, C, H, W): each channel ``input[n, c]`` is zeroed with probability ``p``
+    and the kept ones are scaled by 1/(1 - p).  Like PyTorch, a 3-d input is taken as
+    (N, C, L) (1-d channel dropout, with PyTorch's warning), other ranks of at least 2
+    work with a deprecation warning, and a 0-d or 1-d input is an error.
+    ``inplace=True`` writes the result into ``input``.
+    """
+    op = "dropout2d"
+    _check_input(input, op)
+    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+        raise TypeError(f"{op}: p must be a real number, got {p!r}")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{op}: dropout probability has to be between 0 and 1, but got {p}")
+    if input.ndim not in (3, 4):
+        warnings.warn(f"dropout2d: Received a {input.ndim}-D input to dropout2d, which is deprecated "
+                      "and will result in an error in a future release. To retain the behavior and "
+                      "silence this warning, please use dropout instead.", stacklevel=2)
+    if input.ndim == 3:
+        warnings.warn("dropout2d: Received a 3D input to dropout2d and assuming that channel-wise 1D "
+                      "dropout behavior is desired - input is interpreted as shape (N, C, L), where C "
+                      "is the channel dim.", stacklevel=2)
+    if not training or p == 0:
+        return input
+    if input.ndim < 2:
+        raise ValueError(f"{op}: Feature dropout requires at least 2 dimensions in the input, "
+                         f"got shape {input.shape}")
+    y = FeatureDropoutFn(float(p))(input)
+    return input._write(y, "dropout2d_") if inplace else y

@@ -7,9 +7,11 @@ the input into one column of a matrix, and a convolution becomes one matrix prod
   ``r = (c*kh + i)*kw + j`` holds the tap (channel c, kernel row i, kernel column j);
   column ``l = oh*OW + ow`` holds output pixel (oh, ow)::
 
-      cols[n, (c*kh + i)*kw + j, oh*OW + ow] = x[n, c, oh*sh - ph + i, ow*sw - pw + j]
+      cols[n, (c*kh + i)*kw + j, oh*OW + ow] = x[n, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw]
 
-  (0 where the index falls in the padding), with ``OH = (H + 2*ph - kh) // sh + 1``.
+  (0 where the index falls in the padding), with ``OH = (H + 2*ph - dh*(kh - 1) - 1) // sh + 1``.
+  The dilation (dh, dw) spreads the kernel taps dh rows and dw columns apart: a 3x3
+  kernel with dilation 2 covers a 5x5 window, reading every other pixel of it.
 * ``col2im`` is its adjoint: it adds every column back onto the pixels it was read
   from, so a pixel that sits in several (overlapping) windows sums their gradients.
 
@@ -27,32 +29,34 @@ from ._checks import check_float, check_ndim, check_same_dtype, check_tensor, pa
 # --------------------------------------------------------------------------- references
 
 
-def conv_output_size(size, k, s, p):
-    """Output length of a window of size ``k`` sliding with stride ``s`` over ``size + 2p``."""
-    return (size + 2 * p - k) // s + 1
+def conv_output_size(size, k, s, p, d=1):
+    """Output length of a window of ``k`` taps ``d`` apart (spanning d*(k - 1) + 1) sliding with
+    stride ``s`` over ``size + 2p``."""
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
-def im2col_reference(x, kh, kw, sh, sw, ph, pw):
+def im2col_reference(x, kh, kw, sh, sw, ph, pw, dh=1, dw=1):
     """(N, C, H, W) -> cols (N, C*kh*kw, OH*OW); see the module docstring for the layout.
 
     One strided slice per kernel tap (i, j): for a fixed tap, the pixels that tap sees
-    across all output positions are ``xpad[..., i : i + sh*OH : sh, j : j + sw*OW : sw]``.
+    across all output positions are ``xpad[..., i*dh : i*dh + sh*OH : sh, j*dw : ... : sw]``.
     So the loop runs kh*kw times, each step copying a whole (N, C, OH, OW) block.
     """
     xp = array_module(x)
     N, C, H, W = x.shape
-    OH, OW = conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw)
+    OH, OW = conv_output_size(H, kh, sh, ph, dh), conv_output_size(W, kw, sw, pw, dw)
     xpad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
     cols = xp.empty((N, C, kh, kw, OH, OW), dtype=x.dtype)
     for i in range(kh):
         for j in range(kw):
-            # output (oh, ow) reads padded pixel (oh*sh + i, ow*sw + j)
-            cols[:, :, i, j] = xpad[:, :, i:i + sh * OH:sh, j:j + sw * OW:sw]
+            # output (oh, ow) reads padded pixel (oh*sh + i*dh, ow*sw + j*dw)
+            r, c = i * dh, j * dw
+            cols[:, :, i, j] = xpad[:, :, r:r + sh * OH:sh, c:c + sw * OW:sw]
     # (N, C, kh, kw, OH, OW) is already row-major in r = (c*kh + i)*kw + j and l = oh*OW + ow
     return cols.reshape(N, C * kh * kw, OH * OW)
 
 
-def col2im_reference(cols, x_shape, kh, kw, sh, sw, ph, pw):
+def col2im_reference(cols, x_shape, kh, kw, sh, sw, ph, pw, dh=1, dw=1):
     """The adjoint of im2col: cols (N, C*kh*kw, OH*OW) -> gx of shape ``x_shape`` (N, C, H, W).
 
     Each tap's (N, C, OH, OW) block is *added* back onto the strided slice it was read
@@ -61,12 +65,13 @@ def col2im_reference(cols, x_shape, kh, kw, sh, sw, ph, pw):
     """
     xp = array_module(cols)
     N, C, H, W = x_shape
-    OH, OW = conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw)
+    OH, OW = conv_output_size(H, kh, sh, ph, dh), conv_output_size(W, kw, sw, pw, dw)
     cols = cols.reshape(N, C, kh, kw, OH, OW)
     gpad = xp.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=cols.dtype)
     for i in range(kh):
         for j in range(kw):
-            gpad[:, :, i:i + sh * OH:sh, j:j + sw * OW:sw] += cols[:, :, i, j]
+            r, c = i * dh, j * dw
+            gpad[:, :, r:r + sh * OH:sh, c:c + sw * OW:sw] += cols[:, :, i, j]
     return xp.ascontiguousarray(gpad[:, :, ph:ph + H, pw:pw + W])
 
 
@@ -78,15 +83,17 @@ def unbatched(fn, input, *args, **kwargs):
     return out.reshape(*out.shape[1:])
 
 
-def _im2col(x, *args):
-    return (kernel("conv", "im2col", x) or im2col_reference)(x, *args)
+# Every conv kernel takes the dilation as trailing ``dh, dw`` arguments (default 1).
+
+def _im2col(x, kh, kw, sh, sw, ph, pw, dh=1, dw=1):
+    return (kernel("conv", "im2col", x) or im2col_reference)(x, kh, kw, sh, sw, ph, pw, dh, dw)
 
 
-def _col2im(cols, *args):
-    return (kernel("conv", "col2im", cols) or col2im_reference)(cols, *args)
+def _col2im(cols, x_shape, kh, kw, sh, sw, ph, pw, dh=1, dw=1):
+    return (kernel("conv", "col2im", cols) or col2im_reference)(cols, x_shape, kh, kw, sh, sw, ph, pw, dh, dw)
 
 
-def _im2col_batched(x, kh, kw, sh, sw, ph, pw, G, out):
+def _im2col_batched(x, kh, kw, sh, sw, ph, pw, dh, dw, G, out):
     """im2col of ``x`` laid out for the batched GEMM, written into ``out`` (G, K, N*L).
 
     A fast kernel writes that layout directly (``kernel("conv", "im2col_batched", x)``);
@@ -94,23 +101,23 @@ def _im2col_batched(x, kh, kw, sh, sw, ph, pw, G, out):
     """
     fast = kernel("conv", "im2col_batched", x)
     if fast is not None:
-        return fast(x, kh, kw, sh, sw, ph, pw, G, out=out)
-    cols = _im2col(x, kh, kw, sh, sw, ph, pw)                        # (N, C*kh*kw, L)
+        return fast(x, kh, kw, sh, sw, ph, pw, G, out=out, dh=dh, dw=dw)
+    cols = _im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)                # (N, C*kh*kw, L)
     N, CK, L = cols.shape
     out.reshape(G, CK // G, N, L)[...] = cols.reshape(N, G, CK // G, L).transpose(1, 2, 0, 3)
     return out
 
 
-def _col2im_batched(gcols, x_shape, kh, kw, sh, sw, ph, pw, out):
+def _col2im_batched(gcols, x_shape, kh, kw, sh, sw, ph, pw, dh, dw, out):
     """col2im of ``gcols`` in the batched GEMM layout (G, K, N*L), written into ``out`` (N, C, H, W)."""
     fast = kernel("conv", "col2im_batched", gcols)
     if fast is not None:
-        return fast(gcols, x_shape, kh, kw, sh, sw, ph, pw, out=out)
+        return fast(gcols, x_shape, kh, kw, sh, sw, ph, pw, out=out, dh=dh, dw=dw)
     xp = array_module(gcols)
     G, K, NL = gcols.shape
     N = x_shape[0]
     g = xp.ascontiguousarray(gcols.reshape(G, K, N, NL // N).transpose(2, 0, 1, 3))   # (N, G, K, L)
-    out[...] = _col2im(g.reshape(N, G * K, NL // N), x_shape, kh, kw, sh, sw, ph, pw)
+    out[...] = _col2im(g.reshape(N, G * K, NL // N), x_shape, kh, kw, sh, sw, ph, pw, dh, dw)
     return out
 
 
@@ -157,6 +164,11 @@ class Conv2dFunction(Function):
     and other temporaries live in reused scratch buffers (``workspace``): a fresh
     100 MB array costs more in page faults than im2col takes to fill it.
 
+    Dilation (dh, dw) only changes which pixel each tap reads (im2col / col2im); the GEMMs
+    are the same.  ``extra`` (eh, ew) zero rows / columns are appended at the bottom /
+    right before the symmetric padding: ``padding="same"`` with an odd total d*(k - 1)
+    puts the odd one there, as PyTorch does; backward crops them off gx again.
+
     What backward keeps: ``W`` (for gx), and for gW the columns, only when the weight
     needs a gradient.  They sit in an array that goes back for reuse once backward is
     done (``recycled_empty`` / ``recycle`` in :meth:`release`), so the next step's
@@ -166,22 +178,25 @@ class Conv2dFunction(Function):
     the one extra im2col.
     """
 
-    def __init__(self, stride, padding, groups):
+    def __init__(self, stride, padding, groups, dilation=(1, 1), extra=(0, 0)):
         self.stride, self.padding, self.groups = stride, padding, groups
+        self.dilation, self.extra = dilation, extra
 
     def _plan(self, x_shape, w_shape, like):
         """(O, OH, OW, K, L, chunks): output size, GEMM sizes and the batch chunks."""
-        (sh, sw), (ph, pw), G = self.stride, self.padding, self.groups
+        (sh, sw), (ph, pw), (dh, dw), G = self.stride, self.padding, self.dilation, self.groups
         N, C, H, W = x_shape
         O, Cg, kh, kw = w_shape
-        OH, OW = conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw)
+        OH, OW = conv_output_size(H, kh, sh, ph, dh), conv_output_size(W, kw, sw, pw, dw)
         K, L = Cg * kh * kw, OH * OW
         return O, OH, OW, K, L, batch_chunks(like, N, G * K * L * like.itemsize)
 
     def forward(self, x, w, b=None):
         xp = array_module(x)
-        (sh, sw), (ph, pw), G = self.stride, self.padding, self.groups
-        x = xp.ascontiguousarray(x)
+        (sh, sw), (ph, pw), (dh, dw), G = self.stride, self.padding, self.dilation, self.groups
+        self.in_shape = x.shape
+        eh, ew = self.extra
+        x = xp.pad(x, ((0, 0), (0, 0), (0, eh), (0, ew))) if eh or ew else xp.ascontiguousarray(x)
         O, OH, OW, K, L, chunks = self._plan(x.shape, w.shape, x)
         kh, kw, M = w.shape[2], w.shape[3], O // G
         wg = w.reshape(G, M, K)
@@ -191,7 +206,7 @@ class Conv2dFunction(Function):
         for n0, n1 in chunks:
             n = n1 - n0
             shape = (G, K, n * L)
-            cols = _im2col_batched(x[n0:n1], kh, kw, sh, sw, ph, pw, G,
+            cols = _im2col_batched(x[n0:n1], kh, kw, sh, sw, ph, pw, dh, dw, G,
                                    out=recycled_empty(shape, x.dtype, x) if keep_cols
                                    else workspace("conv2d.cols", shape, x.dtype, x))
             # y = Wg @ cols, one GEMM per group: (G, O/G, K) @ (G, K, n*L) -> (G, O/G, n*L);
@@ -221,7 +236,7 @@ class Conv2dFunction(Function):
     def backward(self, gy):
         xp = array_module(gy)
         x, w, kept_cols = self.saved_tensors         # x or the columns, for gW only
-        (sh, sw), (ph, pw), G = self.stride, self.padding, self.groups
+        (sh, sw), (ph, pw), (dh, dw), G = self.stride, self.padding, self.dilation, self.groups
         N, C, H, W = self.x_shape
         O, OH, OW, K, L, chunks = self._plan(self.x_shape, w.shape, gy)
         kh, kw, M = w.shape[2], w.shape[3], O // G
@@ -239,7 +254,7 @@ class Conv2dFunction(Function):
             if need_w:
                 cols = kept_cols
                 if cols is None:                     # a batch in chunks: unroll this one again
-                    cols = _im2col_batched(x[n0:n1], kh, kw, sh, sw, ph, pw, G,
+                    cols = _im2col_batched(x[n0:n1], kh, kw, sh, sw, ph, pw, dh, dw, G,
                                            out=workspace("conv2d.cols", (G, K, n * L), x.dtype, x))
                 # gW^T += cols @ gy^T: (G, K, n*L) @ (G, n*L, O/G) -> (G, K, O/G); the sum over
                 # samples is the GEMM's inner dimension.  Computed as gW^T, not gy @ cols^T:
@@ -248,7 +263,9 @@ class Conv2dFunction(Function):
             if need_x:
                 # (G, K, O/G) @ (G, O/G, n*L) -> (G, K, n*L) = gcols, folded back to pixels by col2im
                 gcols = xp.matmul(wg_t, gyc, out=workspace("conv2d.gcols", (G, K, n * L), gy.dtype, gy))
-                _col2im_batched(gcols, (n, C, H, W), kh, kw, sh, sw, ph, pw, out=gx[n0:n1])
+                _col2im_batched(gcols, (n, C, H, W), kh, kw, sh, sw, ph, pw, dh, dw, out=gx[n0:n1])
+        if need_x and self.extra != (0, 0):          # drop the rows / columns forward appended
+            gx = xp.ascontiguousarray(gx[:, :, :self.in_shape[2], :self.in_shape[3]])
         gw = gw_t.transpose(0, 2, 1).reshape(w.shape) if need_w else None
         if len(self.needs_input_grad) == 2:
             return gx, gw
@@ -256,15 +273,36 @@ class Conv2dFunction(Function):
         return gx, gw, gb
 
 
+def _conv_padding(padding, stride, dilation, kernel, op):
+    """``padding`` -> (symmetric (ph, pw), extra bottom/right (eh, ew)).
+
+    An int or pair pads both sides; ``"valid"`` is no padding; ``"same"`` (stride 1 only)
+    keeps the output size: a total of d*(k - 1) per dim, half on each side and the odd one,
+    if any, at the bottom / right, as PyTorch.
+    """
+    if not isinstance(padding, str):
+        return pair(padding, op, "padding", minimum=0), (0, 0)
+    if padding == "valid":
+        return (0, 0), (0, 0)
+    if padding != "same":
+        raise ValueError(f"{op}: invalid padding string {padding!r}, should be one of ('valid', 'same')")
+    if stride != (1, 1):
+        raise ValueError(f"{op}: padding='same' is not supported for strided convolutions, "
+                         f"got stride={stride}")
+    total = [d * (k - 1) for d, k in zip(dilation, kernel)]
+    return tuple(t // 2 for t in total), tuple(t % 2 for t in total)
+
+
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-d convolution (cross-correlation, as in every DL library) of an NCHW batch.
 
     Same arguments and semantics as ``torch.nn.functional.conv2d``: ``input`` (N, C, H, W),
     ``weight`` (O, C/groups, kh, kw), ``bias`` (O,) or None (an unbatched (C, H, W) input
-    gives a (O, OH, OW) output); ``stride`` and ``padding``
-    an int or an (h, w) pair; ``groups`` splits the channels into independent
-    convolutions (AlexNet's two-GPU conv2/4/5).  Only ``dilation=1`` is supported.
-    Returns (N, O, OH, OW) with OH = (H + 2*padding - kh) // stride + 1.
+    gives a (O, OH, OW) output); ``stride``, ``padding`` and ``dilation`` an int or an
+    (h, w) pair, or ``padding="valid"`` (none) / ``"same"`` (output size = input size,
+    stride 1 only); ``groups`` splits the channels into independent convolutions
+    (AlexNet's two-GPU conv2/4/5).
+    Returns (N, O, OH, OW) with OH = (H + 2*padding - dilation*(kh - 1) - 1) // stride + 1.
     """
     op = "conv2d"
     if isinstance(input, Tensor) and input.ndim == 3:     # unbatched (C, H, W), as PyTorch allows
@@ -278,9 +316,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         check_float(bias, op, "bias")
     check_same_dtype(op, input=input, weight=weight, bias=bias)
     stride = pair(stride, op, "stride", minimum=1)
-    padding = pair(padding, op, "padding", minimum=0)
-    if pair(dilation, op, "dilation", minimum=1) != (1, 1):
-        raise ValueError(f"{op}: only dilation=1 is supported, got dilation={dilation!r}")
+    dilation = pair(dilation, op, "dilation", minimum=1)
+    padding, extra = _conv_padding(padding, stride, dilation, weight.shape[2:], op)
     if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
         raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
 
@@ -294,12 +331,14 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
                          f"expects {Cg * groups} (= weight.shape[1] * groups)")
     if kh < 1 or kw < 1:
         raise ValueError(f"{op}: kernel size must be at least 1x1, got weight {weight.shape}")
-    Hp, Wp = H + 2 * padding[0], W + 2 * padding[1]
-    if kh > Hp or kw > Wp:
-        raise ValueError(f"{op}: kernel size ({kh}, {kw}) is larger than the padded input "
+    Hp, Wp = H + 2 * padding[0] + extra[0], W + 2 * padding[1] + extra[1]
+    span = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
+    if span[0] > Hp or span[1] > Wp:
+        dilated = f" (dilated by {dilation}: {span})" if dilation != (1, 1) else ""
+        raise ValueError(f"{op}: kernel size ({kh}, {kw}){dilated} is larger than the padded input "
                          f"({Hp}, {Wp}) (input {input.shape}, padding {padding})")
     if bias is not None and bias.shape != (O,):
         raise ValueError(f"{op}: expected bias of shape ({O},) (out_channels), got {bias.shape}")
 
-    fn = Conv2dFunction(stride, padding, groups)
+    fn = Conv2dFunction(stride, padding, groups, dilation, extra)
     return fn(input, weight) if bias is None else fn(input, weight, bias)

@@ -3,7 +3,8 @@
 Inputs are NCHW batches (an unbatched (C, H, W) image works too, as in PyTorch).
 All three slide a (kh, kw) window with stride (sh, sw) over an NCHW input padded by
 (ph, pw) on each side; output (oh, ow) sees the padded rows ``oh*sh ... oh*sh + kh - 1``
-(input rows ``oh*sh - ph + i``, i < kh).  Like the convolution references, the code
+(input rows ``oh*sh - ph + i``, i < kh).  Max pooling also takes a dilation (dh, dw):
+its taps are dh rows apart, input rows ``oh*sh - ph + i*dh``.  Like the convolution references, the code
 loops over the kh*kw taps of the window and handles every output position of a tap
 at once with one strided slice, so it runs on NumPy and CuPy alike.
 
@@ -28,16 +29,17 @@ from .conv import conv_output_size, unbatched
 
 
 def _tap(a, i, j, sh, sw, OH, OW):
-    """The (…, OH, OW) view of padded array ``a`` seen by window tap (i, j) at every output."""
+    """The (…, OH, OW) view of padded array ``a`` seen by the window tap at row / column
+    offset (i, j) at every output (the offsets are i*dh, j*dw for a dilated window)."""
     return a[..., i:i + sh * OH:sh, j:j + sw * OW:sw]
 
 
-def _pool_output_size(size, k, s, p, ceil_mode):
-    """PyTorch's pooling output length (``ceil_mode`` rounds up, but the last window must
-    start inside the input or its left padding)."""
+def _pool_output_size(size, k, s, p, ceil_mode, d=1):
+    """PyTorch's pooling output length for a window spanning d*(k - 1) + 1 (``ceil_mode``
+    rounds up, but the last window must start inside the input or its left padding)."""
     if not ceil_mode:
-        return conv_output_size(size, k, s, p)
-    out = -(-(size + 2 * p - k) // s) + 1
+        return conv_output_size(size, k, s, p, d)
+    out = -(-(size + 2 * p - d * (k - 1) - 1) // s) + 1
     if (out - 1) * s >= size + p:
         out -= 1
     return out
@@ -58,15 +60,33 @@ def _pool_args(input, kernel_size, stride, padding, op):
     return k, s, p
 
 
-def _output_shape(input, k, s, p, ceil_mode, op):
+def _output_shape(input, k, s, p, ceil_mode, op, d=(1, 1)):
     H, W = input.shape[2:]
-    OH = _pool_output_size(H, k[0], s[0], p[0], ceil_mode)
-    OW = _pool_output_size(W, k[1], s[1], p[1], ceil_mode)
+    OH = _pool_output_size(H, k[0], s[0], p[0], ceil_mode, d[0])
+    OW = _pool_output_size(W, k[1], s[1], p[1], ceil_mode, d[1])
     if OH < 1 or OW < 1:
-        raise ValueError(f"{op}: kernel_size {k} is larger than the padded input "
+        span = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)
+        dilated = f" (dilated by {d}: {span})" if d != (1, 1) else ""
+        raise ValueError(f"{op}: kernel_size {k}{dilated} is larger than the padded input "
                          f"({H + 2 * p[0]}, {W + 2 * p[1]}) (input {input.shape}, padding {p}); "
                          f"output would be {OH}x{OW}")
     return OH, OW
+
+
+def _check_dilated_windows(input, k, s, p, d, out, op):
+    """Refuse a dilated geometry where some window has no tap inside the input (only padding).
+
+    PyTorch returns -inf there with an index outside the plane; tinyconv says why instead.
+    Undilated windows always reach the input, as padding is at most half the kernel.
+    """
+    for axis, name in ((0, "row"), (1, "column")):
+        size = input.shape[2 + axis]
+        start = np.arange(out[axis]) * s[axis] - p[axis]
+        first = _first_tap(start, d[axis])
+        bad = np.flatnonzero((first >= size) | (first > start + d[axis] * (k[axis] - 1)))
+        if bad.size:
+            raise ValueError(f"{op}: with kernel_size {k}, dilation {d} and padding {p}, the window of "
+                             f"output {name} {bad[0]} holds only padding (input {input.shape})")
 
 
 def _check_flag(value, op, name):
@@ -78,32 +98,43 @@ def _check_flag(value, op, name):
 # --------------------------------------------------------------------------- max pool: references
 
 
-def max_pool2d_forward_reference(x, kh, kw, sh, sw, ph, pw):
+def max_pool2d_forward_reference(x, kh, kw, sh, sw, ph, pw, dh=1, dw=1):
     """(N, C, H, W) -> (y, argmax), both (N, C, OH, OW); argmax is int64 h*W + w in the plane.
+
+    Tap (i, j) of output (oh, ow) is input pixel (oh*sh - ph + i*dh, ow*sw - pw + j*dw).
 
     Scans the taps in order (i, then j) and keeps a running maximum, replacing it only
     when a tap is strictly larger, so the first maximum wins ties.  Padding is -inf and
-    can never win; each output starts at the first real pixel of its window (what is
-    reported if the whole window is -inf).  A NaN always takes over, as in PyTorch.
+    can never win; each output starts at the first tap of its window inside the input
+    (what is reported if the whole window is -inf).  A NaN always takes over, as in PyTorch.
     """
     xp = array_module(x)
     N, C, H, W = x.shape
-    OH, OW = conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw)
+    OH, OW = conv_output_size(H, kh, sh, ph, dh), conv_output_size(W, kw, sw, pw, dw)
     xpad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf) if ph or pw else x
     rows = xp.arange(OH) * sh - ph            # input row of tap i = 0 for each oh
     cols = xp.arange(OW) * sw - pw
-    # before any tap: -inf, located at the window's first pixel inside the input
-    first = xp.maximum(rows, 0)[:, None] * W + xp.maximum(cols, 0)[None, :]
+    # before any tap: -inf, located at the window's first tap inside the input
+    first = _first_tap(rows, dh)[:, None] * W + _first_tap(cols, dw)[None, :]
     y = xp.full((N, C, OH, OW), -np.inf, dtype=x.dtype)
     argmax = xp.broadcast_to(first, (N, C, OH, OW)).astype(np.int64)
     for i in range(kh):
         for j in range(kw):
-            v = _tap(xpad, i, j, sh, sw, OH, OW)
+            v = _tap(xpad, i * dh, j * dw, sh, sw, OH, OW)
             wins = (v > y) | xp.isnan(v)
             y = xp.where(wins, v, y)
-            # the flat index of input pixel (oh*sh - ph + i, ow*sw - pw + j)
-            argmax = xp.where(wins, (rows + i)[:, None] * W + (cols + j)[None, :], argmax)
+            # the flat index of input pixel (oh*sh - ph + i*dh, ow*sw - pw + j*dw)
+            argmax = xp.where(wins, (rows + i * dh)[:, None] * W + (cols + j * dw)[None, :], argmax)
     return y, argmax
+
+
+def _first_tap(start, d):
+    """Per window start (may be < 0): its first tap start + m*d that is >= 0, as PyTorch.
+
+    It lies inside the input: ``max_pool2d`` refuses a geometry with a window of only padding.
+    """
+    xp = array_module(start)
+    return start + xp.maximum(-start + d - 1, 0) // d * d     # skip the taps in the top / left padding
 
 
 def max_pool2d_backward_reference(gy, argmax, x_shape):
@@ -141,22 +172,23 @@ class MaxPool2dFunction(Function):
     the unpadded plane, so the kernels only ever see the symmetric-padding contract.
     """
 
-    def __init__(self, kernel_size, stride, padding, out_size):
+    def __init__(self, kernel_size, stride, padding, out_size, dilation=(1, 1)):
         self.kernel_size, self.stride, self.padding, self.out_size = kernel_size, stride, padding, out_size
+        self.dilation = dilation
 
     def forward(self, x):
         xp = array_module(x)
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.kernel_size, self.stride, self.padding, self.dilation
         N, C, H, W = x.shape
         OH, OW = self.out_size
         # rows/columns beyond the symmetric padding that ceil_mode's last window needs
-        eh = max((OH - 1) * sh + kh - (H + 2 * ph), 0)
-        ew = max((OW - 1) * sw + kw - (W + 2 * pw), 0)
+        eh = max((OH - 1) * sh + dh * (kh - 1) + 1 - (H + 2 * ph), 0)
+        ew = max((OW - 1) * sw + dw * (kw - 1) + 1 - (W + 2 * pw), 0)
         x = xp.ascontiguousarray(x)
         if eh or ew:
             x = xp.pad(x, ((0, 0), (0, 0), (0, eh), (0, ew)), constant_values=-np.inf)
         y, argmax = (kernel("pooling", "max_pool2d_forward", x) or max_pool2d_forward_reference)(
-            x, kh, kw, sh, sw, ph, pw)
+            x, kh, kw, sh, sw, ph, pw, dh, dw)
         if ew:   # index h*(W + ew) + w in the widened plane -> h*W + w in the user's (w < W)
             argmax = (argmax // (W + ew)) * W + argmax % (W + ew)
         self.x_shape = (N, C, H, W)
@@ -179,17 +211,19 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     (h, w) pairs; padding is at most half the kernel.  Windows may overlap (AlexNet
     pools 3x3 with stride 2).  ``ceil_mode`` rounds the output size up.  With
     ``return_indices=True`` also returns the int64 arg-max indices (flat h*W + w within
-    each (n, c) plane, PyTorch's convention).  Only ``dilation=1`` is supported.
+    each (n, c) plane, PyTorch's convention).  ``dilation`` (an int or pair) spaces the
+    window's taps apart: a 3x3 window with dilation 2 reads every other pixel of a 5x5 one.
     """
     op = "max_pool2d"
     if isinstance(input, Tensor) and input.ndim == 3:     # unbatched (C, H, W), as PyTorch allows
         return unbatched(max_pool2d, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
     k, s, p = _pool_args(input, kernel_size, stride, padding, op)
-    if pair(dilation, op, "dilation", minimum=1) != (1, 1):
-        raise ValueError(f"{op}: only dilation=1 is supported, got dilation={dilation!r}")
+    d = pair(dilation, op, "dilation", minimum=1)
     ceil_mode = _check_flag(ceil_mode, op, "ceil_mode")
     return_indices = _check_flag(return_indices, op, "return_indices")
-    fn = MaxPool2dFunction(k, s, p, _output_shape(input, k, s, p, ceil_mode, op))
+    out = _output_shape(input, k, s, p, ceil_mode, op, d)
+    _check_dilated_windows(input, k, s, p, d, out, op)
+    fn = MaxPool2dFunction(k, s, p, out, d)
     y = fn(input)
     indices = fn.__dict__.pop("indices")     # the graph keeps its own reference for backward
     return (y, Tensor(indices)) if return_indices else y

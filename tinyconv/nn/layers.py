@@ -19,6 +19,8 @@ import numpy as np
 from .. import backend
 from .. import functional as F
 from ..functional._checks import check_tensor, pair
+from ..functional.conv import _conv_padding
+from ..functional.loss import _legacy_reduction
 from . import init
 from .module import Module, Parameter
 
@@ -58,8 +60,8 @@ class Conv2d(Module):
     """2-d convolution over an (N, C_in, H, W) input: ``F.conv2d``.
 
     weight (out_channels, in_channels // groups, kh, kw), bias (out_channels,).
-    The argument order is PyTorch's (``dilation`` comes before ``groups``); only
-    ``dilation=1`` and ``padding_mode="zeros"`` are supported.
+    The argument order is PyTorch's (``dilation`` comes before ``groups``); ``padding``
+    may be ``"same"`` (stride 1) or ``"valid"``.  Only ``padding_mode="zeros"`` is supported.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
@@ -74,10 +76,12 @@ class Conv2d(Module):
                              f"must both be divisible by groups ({groups})")
         self.kernel_size = pair(kernel_size, op, "kernel_size", minimum=1)
         self.stride = pair(stride, op, "stride", minimum=1)
-        self.padding = pair(padding, op, "padding", minimum=0)
         self.dilation = pair(dilation, op, "dilation", minimum=1)
-        if self.dilation != (1, 1):
-            raise ValueError(f"{op}: only dilation=1 is supported, got dilation={dilation!r}")
+        if isinstance(padding, str):
+            _conv_padding(padding, self.stride, self.dilation, self.kernel_size, op)   # checks it
+            self.padding = padding
+        else:
+            self.padding = pair(padding, op, "padding", minimum=0)
         if padding_mode != "zeros":
             raise ValueError(f"{op}: only padding_mode='zeros' is supported, got {padding_mode!r}")
         self.padding_mode = padding_mode
@@ -93,13 +97,15 @@ class Conv2d(Module):
         _default_init(self.weight, self.bias)
 
     def forward(self, input):
-        return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, groups=self.groups)
+        return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self):
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
              f"stride={self.stride}")
         if self.padding != (0, 0):
             s += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
         if self.groups != 1:
             s += f", groups={self.groups}"
         if self.bias is None:
@@ -348,6 +354,20 @@ class ReLU(Module):
         return "inplace=True" if self.inplace else ""
 
 
+class LeakyReLU(Module):
+    """max(0, x) + negative_slope * min(0, x): ``F.leaky_relu`` (``inplace`` as in PyTorch)."""
+
+    def __init__(self, negative_slope=1e-2, inplace=False):
+        super().__init__()
+        self.negative_slope, self.inplace = negative_slope, inplace
+
+    def forward(self, input):
+        return F.leaky_relu(input, self.negative_slope, self.inplace)
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
+
+
 class Tanh(Module):
     def forward(self, input):
         return F.tanh(input)
@@ -367,7 +387,7 @@ class Dropout(Module):
     def __init__(self, p=0.5, inplace=False):
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
-            raise ValueError(f"Dropout: p must be a probability between 0 and 1, got {p!r}")
+            raise ValueError(f"{type(self).__name__}: p must be a probability between 0 and 1, got {p!r}")
         self.p, self.inplace = float(p), inplace
 
     def forward(self, input):
@@ -375,6 +395,15 @@ class Dropout(Module):
 
     def extra_repr(self):
         return f"p={self.p}, inplace={self.inplace}"
+
+
+class Dropout2d(Dropout):
+    """Channel dropout: each (sample, channel) feature map is zeroed with probability ``p``
+    while training (``F.dropout2d``, with PyTorch's handling of 3-d inputs); the identity in
+    eval mode.  ``inplace=True`` writes into the input, as in PyTorch."""
+
+    def forward(self, input):
+        return F.dropout2d(input, self.p, self.training, self.inplace)
 
 
 class Softmax(Module):
@@ -407,25 +436,82 @@ class LogSoftmax(Softmax):
 
 
 class _Loss(Module):
-    def __init__(self, weight=None, *, reduction="mean"):
+    """A loss module: holds ``reduction`` (PyTorch's deprecated size_average/reduce map onto it)."""
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean"):
         super().__init__()
-        if weight is not None:
-            raise ValueError(f"{type(self).__name__}: class weights are not supported (weight must be None)")
+        name = type(self).__name__
+        reduction = _legacy_reduction(size_average, reduce, reduction, name)
         if reduction not in ("mean", "sum", "none"):
-            raise ValueError(f"{type(self).__name__}: reduction must be 'mean', 'sum' or 'none', "
-                             f"got {reduction!r}")
+            raise ValueError(f"{name}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
         self.reduction = reduction
 
 
-class CrossEntropyLoss(_Loss):
-    """Softmax cross-entropy of logits (N, K) against integer class targets (N,): ``F.cross_entropy``."""
+class _WeightedLoss(_Loss):
+    """A loss with an optional ``weight`` Tensor, kept as a buffer (in state_dict, moved by to())."""
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean"):
+        super().__init__(size_average, reduce, reduction)
+        if weight is not None:
+            check_tensor(weight, type(self).__name__, "weight")
+        self.register_buffer("weight", weight)
+
+
+class CrossEntropyLoss(_WeightedLoss):
+    """Softmax cross-entropy of logits against class indices or probabilities: ``F.cross_entropy``."""
+
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean",
+                 label_smoothing=0.0):
+        super().__init__(weight, size_average, reduce, reduction)
+        self.ignore_index, self.label_smoothing = ignore_index, label_smoothing
 
     def forward(self, input, target):
-        return F.cross_entropy(input, target, reduction=self.reduction)
+        return F.cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                               reduction=self.reduction, label_smoothing=self.label_smoothing)
 
 
-class NLLLoss(_Loss):
-    """Negative log-likelihood of log-probabilities (N, K) and integer targets (N,): ``F.nll_loss``."""
+class NLLLoss(_WeightedLoss):
+    """Negative log-likelihood of log-probabilities and integer targets: ``F.nll_loss``."""
+
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
+        super().__init__(weight, size_average, reduce, reduction)
+        self.ignore_index = ignore_index
 
     def forward(self, input, target):
-        return F.nll_loss(input, target, reduction=self.reduction)
+        return F.nll_loss(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                          reduction=self.reduction)
+
+
+class MSELoss(_Loss):
+    """Mean squared error: ``F.mse_loss``."""
+
+    def forward(self, input, target):
+        return F.mse_loss(input, target, reduction=self.reduction)
+
+
+class L1Loss(_Loss):
+    """Mean absolute error: ``F.l1_loss``."""
+
+    def forward(self, input, target):
+        return F.l1_loss(input, target, reduction=self.reduction)
+
+
+class BCELoss(_WeightedLoss):
+    """Binary cross-entropy of probabilities: ``F.binary_cross_entropy``."""
+
+    def forward(self, input, target):
+        return F.binary_cross_entropy(input, target, weight=self.weight, reduction=self.reduction)
+
+
+class BCEWithLogitsLoss(_WeightedLoss):
+    """Sigmoid + binary cross-entropy of logits: ``F.binary_cross_entropy_with_logits``."""
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean", pos_weight=None):
+        super().__init__(weight, size_average, reduce, reduction)
+        if pos_weight is not None:
+            check_tensor(pos_weight, "BCEWithLogitsLoss", "pos_weight")
+        self.register_buffer("pos_weight", pos_weight)
+
+    def forward(self, input, target):
+        return F.binary_cross_entropy_with_logits(input, target, weight=self.weight, reduction=self.reduction,
+                                                  pos_weight=self.pos_weight)
