@@ -9,6 +9,7 @@ Where things live (see README's code map):
   functional/        layer ops, one family per file           (forward + backward + reference)
   kernels/           hand-written kernels: <family>_numba.py, <family>.cu
   nn/, optim/        modules, initialization; SGD and lr schedules
+  serialization.py   save / load (tinyconv, safetensors and PyTorch .pth files; never pickle)
 """
 import numpy as np
 
@@ -23,6 +24,7 @@ from .creation import (arange, from_numpy, full, ones, ones_like, rand, randn,  
 from .gradcheck import GradcheckError, gradcheck  # noqa: F401
 from .math_ops import flatten, matmul, permute, reshape, transpose  # noqa: F401
 from .random import get_rng_state, manual_seed, set_rng_state  # noqa: F401
+from .serialization import load, save  # noqa: F401
 from .threads import compile_stats, get_num_threads, set_num_threads, warmup  # noqa: F401
 
 __version__ = "0.1.0"
