@@ -91,7 +91,7 @@ class Packer:
         if obj is not None and id(obj) in self._memo:
             return self._memo[id(obj)]
         key = f"arr_{len(self.arrays):05d}"
-        a = np.ascontiguousarray(array)
+        a = np.asarray(array, order="C")            # (ascontiguousarray would make 0-d 1-d)
         if a.dtype.hasobject or a.dtype.fields is not None:
             raise CheckpointError(f"{self.who}: {a.dtype} arrays cannot be stored safely ({key})")
         self.arrays[key] = a

@@ -35,11 +35,11 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .checkpoint import (MAX_DEPTH, CheckpointError, Packer, atomic_write, describe, open_zip,
+from .checkpoint import (CheckpointError, Packer, atomic_write, describe, open_zip,
                          read_archive, unpack, write_archive)
 from .checkpoint import _make_tensor as _checkpoint_tensor
 from .checkpoint import _to_numpy
-from .torch_file import TorchZipReader, map_location_to_device
+from .torch_file import TorchZipReader, check_map_location, map_location_to_device
 
 FORMAT = "tinyconv-save"
 VERSION = 1
@@ -86,7 +86,7 @@ def _save_safetensors(obj, path):
                                   f"{k!r} is a {type(v).__name__}")
         if a.dtype.kind not in "biufc" or a.dtype.fields is not None:
             raise CheckpointError(f"{who}: {k!r} has dtype {a.dtype}, which safetensors cannot store")
-        arrays[k] = np.ascontiguousarray(a)
+        arrays[k] = np.asarray(a, order="C")
     data = safetensors_bytes(arrays, metadata={"format": "pt", _ORDER_KEY: json.dumps(list(arrays))})
     atomic_write(path, lambda out: out.write(data))
 
@@ -105,6 +105,7 @@ def load(f, map_location=None, *, weights_only=None):
     load is always weights-only, it never runs code from a file.
     """
     name = describe(f)
+    check_map_location(map_location)
     if isinstance(f, (str, bytes, os.PathLike)) and not os.path.isfile(f):
         raise FileNotFoundError(f"tinyconv.load: no such file: {name}")
 
@@ -169,9 +170,10 @@ def _load_archive(f, name, map_location, bad):
 
     try:
         return unpack(doc["object"], arrays, make_tensor)
+    except CheckpointError:
+        raise
     except (KeyError, TypeError, ValueError) as e:
-        raise bad(f"malformed structure ({type(e).__name__}: {e}; nesting is capped at "
-                  f"{MAX_DEPTH})") from None
+        raise bad(f"malformed structure ({type(e).__name__}: {e})") from None
 
 
 def _load_safetensors(f, map_location, name, bad):

@@ -45,7 +45,14 @@ class UnsafeFileError(CheckpointError, pickle.UnpicklingError):
     """A pickle that asks for a global a weights file never needs (it is refused, never called)."""
 
 
-class _Storage:
+class _Sealed:
+    """Our unpickled helper objects: a pickle's BUILD opcode may not set their attributes."""
+
+    def __setstate__(self, state):
+        raise UnsafeFileError("tinyconv.load: the pickle tries to set attributes of a storage or dtype")
+
+
+class _Storage(_Sealed):
     """A storage's raw bytes as NumPy, and its element views by dtype (made once, then shared)."""
 
     def __init__(self, raw, dtype, location, big_endian):
@@ -67,14 +74,14 @@ class _Storage:
         return self._views[key]
 
 
-class _StorageType:
+class _StorageType(_Sealed):
     """What ``torch.FloatStorage`` & co. unpickle to: a marker carrying its dtype."""
 
     def __init__(self, name, dtype):
         self.name, self.dtype = name, dtype
 
 
-class _DType:
+class _DType(_Sealed):
     """What ``torch.float32`` & co. unpickle to (``_rebuild_tensor_v3``'s dtype argument)."""
 
     def __init__(self, name, dtype):
@@ -136,7 +143,7 @@ class TorchZipReader:
         self.zf, self.name, self.prefix, self.bad = zf, name, prefix, bad
         self.map_location = map_location
         self.storages = {}
-        self.placed = {}            # id -> (tensor, saved location): moved once unpickling is done
+        self.placed = {}            # id -> (tensor, saved location, its attributes when made)
         self.big_endian = False
 
     def load(self):
@@ -147,7 +154,10 @@ class TorchZipReader:
         except Exception as e:   # a damaged zip or pickle raises anything (BadZipFile, EOFError, ...)
             raise self.bad(f"{type(e).__name__}: {e} (truncated or corrupted)") from None
         _check_result(obj, self.bad)
-        for t, location in self.placed.values():        # outside the unpickler: device errors come out as is
+        for t, location, state in self.placed.values():
+            t.__dict__.clear()                  # drop whatever a BUILD opcode may have set on it
+            t.__dict__.update(state)
+            # outside the unpickler, so a device error comes out as itself
             t.array = backend.to_device(t.array, self._target(location))
         return obj
 
@@ -172,7 +182,7 @@ class TorchZipReader:
                 and isinstance(pid[3], str) and _is_int(pid[4]) and pid[4] >= 0):
             raise self.bad(f"unexpected persistent id {str(pid)[:80]} (only storages are allowed)")
         _, kind, key, location, numel = pid
-        itemsize = 1 if kind.dtype is None else (2 if kind.dtype == "bfloat16" else np.dtype(kind.dtype).itemsize)
+        itemsize = 1 if kind.dtype is None else _itemsize(kind.dtype)
         if key not in self.storages:
             info = self.infos.get(f"{self.prefix}data/{key}")
             if info is None:
@@ -200,8 +210,8 @@ class TorchZipReader:
         from .nn.module import Parameter
         if not isinstance(data, Tensor):
             raise self.bad(f"a Parameter made of a {type(data).__name__}")
-        p = Parameter(data.array, requires_grad=bool(requires_grad) and data.dtype.kind in "fc")
-        self.placed[id(p)] = (p, self.placed.pop(id(data))[1])
+        p = Parameter(data.array, requires_grad=bool(requires_grad) and data.dtype.kind == "f")
+        self._place(p, self.placed.pop(id(data))[1])
         return p
 
     def rebuild_parameter_with_state(self, data, requires_grad, backward_hooks, state):
@@ -232,11 +242,22 @@ class TorchZipReader:
         t = Tensor(array)
         if requires_grad and t.dtype.kind == "f":
             t.requires_grad_(True)
-        self.placed[id(t)] = (t, storage.location)
+        self._place(t, storage.location)
         return t
+
+    def _place(self, t, location):
+        self.placed[id(t)] = (t, location, dict(t.__dict__))
 
     def _target(self, location):
         return map_location_to_device(self.map_location, location, self.name)
+
+
+def check_map_location(map_location):
+    """A TypeError for what ``map_location`` may be in PyTorch but not here (a function)."""
+    if not (map_location is None or isinstance(map_location, (str, dict, backend.device))):
+        raise TypeError(f"tinyconv.load: map_location must be None, a device, a device name or a dict "
+                        f"of them, got {type(map_location).__name__} (a map_location function is not "
+                        "supported)")
 
 
 def map_location_to_device(map_location, location, name):
@@ -246,9 +267,6 @@ def map_location_to_device(map_location, location, name):
     if isinstance(map_location, dict):
         location = map_location.get(location, location)
     elif map_location is not None:
-        if callable(map_location) and not isinstance(map_location, backend.device):
-            raise TypeError("tinyconv.load: map_location as a function is not supported; "
-                            "pass a device, a device name or a dict of them")
         location = map_location
     try:
         dev = backend.device(location)
@@ -262,6 +280,10 @@ def map_location_to_device(map_location, location, name):
                                f"device ({dev}) but CUDA is not available ({cuda.why_unavailable()}). "
                                "On a CPU-only machine, use tinyconv.load(f, map_location='cpu').")
     return dev
+
+
+def _itemsize(dtype):
+    return 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
 
 
 def _is_int(x):
