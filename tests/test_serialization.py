@@ -428,12 +428,12 @@ def test_torchvision_alexnet_pth_loads_without_torch(tmp_path, torch):
         with tinyconv.no_grad():
             logits = m(tinyconv.tensor(np.load("x.npy"))).numpy()
         assert np.array_equal(logits, want["logits"]), np.abs(logits - want["logits"]).max()
-        from tinyconv.models import convert_torch
-        convert_torch("alexnet.pth", "alexnet.npz")
+        from tinyconv.cli import main
+        assert main(["convert-torch", "alexnet.pth", "alexnet.npz"]) == 0     # the command too
         assert sys.modules.get("torch") is None           # never imported, never needed
         print("ok", len(sd))
     """, tmp_path)
-    assert out.split() == ["ok", "16"]
+    assert out.split()[-2:] == ["ok", "16"] and out.startswith("wrote alexnet.npz")
 
 
 def _patch_declared_size(path, entry, size):
@@ -487,10 +487,15 @@ def test_bombs_forgeries_and_deep_nesting_fail_cleanly_under_a_memory_limit(tmp_
         mb = b'{"format": "tinyconv-save", "version": 1, "arrays": {}, "object": ' + \
             b"[" * depth + b"]" * depth + b"}"
         _write_raw_archive(tmp_path / name, mb, {})
+    # a truncated file, and a tensor claiming 2**30 elements of a 12-element storage
+    (tmp_path / "cut.pth").write_bytes((tmp_path / "a.pth").read_bytes()[:700])
+    _rezip(tmp_path / "a.pth", tmp_path / "forged.pth",
+           {"data.pkl": lambda d: d.replace(b"K\x0c\x85", b"J\x00\x00\x00\x40\x85", 1)})
     deep_pickle = b"\x80\x02" + b"]" * 100_000 + b"a" * 99_999 + b"."
     _rezip(tmp_path / "a.pth", tmp_path / "deep.pth", {"data.pkl": lambda d: deep_pickle})
     out = _run("""
-        for f in ("bomb_small.pth", "bomb_big.pth", "huge.pt", "deep_json.pt", "deep150.pt", "deep.pth"):
+        for f in ("bomb_small.pth", "bomb_big.pth", "huge.pt", "deep_json.pt", "deep150.pt", "deep.pth",
+                  "cut.pth", "forged.pth"):
             print(f, end=" ")
             refused(f)
         hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
@@ -503,4 +508,5 @@ def test_bombs_forgeries_and_deep_nesting_fail_cleanly_under_a_memory_limit(tmp_
     for f in ("deep_json.pt", "deep150.pt", "deep.pth"):
         assert lines[f].startswith(f"refused: tinyconv.load: {f} cannot be loaded") and \
             "nested more than 100 levels" in lines[f], lines
+    assert "cut.pth cannot be loaded" in lines["cut.pth"] and "reaches element" in lines["forged.pth"], lines
     assert int(lines["peak"]) < 400, lines                   # MiB: nothing big was ever allocated

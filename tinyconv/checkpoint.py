@@ -59,7 +59,7 @@ class CheckpointError(ValueError):
 # --------------------------------------------------------------------------- packing
 
 
-def _to_numpy(x):
+def to_numpy(x):
     """A NumPy array from a NumPy/CuPy array or a Tensor; None for anything else."""
     if isinstance(x, Tensor):
         x = x.array
@@ -105,9 +105,9 @@ class Packer:
                                   "(or contains itself)")
         if isinstance(obj, Tensor):
             from .nn.module import Parameter
-            return {"__tensor__": self.add(_to_numpy(obj), obj), "device": str(obj.device),
+            return {"__tensor__": self.add(to_numpy(obj), obj), "device": str(obj.device),
                     "requires_grad": obj.requires_grad, "parameter": isinstance(obj, Parameter)}
-        a = _to_numpy(obj)
+        a = to_numpy(obj)
         if a is not None:
             return {"__array__": self.add(a, obj)}
         if isinstance(obj, np.generic):
@@ -137,10 +137,10 @@ def _child(where, key):
 
 def _cpu_tensor(array, info):
     """How :func:`unpack` rebuilds a Tensor by default: on the CPU."""
-    return _make_tensor(array, info, "cpu")
+    return make_tensor(array, info, "cpu")
 
 
-def _make_tensor(array, info, dev):
+def make_tensor(array, info, dev):
     array = to_device(array, dev)
     if info.get("parameter"):
         from .nn.module import Parameter
@@ -151,8 +151,8 @@ def _make_tensor(array, info, dev):
     return t
 
 
-def unpack(obj, arrays, make_tensor=_cpu_tensor):
-    """Inverse of :meth:`Packer.pack`.  ``make_tensor(array, info)`` builds each Tensor
+def unpack(obj, arrays, build_tensor=_cpu_tensor):
+    """Inverse of :meth:`Packer.pack`.  ``build_tensor(array, info)`` builds each Tensor
     (``info`` is its JSON record: device, requires_grad, parameter).  Raises
     :class:`KeyError` / :class:`TypeError` / :class:`ValueError` for malformed JSON."""
     memo = {}
@@ -160,7 +160,7 @@ def unpack(obj, arrays, make_tensor=_cpu_tensor):
     def tensor(info):
         key = info["__tensor__"]
         if key not in memo:
-            memo[key] = make_tensor(arrays[key], info)
+            memo[key] = build_tensor(arrays[key], info)
         return memo[key]
 
     def walk(o, depth):
@@ -414,7 +414,7 @@ def save_checkpoint(path, model_state, optimizer_state=None, meta=None, rng_stat
     names = list(model_state.keys())
     model_keys = []
     for name in names:
-        a = _to_numpy(model_state[name])
+        a = to_numpy(model_state[name])
         if a is None:
             raise CheckpointError(f"{who}: model_state[{name!r}] is a "
                                   f"{type(model_state[name]).__name__}, not an array or Tensor")

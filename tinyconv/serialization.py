@@ -35,10 +35,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .checkpoint import (CheckpointError, Packer, atomic_write, describe, open_zip,
-                         read_archive, unpack, write_archive)
-from .checkpoint import _make_tensor as _checkpoint_tensor
-from .checkpoint import _to_numpy
+from .checkpoint import (CheckpointError, Packer, atomic_write, describe, make_tensor, open_zip,
+                         read_archive, to_numpy, unpack, write_archive)
 from .torch_file import TorchZipReader, check_map_location, map_location_to_device
 
 FORMAT = "tinyconv-save"
@@ -63,12 +61,12 @@ def save(obj, f):
     A path ending in ``.safetensors`` gets a safetensors file (``obj`` must then be a
     dict name -> tensor/array); anything else gets tinyconv's format.  See the module doc.
     """
-    if not hasattr(f, "write") and os.fspath(f).endswith(".safetensors"):
-        return _save_safetensors(obj, os.fspath(f))
+    if not hasattr(f, "write") and os.fsdecode(f).endswith(".safetensors"):
+        return _save_safetensors(obj, os.fsdecode(f))
     who = f"tinyconv.save({describe(f)})"
     p = Packer(who)
     doc = {"format": FORMAT, "version": VERSION, "object": p.pack(obj, "obj")}
-    write_archive(f if hasattr(f, "write") else os.fspath(f), doc, p, who)
+    write_archive(f if hasattr(f, "write") else os.fsdecode(f), doc, p, who)
 
 
 def _save_safetensors(obj, path):
@@ -80,7 +78,7 @@ def _save_safetensors(obj, path):
                               f"{type(obj).__name__}; save other objects under another name (.pt)")
     arrays = OrderedDict()
     for k, v in obj.items():
-        a = _to_numpy(v)
+        a = to_numpy(v)
         if not isinstance(k, str) or a is None:
             raise CheckpointError(f"{who}: a .safetensors file holds only name -> tensor entries; "
                                   f"{k!r} is a {type(v).__name__}")
@@ -164,12 +162,12 @@ def _load_archive(f, name, map_location, bad):
     if doc.get("version") != VERSION:
         raise bad(f"format version {doc.get('version')!r}; this tinyconv reads version {VERSION}")
 
-    def make_tensor(array, info):
+    def rebuild(array, info):
         dev = map_location_to_device(map_location, info.get("device", "cpu"), name)
-        return _checkpoint_tensor(array, info, dev)
+        return make_tensor(array, info, dev)
 
     try:
-        return unpack(doc["object"], arrays, make_tensor)
+        return unpack(doc["object"], arrays, rebuild)
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError) as e:
@@ -199,7 +197,7 @@ def _load_safetensors(f, map_location, name, bad):
         raw = np.frombuffer(bytearray(info["data"]), np.uint16 if dtype == "bfloat16" else dtype)
         if dtype == "bfloat16":
             raw = (raw.astype(np.uint32) << 16).view(np.float32)
-        out[key] = _checkpoint_tensor(raw.reshape(info["shape"]), {}, dev)
+        out[key] = make_tensor(raw.reshape(info["shape"]), {}, dev)
     order = _saved_order(meta, out)
     return OrderedDict((k, out[k]) for k in order)
 
