@@ -303,6 +303,11 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path, torch):
     _rezip(tmp_path / "t.pth", tmp_path / "build.pth", inject)
     got = tc.load(tmp_path / "build.pth")
     assert type(got.array) is np.ndarray and got.tolist() == [0.0, 1.0, 2.0]
+    storage = b"(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x03tQ"
+    on_storage = {"data.pkl": lambda d: b"\x80\x02" + storage + b"}X\x03\x00\x00\x00rawK\x01sb."}
+    _rezip(tmp_path / "t.pth", tmp_path / "build2.pth", on_storage)
+    with pytest.raises(CheckpointError, match=r"build2\.pth .*set attributes of a storage"):
+        tc.load(tmp_path / "build2.pth")
     torch.save({"a": np.zeros(3)}, tmp_path / "numpy.pth")       # NumPy arrays need pickle's globals
     with pytest.raises(UnsafeFileError, match=r"numpy\.pth asks to run numpy"):
         tc.load(tmp_path / "numpy.pth")

@@ -49,7 +49,7 @@ class _Sealed:
     """Our unpickled helper objects: a pickle's BUILD opcode may not set their attributes."""
 
     def __setstate__(self, state):
-        raise UnsafeFileError("tinyconv.load: the pickle tries to set attributes of a storage or dtype")
+        raise pickle.UnpicklingError("the pickle tries to set attributes of a storage or dtype (forged)")
 
 
 class _Storage(_Sealed):
@@ -61,8 +61,7 @@ class _Storage(_Sealed):
 
     def elements(self, dtype, bad):
         """The whole storage as a 1-d array of ``dtype`` (bfloat16 -> float32, native byte order)."""
-        key = dtype
-        if key not in self._views:
+        if dtype not in self._views:
             stored = np.dtype(np.uint16) if dtype == "bfloat16" else np.dtype(dtype)
             if self.raw.size % stored.itemsize:
                 raise bad(f"a storage of {self.raw.size} bytes cannot hold {dtype} elements")
@@ -70,8 +69,8 @@ class _Storage(_Sealed):
             a = a.astype(stored, copy=False)                   # to native byte order (no-op mostly)
             if dtype == "bfloat16":
                 a = (a.astype(np.uint32) << 16).view(np.float32)
-            self._views[key] = a
-        return self._views[key]
+            self._views[dtype] = a
+        return self._views[dtype]
 
 
 class _StorageType(_Sealed):
@@ -220,8 +219,10 @@ class TorchZipReader:
         return self.rebuild_parameter(data, requires_grad, backward_hooks)
 
     def _tensor(self, storage, dtype, offset, size, stride, requires_grad, hooks):
-        if not isinstance(storage, _Storage) or dtype is None:
-            raise self.bad("a tensor whose storage is not a storage of the archive")
+        if not isinstance(storage, _Storage):
+            raise self.bad(f"a tensor made of a {type(storage).__name__}, not of a storage of the archive")
+        if dtype is None:
+            raise self.bad("a tensor of an untyped storage without a dtype")
         if hooks:
             raise self.bad("a tensor with backward hooks (cannot be restored without code)")
         if not (_is_int(offset) and isinstance(size, tuple) and isinstance(stride, tuple)
