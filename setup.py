@@ -16,7 +16,9 @@ setup(
     package_dir={"tinyconv.kernels": "kernels"},
     package_data={"tinyconv.kernels": ["*.cu", "*.cuh", "*.h"], "tinyconv": ["data/*.txt", "data/*.json"],
                   "tinyconv.models": ["*.txt"]},
-    install_requires=["numpy>=1.24", "numba>=0.59", "pillow>=9", "tqdm>=4.60", "threadpoolctl>=3"],
+    install_requires=["numpy>=1.24", "numba>=0.59", "pillow>=9", "tqdm>=4.60", "threadpoolctl>=3",
+                      # tinyconv.save/load of .safetensors files (its NumPy API; no PyTorch)
+                      "safetensors>=0.4"],
     extras_require={
         "test": ["pytest>=7", "setuptools>=61", "hypothesis>=6", "ruff>=0.4", "matplotlib>=3.6",
                  "threadpoolctl>=3", "torch==2.13.0",

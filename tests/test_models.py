@@ -344,7 +344,7 @@ def test_big_variants_logits_match_pytorch(variant):
     tm = _mirror_in_torch(torch, ours).eval()
     _randomize_bn_stats(torch, tm)
     if variant == "paper":      # keep the paper's initialization: load ours into torch
-        tm.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
+        tm.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in ours.state_dict().items()})
     else:
         ours.load_state_dict(_torch_state_as_numpy(tm, np.float32))
     x = np.random.default_rng(2).standard_normal((1, *ours.input_shape)).astype(np.float32)
@@ -361,7 +361,7 @@ def test_small_variants_logits_and_gradients_match_pytorch(variant):
     torch = pytest.importorskip("torch", reason="PyTorch (the test oracle) is not installed")
     ours = alexnet(variant=variant).double().eval()
     tm = _mirror_in_torch(torch, ours).double().eval()
-    tm.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
+    tm.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in ours.state_dict().items()})
     x = np.random.default_rng(2).standard_normal((3, *ours.input_shape))
     target = np.array([1, 7, 3])
     want = tm(torch.from_numpy(x))
@@ -430,7 +430,7 @@ def test_summary_leaves_the_model_as_it_was(capsys):
     m = alexnet(variant="keras_bn")
     m.train()
     m.classifier.eval()
-    before = {k: v.copy() for k, v in m.state_dict().items()}
+    before = m.state_dict()                                      # CPU copies
     rng_before = tc.get_rng_state()
     rows = summary(m)
     assert "Total" in capsys.readouterr().out
@@ -545,9 +545,14 @@ def test_convert_torch_refuses_other_files(tmp_path):
     assert not (tmp_path / "out.npz").exists()
 
 
-def test_convert_torch_without_torch_says_so(tmp_path, monkeypatch):
+def test_convert_torch_needs_no_torch(tmp_path, monkeypatch):
+    torch = pytest.importorskip("torch", reason="PyTorch (the test oracle) is not installed")
+    from tinyconv.checkpoint import load_checkpoint
     from tinyconv.models import convert_torch
 
+    ours = alexnet(num_classes=3, variant="torchvision", init="default")
+    torch.save({k: torch.from_numpy(v.numpy()) for k, v in ours.state_dict().items()}, tmp_path / "a.pth")
     monkeypatch.setitem(sys.modules, "torch", None)         # "import torch" now fails
-    with pytest.raises(ImportError, match="needs PyTorch, which is not installed"):
-        convert_torch(tmp_path / "a.pth", tmp_path / "b.npz")
+    got = load_checkpoint(convert_torch(tmp_path / "a.pth", tmp_path / "b.npz"))["model_state"]
+    for k, v in ours.state_dict().items():
+        np.testing.assert_array_equal(got[k], v.numpy())

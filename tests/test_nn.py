@@ -195,7 +195,8 @@ def test_state_dict_keys_shapes_and_dtypes_match_pytorch(torch):
     for k in tsd:
         assert sd[k].shape == tuple(tsd[k].shape), k
         assert sd[k].dtype == tsd[k].numpy().dtype, k
-        assert type(sd[k]) is np.ndarray
+        assert isinstance(sd[k], tc.Tensor) and type(sd[k].array) is np.ndarray   # Tensors, as PyTorch's
+        assert sd[k].size() == tsd[k].size() and not sd[k].requires_grad
 
 
 def test_state_dict_is_a_copy():
@@ -220,7 +221,7 @@ def test_pytorch_weights_load_and_give_the_same_outputs(torch):
     # and the other way: our weights into PyTorch
     tc.manual_seed(3)
     ours2 = _pair_of_models(torch, nn).double().eval()
-    theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours2.state_dict().items()})
+    theirs.load_state_dict({k: torch.from_numpy(v.numpy()) for k, v in ours2.state_dict().items()})
     np.testing.assert_allclose(ours2(t64(x)).array, theirs(torch.from_numpy(x)).detach().numpy(),
                                rtol=1e-10, atol=1e-12)
 
@@ -525,7 +526,7 @@ def test_module_to_cuda_keeps_parameters(cupy):
     assert list(m.parameters()) == params and all(p.device == "cuda:0" for p in params)
     assert m[1].num_batches_tracked.device == "cuda:0"
     sd = m.state_dict()
-    assert all(type(v) is np.ndarray for v in sd.values())
+    assert all(isinstance(v, tc.Tensor) and v.device == "cpu" for v in sd.values())   # CPU copies
     m.load_state_dict(sd)
     assert params[0].device == "cuda:0"
     y = m(tc.randn(4, 3).cuda())

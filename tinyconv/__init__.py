@@ -8,9 +8,10 @@ Where things live (see README's code map):
   backend.py         devices, array modules, the kernel seam  (numpy / cupy, fast / reference)
   functional/        layer ops, one family per file           (forward + backward + reference)
   kernels/           hand-written kernels: <family>_numba.py, <family>.cu
-  nn/, optim/        modules, initialization; SGD and lr schedules
+  nn/, optim/        modules, initialization; SGD, Adam, ... and lr schedules
   utils/data/        Dataset, DataLoader (worker processes), samplers, collate  (torch.utils.data)
   data/              images: ImageFolder, transforms, bundled digits            (torchvision's names)
+  serialization.py   save / load (tinyconv, safetensors and PyTorch .pth files; never pickle)
 """
 import numpy as np
 
@@ -29,6 +30,7 @@ from .random import get_rng_state, manual_seed, set_rng_state  # noqa: F401
 from .reductions import (all, amax, amin, any, argmax, argmin, logsumexp, max,  # noqa: F401
                          maximum, mean, min, minimum, prod, return_types, sort, std, sum, topk,
                          var)
+from .serialization import load, save  # noqa: F401
 from .threads import compile_stats, get_num_threads, set_num_threads, warmup  # noqa: F401
 
 __version__ = "0.1.0"

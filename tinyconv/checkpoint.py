@@ -1,52 +1,68 @@
-"""Safe checkpoints: arrays and plain JSON metadata in one ``.npz``, written atomically.
+"""Safe files: arrays and plain JSON metadata in one ``.npz``, written atomically, read boundedly.
 
-File format (version 1).  A NumPy ``.npz`` (a zip of ``.npy`` files) holding
+This module is the foundation of :func:`tinyconv.save` / :func:`tinyconv.load` and of the
+training checkpoints (:func:`save_checkpoint` / :func:`load_checkpoint`).
+
+File format (version 1).  A NumPy ``.npz`` (an uncompressed zip of ``.npy`` files) holding
 
 * ``arr_00000``, ``arr_00001``, ...: every array (model weights, optimizer buffers);
 * ``__meta__``: a uint8 array of UTF-8 JSON describing everything else: the format
-  name and version, the user's metadata (architecture, variant, classes, epoch, ...),
-  the model's parameter names in order, the optimizer and RNG state as nested JSON
-  in which ``{"__array__": "arr_00007"}`` stands for an array, and for every array
-  its dtype, shape and SHA-256;
+  name and version, the saved structure as nested JSON in which
+  ``{"__array__": "arr_00007"}`` stands for a NumPy array and ``{"__tensor__": ...}``
+  for a Tensor (see :class:`Packer`), and for every array its dtype, shape and SHA-256;
 * ``__meta_sha256__``: the SHA-256 of the JSON bytes.
 
-It is read with ``np.load(..., allow_pickle=False)`` and ``json.loads``: no pickle, no
-code, so loading a stranger's checkpoint can never run anything.  Every array is
-checked against its recorded dtype, shape and hash, so a truncated, corrupted or
-edited file is refused with a :class:`CheckpointError` that names the file.  (The
-hashes catch accidents and casual edits; they are not a signature against a forger,
-who could recompute them but still could not make the loader run code.)
+Reading never unpickles and never trusts a size it has not checked: the zip's entries
+must declare sizes the file can hold (a stored entry its exact size, a compressed one
+no more than deflate can produce: no zip bombs), each ``.npy`` header must agree with
+the JSON's dtype and shape *before* memory is allocated, nothing is read past what an
+entry declares, nesting deeper than :data:`MAX_DEPTH` is refused, and every array is
+checked against its hash.  A truncated, corrupted, edited or forged file is refused with
+a :class:`CheckpointError` that names the file.  (The hashes catch accidents and casual
+edits; they are not a signature against a forger, who could recompute them but still
+could not make the loader run code or allocate more than the file declares.)
 
-Writing is atomic: the file is written to a temporary file in the same folder,
-flushed and ``fsync``-ed, then renamed over the target with ``os.replace`` and the
-folder is ``fsync``-ed.  A crash, a full disk or Ctrl-C at any moment leaves either
-the old checkpoint or the new one, never a mix, and never deletes the old one.
+Writing is atomic (:func:`atomic_write`): the file is written to a temporary file in the
+same folder, flushed and ``fsync``-ed, then renamed over the target with ``os.replace``
+and the folder is ``fsync``-ed.  A crash, a full disk or Ctrl-C at any moment leaves
+either the old file or the new one, never a mix, and never deletes the old one.
 """
 import contextlib
 import hashlib
+import io
 import json
+import math
 import os
 import tempfile
+import zipfile
 from collections import OrderedDict
 
 import numpy as np
 
+from .autograd import Tensor
+from .backend import to_device
+
 FORMAT = "tinyconv-checkpoint"
 VERSION = 1
 _META, _META_HASH = "__meta__", "__meta_sha256__"
+#: containers nested deeper than this are refused, on saving and on loading (no RecursionError)
+MAX_DEPTH = 100
+#: deflate cannot inflate more than ~1032:1; an entry declaring more is a forged zip bomb
+_MAX_INFLATION = 1100
+_MAX_NPY_HEADER = 10_000
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be written, read or applied; the message names the file."""
+    """A file that cannot be written, read or applied; the message names the file."""
 
 
 # --------------------------------------------------------------------------- packing
 
 
-def _to_numpy(x):
-    """A NumPy array from a NumPy/CuPy array or a Tensor (by duck typing: no autograd import)."""
-    if hasattr(x, "array") and not isinstance(x, np.ndarray) and hasattr(x.array, "shape"):
-        x = x.array                                   # a Tensor
+def to_numpy(x):
+    """A NumPy array from a NumPy/CuPy array or a Tensor; None for anything else."""
+    if isinstance(x, Tensor):
+        x = x.array
     if isinstance(x, np.ndarray):
         return x
     if hasattr(x, "get") and hasattr(x, "__cuda_array_interface__"):
@@ -54,61 +70,131 @@ def _to_numpy(x):
     return None
 
 
-class _Packer:
-    """Turns nested dicts/lists of arrays and plain values into JSON + a table of arrays."""
+class Packer:
+    """Turns nested containers of arrays, Tensors and plain values into JSON + a table of arrays.
 
-    def __init__(self):
+    JSON encoding: str/int/float/bool/None as themselves; a list as a list; a dict whose
+    keys are all strings not starting with ``__`` as an object; ``{"__tuple__": [...]}``,
+    ``{"__items__": [[k, v], ...]}`` (a dict with other keys, such as an optimizer's int
+    keys) and ``{"__odict__": [[k, v], ...]}`` (an OrderedDict); ``{"__array__": key}`` a
+    NumPy array; ``{"__tensor__": key, "device": ..., "requires_grad": ..., "parameter": ...}``
+    a Tensor.  The same array or Tensor object saved twice is stored once and comes
+    back as one object.  NumPy scalars are stored as Python numbers.
+    """
+
+    def __init__(self, who):
+        self.who = who
         self.arrays = OrderedDict()
+        self._memo = {}                   # id(obj) -> key, for objects kept alive by the caller
 
-    def add(self, array):
+    def add(self, array, obj=None):
+        if obj is not None and id(obj) in self._memo:
+            return self._memo[id(obj)]
         key = f"arr_{len(self.arrays):05d}"
-        a = np.ascontiguousarray(array)
-        if a.dtype.hasobject:
-            raise CheckpointError(f"save_checkpoint: object arrays cannot be stored safely ({key})")
+        a = np.asarray(array, order="C")            # (ascontiguousarray would make 0-d 1-d)
+        if a.dtype.hasobject or a.dtype.fields is not None:
+            raise CheckpointError(f"{self.who}: {a.dtype} arrays cannot be stored safely ({key})")
         self.arrays[key] = a
+        if obj is not None:
+            self._memo[id(obj)] = key
         return key
 
-    def pack(self, obj, where):
-        a = _to_numpy(obj)
+    def pack(self, obj, where, depth=0):
+        if depth > MAX_DEPTH:
+            raise CheckpointError(f"{self.who}: {where} is nested more than {MAX_DEPTH} levels deep "
+                                  "(or contains itself)")
+        if isinstance(obj, Tensor):
+            from .nn.module import Parameter
+            return {"__tensor__": self.add(to_numpy(obj), obj), "device": str(obj.device),
+                    "requires_grad": obj.requires_grad, "parameter": isinstance(obj, Parameter)}
+        a = to_numpy(obj)
         if a is not None:
-            return {"__array__": self.add(a)}
+            return {"__array__": self.add(a, obj)}
         if isinstance(obj, np.generic):
             return obj.item()
         if obj is None or isinstance(obj, (bool, int, float, str)):
             return obj
+        d = depth + 1
         if isinstance(obj, dict):
+            items = [[self.pack(k, where, d), self.pack(v, _child(where, k), d)] for k, v in obj.items()]
+            if isinstance(obj, OrderedDict):
+                return {"__odict__": items}
             if all(isinstance(k, str) and not k.startswith("__") for k in obj):
-                return {k: self.pack(v, f"{where}.{k}") for k, v in obj.items()}
-            # non-string keys (an optimizer's per-parameter state is keyed by int): keep them typed
-            return {"__items__": [[self.pack(k, where), self.pack(v, f"{where}[{k!r}]")]
-                                  for k, v in obj.items()]}
-        if isinstance(obj, (list, tuple)):
-            return [self.pack(v, f"{where}[{i}]") for i, v in enumerate(obj)]
-        raise CheckpointError(f"save_checkpoint: cannot store {where} of type {type(obj).__name__}; "
-                              "only arrays, numbers, strings, None, lists and dicts are allowed")
+                return {k: v for k, (_, v) in zip(obj, items)}
+            return {"__items__": items}      # non-string keys (an optimizer's per-parameter state)
+        if isinstance(obj, tuple):
+            return {"__tuple__": [self.pack(v, f"{where}[{i}]", d) for i, v in enumerate(obj)]}
+        if isinstance(obj, list):
+            return [self.pack(v, f"{where}[{i}]", d) for i, v in enumerate(obj)]
+        raise CheckpointError(f"{self.who}: cannot store {where} of type {type(obj).__name__}; "
+                              "only arrays, Tensors, numbers, strings, None, lists, tuples and dicts "
+                              "are allowed")
 
 
-def _unpack(obj, arrays):
-    if isinstance(obj, dict):
-        if set(obj) == {"__array__"}:
-            return arrays[obj["__array__"]]
-        if set(obj) == {"__items__"}:
-            return {_freeze(_unpack(k, arrays)): _unpack(v, arrays) for k, v in obj["__items__"]}
-        return {k: _unpack(v, arrays) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_unpack(v, arrays) for v in obj]
-    return obj
+def _child(where, key):
+    return f"{where}.{key}" if isinstance(key, str) else f"{where}[{key!r}]"
+
+
+def _cpu_tensor(array, info):
+    """How :func:`unpack` rebuilds a Tensor by default: on the CPU."""
+    return make_tensor(array, info, "cpu")
+
+
+def make_tensor(array, info, dev):
+    array = to_device(array, dev)
+    if info.get("parameter"):
+        from .nn.module import Parameter
+        return Parameter(array, requires_grad=bool(info.get("requires_grad")))
+    t = Tensor(array)
+    if info.get("requires_grad"):
+        t.requires_grad_(True)
+    return t
+
+
+def unpack(obj, arrays, build_tensor=_cpu_tensor):
+    """Inverse of :meth:`Packer.pack`.  ``build_tensor(array, info)`` builds each Tensor
+    (``info`` is its JSON record: device, requires_grad, parameter).  Raises
+    :class:`KeyError` / :class:`TypeError` / :class:`ValueError` for malformed JSON."""
+    memo = {}
+
+    def tensor(info):
+        key = info["__tensor__"]
+        if key not in memo:
+            memo[key] = build_tensor(arrays[key], info)
+        return memo[key]
+
+    def walk(o, depth):
+        if depth > MAX_DEPTH:
+            raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
+        d = depth + 1
+        if isinstance(o, list):
+            return [walk(v, d) for v in o]
+        if not isinstance(o, dict):
+            return o
+        if set(o) == {"__array__"}:
+            return arrays[o["__array__"]]
+        if "__tensor__" in o:
+            return tensor(o)
+        if set(o) == {"__tuple__"}:
+            return tuple(walk(v, d) for v in o["__tuple__"])
+        if set(o) == {"__items__"}:
+            return {_freeze(walk(k, d)): walk(v, d) for k, v in o["__items__"]}
+        if set(o) == {"__odict__"}:
+            return OrderedDict((_freeze(walk(k, d)), walk(v, d)) for k, v in o["__odict__"])
+        return {k: walk(v, d) for k, v in o.items()}
+
+    return walk(obj, 0)
 
 
 def _freeze(k):
-    return tuple(k) if isinstance(k, list) else k
+    return tuple(k) if isinstance(k, list) else k    # a list key from an old file: hashable again
 
 
 def _sha256(a):
     return hashlib.sha256(np.ascontiguousarray(a).data).hexdigest()    # hashes the raw bytes, no copy
 
 
-# --------------------------------------------------------------------------- saving
+# --------------------------------------------------------------------------- writing
 
 
 def _write_npz(f, arrays):
@@ -126,48 +212,19 @@ def _fsync_dir(folder):
         os.close(fd)
 
 
-def save_checkpoint(path, model_state, optimizer_state=None, meta=None, rng_state=None):
-    """Atomically write a checkpoint to ``path`` (see the module doc).
+def atomic_write(path, write):
+    """Call ``write(f)`` on a temporary file beside ``path``, then rename it over ``path``.
 
-    ``model_state``: a mapping name -> array or Tensor (``model.state_dict()``).
-    ``optimizer_state``, ``rng_state``: nested dicts/lists of arrays and plain values.
-    ``meta``: plain JSON-able metadata (architecture, variant, num_classes, epoch, step,
-    class names, loader state, history, ...); arrays are allowed too.
-    Returns the path.
+    Either the whole new file is there afterwards or the old one is untouched; no
+    temporary file is left behind, whatever ``write`` raises.  Returns ``path``.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    p = _Packer()
-    names = list(model_state.keys())
-    model_keys = []
-    for name in names:
-        a = _to_numpy(model_state[name])
-        if a is None:
-            raise CheckpointError(f"save_checkpoint: model_state[{name!r}] is a "
-                                  f"{type(model_state[name]).__name__}, not an array or Tensor")
-        model_keys.append(p.add(a))
-    doc = {
-        "format": FORMAT, "version": VERSION,
-        "model": {"names": names, "arrays": model_keys},
-        "optimizer": p.pack(optimizer_state, "optimizer_state"),
-        "rng": p.pack(rng_state, "rng_state"),
-        "meta": p.pack(meta or {}, "meta"),
-    }
-    doc["arrays"] = {k: {"dtype": a.dtype.str, "shape": list(a.shape), "sha256": _sha256(a)}
-                     for k, a in p.arrays.items()}
-    try:
-        meta_bytes = json.dumps(doc, allow_nan=True).encode("utf-8")
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"save_checkpoint: metadata is not JSON-able: {e}") from None
-    arrays = dict(p.arrays)
-    arrays[_META] = np.frombuffer(meta_bytes, dtype=np.uint8)
-    arrays[_META_HASH] = np.frombuffer(hashlib.sha256(meta_bytes).hexdigest().encode(), dtype=np.uint8)
-
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            _write_npz(f, arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)                     # atomic on POSIX and Windows
@@ -179,46 +236,157 @@ def save_checkpoint(path, model_state, optimizer_state=None, meta=None, rng_stat
     return path
 
 
-# --------------------------------------------------------------------------- loading
-
-
-def load_checkpoint(path):
-    """Read and verify a checkpoint.  Returns a dict with ``model_state`` (an ordered
-    dict name -> NumPy array), ``optimizer_state``, ``rng_state``, ``meta`` and
-    ``path``.  Raises :class:`CheckpointError` naming the file for anything wrong."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"load_checkpoint: no such checkpoint file: {path}")
-
-    def bad(why):
-        return CheckpointError(f"load_checkpoint: {path} is not a valid tinyconv checkpoint: {why}")
-
+def archive_bytes(doc, packer, who):
+    """The arrays to write for JSON ``doc`` (completed with every array's dtype, shape, hash)."""
+    doc = dict(doc)
+    doc["arrays"] = {k: {"dtype": a.dtype.str, "shape": list(a.shape), "sha256": _sha256(a)}
+                     for k, a in packer.arrays.items()}
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if not hasattr(npz, "files"):
-                raise bad("it is a single .npy array, not a checkpoint archive")
-            files = set(npz.files)
-            if _META not in files or _META_HASH not in files:
-                raise bad("no tinyconv metadata inside (a foreign .npz file?)")
-            meta_bytes = npz[_META].tobytes()
-            if hashlib.sha256(meta_bytes).hexdigest().encode() != npz[_META_HASH].tobytes():
+        meta_bytes = json.dumps(doc, allow_nan=True).encode("utf-8")
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{who}: metadata is not JSON-able: {e}") from None
+    arrays = dict(packer.arrays)
+    arrays[_META] = np.frombuffer(meta_bytes, dtype=np.uint8)
+    arrays[_META_HASH] = np.frombuffer(hashlib.sha256(meta_bytes).hexdigest().encode(), dtype=np.uint8)
+    return arrays
+
+
+def write_archive(f, doc, packer, who):
+    """Write ``doc`` and ``packer``'s arrays: atomically to a path, or into a binary file object."""
+    arrays = archive_bytes(doc, packer, who)
+    if hasattr(f, "write"):
+        _write_npz(f, arrays)
+        return f
+    return atomic_write(f, lambda out: _write_npz(out, arrays))
+
+
+# --------------------------------------------------------------------------- bounded reading
+
+
+def describe(source):
+    """How error messages name a file: its path, or the file object's name."""
+    if isinstance(source, (str, bytes, os.PathLike)):
+        return os.fsdecode(source)
+    return getattr(source, "name", None) or f"<{type(source).__name__}>"
+
+
+def open_zip(source, bad):
+    """A ``ZipFile`` whose entries all declare sizes the file can really hold.
+
+    A stored entry must declare exactly the bytes it occupies and a compressed one no
+    more than deflate can inflate to; so reading an entry (which ``zipfile`` never
+    continues past its declared size) can never inflate beyond what the file declares.
+    ``bad(why)`` makes the error to raise.
+    """
+    try:
+        z = zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
+        raise bad(f"not a readable zip archive ({type(e).__name__}: {e}; truncated?)") from None
+    total = 0
+    for i in z.infolist():
+        total += i.compress_size
+        if i.compress_type == zipfile.ZIP_STORED and i.file_size != i.compress_size:
+            z.close()
+            raise bad(f"entry {i.filename} declares {i.file_size} bytes but stores {i.compress_size} "
+                      "(forged or corrupted)")
+        if i.file_size > _MAX_INFLATION * i.compress_size + 4096:
+            z.close()
+            raise bad(f"entry {i.filename} declares {i.file_size} bytes from {i.compress_size} "
+                      "compressed, more than deflate can produce (a zip bomb?)")
+    size = _file_size(source)
+    if size is not None and total > size:
+        z.close()
+        raise bad(f"its entries declare {total} bytes, more than the file's {size} (truncated or forged)")
+    return z
+
+
+def _file_size(source):
+    try:
+        if hasattr(source, "seek"):
+            here = source.tell()
+            end = source.seek(0, io.SEEK_END)
+            source.seek(here)
+            return end
+        return os.path.getsize(source)
+    except (OSError, ValueError):
+        return None
+
+
+def read_entry(z, info, bad, nbytes=None):
+    """An entry's bytes (a writable bytearray), exactly ``info.file_size`` of them, or
+    ``nbytes`` when given (which must then be what the entry declares)."""
+    if nbytes is not None and info.file_size != nbytes:
+        raise bad(f"entry {info.filename} holds {info.file_size} bytes, {nbytes} expected")
+    buf = _allocate(info.file_size, info.filename, bad)
+    with z.open(info) as fp:
+        n = fp.readinto(buf)
+    if n != len(buf):
+        raise bad(f"entry {info.filename} ends after {n} of {len(buf)} bytes (truncated)")
+    return buf
+
+
+def _allocate(nbytes, what, bad):
+    try:
+        return bytearray(nbytes)
+    except MemoryError:
+        raise bad(f"{what} needs {nbytes} bytes of memory, more than is available") from None
+
+
+def _read_npy(z, info, want, bad):
+    """One ``.npy`` entry as an array; its header must match ``want`` ({dtype, shape}, or None
+    for any 1-d uint8 array) before anything is allocated."""
+    with z.open(info) as fp:
+        version = np.lib.format.read_magic(fp)
+        if version not in ((1, 0), (2, 0)):
+            raise bad(f"{info.filename} is .npy version {version}")
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(fp, max_header_size=_MAX_NPY_HEADER)
+        if dtype.hasobject or dtype.fields is not None:
+            raise bad(f"{info.filename} holds {dtype} data, which cannot be loaded safely")
+        name = info.filename[:-4]
+        if want is None:
+            if dtype != np.uint8 or len(shape) != 1:
+                raise bad(f"{name} is {dtype}{list(shape)}, expected uint8 bytes")
+        elif dtype.str != want["dtype"] or list(shape) != want["shape"]:
+            raise bad(f"array {name} is {dtype.str}{list(shape)}, recorded as "
+                      f"{want['dtype']}{want['shape']} (edited or corrupted)")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if info.file_size != fp.tell() + nbytes:
+            raise bad(f"array {name} declares {nbytes} bytes of data but its entry holds "
+                      f"{info.file_size - fp.tell()} (truncated or forged)")
+        buf = _allocate(nbytes, f"array {name}", bad)
+        if fp.readinto(buf) != nbytes:
+            raise bad(f"array {name} is truncated")
+    return np.frombuffer(buf, dtype).reshape(shape, order="F" if fortran else "C")
+
+
+def read_archive(source, bad):
+    """Read and verify an archive written by :func:`write_archive` -> ``(doc, arrays)``.
+
+    ``bad(why)`` makes the error to raise; every failure, however the file is damaged,
+    comes out as that error."""
+    try:
+        with open_zip(source, bad) as z:
+            infos = {i.filename: i for i in z.infolist()}
+            if f"{_META}.npy" not in infos or f"{_META_HASH}.npy" not in infos:
+                raise bad("no tinyconv metadata inside (a foreign zip or .npz file?)")
+            meta_bytes = _read_npy(z, infos[f"{_META}.npy"], None, bad).tobytes()
+            if hashlib.sha256(meta_bytes).hexdigest().encode() != \
+                    _read_npy(z, infos[f"{_META_HASH}.npy"], None, bad).tobytes():
                 raise bad("its metadata does not match its checksum (edited or corrupted)")
-            doc = json.loads(meta_bytes.decode("utf-8"))
-            if doc.get("format") != FORMAT:
-                raise bad(f"format {doc.get('format')!r}, expected {FORMAT!r}")
-            if doc.get("version") != VERSION:
-                raise bad(f"format version {doc.get('version')!r}; this tinyconv reads version {VERSION}")
+            try:
+                doc = json.loads(meta_bytes.decode("utf-8"))
+            except RecursionError:
+                raise bad(f"its metadata is nested more than {MAX_DEPTH} levels deep") from None
             declared = doc["arrays"]
-            missing = sorted(set(declared) - files)
-            extra = sorted(files - set(declared) - {_META, _META_HASH})
-            if missing or extra:
+            files = {n[:-4] for n in infos if n.endswith(".npy")} - {_META, _META_HASH}
+            missing, extra = sorted(set(declared) - files), sorted(files - set(declared))
+            if missing or extra or len(files) != len(infos) - 2:
                 raise bad(f"arrays missing {missing[:5]} / unexpected {extra[:5]} (truncated or edited)")
             arrays = {}
             for key, info in declared.items():
-                a = npz[key]
-                if a.dtype.str != info["dtype"] or list(a.shape) != info["shape"]:
-                    raise bad(f"array {key} is {a.dtype.str}{list(a.shape)}, recorded as "
-                              f"{info['dtype']}{info['shape']} (edited or corrupted)")
+                a = _read_npy(z, infos[f"{key}.npy"], info, bad)
                 if _sha256(a) != info["sha256"]:
                     raise bad(f"array {key} does not match its SHA-256 (edited or corrupted)")
                 arrays[key] = a
@@ -226,22 +394,80 @@ def load_checkpoint(path):
         raise
     except Exception as e:     # a damaged zip can raise almost anything (BadZipFile, zlib.error, ...)
         raise bad(f"{type(e).__name__}: {e} (truncated, corrupted or not a .npz file)") from None
+    return doc, arrays
 
-    names, keys = doc["model"]["names"], doc["model"]["arrays"]
-    return {
-        "model_state": OrderedDict((n, arrays[k]) for n, k in zip(names, keys)),
-        "optimizer_state": _unpack(doc["optimizer"], arrays),
-        "rng_state": _unpack(doc["rng"], arrays),
-        "meta": _unpack(doc["meta"], arrays),
-        "path": path,
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(path, model_state, optimizer_state=None, meta=None, rng_state=None):
+    """Atomically write a checkpoint to ``path`` (see the module doc).
+
+    ``model_state``: a mapping name -> array or Tensor (``model.state_dict()``).
+    ``optimizer_state``, ``rng_state``: nested containers of arrays, Tensors and plain values.
+    ``meta``: plain JSON-able metadata (architecture, variant, num_classes, epoch, step,
+    class names, loader state, history, ...); arrays are allowed too.
+    Returns the path.
+    """
+    who = "save_checkpoint"
+    p = Packer(who)
+    names = list(model_state.keys())
+    model_keys = []
+    for name in names:
+        a = to_numpy(model_state[name])
+        if a is None:
+            raise CheckpointError(f"{who}: model_state[{name!r}] is a "
+                                  f"{type(model_state[name]).__name__}, not an array or Tensor")
+        model_keys.append(p.add(a))
+    doc = {
+        "format": FORMAT, "version": VERSION,
+        "model": {"names": names, "arrays": model_keys},
+        "optimizer": p.pack(optimizer_state, "optimizer_state"),
+        "rng": p.pack(rng_state, "rng_state"),
+        "meta": p.pack(meta or {}, "meta"),
     }
+    return write_archive(os.fspath(path), doc, p, who)
+
+
+def load_checkpoint(path):
+    """Read and verify a checkpoint.  Returns a dict with ``model_state`` (an ordered
+    dict name -> NumPy array), ``optimizer_state``, ``rng_state``, ``meta`` (Tensors in
+    them come back as CPU Tensors) and ``path``.  Raises :class:`CheckpointError` naming
+    the file for anything wrong."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"load_checkpoint: no such checkpoint file: {path}")
+
+    def bad(why):
+        return CheckpointError(f"load_checkpoint: {path} is not a valid tinyconv checkpoint: {why}")
+
+    doc, arrays = read_archive(path, bad)
+    if doc.get("format") != FORMAT:
+        raise bad(f"format {doc.get('format')!r}, expected {FORMAT!r}")
+    if doc.get("version") != VERSION:
+        raise bad(f"format version {doc.get('version')!r}; this tinyconv reads version {VERSION}")
+    try:
+        names, keys = doc["model"]["names"], doc["model"]["arrays"]
+        return {
+            "model_state": OrderedDict((n, arrays[k]) for n, k in zip(names, keys, strict=True)),
+            "optimizer_state": unpack(doc["optimizer"], arrays),
+            "rng_state": unpack(doc["rng"], arrays),
+            "meta": unpack(doc["meta"], arrays),
+            "path": path,
+        }
+    except (KeyError, TypeError, ValueError) as e:
+        raise bad(f"malformed metadata ({type(e).__name__}: {e})") from None
+
+
+def _shape(v):
+    return tuple(v.shape) if hasattr(v, "shape") else tuple(np.shape(v))
 
 
 def check_model_state(model_state_expected, model_state_loaded, path="checkpoint", meta=None):
     """Raise a :class:`CheckpointError` listing every key or shape that differs between a
     model's ``state_dict()`` and a checkpoint's ``model_state``."""
-    want = {k: tuple(np.shape(_to_numpy(v))) for k, v in model_state_expected.items()}
-    have = {k: tuple(np.shape(v)) for k, v in model_state_loaded.items()}
+    want = {k: _shape(v) for k, v in model_state_expected.items()}
+    have = {k: _shape(v) for k, v in model_state_loaded.items()}
     missing = [k for k in want if k not in have]
     unexpected = [k for k in have if k not in want]
     shapes = [f"{k}: checkpoint {have[k]} vs model {want[k]}"

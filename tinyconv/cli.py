@@ -158,9 +158,7 @@ def _cmd_summary(args):
 def _cmd_convert_torch(args):
     from .models.convert_torch import convert_torch
     try:
-        convert_torch(args.input, args.output)
-    except ImportError as e:
-        raise CommandError(f"{e} (convert-torch reads .pth files with PyTorch)") from None
+        convert_torch(args.input, args.output)      # reads the .pth without PyTorch
     except (OSError, ValueError, KeyError) as e:
         raise CommandError(str(e)) from None
     print(f"wrote {args.output}; try: tinyconv predict IMAGE --checkpoint {args.output}")

@@ -2,15 +2,13 @@
 
 The ``"torchvision"`` variant has torchvision's module names and shapes, so a
 torchvision ``state_dict`` loads into it with no renaming: converting is reading the
-PyTorch file safely (``torch.load(weights_only=True)``: tensors and plain containers
-only, never code), turning each tensor into a NumPy array, checking every key and shape
+PyTorch file safely with :func:`tinyconv.load` (no PyTorch needed: a restricted unpickler
+that admits tensors and plain containers only, never code), checking every key and shape
 against the model, and writing :mod:`tinyconv.checkpoint`'s format.
 
-PyTorch is needed only here, and only when called: it is imported lazily, with a clear
-error when it is not installed.  The checkpoint records how torchvision's pretrained
-weights expect images (RGB scaled to [0, 1], shorter side resized to 256, centre crop
-224, normalized with ImageNet's mean and std) and ImageNet's 1000 class names, so ``predict``
-can use it as is.
+The checkpoint records how torchvision's pretrained weights expect images (RGB scaled to
+[0, 1], shorter side resized to 256, centre crop 224, normalized with ImageNet's mean and
+std) and ImageNet's 1000 class names, so ``predict`` can use it as is.
 """
 import os
 from collections import OrderedDict
@@ -25,31 +23,24 @@ TORCHVISION_PREPROCESS = {
 }
 
 
-def _import_torch():
-    try:
-        import torch
-    except ImportError:
-        raise ImportError("convert_torch: reading a .pth file needs PyTorch, which is not installed "
-                          "(pip install torch); tinyconv itself never needs it") from None
-    return torch
-
-
 def load_torch_state_dict(path):
     """A torchvision ``.pth`` file -> an OrderedDict of NumPy arrays, keys unchanged.
 
     Accepts a bare ``state_dict`` (what torchvision's weight files are), a dict with a
     ``"state_dict"`` or ``"model"`` entry (common training checkpoints), and strips
-    ``nn.DataParallel``'s ``module.`` prefix.
+    ``nn.DataParallel``'s ``module.`` prefix.  PyTorch is not needed.
     """
-    torch = _import_torch()
+    from ..autograd import Tensor
+    from ..checkpoint import CheckpointError
+    from ..serialization import load
+
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"convert_torch: no such file: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:   # torch raises many types for a damaged or unsafe file
-        raise ValueError(f"convert_torch: {path} could not be read as a PyTorch weights file "
-                         f"(torch.load with weights_only=True): {type(e).__name__}: {e}") from None
+        obj = load(path, map_location="cpu")
+    except CheckpointError as e:
+        raise ValueError(f"convert_torch: {path} could not be read as a PyTorch weights file: {e}") from None
     if isinstance(obj, dict):
         for wrapper in ("state_dict", "model"):
             if isinstance(obj.get(wrapper), dict):
@@ -60,11 +51,11 @@ def load_torch_state_dict(path):
                          f"(a mapping of parameter name -> tensor)")
     out = OrderedDict()
     for key, value in obj.items():
-        if not isinstance(value, torch.Tensor):
+        if not isinstance(value, Tensor):
             raise ValueError(f"convert_torch: {path}: entry {key!r} is a {type(value).__name__}, "
                              f"not a tensor")
-        name = key[len("module."):] if key.startswith("module.") else key
-        out[name] = value.detach().cpu().numpy().copy()
+        name = key[len("module."):] if isinstance(key, str) and key.startswith("module.") else key
+        out[name] = value.array
     return out
 
 

@@ -4,7 +4,8 @@ A ``Module`` is a tree: assigning a ``Parameter`` or another ``Module`` to an
 attribute registers it (``__setattr__``), so ``named_parameters()`` and
 ``state_dict()`` can walk the tree and name everything with dotted paths
 (``features.0.weight``), exactly the keys PyTorch gives the same model.  That is
-what lets weights move between tinyconv and PyTorch as plain NumPy arrays.
+what lets weights move between tinyconv and PyTorch (``tinyconv.load`` reads a
+PyTorch ``.pth``; ``tinyconv.save(sd, "m.safetensors")`` writes what PyTorch reads).
 
 Buffers (``register_buffer``) are tensors that belong to the model but are not
 trained, such as BatchNorm's running statistics; persistent ones are saved in
@@ -371,11 +372,18 @@ class Module:
                     yield dot + name, b
 
     def state_dict(self):
-        """An OrderedDict of dotted key -> CPU NumPy array (a copy), as PyTorch names them."""
-        return OrderedDict((k, _to_cpu_copy(t.array)) for k, t in self._state_items())
+        """An OrderedDict of dotted key -> Tensor, as PyTorch names them (``sd[k].size()``).
+
+        Unlike PyTorch, whose state_dict tensors share memory with the parameters (on their
+        device), each value is a detached CPU *copy*: saving a "best so far" state_dict needs
+        no ``copy.deepcopy``, and ``tinyconv.save`` can write it as is.
+        """
+        return OrderedDict((k, Tensor(_to_cpu_copy(t.array))) for k, t in self._state_items())
 
     def load_state_dict(self, state_dict, strict=True):
-        """Copy arrays (NumPy, CuPy or Tensors) from ``state_dict`` into the parameters and buffers.
+        """Copy values from ``state_dict`` into the parameters and buffers: Tensors (what
+        ``state_dict()`` and ``tinyconv.load`` return, of a tinyconv, PyTorch or safetensors
+        file), NumPy or CuPy arrays, or anything ``numpy.asarray`` takes.
 
         Values are cast to each parameter's dtype and copied onto its device; the
         Parameter objects stay the same.  A shape mismatch is always an error; missing
