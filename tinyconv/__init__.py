@@ -31,6 +31,14 @@ from .reductions import (all, amax, amin, any, argmax, argmin, logsumexp, max,  
                          maximum, mean, min, minimum, prod, return_types, sort, std, sum, topk,
                          var)
 from .serialization import load, save  # noqa: F401
+# -- shape, indexing and products (shape_ops.py) -------------------------------------------
+from . import linalg  # noqa: F401  (tinyconv.linalg.norm / vector_norm, as torch.linalg)
+from .shape_ops import (argsort, bmm, cat, chunk, concat, concatenate, cumprod, cumsum,  # noqa: F401
+                        diag, diagonal, dot, einsum, flip, gather, ger, hstack,
+                        index_select, masked_select, meshgrid, mm, movedim, moveaxis, narrow,
+                        nonzero, norm, outer, roll, scatter, scatter_add, split,
+                        squeeze, stack, swapaxes, swapdims, t, take, tile, tril, triu, unbind,
+                        unflatten, unsqueeze, vstack)
 from .threads import compile_stats, get_num_threads, set_num_threads, warmup  # noqa: F401
 
 __version__ = "0.1.0"

@@ -508,7 +508,12 @@ class Tensor(TensorMethods):
         return self.array.ndim
 
     def size(self, dim=None):
-        return self.shape if dim is None else self.shape[dim]
+        if dim is None:
+            return self.shape
+        if self.ndim == 0:
+            raise IndexError(f"Dimension specified as {dim} but tensor has no dimensions")
+        from .math_ops import wrap_dim     # math_ops builds on this module
+        return self.shape[wrap_dim(dim, self.ndim)]
 
     def numel(self):
         return int(self.array.size)

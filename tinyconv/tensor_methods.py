@@ -23,6 +23,11 @@ def _red():
     return reductions
 
 
+def _shp():
+    from . import shape_ops
+    return shape_ops
+
+
 class TensorMethods:
     """Mixed into :class:`~tinyconv.autograd.Tensor`; see each op's Function for the math."""
 
@@ -182,6 +187,152 @@ class TensorMethods:
     def clone(self):
         """A copy in new memory, differentiable (gradient flows back unchanged)."""
         return _ops().Clone()(self)
+
+    # -- shape, indexing and products (tinyconv/shape_ops.py) -------------------------
+    def nelement(self):
+        return self.numel()
+
+    def ndimension(self):
+        return self.dim()
+
+    def squeeze(self, dim=None):
+        return _shp().squeeze(self, dim)
+
+    def unsqueeze(self, dim):
+        return _shp().unsqueeze(self, dim)
+
+    def expand(self, *sizes):
+        return _shp().expand(self, *sizes)
+
+    def expand_as(self, other):
+        return _shp().expand(self, other.shape)
+
+    def repeat(self, *sizes):
+        return _shp().repeat(self, *sizes)
+
+    def tile(self, *dims):
+        return _shp().tile(self, dims[0] if len(dims) == 1 else dims)
+
+    def view_as(self, other):
+        return _shp().view_as(self, other)
+
+    def reshape_as(self, other):
+        return _shp().reshape_as(self, other)
+
+    def unflatten(self, dim, sizes):
+        return _shp().unflatten(self, dim, sizes)
+
+    def t(self):
+        return _shp().t(self)
+
+    @property
+    def mT(self):
+        return _shp().mT(self)
+
+    def contiguous(self, memory_format=None):
+        return _shp().contiguous(self)
+
+    def is_contiguous(self, memory_format=None):
+        return bool(getattr(getattr(self.array, "flags", None), "c_contiguous", True))
+
+    def narrow(self, dim, start, length):
+        return _shp().narrow(self, dim, start, length)
+
+    def movedim(self, source, destination):
+        return _shp().movedim(self, source, destination)
+
+    moveaxis = movedim
+
+    def swapaxes(self, axis0, axis1):
+        return _shp().swapaxes(self, axis0, axis1)
+
+    swapdims = swapaxes
+
+    def diagonal(self, offset=0, dim1=0, dim2=1):
+        return _shp().diagonal(self, offset, dim1, dim2)
+
+    def diag(self, diagonal=0):
+        return _shp().diag(self, diagonal)
+
+    def chunk(self, chunks, dim=0):
+        return _shp().chunk(self, chunks, dim)
+
+    def split(self, split_size, dim=0):
+        return _shp().split(self, split_size, dim)
+
+    def unbind(self, dim=0):
+        return _shp().unbind(self, dim)
+
+    def flip(self, *dims):
+        return _shp().flip(self, *dims)
+
+    def roll(self, shifts, dims=None):
+        return _shp().roll(self, shifts, dims)
+
+    def gather(self, dim, index, *, sparse_grad=False):
+        return _shp().gather(self, dim, index)
+
+    def scatter(self, dim, index, src=None, *, value=None, reduce=None):
+        return _shp().scatter(self, dim, index, src, value=value, reduce=reduce)
+
+    def scatter_(self, dim, index, src=None, *, value=None, reduce=None):
+        return self._write(self.scatter(dim, index, src, value=value, reduce=reduce), "scatter_")
+
+    def scatter_add(self, dim, index, src):
+        return _shp().scatter_add(self, dim, index, src)
+
+    def scatter_add_(self, dim, index, src):
+        return self._write(self.scatter_add(dim, index, src), "scatter_add_")
+
+    def index_select(self, dim, index):
+        return _shp().index_select(self, dim, index)
+
+    def masked_select(self, mask):
+        return _shp().masked_select(self, mask)
+
+    def take(self, index):
+        return _shp().take(self, index)
+
+    def nonzero(self, *, as_tuple=False):
+        return _shp().nonzero(self, as_tuple=as_tuple)
+
+    def tril(self, diagonal=0):
+        return _shp().tril(self, diagonal)
+
+    def triu(self, diagonal=0):
+        return _shp().triu(self, diagonal)
+
+    def tril_(self, diagonal=0):
+        return self._write(self.tril(diagonal), "tril_")
+
+    def triu_(self, diagonal=0):
+        return self._write(self.triu(diagonal), "triu_")
+
+    def cumsum(self, dim, *, dtype=None):
+        return _shp().cumsum(self, dim, dtype=dtype)
+
+    def cumprod(self, dim, *, dtype=None):
+        return _shp().cumprod(self, dim, dtype=dtype)
+
+    def argsort(self, dim=-1, descending=False, stable=False):
+        return _shp().argsort(self, dim, descending, stable)
+
+    def norm(self, p="fro", dim=None, keepdim=False, dtype=None):
+        return _shp().norm(self, p, dim, keepdim, dtype)
+
+    def mm(self, mat2):
+        return _shp().mm(self, mat2)
+
+    def bmm(self, mat2):
+        return _shp().bmm(self, mat2)
+
+    def dot(self, other):
+        return _shp().dot(self, other)
+
+    def outer(self, vec2):
+        return _shp().outer(self, vec2)
+
+    ger = outer
 
     # -- in-place ops: out-of-place result written into self (Tensor._write) --------
     def add_(self, other, *, alpha=1):
