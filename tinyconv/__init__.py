@@ -5,6 +5,7 @@ Where things live (see README's code map):
   tensor_methods.py  Tensor's math methods, one line each     (operators, in-place ops)
   math_ops.py        arithmetic, shape ops, in-place helpers  (each a Function)
   reductions.py      sum, mean, max/min, sort, topk, ...      (each a Function)
+  shape_ops.py       cat, stack, split, expand, gather, scatter, norm, einsum, ...  (views as PyTorch)
   backend.py         devices, array modules, the kernel seam  (numpy / cupy, fast / reference)
   functional/        layer ops, one family per file           (forward + backward + reference)
   kernels/           hand-written kernels: <family>_numba.py, <family>.cu

@@ -738,6 +738,13 @@ class Tensor(TensorMethods):
             raise RuntimeError(f"{op}: a leaf Variable that requires grad is being used in an "
                                "in-place operation.")
         base = self._base
+        multi = getattr(self, "_multi_view", None)        # (i, "Split"): set by split/unbind/chunk
+        if out.grad_fn is not None and multi is not None and base is not None and base.requires_grad:
+            raise RuntimeError(f"Output {multi[0]} of {multi[1]} is a view and is being modified "
+                               "inplace. This view is the output of a function that returns multiple "
+                               "views. Such functions do not allow the output views to be modified "
+                               "inplace. You should replace the inplace operation by an out-of-place "
+                               "one.")
         if out.grad_fn is not None and base is not None and base.requires_grad and base.is_leaf:
             raise RuntimeError(f"{op}: a view of a leaf Variable that requires grad is being used "
                                "in an in-place operation.")

@@ -385,7 +385,16 @@ def split(tensor, split_size_or_sections, dim=0):
         count = max(-(-n // size), 1) if size else 1
         sizes = [builtins.min(size, n - i * size) for i in range(count)]
     starts = np.cumsum([0] + sizes[:-1])
-    return tuple(narrow(tensor, d, int(s), k) for s, k in zip(starts, sizes))
+    pieces = tuple(narrow(tensor, d, int(s), k) for s, k in zip(starts, sizes))
+    name = "SplitWithSizes" if isinstance(split_size_or_sections, (tuple, list)) else "Split"
+    return _multi_views(pieces, name)
+
+
+def _multi_views(pieces, name):
+    """Mark the views one call returned together: PyTorch refuses a recorded in-place write into one."""
+    for i, p in enumerate(pieces):
+        p._multi_view = (i, name)
+    return pieces
 
 
 def chunk(input, chunks, dim=0):
@@ -393,13 +402,14 @@ def chunk(input, chunks, dim=0):
     if chunks <= 0:
         raise RuntimeError(f"chunk expects `chunks` to be greater than 0, got: {chunks}")
     n = input.shape[wrap_dim(dim, input.ndim)]
-    return split(input, -(-n // chunks), dim)
+    return split(input, -(-n // chunks) if n else [0] * chunks, dim)   # empty: `chunks` empties
 
 
 def unbind(input, dim=0):
     """The slices along ``dim``, each a view without that dim."""
     d = wrap_dim(dim, input.ndim)
-    return tuple(getitem(input, (slice(None),) * d + (i,)) for i in range(input.shape[d]))
+    return _multi_views(tuple(getitem(input, (slice(None),) * d + (i,))
+                              for i in range(input.shape[d])), "Unbind")
 
 
 # --------------------------------------------------------------------------- repeat, flip, roll
@@ -657,7 +667,7 @@ def masked_select(input, mask):
     """The entries of ``input`` where ``mask`` (broadcast with it) is True, as a 1-d copy."""
     if not isinstance(mask, Tensor) or mask.dtype != np.bool_:
         raise RuntimeError("masked_select: expected BoolTensor for mask")
-    shape = broadcast_shapes(input.shape, mask.shape)
+    shape = broadcast_shapes(mask.shape, input.shape)
     x = input if input.shape == shape else expand(input, shape)
     m = _xp(mask.array).broadcast_to(mask.array, shape)
     return GetItem(m if shape else m.reshape(1))(x if shape else Reshape((1,))(x))
@@ -779,7 +789,7 @@ def cumprod(input, dim, *, dtype=None):
 def argsort(input, dim=-1, descending=False, stable=False):
     """The indices that sort ``input`` along ``dim`` (ties keep their order)."""
     from .reductions import sort
-    return sort(input, dim, descending, stable).indices
+    return sort(input, wrap_dim(dim, input.ndim), descending, stable).indices
 
 
 # --------------------------------------------------------------------------- norms
