@@ -306,6 +306,8 @@ ERRORS = [
      False),
     ("scatter_src_size", lambda m: m.zeros(2, 3).scatter(1, _long(2, 3)(m), m.zeros(2, 2)), True),
     ("index_select_matrix", lambda m: m.zeros(2, 3).index_select(1, _long(2, 2)(m)), True),
+    ("index_select_bounds", lambda m: m.zeros(2, 3).index_select(1, m.tensor([7])), False),
+    ("bmm_dtype", lambda m: m.bmm(m.zeros(2, 2, 3), m.zeros(2, 3, 2).double()), True),
     ("index_select_float", lambda m: m.zeros(2, 3).index_select(1, m.zeros(2)), True),
     ("masked_select_float_mask", lambda m: m.zeros(2, 3).masked_select(m.zeros(2, 3)), True),
     ("masked_select_shape", lambda m: m.zeros(2, 3).masked_select(m.zeros(2, 4) > 0), True),

@@ -533,8 +533,9 @@ def _scatter_coords(op, x_shape, d, index, src_shape=None):
     if bad.size:
         raise RuntimeError(f"{op}(): index {int(bad[0])} is out of bounds for dimension {d} with "
                            f"size {x_shape[d]}")
-    grid = list(_xp(index).indices(ishape, sparse=True))
-    grid[d] = index
+    xp, n = _xp(index), len(ishape)
+    grid = [xp.arange(k).reshape((1,) * a + (k,) + (1,) * (n - a - 1)) for a, k in enumerate(ishape)]
+    grid[d] = index                   # the open grid of index's shape, with index in dim d
     return tuple(grid)
 
 
@@ -645,8 +646,8 @@ def index_select(input, dim, index):
     size = input.shape[d] if input.ndim else 1
     bad = idx[(idx < 0) | (idx >= size)]
     if bad.size:
-        raise IndexError(f"index_select(): index {int(bad[0])} is out of bounds for dimension {d} "
-                         f"with size {size}")
+        raise RuntimeError(f"index_select(): index {int(bad[0])} is out of bounds for dimension "
+                           f"{d} with size {size}")
     if input.ndim == 0:
         return Reshape(index.shape)(GetItem((idx,))(Reshape((1,))(input)))
     return GetItem((slice(None),) * d + (idx,))(input)
