@@ -63,9 +63,14 @@ def _tensors(op, tensors):
     return tensors
 
 
+def _common_dtype(tensors):
+    """PyTorch's result_type of several tensors."""
+    return functools.reduce(lambda d, t: result_type(_Probe(d), t), tensors[1:], tensors[0].dtype)
+
+
 def _promote(tensors):
-    """All tensors cast (differentiably) to their common dtype, as PyTorch's result_type."""
-    dt = functools.reduce(lambda d, t: result_type(_Probe(d), t), tensors[1:], tensors[0].dtype)
+    """All tensors cast (differentiably) to their common dtype."""
+    dt = _common_dtype(tensors)
     return [t if t.dtype == dt else t.to(dt) for t in tensors]
 
 
@@ -325,8 +330,8 @@ def cat(tensors, dim=0):
                 raise RuntimeError(f"Sizes of tensors must match except in dimension {d}. Expected "
                                    f"size {ref.shape[a]} but got size {x.shape[a]} for tensor "
                                    f"number {i} in the list.")
-    out_dtype = _promote(tensors)[0].dtype
-    return Concat(d)(*(x.to(out_dtype) for x in kept))
+    dt = _common_dtype(tensors)                  # the skipped empties count for the dtype
+    return Concat(d)(*(x if x.dtype == dt else x.to(dt) for x in kept))
 
 
 concat = concatenate = cat
@@ -502,11 +507,14 @@ def roll(input, shifts, dims=None):
 # --------------------------------------------------------------------------- gather and scatter
 
 
-def _int_index(op, index):
+def _int_index(op, index, long_only=False):
+    """The array of an integer index tensor (int32 or int64; only int64 with ``long_only``)."""
     if not isinstance(index, Tensor):
         raise TypeError(f"{op}(): index must be a Tensor, got {type(index).__name__}")
-    if index.dtype != np.int64:
-        raise RuntimeError(f"{op}(): Expected dtype int64 for index")
+    if long_only and index.dtype != np.int64:
+        raise RuntimeError(f"{op}(): Expected a long tensor for index, but got {_tname(index.dtype)}")
+    if index.dtype not in (np.int32, np.int64):
+        raise RuntimeError(f"{op}(): Expected dtype int32/int64 for index")
     return index.array
 
 
@@ -676,7 +684,7 @@ def masked_select(input, mask):
 
 def take(input, index):
     """``input`` read as 1-d at ``index`` (negative counts from the end); shaped like ``index``."""
-    idx = _int_index("take", index)
+    idx = _int_index("take", index, long_only=True)
     n = input.numel()
     bad = idx[(idx < -n) | (idx >= n)]
     if bad.size:
