@@ -195,6 +195,14 @@ CASES = [
     ("einsum_lonely_index", lambda m, a, b: m.einsum("ij,k->i", a, b), [R(2, 3), R(4)]),
     ("einsum_broadcast_one", lambda m, a, b: m.einsum("ij,ij->ij", a, b), [R(2, 1), R(2, 3)]),
     ("einsum_three", lambda m, a, b, c: m.einsum("ab,bc,cd->ad", a, b, c), [R(2, 3), R(3, 2), R(2, 2)]),
+    ("einsum_diagonal", lambda m, a: m.einsum("ii->i", a), [R(3, 3)]),
+    ("einsum_trace", lambda m, a: m.einsum("ii", a), [R(3, 3)]),
+    ("einsum_repeat_and_other", lambda m, a, b: m.einsum("iij,j->i", a, b), [R(2, 2, 3), R(3)]),
+    ("einsum_ellipsis", lambda m, a, b: m.einsum("...ij,...jk->...ik", a, b), [R(2, 2, 3), R(3, 4)]),
+    ("einsum_ellipsis_broadcast", lambda m, a, b: m.einsum("...i,...i->...", a, b), [R(2, 1, 3), R(4, 3)]),
+    ("einsum_ellipsis_summed", lambda m, a: m.einsum("i...->i", a), [R(2, 3, 4)]),
+    ("einsum_ellipsis_implicit", lambda m, a: m.einsum("...ji", a), [R(2, 3, 4)]),
+    ("einsum_ellipsis_empty", lambda m, a, b: m.einsum("...i,i->...", a, b), [R(3), R(3)]),
     ("meshgrid_ij", lambda m, a, b: m.meshgrid(a, b, indexing="ij"), [R(3), R(2)]),
     ("meshgrid_xy", lambda m, a, b, c: m.meshgrid([a, b, c], indexing="xy"), [R(3), R(2), R(4)]),
     ("meshgrid_0d", lambda m, a, b: m.meshgrid(a, b, indexing="ij"), [R(), R(2)]),
@@ -340,6 +348,8 @@ ERRORS = [
     ("einsum_few_operands", lambda m: m.einsum("ij,jk->ik", m.zeros(2, 3)), True),
     ("einsum_many_operands", lambda m: m.einsum("ij->ij", m.zeros(2, 3), m.zeros(2)), True),
     ("einsum_ndim", lambda m: m.einsum("ij->ij", m.zeros(2)), False),
+    ("einsum_ellipsis_ndim", lambda m: m.einsum("...ij->ij", m.zeros(2)), False),
+    ("einsum_bad_letter", lambda m: m.einsum("i1->i", m.zeros(2, 2)), True),
     ("meshgrid_2d", lambda m: m.meshgrid(m.zeros(2, 2), indexing="ij"), False),
     ("meshgrid_indexing", lambda m: m.meshgrid(m.zeros(2), indexing="foo"), True),
     ("norm_order", lambda m: m.zeros(2, 3).norm(p="bad"), True),
@@ -483,13 +493,6 @@ def test_meshgrid_warns_without_indexing():
     with pytest.warns(UserWarning, match="indexing"):
         grids = tc.meshgrid(tc.zeros(2), tc.zeros(3))
     assert [g.shape for g in grids] == [(2, 3), (2, 3)]
-
-
-def test_einsum_repeated_subscript():
-    a = R(3, 3)
-    np.testing.assert_allclose(tc.einsum("ii->i", tc.tensor(a)).numpy(), np.diagonal(a))
-    with pytest.raises(NotImplementedError, match="repeat"):
-        tc.einsum("ii->i", tc.tensor(a, requires_grad=True))
 
 
 def test_cat_promotes_dtypes_as_pytorch():

@@ -10,9 +10,8 @@ tril/triu/diag, cumsum/cumprod, argsort, norm, mm/bmm/dot/outer, einsum, meshgri
 * Each new Function has its forward and backward together, the math in its docstring.
 * Bad arguments raise PyTorch's exception type with PyTorch's wording.
 
-Deliberate differences: ``einsum`` takes no ``...`` (ellipsis) and has no backward for an
-operand with a repeated subscript (``'ii->i'``); ``norm(p='nuc')`` and matrix norms of
-``linalg.norm`` are not implemented; ``scatter``'s ``reduce=`` is not supported; expanded
+Deliberate differences: ``norm(p='nuc')`` and the matrix norms of ``linalg.norm`` are not
+implemented; ``scatter``'s ``reduce=`` is not supported; expanded
 tensors (``expand``, ``meshgrid``) are read-only views.
 """
 import builtins
@@ -938,7 +937,8 @@ ger = outer
 
 class Einsum(Function):
     """y = einsum(spec, *xs);  dx_k = einsum(dy and the other operands -> x_k's subscripts),
-    broadcast over the subscripts only x_k has and summed over its broadcast size-1 dims."""
+    broadcast over the subscripts only x_k has, put on the diagonal where x_k repeats a
+    subscript (``'ii'``), and summed over x_k's broadcast size-1 dims."""
 
     def __init__(self, inputs, output, sizes):
         self.inputs, self.output, self.sizes = inputs, output, sizes
@@ -953,7 +953,6 @@ class Einsum(Function):
 
     def backward(self, gy):
         xs = self.saved_tensors
-        xp = _xp(gy)
         grads = []
         for k, sub in enumerate(self.inputs):
             if not self.needs_input_grad[k]:
@@ -961,36 +960,71 @@ class Einsum(Function):
                 continue
             others = [(s, x) for i, (s, x) in enumerate(zip(self.inputs, xs)) if i != k]
             seen = set(self.output).union(*(set(s) for s, _ in others))
-            kept = "".join(c for c in sub if c in seen)
+            unique = "".join(dict.fromkeys(sub))
+            kept = "".join(c for c in unique if c in seen)
             spec = ",".join([self.output] + [s for s, _ in others]) + "->" + kept
-            g = xp.einsum(spec, gy, *(x for _, x in others))
-            g = g.reshape(tuple(self.sizes[c] if c in seen else 1 for c in sub))
-            g = xp.broadcast_to(g, tuple(self.sizes[c] for c in sub))
-            grads.append(xp.ascontiguousarray(sum_to(g, self.shapes[k])))
+            g = _xp(gy).einsum(spec, gy, *(x for _, x in others))
+            g = g.reshape(tuple(self.sizes[c] if c in seen else 1 for c in unique))
+            g = _xp(gy).broadcast_to(g, tuple(self.sizes[c] for c in unique))
+            grads.append(sum_to(self._on_diagonal(g, sub, unique), self.shapes[k]))
         return tuple(grads)
+
+    def _on_diagonal(self, g, sub, unique):
+        """``g`` (over the ``unique`` letters) as an array over ``sub``: zero off the diagonals
+        of its repeated letters, ``out[i, i, j] = g[i, j]`` for ``sub='iij'``."""
+        xp = _xp(g)
+        if len(unique) == len(sub):
+            return xp.ascontiguousarray(g)
+        out = xp.zeros(tuple(self.sizes[c] for c in sub), dtype=g.dtype)
+
+        def coordinate(c):           # letter c's index, along g's axis for c
+            shape = [1] * len(unique)
+            shape[unique.index(c)] = self.sizes[c]
+            return xp.arange(self.sizes[c]).reshape(shape)
+        out[tuple(coordinate(c) for c in sub)] = g
+        return out
+
+
+def _expand_ellipsis(inputs, rhs, arrow, operands):
+    """Subscripts with each ``...`` spelled out in letters the equation does not use (right-aligned)."""
+    counts = []
+    for k, (s, x) in enumerate(zip(inputs, operands)):
+        named = len(s.replace("...", ""))
+        if "..." in s and named > x.ndim:
+            raise RuntimeError(f"einsum(): the number of subscripts in the equation ({named}) is "
+                               f"more than the number of dimensions ({x.ndim}) for operand {k}")
+        counts.append(x.ndim - named if "..." in s else 0)
+    used = set("".join(inputs) + rhs)
+    pool = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in used]
+    width = builtins.max(counts, default=0)
+    if width > len(pool):
+        raise RuntimeError("einsum(): the ellipsis covers too many dimensions")
+    ell = "".join(pool[:width])
+    inputs = [s.replace("...", ell[width - n:]) for s, n in zip(inputs, counts)]
+    if arrow:
+        return inputs, rhs.replace("...", ell)
+    letters = "".join(inputs)
+    return inputs, ell + "".join(sorted(c for c in set(letters) if letters.count(c) == 1
+                                        and c not in ell))
 
 
 def einsum(equation, *operands):
-    """Einstein summation, as ``torch.einsum('ij,jk->ik', a, b)`` (no ``...``); dtypes promoted."""
+    """Einstein summation, as ``torch.einsum('ij,jk->ik', a, b)`` (with ``...``); dtypes promoted."""
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
     operands = _promote(_tensors("einsum", operands))
     eq = equation.replace(" ", "")
-    if "." in eq:
-        raise NotImplementedError("einsum(): '...' (ellipsis) is not supported")
     lhs, arrow, rhs = eq.partition("->")
     inputs = lhs.split(",")
-    letters = "".join(inputs)
-    if not arrow:
-        rhs = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
-    if not builtins.all(c.isalpha() for c in letters + rhs):
-        raise RuntimeError("einsum(): invalid subscript given at index "
-                           f"{next(i for i, c in enumerate(eq) if not (c.isalpha() or c in ',->'))}"
-                           " in the equation string, subscripts must be in [a-zA-Z]")
     if len(inputs) > len(operands):
         raise RuntimeError("einsum(): fewer operands were provided than specified in the equation")
     if len(inputs) < len(operands):
         raise RuntimeError("einsum(): more operands were provided than specified in the equation")
+    for i, c in enumerate(eq.replace("...", "___")):
+        if not (c.isascii() and c.isalpha() or c in ",->_"):
+            raise RuntimeError(f"einsum(): invalid subscript given at index {i} in the equation "
+                               "string, subscripts must be in [a-zA-Z]")
+    inputs, rhs = _expand_ellipsis(inputs, rhs, arrow, operands)
     sizes = {}
     for k, (s, x) in enumerate(zip(inputs, operands)):
         if len(s) != x.ndim:
@@ -1002,9 +1036,6 @@ def einsum(equation, *operands):
                 raise RuntimeError(f"einsum(): subscript {c} has size {n} for operand {k} which "
                                    f"does not broadcast with previously seen size {sizes[c]}")
             sizes[c] = n if sizes.get(c, 1) == 1 else sizes[c]
-        if len(set(s)) != len(s) and x.requires_grad:
-            raise NotImplementedError(f"einsum(): no backward for operand {k}, whose subscripts "
-                                      f"'{s}' repeat a letter")
     for c in rhs:
         if c not in sizes:
             raise RuntimeError(f"einsum(): output subscript {c} does not appear in the equation "
