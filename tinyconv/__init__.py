@@ -33,7 +33,7 @@ from .reductions import (all, amax, amin, any, argmax, argmin, logsumexp, max,  
                          var)
 from .serialization import load, save  # noqa: F401
 # -- shape, indexing and products (shape_ops.py) -------------------------------------------
-from . import linalg  # noqa: F401  (tinyconv.linalg.norm / vector_norm, as torch.linalg)
+from . import linalg  # noqa: F401  (norm, vector_norm, matrix_norm, svdvals, as torch.linalg)
 from .shape_ops import (argsort, bmm, cat, chunk, concat, concatenate, cumprod, cumsum,  # noqa: F401
                         diag, diagonal, dot, einsum, flip, gather, ger, hstack,
                         index_select, masked_select, meshgrid, mm, movedim, moveaxis, narrow,

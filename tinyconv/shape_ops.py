@@ -10,8 +10,7 @@ tril/triu/diag, cumsum/cumprod, argsort, norm, mm/bmm/dot/outer, einsum, meshgri
 * Each new Function has its forward and backward together, the math in its docstring.
 * Bad arguments raise PyTorch's exception type with PyTorch's wording.
 
-Deliberate differences: ``norm(p='nuc')`` and the matrix norms of ``linalg.norm`` are not
-implemented; ``scatter``'s ``reduce=`` is not supported; expanded
+Deliberate differences: ``scatter``'s ``reduce=`` is not supported; expanded
 tensors (``expand``, ``meshgrid``) are read-only views.
 """
 import builtins
@@ -873,7 +872,8 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
             raise RuntimeError(f"linalg.matrix_norm: dim must be a 2-tuple. Got "
                                f"{' '.join(str(d) for d in dim)}")
         if p == "nuc":
-            raise NotImplementedError("norm: p='nuc' (the nuclear norm) is not implemented")
+            from .linalg import matrix_norm
+            return matrix_norm(input, "nuc", (-2, -1) if dim is None else dim, keepdim, dtype=dtype)
         raise RuntimeError(f"linalg.matrix_norm: Order {p} not supported.")
     return vector_norm(input, p, dim, keepdim, dtype=dtype)
 
