@@ -234,8 +234,10 @@ def test_temp_file_of_a_killed_save_is_removed_by_the_next_save(tmp_path):
         save_checkpoint(path, {"w": np.ones(3)})
         assert temp_files(tmp_path) == [live.name]
     np.testing.assert_array_equal(load_checkpoint(path)["model_state"]["w"], np.ones(3))
+    foreign = tmp_path / ".notes.abcd1234.tmp"                 # not a tinyconv file: never touched
+    foreign.write_bytes(b"mine")
     save_checkpoint(path, {"w": np.ones(3)})                   # its writer gone: removed too
-    assert temp_files(tmp_path) == []
+    assert temp_files(tmp_path) == [foreign.name]
 
 
 @needs_digits

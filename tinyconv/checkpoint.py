@@ -27,7 +27,7 @@ same folder, flushed and ``fsync``-ed, then renamed over the target with ``os.re
 and the folder is ``fsync``-ed.  A crash, a full disk or Ctrl-C at any moment leaves
 either the old file or the new one, never a mix, and never deletes the old one.  A full
 disk (or any other failed write) is one :class:`CheckpointWriteError` saying so.  The
-temporary file a killed process leaves behind (``.NAME.XXXXXXXX.tmp``) is removed by the
+temporary file a killed process leaves behind (``.NAME.XXXXXXXX.tinyconv.tmp``) is removed by the
 next save into that folder: each writer holds a lock on its temporary file, so only the
 files of writers that are gone are taken.  Files get the mode ``open(path, "wb")`` would
 give them (0666 less the umask, or the mode of the file they replace), as PyTorch's do.
@@ -224,8 +224,10 @@ def _fsync_dir(folder):
         os.close(fd)
 
 
-#: the temporary files atomic_write makes: "." + the target's name + "." + mkstemp's 8 characters + ".tmp"
-_TEMP = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")
+#: atomic_write's temporary files: "." + the target's name + "." + mkstemp's 8 characters + _SUFFIX,
+#: and those of older versions (".tmp" only) beside checkpoints, the only files removed as stale
+_SUFFIX = ".tinyconv.tmp"
+_TEMP = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tinyconv\.tmp|\..+\.npz\.[A-Za-z0-9_]{8}\.tmp")
 
 
 def _lock(f):
@@ -291,7 +293,7 @@ def atomic_write(path, write):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     _remove_stale_temps(folder)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=_SUFFIX, dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             _lock(f)

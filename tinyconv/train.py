@@ -310,13 +310,14 @@ def _cpu_threads(n):
 
 def _all_finite(arrays):
     """Whether every element of every floating array is finite: one device-to-host
-    transfer for all of them (a bool), however many arrays there are."""
+    transfer (a bool) per array module, however many arrays there are."""
     from .backend import array_module
-    arrays = [a for a in arrays if a.dtype.kind in "fc"]
-    if not arrays:
-        return True
-    xp = array_module(arrays[0])
-    return bool(xp.stack([xp.isfinite(a).all() for a in arrays]).all())
+    checks = {}
+    for a in arrays:
+        if a.dtype.kind in "fc":
+            xp = array_module(a)
+            checks.setdefault(xp, []).append(xp.isfinite(a).all())
+    return all(bool(xp.stack(c).all()) for xp, c in checks.items())
 
 
 class _Run:
