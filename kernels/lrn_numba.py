@@ -9,6 +9,15 @@ channel that left is float64 rounding of the largest sum seen along the run (abo
 1e-16 of it): invisible next to k > 0, and below float32 rounding unless one channel's
 square is some 1e9 times its neighbours' and k = 0.
 
+Non-finite inputs keep the reference's (IEEE) result.  A running sum cannot subtract
+an Inf or a NaN away again (inf - inf is NaN, and NaN stays), so wherever the running
+sum is not finite it is summed afresh over its window: Inf while an Inf is in the window,
+NaN while a NaN is, and exact again once they have left.  For that the kernels'
+fastmath flags leave out ``nnan`` and ``ninf`` (which would let LLVM assume no NaN and
+no Inf, and drop the check), and ``arcp``/``afn`` (which turn ``1/sqrt(s)`` into an
+approximate reciprocal square root whose refinement step makes NaN of s = Inf);
+reassociation and contraction stay.
+
 PyTorch's definition (zero padding at the channel ends)::
 
     window(c) = channels c - size//2 ... c + (size-1)//2, clipped to [0, C)
@@ -21,8 +30,8 @@ PyTorch's definition (zero padding at the channel ends)::
 
 Parallel tasks are (image n, a run of pixels); each task walks the channels once,
 keeping one running sum per pixel of its run, so there are no padded copies and
-every inner loop reads one channel's contiguous run of pixels.  fastmath is
-allowed: it only reassociates these additions and multiplies (float rounding).
+every inner loop reads one channel's contiguous run of pixels.  Some fastmath is
+allowed: reassociating these additions and multiplies only changes float rounding.
 """
 import numpy as np
 from numba import njit, prange
@@ -31,9 +40,11 @@ from ._numba_dtypes import float16_via_float32
 from ._numba_threads import threads_for
 
 _RUN = 512   # pixels per task: a few KiB of running sums that stay in L1
+#: fastmath that keeps Inf and NaN their IEEE meaning (see the module doc)
+_FAST = {"nsz", "contract", "reassoc"}
 
 
-@njit(cache=True, inline="always", fastmath=True)
+@njit(cache=True, inline="always", fastmath=_FAST)
 def _times_pow_neg(v, s, beta, out):
     """out[p] = v[p] * s[p] ** -beta over one run of pixels.
 
@@ -58,7 +69,7 @@ def _times_pow_neg(v, s, beta, out):
             out[p] = v[p] * np.exp(-beta * np.log(s[p]))
 
 
-@njit(cache=True, inline="always", fastmath=True)
+@njit(cache=True, inline="always", fastmath=_FAST)
 def _add_squares(acc, src, sign):
     """acc[p] += sign * src[p]^2, squared in float64."""
     for p in range(acc.shape[0]):
@@ -66,7 +77,19 @@ def _add_squares(acc, src, sign):
         acc[p] += sign * (v * v)
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+@njit(cache=True, inline="always", fastmath=_FAST)
+def _refresh_squares(acc, x, n, lo, hi, p0):
+    """acc[p] = sum of x[n, lo..hi, p0 + p]^2 afresh wherever the running acc[p] is not finite."""
+    for p in range(acc.shape[0]):
+        if not np.isfinite(acc[p]):
+            t = 0.0
+            for j in range(lo, hi + 1):
+                v = np.float64(x[n, j, p0 + p])
+                t += v * v
+            acc[p] = t
+
+
+@njit(cache=True, parallel=True, fastmath=_FAST)
 def _lrn_fwd(x, y, scale, size, alpha, beta, k):
     N, C, HW = x.shape                 # x viewed as (N, C, H*W): pixel p = h*W + w
     before = size // 2                 # channels below c in its window
@@ -86,6 +109,7 @@ def _lrn_fwd(x, y, scale, size, alpha, beta, k):
                 _add_squares(acc, x[n, c + after, p0:p1], 1.0)
             if c - before - 1 >= 0:                  # channel that left it
                 _add_squares(acc, x[n, c - before - 1, p0:p1], -1.0)
+            _refresh_squares(acc, x, n, max(c - before, 0), min(c + after, C - 1), p0)
             sc = scale[n, c, p0:p1]
             for p in range(p1 - p0):
                 sc[p] = k + a * acc[p]
@@ -105,7 +129,7 @@ def lrn_forward(x, size, alpha, beta, k):
     return y, scale
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+@njit(cache=True, parallel=True, fastmath=_FAST)
 def _lrn_bwd(gy, x, y, scale, gx, size, alpha, beta):
     N, C, HW = x.shape
     lo = (size - 1) // 2               # c receives from channels j = c - lo ... c + hi
@@ -138,6 +162,13 @@ def _lrn_bwd(gy, x, y, scale, gx, size, alpha, beta):
                     acc[p] += t
             if e < 0:
                 continue
+            j_lo, j_hi = max(e - lo, 0), min(e + hi, C - 1)
+            for p in range(m):                       # Inf/NaN cannot be subtracted: sum afresh
+                if not np.isfinite(acc[p]):
+                    t = 0.0
+                    for j in range(j_lo, j_hi + 1):
+                        t += ring[j % size, p]
+                    acc[p] = t
             out, xs = gx[n, e, p0:p1], x[n, e, p0:p1]
             _times_pow_neg(gy[n, e, p0:p1], scale[n, e, p0:p1], beta, out)   # gy * scale^-beta
             for p in range(m):

@@ -390,6 +390,26 @@ def test_lrn_matches_reference(host, case, dtype, params, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_lrn_non_finite_like_reference(host, dtype, rng):
+    """One Inf or NaN makes NaN/0 in its own window only (IEEE, as the reference and PyTorch)."""
+    x = rng.standard_normal((2, 9, 2, 3)).astype(dtype)
+    x[0, 2, 0, 0], x[0, 6, 1, 2], x[1, 0, 1, 1], x[1, 8, 0, 1] = np.inf, np.nan, -np.inf, np.inf
+    gy = rng.standard_normal(x.shape).astype(dtype)
+    gy[1, 4, 0, 0] = np.nan
+    size, alpha, beta, k = 3, 0.5, 0.75, 1.0
+    y, scale = lrn_cuda.lrn_forward(x, size, alpha, beta, k)
+    with np.errstate(invalid="ignore"):
+        y_ref, s_ref = LR.lrn_forward_reference(x, size, alpha, beta, k)
+        g_ref = LR.lrn_backward_reference(gy, x, y_ref, s_ref, size, alpha, beta)
+    g = lrn_cuda.lrn_backward(gy, x, y_ref, s_ref, size, alpha, beta)
+    assert np.isfinite(y_ref[0, 5:]).any() and np.isnan(y_ref).any()       # the case is not vacuous
+    for got, want in ((scale, s_ref), (y, y_ref), (g, g_ref)):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+        np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-13)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", [1, 7, 1000])
 def test_relu_matches_reference(host, n, dtype, rng):
     x = rng.standard_normal(n).astype(dtype)

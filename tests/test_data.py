@@ -204,8 +204,9 @@ def test_loader_epoch_is_a_permutation_and_resumes_mid_epoch():
 
 
 def test_loader_bad_arguments_and_mixed_shapes():
-    with pytest.raises(ValueError, match="batch_size must be a positive int"):
-        D.DataLoader(_toy(), 0)
+    for bad in (0, -1, 1.5, True, np.int64(4), "4"):              # PyTorch's check: a bool is no int
+        with pytest.raises(ValueError, match="batch_size should be a positive integer value"):
+            D.DataLoader(_toy(), bad)
     with pytest.raises(ValueError, match="share one shape"):
         D.collate([(np.zeros((1, 2, 2)), 0), (np.zeros((1, 3, 3)), 1)])
 

@@ -35,8 +35,11 @@ def test_short_run_learns_the_bundled_digits(tmp_path):
     """100 steps on 1,600 real MNIST digits get far past chance (10%) on 500 test digits.
 
     Dropout is switched off here only to learn faster in a short test (with it, the
-    small net needs about an epoch to leave chance); the demo keeps it."""
-    r = train(TrainConfig(**{**TINY, "epochs": 1, "max_steps_per_epoch": 100, "lr": 0.01, "dropout": 0.0,
+    small net needs about an epoch to leave chance); the demo keeps it.  lr 0.005: at 0.01
+    the loss spikes within these 100 steps, so the accuracy at step 100 swung with float
+    rounding alone (45% to 84% between LRN kernel builds and paths); at 0.005 seeds 3-6
+    all end at 70-93%."""
+    r = train(TrainConfig(**{**TINY, "epochs": 1, "max_steps_per_epoch": 100, "lr": 0.005, "dropout": 0.0,
                              "eval_limit": 500, "out": str(tmp_path), "plots": True}))
     assert r["test_accuracy"] > 0.5, r["history"]
     h = r["history"]

@@ -25,7 +25,12 @@ could not make the loader run code or allocate more than the file declares.)
 Writing is atomic (:func:`atomic_write`): the file is written to a temporary file in the
 same folder, flushed and ``fsync``-ed, then renamed over the target with ``os.replace``
 and the folder is ``fsync``-ed.  A crash, a full disk or Ctrl-C at any moment leaves
-either the old file or the new one, never a mix, and never deletes the old one.
+either the old file or the new one, never a mix, and never deletes the old one.  A full
+disk (or any other failed write) is one :class:`CheckpointWriteError` saying so.  The
+temporary file a killed process leaves behind (``.NAME.XXXXXXXX.tinyconv.tmp``) is removed by the
+next save into that folder: each writer holds a lock on its temporary file, so only the
+files of writers that are gone are taken.  Files get the mode ``open(path, "wb")`` would
+give them (0666 less the umask, or the mode of the file they replace), as PyTorch's do.
 """
 import contextlib
 import hashlib
@@ -33,6 +38,8 @@ import io
 import json
 import math
 import os
+import re
+import stat
 import tempfile
 import zipfile
 from collections import OrderedDict
@@ -54,6 +61,11 @@ _MAX_NPY_HEADER = 10_000
 
 class CheckpointError(ValueError):
     """A file that cannot be written, read or applied; the message names the file."""
+
+
+class CheckpointWriteError(CheckpointError, OSError):
+    """Writing failed (a full disk, a file size limit, no permission); the previous file is
+    untouched.  Both a :class:`CheckpointError` and an ``OSError`` (``errno`` is the cause's)."""
 
 
 # --------------------------------------------------------------------------- packing
@@ -212,25 +224,93 @@ def _fsync_dir(folder):
         os.close(fd)
 
 
+#: atomic_write's temporary files: "." + the target's name + "." + mkstemp's 8 characters + _SUFFIX,
+#: and those of older versions (".tmp" only) beside checkpoints, the only files removed as stale
+_SUFFIX = ".tinyconv.tmp"
+_TEMP = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tinyconv\.tmp|\..+\.npz\.[A-Za-z0-9_]{8}\.tmp")
+
+
+def _lock(f):
+    """Hold an advisory lock on a temporary file while it is written (none on Windows)."""
+    try:
+        import fcntl
+    except ImportError:                           # pragma: no cover - Windows
+        return
+    fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+
+
+def _remove_stale_temps(folder):
+    """Delete temporary files of earlier writers that died (their lock is free) in ``folder``."""
+    try:
+        import fcntl
+    except ImportError:                           # pragma: no cover - Windows: no way to tell who is alive
+        return
+    try:
+        names = [n for n in os.listdir(folder) if _TEMP.fullmatch(n)]
+    except OSError:
+        return
+    for name in names:
+        tmp = os.path.join(folder, name)
+        with contextlib.suppress(OSError):
+            fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            try:
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)    # raises while its writer lives
+                    os.unlink(tmp)
+            finally:
+                os.close(fd)
+
+
+def _umask():
+    """The process's umask, read without changing it where the OS allows (Linux's /proc)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)                        # elsewhere: set and restore it at once
+    os.umask(mask)
+    return mask
+
+
+def _mode_for(path):
+    """The mode ``open(path, "wb")`` would leave: the replaced file's, or 0666 less the umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
+
 def atomic_write(path, write):
     """Call ``write(f)`` on a temporary file beside ``path``, then rename it over ``path``.
 
     Either the whole new file is there afterwards or the old one is untouched; no
-    temporary file is left behind, whatever ``write`` raises.  Returns ``path``.
+    temporary file is left behind, whatever ``write`` raises (and those of a killed
+    writer are removed here, see the module doc).  An ``OSError`` while writing (a full
+    disk) becomes one :class:`CheckpointWriteError`.  Returns ``path``.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    _remove_stale_temps(folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=_SUFFIX, dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
+            _lock(f)
+            if hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), _mode_for(path))      # mkstemp's 0600 -> what open() would give
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)                     # atomic on POSIX and Windows
-    except BaseException:                         # full disk, crash, Ctrl-C: the old file stays
+    except BaseException as e:                    # full disk, crash, Ctrl-C: the old file stays
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, CheckpointError):
+            kept = "the previous file is unchanged" if os.path.exists(path) else "nothing was written"
+            err = CheckpointWriteError(f"cannot write {path}: {e.strerror or e} (is the disk full?); {kept}")
+            err.errno = e.errno                   # (no strerror: str(err) stays the message)
+            raise err from None
         raise
     _fsync_dir(folder)                            # make the rename itself durable
     return path

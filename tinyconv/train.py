@@ -12,8 +12,11 @@
 * after every epoch an atomic checkpoint ``OUT/last.npz`` (and ``OUT/best.npz`` when
   the validation error improves) with the model, optimizer, scheduler, RNG and
   loader state, so ``resume=True`` continues exactly as if never stopped;
-* a NaN or infinite loss stops the run with :class:`TrainingDiverged` and keeps the
-  last good checkpoint; Ctrl-C leaves it intact and says where it is;
+* divergence (a NaN or infinite loss at any step, parameters or optimizer buffers that
+  are not all finite before a save, a non-finite validation metric) stops the run with
+  :class:`TrainingDiverged` before any file is written: ``last.npz`` and ``best.npz``
+  keep the last good epochs and the message says which epoch each holds (``tinyconv
+  train`` then exits with status 1); Ctrl-C leaves them intact and says where they are;
 * at the end ``OUT/curves.png`` (the learning curves), ``OUT/filters.png`` (the first
   layer's kernels, the paper's Figure 3) and the test-split accuracy.
 
@@ -25,7 +28,7 @@ Checkpoint metadata (``meta`` of :func:`tinyconv.checkpoint.load_checkpoint`), w
 ``tinyconv predict`` reads: ``arch`` ("alexnet"), ``variant``, ``num_classes``,
 ``in_channels``, ``classes`` (names by label), ``preprocess`` (``mode`` "L"/"RGB",
 ``resize``, ``crop``, ``mean``, ``std``), ``epoch`` (completed epochs), ``step``,
-``history``, ``config``, ``loader``, ``scheduler``, ``best_val_error``.
+``history``, ``config``, ``loader``, ``scheduler``, ``best_val_error``, ``best_epoch``.
 """
 import contextlib
 import dataclasses
@@ -106,14 +109,6 @@ def kaiming_init_(model):
 
 
 # --------------------------------------------------------------------------- data
-
-
-def _preprocess_for(model_shape, data_shape):
-    """How images become model input: (resize shorter side, crop size)."""
-    _, h, _ = model_shape
-    if data_shape is not None and tuple(data_shape[1:]) == (h, h):
-        return None, h                                    # in-memory images of the right size
-    return int(round(h * 256 / 224)), h                   # the paper's 256 -> 224/227 ratio
 
 
 def build_data(cfg, model_shape):
@@ -313,167 +308,248 @@ def _cpu_threads(n):
             threadpool_limits(limits=blas_before, user_api="blas")
 
 
-def _run(cfg, resumed, callback):
-    import tinyconv
-    import tinyconv.nn.functional as F
-    from tinyconv.models import alexnet
-    from tinyconv.models.alexnet import VARIANTS
-    from tinyconv.optim import SGD
-    from tinyconv.optim.lr_scheduler import ReduceLROnPlateau
+def _all_finite(arrays):
+    """Whether every element of every floating array is finite: one device-to-host
+    transfer (a bool) per array module, however many arrays there are."""
+    from .backend import array_module
+    checks = {}
+    for a in arrays:
+        if a.dtype.kind in "fc":
+            xp = array_module(a)
+            checks.setdefault(xp, []).append(xp.isfinite(a).all())
+    return all(bool(xp.stack(c).all()) for xp, c in checks.items())
 
-    out = cfg.out
-    last_path, best_path = os.path.join(out, "last.npz"), os.path.join(out, "best.npz")
-    if cfg.device != "cpu":
-        try:                                                  # fail now, not after loading the data
-            tinyconv.zeros(1).to(cfg.device)
-        except RuntimeError as e:
-            raise ValueError(f"train: cannot use device {cfg.device!r}: {e}") from None
-    tinyconv.manual_seed(cfg.seed)
-    if cfg.variant not in VARIANTS:
-        raise ValueError(f"train: unknown variant {cfg.variant!r}; expected one of {sorted(VARIANTS)}")
-    probe_channels = VARIANTS[cfg.variant][1]
-    probe = alexnet(variant=cfg.variant, in_channels=probe_channels, num_classes=2)
-    model_shape = probe.input_shape
-    del probe
-    train_set, val_set, test_set, classes, preprocess = build_data(cfg, model_shape)
-    if cfg.eval_limit:
-        val_set, test_set = _first(val_set, cfg.eval_limit), _first(test_set, cfg.eval_limit)
 
-    tinyconv.manual_seed(cfg.seed)                           # the model's init depends on the seed only
-    init = cfg.init or default_init(cfg.variant)
-    model = alexnet(num_classes=len(classes), variant=cfg.variant, in_channels=model_shape[0],
-                    init="default" if init == "kaiming" else (init or None))
-    if init == "kaiming":
-        kaiming_init_(model)
-    if cfg.dropout >= 0:
-        from .nn import Dropout
-        for m in model.modules():
-            if isinstance(m, Dropout):
-                m.p = float(cfg.dropout)
-    if cfg.device != "cpu":
-        model.to(cfg.device)
-    opt = SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    sched = ReduceLROnPlateau(opt, mode="min", factor=0.1, patience=cfg.patience)
-    loader = D.DataLoader(train_set, cfg.batch_size, shuffle=True, drop_last=True, seed=cfg.seed,
-                          num_workers=cfg.num_workers)
-    val_loader = D.DataLoader(val_set, 256, seed=0, num_workers=cfg.num_workers)
+class _Run:
+    """One run's model, optimizer, loaders and bookkeeping; :func:`_run` drives its three
+    steps per epoch: :meth:`train_epoch`, :meth:`evaluate_epoch`, :meth:`checkpoint`.
 
-    history = {k: [] for k in ("train_loss", "train_error", "val_loss", "val_top1_error",
-                               "val_top5_error", "lr", "epoch_time", "images_per_s")}
-    start_epoch, step, best = 0, 0, math.inf
-    if resumed is not None:
-        ckpt.check_model_state(model.state_dict(), resumed["model_state"], resumed["path"], resumed["meta"])
-        model.load_state_dict(resumed["model_state"])
-        opt.load_state_dict(resumed["optimizer_state"])
+    Divergence guard: the loss is checked at every step (the loop reads it to the host
+    anyway), the parameters and optimizer buffers before every save, and the
+    validation metrics before they can choose ``best.npz``; anything non-finite raises
+    :class:`TrainingDiverged` before a file is touched, so ``last.npz`` and
+    ``best.npz`` keep the last good epochs and the message says which ones they hold.
+    """
+
+    def __init__(self, cfg, callback):
+        import tinyconv
+        from tinyconv.models import alexnet
+        from tinyconv.models.alexnet import VARIANTS
+        from tinyconv.optim import SGD
+        from tinyconv.optim.lr_scheduler import ReduceLROnPlateau
+
+        self.cfg, self.callback = cfg, callback
+        self.last_path, self.best_path = os.path.join(cfg.out, "last.npz"), os.path.join(cfg.out, "best.npz")
+        if cfg.device != "cpu":
+            try:                                                  # fail now, not after loading the data
+                tinyconv.zeros(1).to(cfg.device)
+            except RuntimeError as e:
+                raise ValueError(f"train: cannot use device {cfg.device!r}: {e}") from None
+        tinyconv.manual_seed(cfg.seed)
+        if cfg.variant not in VARIANTS:
+            raise ValueError(f"train: unknown variant {cfg.variant!r}; expected one of {sorted(VARIANTS)}")
+        probe = alexnet(variant=cfg.variant, in_channels=VARIANTS[cfg.variant][1], num_classes=2)
+        self.model_shape = model_shape = probe.input_shape
+        del probe
+        train_set, val_set, test_set, self.classes, self.preprocess = build_data(cfg, model_shape)
+        if len(train_set) < cfg.batch_size:
+            raise ValueError(f"train: batch_size {cfg.batch_size} is larger than the training set "
+                             f"({len(train_set)} images), and an epoch takes whole batches only; use "
+                             f"--batch-size {len(train_set)} or less")
+        if cfg.eval_limit:
+            val_set, test_set = _first(val_set, cfg.eval_limit), _first(test_set, cfg.eval_limit)
+        self.train_set, self.val_set, self.test_set = train_set, val_set, test_set
+
+        tinyconv.manual_seed(cfg.seed)                           # the model's init depends on the seed only
+        init = cfg.init or default_init(cfg.variant)
+        self.model = model = alexnet(num_classes=len(self.classes), variant=cfg.variant,
+                                     in_channels=model_shape[0],
+                                     init="default" if init == "kaiming" else (init or None))
+        if init == "kaiming":
+            kaiming_init_(model)
+        if cfg.dropout >= 0:
+            from .nn import Dropout
+            for m in model.modules():
+                if isinstance(m, Dropout):
+                    m.p = float(cfg.dropout)
+        if cfg.device != "cpu":
+            model.to(cfg.device)
+        self.opt = SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.sched = ReduceLROnPlateau(self.opt, mode="min", factor=0.1, patience=cfg.patience)
+        self.loader = D.DataLoader(train_set, cfg.batch_size, shuffle=True, drop_last=True, seed=cfg.seed,
+                                   num_workers=cfg.num_workers)
+        self.val_loader = D.DataLoader(val_set, 256, seed=0, num_workers=cfg.num_workers)
+        self.history = {k: [] for k in ("train_loss", "train_error", "val_loss", "val_top1_error",
+                                        "val_top5_error", "lr", "epoch_time", "images_per_s")}
+        self.start_epoch, self.step, self.best, self.best_epoch = 0, 0, math.inf, None
+        self.saved = {self.last_path: None, self.best_path: None}     # path -> the epoch it holds
+
+    def resume(self, resumed):
+        import tinyconv
+        ckpt.check_model_state(self.model.state_dict(), resumed["model_state"], resumed["path"],
+                               resumed["meta"])
+        self.model.load_state_dict(resumed["model_state"])
+        self.opt.load_state_dict(resumed["optimizer_state"])
         meta = resumed["meta"]
-        sched.load_state_dict(meta["scheduler"])
-        loader.load_state_dict(meta["loader"])
+        self.sched.load_state_dict(meta["scheduler"])
+        self.loader.load_state_dict(meta["loader"])
         tinyconv.set_rng_state(resumed["rng_state"])
-        history = {k: list(v) for k, v in meta["history"].items()}
-        start_epoch, step, best = int(meta["epoch"]), int(meta["step"]), float(meta["best_val_error"])
-        _log(f"resumed from {resumed['path']} after epoch {start_epoch} (step {step})")
+        self.history = {k: list(v) for k, v in meta["history"].items()}
+        self.start_epoch, self.step = int(meta["epoch"]), int(meta["step"])
+        best = float(meta["best_val_error"])
+        self.best = best if math.isfinite(best) else math.inf
+        errors = self.history["val_top1_error"]
+        if self.best in errors:
+            self.best_epoch = meta.get("best_epoch") or errors.index(self.best) + 1
+        self.saved[self.last_path] = self.start_epoch
+        if os.path.exists(self.best_path):
+            self.saved[self.best_path] = self.best_epoch
+        _log(f"resumed from {resumed['path']} after epoch {self.start_epoch} (step {self.step})")
 
-    def save(path, epoch):
-        meta = {"arch": "alexnet", "variant": cfg.variant, "num_classes": len(classes),
-                "in_channels": model_shape[0], "input_shape": list(model_shape), "classes": list(classes),
-                "preprocess": preprocess, "epoch": epoch, "step": step, "history": history,
-                "config": dataclasses.asdict(cfg), "loader": loader.state_dict(),
-                "scheduler": sched.state_dict(), "best_val_error": best,
+    # -- what is kept ----------------------------------------------------------------
+    def kept(self):
+        """Which files hold which epochs (for the messages on divergence and Ctrl-C)."""
+        last, best = self.saved[self.last_path], self.saved[self.best_path]
+        if last is None:
+            return "no checkpoint was written yet"
+        msg = f"the last good checkpoint is {self.last_path} (epoch {last})"
+        return msg + (f", the best {self.best_path} (epoch {best})" if best is not None else "")
+
+    def diverged(self, what):
+        return TrainingDiverged(f"train: {what} (lr {self.opt.param_groups[0]['lr']:g}); stopping, no file "
+                                f"was overwritten. {self.kept()}. Try a smaller --lr.")
+
+    # -- the three steps of an epoch ---------------------------------------------------
+    def train_epoch(self, epoch):
+        """One epoch of SGD steps -> (mean loss, error, images seen, seconds)."""
+        import tinyconv
+        import tinyconv.nn.functional as F
+        cfg, model, opt, loader = self.cfg, self.model, self.opt, self.loader
+        model.train()
+        t0 = time.perf_counter()
+        seen = correct = 0
+        loss_sum = 0.0
+        steps_this_epoch = len(loader) - loader.batch
+        if cfg.max_steps_per_epoch:
+            steps_this_epoch = min(steps_this_epoch, cfg.max_steps_per_epoch)
+        bar = _progress(loader, steps_this_epoch, f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress)
+        for i, (images, labels) in enumerate(bar):
+            x = tinyconv.tensor(images, device=cfg.device)
+            y = tinyconv.tensor(labels, device=cfg.device)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            value = float(loss.item())                    # the loop's one host sync per step
+            if not math.isfinite(value):
+                raise self.diverged(f"the loss became {value} at epoch {epoch + 1}, step {self.step + 1}")
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            self.step += 1
+            n = len(labels)
+            pred = np.argmax(tinyconv.backend.to_device(logits.array, "cpu"), axis=1)
+            correct += int((pred == labels).sum())
+            seen += n
+            loss_sum += value * n
+            if bar is not loader:
+                rate = seen / max(time.perf_counter() - t0, 1e-9)
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.1%}",
+                                img_s=f"{rate:.0f}", refresh=False)
+            if self.callback is not None:
+                self.callback("step", {"epoch": epoch, "step": self.step, "loss": value})
+            if cfg.max_steps_per_epoch and i + 1 >= cfg.max_steps_per_epoch:
+                break
+        if hasattr(bar, "close") and bar is not loader:
+            bar.close()
+        loader.epoch, loader.batch = epoch + 1, 0           # an epoch cut short still counts as one
+        # the last step's update is in no loss yet: the parameters themselves must be finite
+        if not self.state_finite():
+            raise self.diverged(f"the parameters became non-finite in epoch {epoch + 1} (by step "
+                                f"{self.step}, the loss was still finite)")
+        return loss_sum / seen, 1 - correct / seen, seen, time.perf_counter() - t0
+
+    def state_finite(self):
+        """Every parameter, buffer and optimizer buffer finite (checked before every save)."""
+        arrays = [v.array for v in self.model.state_dict().values()]
+        arrays += [v.array if hasattr(v, "array") else v for s in self.opt.state.values()
+                   for v in s.values() if hasattr(v, "dtype")]
+        return _all_finite(arrays)
+
+    def evaluate_epoch(self, epoch, train_stats):
+        """Validation metrics appended to the history; non-finite ones are divergence."""
+        train_loss, train_error, seen, train_time = train_stats
+        val_loss, top1, top5 = evaluate(self.model, self.val_loader, self.cfg.device)
+        if not (math.isfinite(val_loss) and math.isfinite(top1)):
+            raise self.diverged(f"the validation loss became {val_loss} after epoch {epoch + 1}")
+        h = self.history
+        for key, value in (("train_loss", train_loss), ("train_error", train_error), ("val_loss", val_loss),
+                           ("val_top1_error", top1), ("val_top5_error", top5),
+                           ("lr", self.opt.param_groups[0]["lr"]), ("epoch_time", train_time),
+                           ("images_per_s", seen / train_time)):
+            h[key].append(value)
+        self.sched.step(top1)
+        return val_loss, top1, top5
+
+    def checkpoint(self, epoch, top1):
+        """``last.npz`` after every epoch, ``best.npz`` when the (finite) top-1 error improved."""
+        improved = top1 < self.best
+        if improved:
+            self.best, self.best_epoch = top1, epoch
+        self.save(self.last_path, epoch)
+        if improved:
+            self.save(self.best_path, epoch)
+
+    def save(self, path, epoch):
+        import tinyconv
+        cfg, opt = self.cfg, self.opt
+        meta = {"arch": "alexnet", "variant": cfg.variant, "num_classes": len(self.classes),
+                "in_channels": self.model_shape[0], "input_shape": list(self.model_shape),
+                "classes": list(self.classes), "preprocess": self.preprocess, "epoch": epoch,
+                "step": self.step, "history": self.history, "config": dataclasses.asdict(cfg),
+                "loader": self.loader.state_dict(), "scheduler": self.sched.state_dict(),
+                "best_val_error": self.best, "best_epoch": self.best_epoch,
                 "hyper": {"lr": opt.param_groups[0]["lr"], "momentum": cfg.momentum,
                           "weight_decay": cfg.weight_decay, "batch_size": cfg.batch_size}}
-        return ckpt.save_checkpoint(path, model.state_dict(), opt.state_dict(), meta,
-                                    tinyconv.get_rng_state())
+        ckpt.save_checkpoint(path, self.model.state_dict(), opt.state_dict(), meta, tinyconv.get_rng_state())
+        self.saved[path] = epoch
 
-    def where_last():
-        return (f"the last good checkpoint is {last_path} (epoch {history_epochs()})"
-                if os.path.exists(last_path) else "no checkpoint was written yet")
 
-    def history_epochs():
-        return len(history["train_loss"])
-
-    n_params = sum(p.numel() for p in model.parameters())
+def _run(cfg, resumed, callback):
+    import tinyconv
+    run = _Run(cfg, callback)
+    if resumed is not None:
+        run.resume(resumed)
+    n_params = sum(p.numel() for p in run.model.parameters())
     _log(f"training AlexNet {cfg.variant!r} ({n_params:,} parameters) on {cfg.data!r}: "
-         f"{len(train_set)} train / {len(val_set)} val / {len(test_set)} test images, "
-         f"{len(classes)} classes, device {cfg.device}, kernels {tinyconv.kernel_mode()}")
+         f"{len(run.train_set)} train / {len(run.val_set)} val / {len(run.test_set)} test images, "
+         f"{len(run.classes)} classes, device {cfg.device}, kernels {tinyconv.kernel_mode()}")
     t_run = time.perf_counter()
+    history = run.history
     try:
-        for epoch in range(start_epoch, cfg.epochs):
-            model.train()
-            t0 = time.perf_counter()
-            seen = correct = 0
-            loss_sum = 0.0
-            steps_this_epoch = len(loader) - loader.batch
-            if cfg.max_steps_per_epoch:
-                steps_this_epoch = min(steps_this_epoch, cfg.max_steps_per_epoch)
-            bar = _progress(loader, steps_this_epoch, f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress)
-            for i, (images, labels) in enumerate(bar):
-                x = tinyconv.tensor(images, device=cfg.device)
-                y = tinyconv.tensor(labels, device=cfg.device)
-                logits = model(x)
-                loss = F.cross_entropy(logits, y)
-                value = float(loss.item())
-                if not math.isfinite(value):
-                    raise TrainingDiverged(
-                        f"train: the loss became {value} at epoch {epoch + 1}, step {step + 1} "
-                        f"(lr {opt.param_groups[0]['lr']:g}); stopping. {where_last()}. Try a smaller "
-                        "--lr.")
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                step += 1
-                n = len(labels)
-                pred = np.argmax(tinyconv.backend.to_device(logits.array, "cpu"), axis=1)
-                correct += int((pred == labels).sum())
-                seen += n
-                loss_sum += value * n
-                if bar is not loader:
-                    rate = seen / max(time.perf_counter() - t0, 1e-9)
-                    bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.1%}",
-                                    img_s=f"{rate:.0f}", refresh=False)
-                if callback is not None:
-                    callback("step", {"epoch": epoch, "step": step, "loss": value})
-                if cfg.max_steps_per_epoch and i + 1 >= cfg.max_steps_per_epoch:
-                    break
-            if hasattr(bar, "close") and bar is not loader:
-                bar.close()
-            loader.epoch, loader.batch = epoch + 1, 0           # an epoch cut short still counts as one
-            train_time = time.perf_counter() - t0
-            val_loss, top1, top5 = evaluate(model, val_loader, cfg.device)
-            history["train_loss"].append(loss_sum / seen)
-            history["train_error"].append(1 - correct / seen)
-            history["val_loss"].append(val_loss)
-            history["val_top1_error"].append(top1)
-            history["val_top5_error"].append(top5)
-            history["lr"].append(opt.param_groups[0]["lr"])
-            history["epoch_time"].append(train_time)
-            history["images_per_s"].append(seen / train_time)
-            sched.step(top1)
-            improved = top1 < best
-            best = min(best, top1)
-            save(last_path, epoch + 1)
-            if improved:
-                save(best_path, epoch + 1)
-            new_lr = opt.param_groups[0]["lr"]
-            _log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {loss_sum / seen:.4f} "
-                 f"err {1 - correct / seen:.2%} | val loss {val_loss:.4f} top-1 err {top1:.2%} "
-                 f"top-5 err {top5:.2%} | lr {history['lr'][-1]:g} | {train_time:.1f} s, "
-                 f"{seen / train_time:.0f} img/s"
-                 + (f" | lr -> {new_lr:g}" if new_lr != history["lr"][-1] else ""))
+        for epoch in range(run.start_epoch, cfg.epochs):
+            stats = run.train_epoch(epoch)
+            val_loss, top1, top5 = run.evaluate_epoch(epoch, stats)
+            run.checkpoint(epoch + 1, top1)
+            train_loss, train_error, seen, train_time = stats
+            lr, new_lr = history["lr"][-1], run.opt.param_groups[0]["lr"]
+            _log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.4f} err {train_error:.2%} | "
+                 f"val loss {val_loss:.4f} top-1 err {top1:.2%} top-5 err {top5:.2%} | lr {lr:g} | "
+                 f"{train_time:.1f} s, {seen / train_time:.0f} img/s"
+                 + (f" | lr -> {new_lr:g}" if new_lr != lr else ""))
             if callback is not None:
-                callback("epoch", {"epoch": epoch + 1, "step": step})
+                callback("epoch", {"epoch": epoch + 1, "step": run.step})
     except KeyboardInterrupt:
-        _log(f"\ninterrupted: {where_last()}; continue with --resume --out {out}")
+        _log(f"\ninterrupted: {run.kept()}; continue with --resume --out {cfg.out}")
         raise
 
-    result = {"history": history, "checkpoint": last_path, "best_checkpoint": best_path,
-              "wall_time": time.perf_counter() - t_run, "classes": list(classes)}
-    test_loader = D.DataLoader(test_set, 256, seed=0, num_workers=cfg.num_workers)
-    test_loss, t1, t5 = evaluate(model, test_loader, cfg.device)
+    result = {"history": history, "checkpoint": run.last_path, "best_checkpoint": run.best_path,
+              "wall_time": time.perf_counter() - t_run, "classes": list(run.classes)}
+    test_loader = D.DataLoader(run.test_set, 256, seed=0, num_workers=cfg.num_workers)
+    test_loss, t1, t5 = evaluate(run.model, test_loader, cfg.device)
     result.update(test_loss=test_loss, test_top1_error=t1, test_top5_error=t5, test_accuracy=1 - t1)
     if cfg.plots:
-        result.update(_plots(model, history, out, cfg))
+        result.update(_plots(run.model, history, cfg.out, cfg))
     _log(f"test accuracy {1 - t1:.2%} (top-1 error {t1:.2%}, top-5 error {t5:.2%}) on "
-         f"{len(test_set)} test images; checkpoint {last_path}")
+         f"{len(run.test_set)} test images; checkpoint {run.last_path}")
     return result
 
 

@@ -17,7 +17,9 @@ seeded by ``(seed, e)``, and each sample's random transforms draw from a generat
 seeded by ``(seed, e, index)`` (installed with :func:`transforms.rng_scope`), so a
 run repeats exactly under one seed whatever the number of threads.  The loader's
 whole state is ``{"seed", "epoch", "batch"}`` (:meth:`state_dict`), so a checkpoint
-can resume it at the very batch where it stopped (:meth:`load_state_dict`).  With
+can resume it at the very batch where it stopped (:meth:`load_state_dict`).  Every
+new iterator starts a new epoch, whole (peeking one batch with ``next(iter(loader))``
+does not shorten the next epoch), unless a position was loaded or assigned since.  With
 ``seed=None`` the seed is drawn from tinyconv's global generator, so
 ``tinyconv.manual_seed`` makes the loader reproducible too.
 
@@ -86,13 +88,23 @@ class DataLoader:
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, seed=None,
                  num_workers=0, prefetch=2):
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
-        if num_workers < 0 or prefetch < 1:
-            raise ValueError(f"DataLoader: need num_workers >= 0 and prefetch >= 1, got "
-                             f"{num_workers} and {prefetch}")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
+            raise ValueError(f"batch_size should be a positive integer value, but got "
+                             f"batch_size={batch_size}")
+        for name, flag in (("shuffle", shuffle), ("drop_last", drop_last)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise ValueError(f"{name} should be a boolean value, but got {name}={flag!r}")
+        if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 0:
+            raise ValueError("num_workers option should be non-negative; use num_workers=0 to disable "
+                             "multiprocessing.")
+        if not isinstance(prefetch, int) or isinstance(prefetch, bool) or prefetch < 1:
+            raise ValueError(f"DataLoader: prefetch should be a positive int, got {prefetch!r}")
         if len(dataset) == 0:
             raise ValueError("DataLoader: the dataset is empty")
+        if drop_last and len(dataset) < batch_size:
+            raise ValueError(f"DataLoader: the dataset holds {len(dataset)} samples, fewer than one batch "
+                             f"of {batch_size}, and drop_last=True serves whole batches only: no batch "
+                             "at all; use a smaller batch_size, or drop_last=False for one smaller batch")
         self.dataset = dataset
         self.batch_size = batch_size
         self.shuffle = bool(shuffle)
@@ -103,8 +115,31 @@ class DataLoader:
             from .. import random as _random
             seed = int(_random.generator().integers(2**31))
         self.seed = int(seed)
-        self.epoch = 0          # the epoch the next iteration runs
-        self.batch = 0          # the batch of that epoch it starts at (non-zero after a mid-epoch resume)
+        self._epoch = 0         # the epoch the next iteration runs (see `epoch`)
+        self._batch = 0         # the batch of that epoch it starts at (non-zero after a mid-epoch resume)
+        self._open = None       # the iterator now serving epoch `_epoch`, if one has started it
+
+    # -- position ----------------------------------------------------------------
+    # ``epoch`` and ``batch`` say where the loader stands: while an iteration runs, the
+    # epoch it serves and how many of its batches it has handed out; after one ends, the
+    # next epoch and 0.  A new iterator starts a new epoch (so a peek with
+    # ``next(iter(loader))`` costs the next epoch nothing) unless the position was set
+    # since (``load_state_dict``, or assigning ``epoch``/``batch``), which resumes exactly there.
+    @property
+    def epoch(self):
+        return self._epoch
+
+    @epoch.setter
+    def epoch(self, value):
+        self._epoch, self._open = int(value), None
+
+    @property
+    def batch(self):
+        return self._batch
+
+    @batch.setter
+    def batch(self, value):
+        self._batch, self._open = int(value), None
 
     def __len__(self):
         return len(BatchSampler(range(len(self.dataset)), self.batch_size, self.drop_last))
@@ -114,6 +149,7 @@ class DataLoader:
         return {"seed": self.seed, "epoch": self.epoch, "batch": self.batch}
 
     def load_state_dict(self, state):
+        """Resume at ``state``: the next iterator starts at its epoch and batch."""
         self.seed, self.epoch, self.batch = int(state["seed"]), int(state["epoch"]), int(state["batch"])
 
     # -- order -----------------------------------------------------------------
@@ -142,12 +178,24 @@ class DataLoader:
 
     # -- iteration ---------------------------------------------------------------
     def __iter__(self):
-        epoch, start = self.epoch, self.batch
+        if self._open is not None:                  # an earlier iterator began this epoch
+            self._epoch, self._batch = self._epoch + 1, 0
+        token = self._open = object()
+        return self._serve(self._epoch, self._batch, token)
+
+    def _advance(self, token, epoch, batch):
+        """Record the position, unless a newer iterator (or an assignment) took over."""
+        if self._open is token:
+            self._epoch, self._batch = epoch, batch
+            if batch == 0:
+                self._open = None
+
+    def _serve(self, epoch, start, token):
         batches = self._batches(epoch)
         if self.num_workers == 0:
             for b in range(start, len(batches)):
                 out = self._make_batch(epoch, batches[b])
-                self.batch = b + 1
+                self._advance(token, epoch, b + 1)
                 yield out
         else:
             with concurrent.futures.ThreadPoolExecutor(self.num_workers,
@@ -160,12 +208,12 @@ class DataLoader:
                             pending.append(pool.submit(self._make_batch, epoch, batches[nxt]))
                             nxt += 1
                         out = pending.popleft().result()     # in order, whichever thread made it
-                        self.batch = b + 1
+                        self._advance(token, epoch, b + 1)
                         yield out
                 finally:
                     for f in pending:
                         f.cancel()
-        self.epoch, self.batch = epoch + 1, 0
+        self._advance(token, epoch + 1, 0)
 
     def __repr__(self):
         return (f"DataLoader({self.dataset!r}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
