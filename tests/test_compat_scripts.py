@@ -69,7 +69,7 @@ def run_script(name, torch_too=False):
     script = str(COMPAT / f"{name}.py")
     cmd = [sys.executable, script, *args] if torch_too else \
         [sys.executable, "-m", "tinyconv.as_torch", script, *args]
-    env = dict(os.environ, TINYCONV_KERNELS="reference", PYTHONHASHSEED="0")
+    env = dict(os.environ, TINYCONV_KERNELS="reference", PYTHONHASHSEED="0", OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=COMPAT)
     who = "PyTorch" if torch_too else "tinyconv"
     assert proc.returncode == 0, f"{name}.py on {who} stopped:\n{proc.stderr[-3000:]}"
@@ -125,7 +125,7 @@ def test_script_runs_unchanged(name):
         got, want = numbers(out), numbers(ref)
         assert len(got) == len(want), f"{name}: {len(got)} numbers printed, PyTorch printed {len(want)}"
         bad = [(i, g, w) for i, (g, w) in enumerate(zip(got, want)) if not same_number(g, w)]
-        assert not bad, f"{name}: printed numbers differ from PyTorch's (index, tinyconv, PyTorch): {bad[:10]}"
+        assert not bad, f"{name}: numbers differ from PyTorch's (index, tinyconv, PyTorch): {bad[:10]}"
     else:
         check_training(name, ref, "PyTorch")
 

@@ -62,7 +62,7 @@ def evaluate_accuracy(net, data_iter):
 
 
 def init_weights(m):
-    if type(m) == nn.Linear or type(m) == nn.Conv2d:
+    if type(m) in (nn.Linear, nn.Conv2d):
         nn.init.xavier_uniform_(m.weight)
 
 
@@ -76,7 +76,7 @@ def train(net, train_iter, test_iter, num_epochs, lr, device):
     for epoch in range(num_epochs):
         net.train()
         metric = [0.0, 0.0, 0]                  # sum of loss, correct, examples
-        for i, (X, y) in enumerate(train_iter):
+        for X, y in train_iter:
             optimizer.zero_grad()
             X, y = X.to(device), y.to(device)
             y_hat = net(X)
