@@ -13,6 +13,7 @@ Where things live (see README's code map):
   utils/data/        Dataset, DataLoader (worker processes), samplers, collate  (torch.utils.data)
   data/              images: ImageFolder, transforms, bundled digits            (torchvision's names)
   serialization.py   save / load (tinyconv, safetensors and PyTorch .pth files; never pickle)
+  as_torch.py        python -m tinyconv.as_torch script.py: a PyTorch script, its imports aliased
 """
 import numpy as np
 
