@@ -320,13 +320,15 @@ class _ElementwiseFn(Function):
         raise NotImplementedError
 
     def forward(self, x):
-        y = self.f(x)
+        with np.errstate(invalid="ignore", over="ignore"):      # +-inf in: NaN or inf out, quietly
+            y = self.f(x)
         self.save_for_backward(x, y)
         return y
 
     def backward(self, gy):
         x, y = self.saved_tensors
-        return (gy * self.df(x, y).astype(gy.dtype, copy=False),)
+        with np.errstate(invalid="ignore", over="ignore"):
+            return (gy * self.df(x, y).astype(gy.dtype, copy=False),)
 
 
 class GELUFn(_ElementwiseFn):

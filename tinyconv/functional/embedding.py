@@ -38,7 +38,7 @@ class EmbeddingFn(Function):
     def backward(self, gy):
         xp = array_module(gy)
         idx = self.index.reshape(-1)
-        g = gy.reshape(idx.size, -1)
+        g = gy.reshape(idx.size, gy.shape[-1])
         if self.scale:
             counts = xp.bincount(idx, minlength=self.num)
             g = g / counts[idx][:, None].astype(g.dtype)

@@ -691,7 +691,8 @@ class SmoothL1LossFn(_PointwiseLossFn):
         d = xp.abs(x - t)
         if self.beta == 0:
             return d
-        return xp.where(d < self.beta, 0.5 * d * d / self.beta, d - 0.5 * self.beta).astype(x.dtype, copy=False)
+        return xp.where(d < self.beta, 0.5 * d * d / self.beta, d - 0.5 * self.beta).astype(
+            x.dtype, copy=False)
 
     def df(self, x, t):
         xp = array_module(x)
@@ -726,7 +727,7 @@ class KLDivLossFn(_PointwiseLossFn):
     """Pointwise KL divergence of log-probabilities x against target t:
 
         log_target=False:  f = t (log t - x)  (0 where t = 0),   df/dx = -t,
-                           df/dt = log t - x + 1  (taken as 0 where t = 0)
+                           df/dt = log t - x + 1  (NaN where t = 0, as PyTorch: it is unbounded)
         log_target=True:   f = exp(t) (t - x),   df/dx = -exp(t),   df/dt = exp(t) (t - x + 1)
     """
 
@@ -747,7 +748,7 @@ class KLDivLossFn(_PointwiseLossFn):
             e = xp.exp(t)
             return -e, e * (t - x + 1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            dt = xp.where(t > 0, xp.log(xp.where(t > 0, t, 1)) - x + 1, 0).astype(x.dtype, copy=False)
+            dt = xp.where(t > 0, xp.log(xp.where(t > 0, t, 1)) - x + 1, np.nan).astype(x.dtype, copy=False)
         return -t, dt
 
 
