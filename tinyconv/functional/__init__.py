@@ -15,5 +15,6 @@ from .activation import (dropout, dropout2d, elu, gelu, hardtanh, leaky_relu, re
                          sigmoid, silu, softplus, tanh)
 from .embedding import embedding  # noqa: F401
 from .lrn import local_response_norm  # noqa: F401
-from .conv import conv2d  # noqa: F401
-from .pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d  # noqa: F401
+from .conv import conv1d, conv2d  # noqa: F401
+from .pooling import (adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool1d, avg_pool2d,  # noqa: F401
+                      max_pool1d, max_pool2d)

@@ -12,7 +12,8 @@ from .layers import (AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, BCE
                      BCEWithLogitsLoss, Conv2d, CrossEntropyLoss, Dropout, Dropout2d, Flatten, Identity,
                      L1Loss, LeakyReLU, Linear, LocalResponseNorm, LogSoftmax, MaxPool2d, MSELoss,
                      NLLLoss, ReLU, Sigmoid, Softmax, Tanh)
-from .layers import (ELU, GELU, Embedding, GroupNorm, Hardtanh, HuberLoss, KLDivLoss,  # noqa: F401
-                     LayerNorm, ReLU6, SiLU, SmoothL1Loss, Softplus, Unflatten)
+from .layers import (ELU, GELU, AdaptiveMaxPool2d, AvgPool1d, Conv1d, Embedding, GroupNorm,  # noqa: F401
+                     Hardtanh, HuberLoss, KLDivLoss, LayerNorm, MaxPool1d, ReLU6, SiLU, SmoothL1Loss,
+                     Softmax2d, Softplus, Unflatten)
 from .module import (IncompatibleKeys, Module, ModuleDict, ModuleList, Parameter,  # noqa: F401
                      ParameterDict, ParameterList, RemovableHandle, Sequential)

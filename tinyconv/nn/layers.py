@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import backend
 from .. import functional as F
-from ..functional._checks import check_tensor, pair
+from ..functional._checks import check_tensor, pair, single
 from ..functional.conv import _conv_padding
 from ..functional.loss import _legacy_reduction
 from . import init
@@ -824,3 +824,108 @@ class KLDivLoss(_Loss):
 
     def forward(self, input, target):
         return F.kl_div(input, target, reduction=self.reduction, log_target=self.log_target)
+
+
+# --------------------------------------------------------------------------- 1-d layers, adaptive max pool
+
+
+def _single(v, op, name, minimum=0):
+    return (single(v, op, name, minimum),)
+
+
+class Conv1d(Module):
+    """1-d convolution over an (N, C_in, L) input: ``F.conv1d`` (conv2d with a (1, k) kernel).
+
+    weight (out_channels, in_channels // groups, k), bias (out_channels,); arguments,
+    default init and ``repr`` as PyTorch's Conv1d.  Only ``padding_mode="zeros"``.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None):
+        super().__init__()
+        op = "Conv1d"
+        self.in_channels = _positive_int(in_channels, op, "in_channels")
+        self.out_channels = _positive_int(out_channels, op, "out_channels")
+        self.groups = _positive_int(groups, op, "groups")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{op}: in_channels ({in_channels}) and out_channels ({out_channels}) "
+                             f"must both be divisible by groups ({groups})")
+        self.kernel_size = _single(kernel_size, op, "kernel_size", 1)
+        self.stride = _single(stride, op, "stride", 1)
+        self.dilation = _single(dilation, op, "dilation", 1)
+        if isinstance(padding, str):
+            _conv_padding(padding, (1,) + self.stride, (1,) + self.dilation, (1,) + self.kernel_size, op)
+            self.padding = padding
+        else:
+            self.padding = _single(padding, op, "padding")
+        if padding_mode != "zeros":
+            raise ValueError(f"{op}: only padding_mode='zeros' is supported, got {padding_mode!r}")
+        self.padding_mode = padding_mode
+        self.weight = _empty_param((out_channels, in_channels // groups, *self.kernel_size), dtype)
+        if bias:
+            self.bias = _empty_param((out_channels,), dtype)
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+        _place(self, device)
+
+    reset_parameters = Conv2d.reset_parameters
+
+    def forward(self, input):
+        return F.conv1d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def extra_repr(self):
+        s = Conv2d.extra_repr(self)
+        return s.replace(", padding=(0,)", "").replace(", dilation=(1,)", "")
+
+
+class MaxPool1d(MaxPool2d):
+    """1-d max pooling: ``F.max_pool1d``."""
+
+    def forward(self, input):
+        return F.max_pool1d(input, self.kernel_size, self.stride, self.padding, self.dilation,
+                            self.ceil_mode, self.return_indices)
+
+
+class AvgPool1d(Module):
+    """1-d average pooling: ``F.avg_pool1d``."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+        super().__init__()
+        op = "AvgPool1d"
+        self.kernel_size = _single(kernel_size, op, "kernel_size", 1)
+        self.stride = self.kernel_size if stride is None else _single(stride, op, "stride", 1)
+        self.padding = _single(padding, op, "padding")
+        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
+
+    def forward(self, input):
+        return F.avg_pool1d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                            self.count_include_pad)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AdaptiveMaxPool2d(Module):
+    """Max pooling to a fixed ``output_size``: ``F.adaptive_max_pool2d``."""
+
+    def __init__(self, output_size, return_indices=False):
+        super().__init__()
+        self.output_size, self.return_indices = output_size, return_indices
+
+    def forward(self, input):
+        return F.adaptive_max_pool2d(input, self.output_size, self.return_indices)
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"
+
+
+class Softmax2d(Module):
+    """Softmax over the channels of a (N, C, H, W) or (C, H, W) input (dim -3)."""
+
+    def forward(self, input):
+        check_tensor(input, "Softmax2d")
+        if input.ndim not in (3, 4):
+            raise ValueError(f"Softmax2d: expected input to be 3-d or 4-d (C, H, W or N, C, H, W), "
+                             f"got shape {input.shape}")
+        return F.softmax(input, -3)
