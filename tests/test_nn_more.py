@@ -597,3 +597,80 @@ def test_init_values(torch):
         nn.init.uniform_(tc.zeros(2), generator=3)
     with pytest.raises(ValueError, match="eye_: only tensors with 2 dimensions"):
         nn.init.eye_(tc.zeros(2, 2, 2))
+
+
+# --------------------------------------------------------------------------- 1-d layers, adaptive max pool
+
+
+@pytest.mark.parametrize("kw,cin", [({}, 4), ({"stride": 2, "padding": 1, "dilation": 2, "groups": 2}, 4),
+                                    ({"padding": "same"}, 2), ({"padding": "valid", "stride": (3,)}, 2)])
+def test_conv1d_matches_torch(kernel_mode, torch, rng, kw, cin):
+    groups = kw.get("groups", 1)
+    x, w, b = rng.standard_normal((2, cin, 9)), rng.standard_normal((6, cin // groups, 3)), rng.standard_normal(6)
+    run_both(torch, F.conv1d, torch.nn.functional.conv1d, [x, w, b], **kw)
+    run_both(torch, F.conv1d, torch.nn.functional.conv1d, [x[0], w, b], **kw)          # unbatched (C, L)
+    assert tc.gradcheck(lambda *t: F.conv1d(*t, **kw), [leaf(x[:1, :, :6]), leaf(w), leaf(b)])
+
+
+@pytest.mark.parametrize("kw", [{"kernel_size": 2}, {"kernel_size": 3, "stride": 2, "padding": 1},
+                                {"kernel_size": 2, "stride": 1, "dilation": 2, "ceil_mode": True}])
+def test_max_pool1d_matches_torch(kernel_mode, torch, rng, kw):
+    x = rng.standard_normal((2, 3, 9))
+    run_both(torch, F.max_pool1d, torch.nn.functional.max_pool1d, [x], **kw)
+    io = F.max_pool1d(tc.tensor(x), return_indices=True, **kw)[1]
+    it = torch.nn.functional.max_pool1d(torch.tensor(x), return_indices=True, **kw)[1]
+    assert np.array_equal(io.array, it.numpy())
+    assert tc.gradcheck(lambda t: F.max_pool1d(t, **kw), [leaf(x[:1])])
+
+
+@pytest.mark.parametrize("kw", [{"kernel_size": 2}, {"kernel_size": 3, "stride": 2, "padding": 1},
+                                {"kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False,
+                                 "ceil_mode": True}])
+def test_avg_pool1d_matches_torch(kernel_mode, torch, rng, kw):
+    x = rng.standard_normal((2, 3, 10))
+    run_both(torch, F.avg_pool1d, torch.nn.functional.avg_pool1d, [x], **kw)
+    run_both(torch, F.avg_pool1d, torch.nn.functional.avg_pool1d, [x[0]], **kw)
+    assert tc.gradcheck(lambda t: F.avg_pool1d(t, **kw), [leaf(x[:1])])
+
+
+@pytest.mark.parametrize("out", [(3, 2), (2, 4), (7, 5), (10, 6), 1, (None, 2)])
+def test_adaptive_max_pool2d_matches_torch(torch, rng, out):
+    x = rng.standard_normal((2, 3, 7, 5))
+    run_both(torch, F.adaptive_max_pool2d, torch.nn.functional.adaptive_max_pool2d, [x], output_size=out)
+    run_both(torch, F.adaptive_max_pool2d, torch.nn.functional.adaptive_max_pool2d, [x[0]], output_size=out)
+    io = F.adaptive_max_pool2d(tc.tensor(x), out, return_indices=True)[1]
+    it = torch.nn.functional.adaptive_max_pool2d(torch.tensor(x), out, return_indices=True)[1]
+    assert np.array_equal(io.array, it.numpy())
+    assert tc.gradcheck(lambda t: F.adaptive_max_pool2d(t, out), [leaf(x[:1, :2])])
+
+
+def test_one_dim_and_adaptive_modules_like_torch(torch, rng):
+    specs = [("Conv1d", (1, 2, 3), {}), ("Conv1d", (2, 4, 3), dict(stride=2, padding=1, dilation=2, groups=2,
+                                                                    bias=False)),
+             ("Conv1d", (1, 2, 3), {"padding": "same"}), ("MaxPool1d", (2,), {}),
+             ("MaxPool1d", (3, 1, 1, 2, True), {}), ("AvgPool1d", (2,), {}),
+             ("AvgPool1d", (3, 1, 1, True, False), {}), ("AdaptiveMaxPool2d", ((2, 3),), {}),
+             ("AdaptiveMaxPool2d", ((None, 3),), {}), ("Softmax2d", (), {})]
+    for name, a, k in specs:
+        ours, theirs = getattr(nn, name)(*a, **k), getattr(torch.nn, name)(*a, **k)
+        assert repr(ours) == repr(theirs)
+        assert {n: p.shape for n, p in ours.state_dict().items()} == \
+            {n: tuple(p.shape) for n, p in theirs.state_dict().items()}
+        ours.load_state_dict({n: p.numpy() for n, p in theirs.state_dict().items()})
+        cin = ours.in_channels if name == "Conv1d" else 2
+        x = rng.standard_normal((2, cin, 8) if "1d" in name else (2, cin, 6, 5)).astype(np.float32)
+        close(ours(tc.tensor(x)), theirs(torch.tensor(x)), np.float32)
+
+
+def test_one_dim_bad_input(rng):
+    x = leaf(rng.standard_normal((2, 3, 8)))
+    with pytest.raises(ValueError, match=r"conv1d: expected input to be 2-d or 3-d"):
+        F.conv1d(leaf(np.ones((1, 1, 1, 3))), leaf(np.ones((1, 1, 1))))
+    with pytest.raises(ValueError, match=r"conv1d: expected weight to be 3-d"):
+        F.conv1d(x, leaf(np.ones((1, 3, 1, 1))))
+    with pytest.raises(TypeError, match=r"max_pool1d: kernel_size must be an int or a 1-tuple"):
+        F.max_pool1d(x, (2, 2))
+    with pytest.raises(ValueError, match=r"adaptive_max_pool2d: expected input to be 4-d"):
+        F.adaptive_max_pool2d(x[0, 0], 2)
+    with pytest.raises(ValueError, match=r"Softmax2d: expected input to be 3-d or 4-d"):
+        nn.Softmax2d()(x[0])
