@@ -606,7 +606,8 @@ def test_init_values(torch):
                                     ({"padding": "same"}, 2), ({"padding": "valid", "stride": (3,)}, 2)])
 def test_conv1d_matches_torch(kernel_mode, torch, rng, kw, cin):
     groups = kw.get("groups", 1)
-    x, w, b = rng.standard_normal((2, cin, 9)), rng.standard_normal((6, cin // groups, 3)), rng.standard_normal(6)
+    x, w = rng.standard_normal((2, cin, 9)), rng.standard_normal((6, cin // groups, 3))
+    b = rng.standard_normal(6)
     run_both(torch, F.conv1d, torch.nn.functional.conv1d, [x, w, b], **kw)
     run_both(torch, F.conv1d, torch.nn.functional.conv1d, [x[0], w, b], **kw)          # unbatched (C, L)
     assert tc.gradcheck(lambda *t: F.conv1d(*t, **kw), [leaf(x[:1, :, :6]), leaf(w), leaf(b)])
@@ -674,3 +675,33 @@ def test_one_dim_bad_input(rng):
         F.adaptive_max_pool2d(x[0, 0], 2)
     with pytest.raises(ValueError, match=r"Softmax2d: expected input to be 3-d or 4-d"):
         nn.Softmax2d()(x[0])
+
+
+# --------------------------------------------------------------------------- interpolate (nearest), Upsample
+
+INTERP = [((2, 3, 4, 5), {"scale_factor": 2}), ((2, 3, 4, 5), {"size": (7, 3)}),
+          ((2, 3, 5), {"scale_factor": 1.7}),
+          ((1, 2, 5, 4), {"scale_factor": (0.6, 2.5)}),
+          ((1, 2, 5, 4), {"scale_factor": 1.5, "recompute_scale_factor": True}), ((2, 3, 6), {"size": 4})]
+
+
+@pytest.mark.parametrize("shape,kw", INTERP)
+def test_interpolate_nearest_matches_torch(torch, rng, shape, kw):
+    x = rng.standard_normal(shape)
+    run_both(torch, F.interpolate, torch.nn.functional.interpolate, [x], **kw)
+    assert tc.gradcheck(lambda t: F.interpolate(t, **kw), [leaf(x[:1, :1])])
+
+
+def test_upsample_module_and_bad_input(torch, rng):
+    for kw in [{"scale_factor": 2}, {"size": (4, 5)}, {"scale_factor": (2, 3)}]:
+        ours, theirs = nn.Upsample(**kw), torch.nn.Upsample(**kw)
+        assert repr(ours) == repr(theirs)
+        x = rng.standard_normal((1, 2, 3, 2)).astype(np.float32)
+        close(ours(tc.tensor(x)), theirs(torch.tensor(x)), np.float32)
+    x = leaf(np.ones((1, 1, 2, 2)))
+    with pytest.raises(NotImplementedError, match="interpolate: only mode='nearest' is supported"):
+        F.interpolate(x, scale_factor=2, mode="bilinear")
+    with pytest.raises(ValueError, match="interpolate: exactly one of size or scale_factor"):
+        F.interpolate(x)
+    with pytest.raises(ValueError, match="interpolate: size must be a number or a sequence of 2"):
+        F.interpolate(x, size=(1, 2, 3))

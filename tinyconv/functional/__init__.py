@@ -14,6 +14,7 @@ from .normalization import batch_norm, group_norm, layer_norm  # noqa: F401
 from .activation import (dropout, dropout2d, elu, gelu, hardtanh, leaky_relu, relu, relu6,  # noqa: F401
                          sigmoid, silu, softplus, tanh)
 from .embedding import embedding  # noqa: F401
+from .upsample import interpolate  # noqa: F401
 from .lrn import local_response_norm  # noqa: F401
 from .conv import conv1d, conv2d  # noqa: F401
 from .pooling import (adaptive_avg_pool2d, adaptive_max_pool2d, avg_pool1d, avg_pool2d,  # noqa: F401

@@ -14,6 +14,6 @@ from .layers import (AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, BCE
                      NLLLoss, ReLU, Sigmoid, Softmax, Tanh)
 from .layers import (ELU, GELU, AdaptiveMaxPool2d, AvgPool1d, Conv1d, Embedding, GroupNorm,  # noqa: F401
                      Hardtanh, HuberLoss, KLDivLoss, LayerNorm, MaxPool1d, ReLU6, SiLU, SmoothL1Loss,
-                     Softmax2d, Softplus, Unflatten)
+                     Softmax2d, Softplus, Unflatten, Upsample)
 from .module import (IncompatibleKeys, Module, ModuleDict, ModuleList, Parameter,  # noqa: F401
                      ParameterDict, ParameterList, RemovableHandle, Sequential)

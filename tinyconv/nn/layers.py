@@ -929,3 +929,27 @@ class Softmax2d(Module):
             raise ValueError(f"Softmax2d: expected input to be 3-d or 4-d (C, H, W or N, C, H, W), "
                              f"got shape {input.shape}")
         return F.softmax(input, -3)
+
+
+class Upsample(Module):
+    """Nearest-neighbour upsampling to ``size`` or by ``scale_factor``: ``F.interpolate``."""
+
+    def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                 recompute_scale_factor=None):
+        super().__init__()
+        self.size = size
+        if isinstance(scale_factor, tuple):
+            self.scale_factor = tuple(float(f) for f in scale_factor)
+        else:
+            self.scale_factor = float(scale_factor) if scale_factor else None
+        self.mode, self.align_corners = mode, align_corners
+        self.recompute_scale_factor = recompute_scale_factor
+
+    def forward(self, input):
+        return F.interpolate(input, self.size, self.scale_factor, self.mode, self.align_corners,
+                             recompute_scale_factor=self.recompute_scale_factor)
+
+    def extra_repr(self):
+        info = (f"scale_factor={self.scale_factor!r}" if self.scale_factor is not None
+                else f"size={self.size!r}")
+        return info + f", mode={self.mode!r}"
