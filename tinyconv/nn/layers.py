@@ -101,11 +101,13 @@ class Conv2d(Module):
         return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self):
+        """PyTorch's: padding, dilation, groups and bias only where they differ from the default."""
+        n = len(self.kernel_size)
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
              f"stride={self.stride}")
-        if self.padding != (0, 0):
+        if self.padding != (0,) * n:
             s += f", padding={self.padding}"
-        if self.dilation != (1, 1):
+        if self.dilation != (1,) * n:
             s += f", dilation={self.dilation}"
         if self.groups != 1:
             s += f", groups={self.groups}"
@@ -874,9 +876,7 @@ class Conv1d(Module):
     def forward(self, input):
         return F.conv1d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
-    def extra_repr(self):
-        s = Conv2d.extra_repr(self)
-        return s.replace(", padding=(0,)", "").replace(", dilation=(1,)", "")
+    extra_repr = Conv2d.extra_repr
 
 
 class MaxPool1d(MaxPool2d):
