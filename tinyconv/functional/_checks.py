@@ -45,3 +45,27 @@ def pair(v, op, name, minimum=0):
     if any(a < minimum for a in vals):
         raise ValueError(f"{op}: {name} must be >= {minimum}, got {v!r}")
     return tuple(int(a) for a in vals)
+
+
+def single(v, op, name, minimum=0):
+    """An int or a 1-tuple of ints -> int, at least ``minimum`` (the 1-d ops' arguments)."""
+    if isinstance(v, (tuple, list)) and len(v) == 1:
+        v = v[0]
+    if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{op}: {name} must be an int or a 1-tuple of ints, got {v!r}")
+    if v < minimum:
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {v!r}")
+    return int(v)
+
+
+def as_2d_op(fn, input, op, *args, **kwargs):
+    """Run 2-d op ``fn`` on an (N, C, L) or (C, L) input seen as (N, C, 1, L); drop that 1 again."""
+    check_tensor(input, op)
+    if input.ndim not in (2, 3):
+        raise ValueError(f"{op}: expected input to be 2-d or 3-d (N, C, L; or unbatched C, L), "
+                         f"got shape {input.shape}")
+    x = input.reshape(*input.shape[:-1], 1, input.shape[-1])
+    out = fn(x, *args, **kwargs)
+    if isinstance(out, tuple):
+        return tuple(o.reshape(*o.shape[:-2], o.shape[-1]) for o in out)
+    return out.reshape(*out.shape[:-2], out.shape[-1])

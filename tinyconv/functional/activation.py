@@ -1,4 +1,4 @@
-"""Activations and dropout: ReLU, tanh, sigmoid and inverted dropout.
+"""Activations and dropout: ReLU, tanh, sigmoid, inverted dropout; GELU, SiLU, ELU, softplus, hardtanh.
 
 ReLU and dropout have fast kernels (``tinyconv/kernels/activation_numba.py`` on the CPU,
 ``activation_cuda.py`` on CUDA) chosen through :func:`tinyconv.backend.kernel`; the NumPy
@@ -22,6 +22,7 @@ successive calls differ because the offset advances.  The implementations map on
 ``seed`` with counter ``offset + i``, the CUDA kernel Philox4x32-10.  So the kernels import
 nothing of tinyconv.  The op never looks inside ``mask``: it only hands it back to backward.
 """
+import math
 import numbers
 import warnings
 
@@ -79,6 +80,12 @@ class TanhFn(Function):
         return (gy * (1 - y * y),)
 
 
+def _sigmoid(x):
+    xp = array_module(x)
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
 class SigmoidFn(Function):
     """y = 1 / (1 + exp(-x));  dx = dy * y * (1 - y).
 
@@ -87,9 +94,7 @@ class SigmoidFn(Function):
     """
 
     def forward(self, x):
-        xp = array_module(x)
-        e = xp.exp(-xp.abs(x))
-        y = xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+        y = _sigmoid(x)
         self.save_for_backward(y)
         return y
 
@@ -286,3 +291,180 @@ def dropout2d(input, p=0.5, training=True, inplace=False):
                          f"got shape {input.shape}")
     y = FeatureDropoutFn(float(p))(input)
     return input._write(y, "dropout2d_") if inplace else y
+
+
+# --------------------------------------------------------------------------- smooth activations
+#
+# gelu, silu, elu, softplus, hardtanh (and relu6): y = f(x) elementwise.  Each is a small
+# subclass of _ElementwiseFn giving f and its derivative; ``inplace=True`` goes through
+# ``Tensor._write`` (which copies what the node saved of the overwritten input first).
+
+
+def _erf(x):
+    """The error function elementwise (NumPy has none: ``math.erf`` per element on the CPU,
+    ``cupyx.scipy.special.erf`` on CUDA)."""
+    xp = array_module(x)
+    if xp is np:
+        return np.frompyfunc(math.erf, 1, 1)(x).astype(x.dtype)
+    import cupyx.scipy.special
+    return cupyx.scipy.special.erf(x)
+
+
+class _ElementwiseFn(Function):
+    """y = f(x);  dx = dy * f'(x).  A subclass gives ``f(x)`` and ``df(x, y)`` (f' from x and y)."""
+
+    def f(self, x):
+        raise NotImplementedError
+
+    def df(self, x, y):
+        raise NotImplementedError
+
+    def forward(self, x):
+        with np.errstate(invalid="ignore", over="ignore"):      # +-inf in: NaN or inf out, quietly
+            y = self.f(x)
+        self.save_for_backward(x, y)
+        return y
+
+    def backward(self, gy):
+        x, y = self.saved_tensors
+        with np.errstate(invalid="ignore", over="ignore"):
+            return (gy * self.df(x, y).astype(gy.dtype, copy=False),)
+
+
+class GELUFn(_ElementwiseFn):
+    """Gaussian error linear unit, y = x Phi(x) with Phi the standard normal CDF.
+
+        approximate='none':  Phi(x) = (1 + erf(x / sqrt 2)) / 2,   dy/dx = Phi(x) + x phi(x),
+                             phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+        approximate='tanh':  y = x (1 + tanh u) / 2,  u = sqrt(2/pi) (x + 0.044715 x^3),
+                             dy/dx = (1 + tanh u) / 2 + x (1 - tanh^2 u) u' / 2,
+                             u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+    """
+
+    _K = math.sqrt(2 / math.pi)
+
+    def __init__(self, approximate):
+        self.approximate = approximate
+
+    def f(self, x):
+        xp = array_module(x)
+        if self.approximate == "tanh":
+            return 0.5 * x * (1 + xp.tanh(self._K * (x + 0.044715 * x ** 3)))
+        return 0.5 * x * (1 + _erf(x * (1 / math.sqrt(2))))
+
+    def df(self, x, y):
+        xp = array_module(x)
+        if self.approximate == "tanh":
+            t = xp.tanh(self._K * (x + 0.044715 * x ** 3))
+            return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * self._K * (1 + 3 * 0.044715 * x * x)
+        cdf = 0.5 * (1 + _erf(x * (1 / math.sqrt(2))))
+        return cdf + x * xp.exp(-0.5 * x * x) * (1 / math.sqrt(2 * math.pi))
+
+
+class SiLUFn(_ElementwiseFn):
+    """SiLU (swish), y = x sigmoid(x);  dy/dx = s (1 + x (1 - s)),  s = sigmoid(x)."""
+
+    def f(self, x):
+        return x * _sigmoid(x)
+
+    def df(self, x, y):
+        s = _sigmoid(x)
+        return s * (1 + x * (1 - s))
+
+
+class ELUFn(_ElementwiseFn):
+    """y = x for x > 0, alpha (exp(x) - 1) otherwise;  dy/dx = 1 for x > 0, y + alpha otherwise."""
+
+    def __init__(self, alpha):
+        self.alpha = alpha
+
+    def f(self, x):
+        xp = array_module(x)
+        return xp.where(x > 0, x, self.alpha * xp.expm1(xp.minimum(x, 0))).astype(x.dtype, copy=False)
+
+    def df(self, x, y):
+        xp = array_module(x)
+        return xp.where(x > 0, 1, y + self.alpha)
+
+
+class SoftplusFn(_ElementwiseFn):
+    """y = log(1 + exp(beta x)) / beta, and y = x where beta x > threshold (PyTorch's switch back
+    to linear, for stability);  dy/dx = sigmoid(beta x), 1 where beta x > threshold."""
+
+    def __init__(self, beta, threshold):
+        self.beta, self.threshold = beta, threshold
+
+    def f(self, x):
+        xp = array_module(x)
+        bx = x * self.beta
+        soft = (xp.maximum(bx, 0) + xp.log1p(xp.exp(-xp.abs(bx)))) / self.beta
+        return xp.where(bx > self.threshold, x, soft).astype(x.dtype, copy=False)
+
+    def df(self, x, y):
+        xp = array_module(x)
+        bx = x * self.beta
+        return xp.where(bx > self.threshold, 1, _sigmoid(bx))
+
+
+class HardtanhFn(_ElementwiseFn):
+    """y = clamp(x, min_val, max_val);  dy/dx = 1 strictly inside (min_val, max_val), else 0
+    (PyTorch's choice at the corners)."""
+
+    def __init__(self, min_val, max_val):
+        self.min_val, self.max_val = min_val, max_val
+
+    def f(self, x):
+        return array_module(x).clip(x, self.min_val, self.max_val).astype(x.dtype, copy=False)
+
+    def df(self, x, y):
+        return (x > self.min_val) & (x < self.max_val)
+
+
+def _real(value, op, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{op}: {name} must be a real number, got {value!r}")
+    return float(value)
+
+
+def _apply(fn, input, inplace, op):
+    _check_input(input, op)
+    y = fn(input)
+    return input._write(y, op + "_") if inplace else y
+
+
+def gelu(input, approximate="none"):
+    """x Phi(x) elementwise (``approximate='tanh'``: the tanh formula), as ``F.gelu``."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return _apply(GELUFn(approximate), input, False, "gelu")
+
+
+def silu(input, inplace=False):
+    """x * sigmoid(x) elementwise, as ``F.silu``."""
+    return _apply(SiLUFn(), input, inplace, "silu")
+
+
+def elu(input, alpha=1.0, inplace=False):
+    """x for x > 0, alpha (exp(x) - 1) otherwise, as ``F.elu``."""
+    return _apply(ELUFn(_real(alpha, "elu", "alpha")), input, inplace, "elu")
+
+
+def softplus(input, beta=1.0, threshold=20.0):
+    """log(1 + exp(beta x)) / beta (linear where beta x > threshold), as ``F.softplus``."""
+    beta = _real(beta, "softplus", "beta")
+    if beta == 0:
+        raise ValueError("softplus: beta must be non-zero")
+    return _apply(SoftplusFn(beta, _real(threshold, "softplus", "threshold")), input, False, "softplus")
+
+
+def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    """clamp(x, min_val, max_val), as ``F.hardtanh``."""
+    lo, hi = _real(min_val, "hardtanh", "min_val"), _real(max_val, "hardtanh", "max_val")
+    if lo > hi:
+        raise ValueError(f"hardtanh: min_val cannot be greater than max_val, got {min_val} > {max_val}")
+    return _apply(HardtanhFn(lo, hi), input, inplace, "hardtanh")
+
+
+def relu6(input, inplace=False):
+    """min(max(x, 0), 6) = hardtanh(x, 0, 6), as ``F.relu6``."""
+    return _apply(HardtanhFn(0.0, 6.0), input, inplace, "relu6")

@@ -24,7 +24,7 @@ The matrix products always stay in NumPy/CuPy ``matmul`` (BLAS / cuBLAS).
 """
 from ..autograd import Function, Tensor
 from ..backend import array_module, is_cuda_array, kernel, recycle, recycled_empty, workspace
-from ._checks import check_float, check_ndim, check_same_dtype, check_tensor, pair
+from ._checks import as_2d_op, check_float, check_ndim, check_same_dtype, check_tensor, pair, single
 
 # --------------------------------------------------------------------------- references
 
@@ -342,3 +342,16 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
     fn = Conv2dFunction(stride, padding, groups, dilation, extra)
     return fn(input, weight) if bias is None else fn(input, weight, bias)
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """1-d convolution of an (N, C, L) batch (or an unbatched (C, L) signal), as
+    ``torch.nn.functional.conv1d``: ``weight`` (O, C/groups, k).  Computed as :func:`conv2d`
+    on (N, C, 1, L) with a (1, k) kernel, so it shares conv2d's forward, backward and kernels."""
+    op = "conv1d"
+    check_ndim(weight, 3, op, "weight", "out_channels, in_channels/groups, kW")
+    stride = (1, single(stride, op, "stride", minimum=1))
+    dilation = (1, single(dilation, op, "dilation", minimum=1))
+    padding = padding if isinstance(padding, str) else (0, single(padding, op, "padding"))
+    w = weight.reshape(weight.shape[0], weight.shape[1], 1, weight.shape[2])
+    return as_2d_op(conv2d, input, op, w, bias, stride, padding, dilation, groups)

@@ -673,3 +673,133 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     w = _constant(weight, input, op, "weight", target.shape)
     pw = _constant(pos_weight, input, op, "pos_weight", target.shape)
     return BCEWithLogitsLossFn(reduction, w, pw)(input, target)
+
+
+# --------------------------------------------------------------------------- smooth L1, Huber, KL divergence
+
+
+class SmoothL1LossFn(_PointwiseLossFn):
+    """d = x - t;  f = d^2 / (2 beta) where |d| < beta, else |d| - beta / 2  (beta = 0: |d|).
+    df/dx = d / beta inside, sign(d) outside;  df/dt = -df/dx."""
+
+    def __init__(self, reduction, beta):
+        super().__init__(reduction)
+        self.beta = beta
+
+    def f(self, x, t):
+        xp = array_module(x)
+        d = xp.abs(x - t)
+        if self.beta == 0:
+            return d
+        return xp.where(d < self.beta, 0.5 * d * d / self.beta, d - 0.5 * self.beta).astype(
+            x.dtype, copy=False)
+
+    def df(self, x, t):
+        xp = array_module(x)
+        d = x - t
+        g = xp.sign(d) if self.beta == 0 else \
+            xp.where(xp.abs(d) < self.beta, d / self.beta, xp.sign(d)).astype(x.dtype, copy=False)
+        return g, -g
+
+
+class HuberLossFn(_PointwiseLossFn):
+    """d = x - t;  f = d^2 / 2 where |d| < delta, else delta (|d| - delta / 2)  (= delta * smooth_l1
+    with beta = delta);  df/dx = d inside, delta sign(d) outside;  df/dt = -df/dx."""
+
+    def __init__(self, reduction, delta, weight=None):
+        super().__init__(reduction, weight)
+        self.delta = delta
+
+    def f(self, x, t):
+        xp = array_module(x)
+        d = xp.abs(x - t)
+        return xp.where(d < self.delta, 0.5 * d * d, self.delta * (d - 0.5 * self.delta)).astype(
+            x.dtype, copy=False)
+
+    def df(self, x, t):
+        xp = array_module(x)
+        d = x - t
+        g = xp.where(xp.abs(d) < self.delta, d, self.delta * xp.sign(d)).astype(x.dtype, copy=False)
+        return g, -g
+
+
+class KLDivLossFn(_PointwiseLossFn):
+    """Pointwise KL divergence of log-probabilities x against target t:
+
+        log_target=False:  f = t (log t - x)  (0 where t = 0),   df/dx = -t,
+                           df/dt = log t - x + 1  (NaN where t = 0, as PyTorch: it is unbounded)
+        log_target=True:   f = exp(t) (t - x),   df/dx = -exp(t),   df/dt = exp(t) (t - x + 1)
+    """
+
+    def __init__(self, reduction, log_target):
+        super().__init__(reduction)
+        self.log_target = log_target
+
+    def f(self, x, t):
+        xp = array_module(x)
+        if self.log_target:
+            return xp.exp(t) * (t - x)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return xp.where(t > 0, t * (xp.log(xp.where(t > 0, t, 1)) - x), 0).astype(x.dtype, copy=False)
+
+    def df(self, x, t):
+        xp = array_module(x)
+        if self.log_target:
+            e = xp.exp(t)
+            return -e, e * (t - x + 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dt = xp.where(t > 0, xp.log(xp.where(t > 0, t, 1)) - x + 1, np.nan).astype(x.dtype, copy=False)
+        return -t, dt
+
+
+def _nonnegative(value, op, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value < 0:
+        raise ValueError(f"{op}: {name} must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
+    """Smooth L1 loss, as ``torch.nn.functional.smooth_l1_loss``: quadratic for |x - t| < beta,
+    linear beyond (``target`` broadcasts, as in :func:`mse_loss`)."""
+    op = "smooth_l1_loss"
+    reduction = _legacy_reduction(size_average, reduce, reduction, op)
+    _check_reduction(reduction, op)
+    _pointwise_args(input, target, op, same_shape=False)
+    return SmoothL1LossFn(reduction, _nonnegative(beta, op, "beta"))(input, target)
+
+
+def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
+    """Huber loss, as ``torch.nn.functional.huber_loss``: quadratic for |x - t| < delta, linear
+    (slope delta) beyond.  An elementwise ``weight`` of the input's shape scales each element
+    (``mean`` then divides by the element count, as PyTorch's huber_loss)."""
+    op = "huber_loss"
+    _check_reduction(reduction, op)
+    _pointwise_args(input, target, op, same_shape=False)
+    delta = _nonnegative(delta, op, "delta")
+    if delta == 0:
+        raise ValueError(f"{op}: delta must be > 0, got {delta}")
+    w = _constant(weight, input, op, "weight", input.shape)
+    return HuberLossFn(reduction, delta, w)(input, target)
+
+
+def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
+    """KL divergence loss, as ``torch.nn.functional.kl_div``: ``input`` holds log-probabilities,
+    ``target`` probabilities (or log-probabilities with ``log_target=True``).
+
+    ``reduction='batchmean'`` (the mathematically correct KL) divides the sum by the batch
+    size ``input.shape[0]``; ``'mean'`` divides by the element count, with PyTorch's warning.
+    """
+    op = "kl_div"
+    reduction = _legacy_reduction(size_average, reduce, reduction, op)
+    if reduction not in _REDUCTIONS + ("batchmean",):
+        raise ValueError(f"{op}: reduction must be one of {_REDUCTIONS + ('batchmean',)}, got {reduction!r}")
+    if reduction == "mean":
+        warnings.warn("reduction: 'mean' divides the total loss by both the batch size and the support "
+                      "size.'batchmean' divides only by the batch size, and aligns with the KL div math "
+                      "definition.'mean' will be changed to behave the same as 'batchmean' in the next "
+                      "major release.", stacklevel=2)
+    _pointwise_args(input, target, op, same_shape=False)
+    if reduction != "batchmean":
+        return KLDivLossFn(reduction, bool(log_target))(input, target)
+    loss = KLDivLossFn("sum", bool(log_target))(input, target)
+    return loss * (1.0 / input.shape[0]) if input.ndim else loss

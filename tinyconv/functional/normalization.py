@@ -1,4 +1,5 @@
-"""Batch normalization, as ``torch.nn.functional.batch_norm``.
+"""Batch, layer and group normalization, as ``torch.nn.functional.batch_norm`` /
+``layer_norm`` / ``group_norm``.
 
 For input x of shape (N, C) or (N, C, *spatial) each channel c is normalized over
 its M = N * prod(spatial) values:
@@ -16,7 +17,14 @@ its M = N * prod(spatial) values:
 arrays or Tensors that do not require grad (a module's registered buffers), each
 of shape (C,) and of the input's dtype and device.  They may be None in training
 mode (batch statistics only, nothing to update), never in eval mode.
+
+``layer_norm`` normalizes each sample over its trailing ``normalized_shape`` dims, and
+``group_norm`` each sample over the channels of one group (and all positions); both are
+:class:`NormalizeFn` (statistics of the current input, always biased) followed by the
+elementwise affine ``* weight + bias`` as ordinary differentiable ops.
 """
+import math
+
 from ..autograd import Function, Tensor
 from ..backend import array_module, device_of
 from ._checks import check_float, check_same_dtype, check_tensor
@@ -144,8 +152,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     rv = _stat_buffer(running_var, "running_var", input, op)
     if not isinstance(momentum, (int, float)) or isinstance(momentum, bool):
         raise TypeError(f"{op}: momentum must be a number, got {momentum!r}")
-    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or eps < 0:
-        raise ValueError(f"{op}: eps must be a number >= 0, got {eps!r}")
+    eps = _check_eps(eps, op)
     if training:
         if input.numel() // max(c, 1) <= 1:
             raise ValueError(f"{op}: expected more than 1 value per channel when training, "
@@ -157,3 +164,103 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     fn = BatchNormFn(rm, rv, bool(training), float(momentum), float(eps),
                      weight is not None, bias is not None)
     return fn(input, *params)
+
+
+# --------------------------------------------------------------------------- layer_norm, group_norm
+
+
+class NormalizeFn(Function):
+    """xhat = (x - mu) * r,  r = 1 / sqrt(var + eps), with mu and the biased var taken over the
+    last ``k`` axes of x (the statistics of this input: no running ones).
+
+    Backward, with sums over the same M values and G = dL/dxhat (as BatchNormFn's training case):
+        dx = (r / M) * (M * G - sum(G) - xhat * sum(G * xhat))
+    """
+
+    def __init__(self, k, eps):
+        self.axes, self.eps = tuple(range(-k, 0)), eps
+
+    def forward(self, x):
+        xp = array_module(x)
+        mu = x.mean(axis=self.axes, keepdims=True)
+        xc = x - mu
+        var = (xc * xc).mean(axis=self.axes, keepdims=True)      # two-pass, stable
+        r = (1.0 / xp.sqrt(var + self.eps)).astype(x.dtype, copy=False)
+        xhat = xc * r
+        self.save_for_backward(xhat, r)
+        return xhat
+
+    def backward(self, gy):
+        xhat, r = self.saved_tensors
+        m = math.prod(xhat.shape[a] for a in self.axes)
+        sum_g = gy.sum(axis=self.axes, keepdims=True)
+        sum_gx = (gy * xhat).sum(axis=self.axes, keepdims=True)
+        return ((r / m) * (m * gy - sum_g - xhat * sum_gx),)
+
+
+def _affine(y, weight, bias, shape):
+    """y * weight + bias with weight/bias reshaped to ``shape`` (either may be None)."""
+    if weight is not None:
+        y = y * weight.reshape(*shape)
+    if bias is not None:
+        y = y + bias.reshape(*shape)
+    return y
+
+
+def _check_eps(eps, op):
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or eps < 0:
+        raise ValueError(f"{op}: eps must be a number >= 0, got {eps!r}")
+    return float(eps)
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    """Layer normalization over the last ``len(normalized_shape)`` dims, as ``F.layer_norm``.
+
+        y = (x - mean) / sqrt(var + eps) * weight + bias
+
+    mean and (biased) var per sample over the trailing ``normalized_shape`` dims;
+    ``weight`` / ``bias``: optional Tensors of shape ``normalized_shape``.
+    """
+    op = "layer_norm"
+    check_tensor(input, op)
+    check_float(input, op)
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    k = len(shape)
+    if k == 0 or input.ndim < k or tuple(input.shape[input.ndim - k:]) != shape:
+        raise ValueError(f"{op}: Given normalized_shape={list(shape)}, expected input with shape "
+                         f"[*, {', '.join(map(str, shape))}], but got input of size {input.shape}")
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None:
+            check_tensor(p, op, name)
+            if p.shape != shape:
+                raise ValueError(f"{op}: expected {name} of shape {shape}, got {p.shape}")
+    check_same_dtype(op, input=input, weight=weight, bias=bias)
+    y = NormalizeFn(k, _check_eps(eps, op))(input)
+    return _affine(y, weight, bias, shape)
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+    """Group normalization, as ``F.group_norm``: the C channels of an (N, C, *) input are split
+    into ``num_groups`` groups, and each sample's group is normalized over its channels and
+    positions; then ``* weight + bias`` per channel (optional (C,) Tensors)."""
+    op = "group_norm"
+    check_tensor(input, op)
+    check_float(input, op)
+    if input.ndim < 2:
+        raise ValueError(f"{op}: expected input of shape (N, C, *), got shape {input.shape}")
+    c = input.shape[1]
+    if not isinstance(num_groups, int) or isinstance(num_groups, bool) or num_groups < 1 \
+            or c % num_groups:
+        raise ValueError(f"{op}: Expected number of channels in input ({c}) to be divisible by "
+                         f"num_groups, but got num_groups={num_groups!r} and input of shape {input.shape}")
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None:
+            check_tensor(p, op, name)
+            if p.shape != (c,):
+                raise ValueError(f"{op}: expected {name} of shape ({c},) for input of shape "
+                                 f"{input.shape}, got {p.shape}")
+    check_same_dtype(op, input=input, weight=weight, bias=bias)
+    n = input.shape[0]
+    grouped = input.reshape(n, num_groups, -1) if input.numel() else input.reshape(n, num_groups, 0)
+    y = NormalizeFn(1, _check_eps(eps, op))(grouped).reshape(*input.shape)
+    return _affine(y, weight, bias, (1, c) + (1,) * (input.ndim - 2))

@@ -1,4 +1,5 @@
-"""2-d pooling: ``max_pool2d``, ``avg_pool2d``, ``adaptive_avg_pool2d``, with their references.
+"""2-d pooling: ``max_pool2d``, ``avg_pool2d``, ``adaptive_avg_pool2d``, ``adaptive_max_pool2d``,
+with their references.
 
 Inputs are NCHW batches (an unbatched (C, H, W) image works too, as in PyTorch).
 All three slide a (kh, kw) window with stride (sh, sw) over an NCHW input padded by
@@ -17,12 +18,13 @@ at once with one strided slice, so it runs on NumPy and CuPy alike.
 * adaptive avg: output cell i averages input rows floor(i*H/OH) ... ceil((i+1)*H/OH) - 1
   (and the same for columns), whatever H and OH are, so a 13x13 or a 1x1 map both
   become AlexNet's 6x6.
+* adaptive max: the same bins, the max of each (backward as max pooling's, through ``argmax``).
 """
 import numpy as np
 
 from ..autograd import Function, Tensor
 from ..backend import array_module, kernel
-from ._checks import check_float, check_ndim, pair
+from ._checks import as_2d_op, check_float, check_ndim, pair, single
 from .conv import conv_output_size, unbatched
 
 # --------------------------------------------------------------------------- shared helpers
@@ -328,8 +330,7 @@ def adaptive_pool_matrix(size, out, xp, dtype):
     """The (out, size) averaging matrix: row i is 1/len over PyTorch's bin
     start = floor(i*size/out), end = ceil((i+1)*size/out), and 0 elsewhere."""
     P = np.zeros((out, size))
-    for i in range(out):
-        start, end = (i * size) // out, -(-((i + 1) * size) // out)
+    for i, (start, end) in enumerate(_adaptive_bins(size, out)):
         P[i, start:end] = 1.0 / (end - start)
     return xp.asarray(P, dtype=dtype)
 
@@ -373,6 +374,51 @@ def adaptive_avg_pool2d(input, output_size):
         return unbatched(adaptive_avg_pool2d, input, output_size)
     check_ndim(input, 4, op, "input", "N, C, H, W; or unbatched C, H, W")
     check_float(input, op, "input")
+    return AdaptiveAvgPool2dFunction(_adaptive_output_size(input, output_size, op))(input)
+
+
+# --------------------------------------------------------------------------- adaptive max pool
+
+
+def _adaptive_bins(size, out):
+    """PyTorch's adaptive bins: [floor(i*size/out), ceil((i+1)*size/out)) for i < out."""
+    return [((i * size) // out, -(-((i + 1) * size) // out)) for i in range(out)]
+
+
+class AdaptiveMaxPool2dFunction(Function):
+    """y[n, c, i, j] = max of x[n, c] over the bin (rows of bin i) x (columns of bin j);
+    gx[n, c, argmax] += gy[n, c, i, j] (bins may overlap: the gradients add).
+
+    One pass per output cell (OH * OW of them, each over all (n, c) at once); ``indices``
+    holds each winner's flat position h * W + w in its plane, PyTorch's convention (the
+    first maximum in row-major order wins, NaN beats everything as in PyTorch).
+    """
+
+    def __init__(self, output_size):
+        self.output_size = output_size
+
+    def forward(self, x):
+        xp = array_module(x)
+        N, C, H, W = x.shape
+        OH, OW = self.output_size
+        y = xp.empty((N, C, OH, OW), dtype=x.dtype)
+        idx = xp.empty((N, C, OH, OW), dtype=xp.int64)
+        for i, (h0, h1) in enumerate(_adaptive_bins(H, OH)):
+            for j, (w0, w1) in enumerate(_adaptive_bins(W, OW)):
+                win = x[:, :, h0:h1, w0:w1].reshape(N, C, -1)
+                k = xp.where(xp.isnan(win).any(axis=2), xp.isnan(win).argmax(axis=2), win.argmax(axis=2))
+                y[:, :, i, j] = xp.take_along_axis(win, k[..., None], axis=2)[..., 0]
+                idx[:, :, i, j] = (h0 + k // (w1 - w0)) * W + w0 + k % (w1 - w0)
+        self.x_shape, self.indices = x.shape, idx
+        self.save_for_backward(idx)
+        return y
+
+    def backward(self, gy):
+        (idx,) = self.saved_tensors
+        return (max_pool2d_backward_reference(array_module(gy).ascontiguousarray(gy), idx, self.x_shape),)
+
+
+def _adaptive_output_size(input, output_size, op):
     H, W = input.shape[2:]
     if H < 1 or W < 1:
         raise ValueError(f"{op}: expected a non-empty plane, got input {input.shape}")
@@ -384,5 +430,45 @@ def adaptive_avg_pool2d(input, output_size):
         raise TypeError(f"{op}: output_size must be an int or a pair (int or None each), "
                         f"got {output_size!r}")
     sizes = (H if sizes[0] is None else sizes[0], W if sizes[1] is None else sizes[1])
-    out = pair(sizes, op, "output_size", minimum=1)
-    return AdaptiveAvgPool2dFunction(out)(input)
+    return pair(sizes, op, "output_size", minimum=1)
+
+
+def adaptive_max_pool2d(input, output_size, return_indices=False):
+    """Max-pool an NCHW (or unbatched CHW) input to ``output_size`` (int or (OH, OW); None keeps
+    that input size), as ``torch.nn.functional.adaptive_max_pool2d``; ``return_indices`` as
+    in :func:`max_pool2d`."""
+    op = "adaptive_max_pool2d"
+    if isinstance(input, Tensor) and input.ndim == 3:
+        return unbatched(adaptive_max_pool2d, input, output_size, return_indices)
+    check_ndim(input, 4, op, "input", "N, C, H, W; or unbatched C, H, W")
+    check_float(input, op, "input")
+    out = _adaptive_output_size(input, output_size, op)
+    return_indices = _check_flag(return_indices, op, "return_indices")
+    fn = AdaptiveMaxPool2dFunction(out)
+    y = fn(input)
+    indices = fn.__dict__.pop("indices")
+    return (y, Tensor(indices)) if return_indices else y
+
+
+# --------------------------------------------------------------------------- 1-d pooling
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """1-d max pooling of an (N, C, L) or (C, L) input, as ``torch.nn.functional.max_pool1d``:
+    :func:`max_pool2d` on (N, C, 1, L) with a (1, k) window (indices are positions along L)."""
+    op = "max_pool1d"
+    k = single(kernel_size, op, "kernel_size", minimum=1)
+    s = k if stride is None or stride == () else single(stride, op, "stride", minimum=1)
+    return as_2d_op(max_pool2d, input, op, (1, k), (1, s), (0, single(padding, op, "padding")),
+                    (1, single(dilation, op, "dilation", minimum=1)), ceil_mode, return_indices)
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    """1-d average pooling of an (N, C, L) or (C, L) input, as ``torch.nn.functional.avg_pool1d``:
+    :func:`avg_pool2d` on (N, C, 1, L) with a (1, k) window."""
+    op = "avg_pool1d"
+    k = single(kernel_size, op, "kernel_size", minimum=1)
+    s = k if stride is None or stride == () else single(stride, op, "stride", minimum=1)
+    return as_2d_op(avg_pool2d, input, op, (1, k), (1, s), (0, single(padding, op, "padding")),
+                    ceil_mode, count_include_pad)

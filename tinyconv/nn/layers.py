@@ -13,12 +13,13 @@ Factory keywords ``dtype`` (float32 by default) and ``device`` (CPU by default) 
 the new parameters, as in PyTorch.
 """
 import math
+import warnings
 
 import numpy as np
 
 from .. import backend
 from .. import functional as F
-from ..functional._checks import check_tensor, pair
+from ..functional._checks import check_tensor, pair, single
 from ..functional.conv import _conv_padding
 from ..functional.loss import _legacy_reduction
 from . import init
@@ -100,11 +101,13 @@ class Conv2d(Module):
         return F.conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self):
+        """PyTorch's: padding, dilation, groups and bias only where they differ from the default."""
+        n = len(self.kernel_size)
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
              f"stride={self.stride}")
-        if self.padding != (0, 0):
+        if self.padding != (0,) * n:
             s += f", padding={self.padding}"
-        if self.dilation != (1, 1):
+        if self.dilation != (1,) * n:
             s += f", dilation={self.dilation}"
         if self.groups != 1:
             s += f", groups={self.groups}"
@@ -438,12 +441,14 @@ class LogSoftmax(Softmax):
 class _Loss(Module):
     """A loss module: holds ``reduction`` (PyTorch's deprecated size_average/reduce map onto it)."""
 
+    _reductions = ("mean", "sum", "none")
+
     def __init__(self, size_average=None, reduce=None, reduction="mean"):
         super().__init__()
         name = type(self).__name__
         reduction = _legacy_reduction(size_average, reduce, reduction, name)
-        if reduction not in ("mean", "sum", "none"):
-            raise ValueError(f"{name}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        if reduction not in self._reductions:
+            raise ValueError(f"{name}: reduction must be one of {self._reductions}, got {reduction!r}")
         self.reduction = reduction
 
 
@@ -515,3 +520,436 @@ class BCEWithLogitsLoss(_WeightedLoss):
     def forward(self, input, target):
         return F.binary_cross_entropy_with_logits(input, target, weight=self.weight, reduction=self.reduction,
                                                   pos_weight=self.pos_weight)
+
+
+# --------------------------------------------------------------------------- more activations
+
+
+class GELU(Module):
+    """x Phi(x): ``F.gelu`` (``approximate='tanh'`` for the tanh formula)."""
+
+    def __init__(self, approximate="none"):
+        super().__init__()
+        self.approximate = approximate
+
+    def forward(self, input):
+        return F.gelu(input, approximate=self.approximate)
+
+    def extra_repr(self):
+        return f"approximate={self.approximate!r}"
+
+
+class _InplaceActivation(Module):
+    """An activation whose only option is ``inplace`` (printed only when True, as PyTorch)."""
+
+    _fn = None
+
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, input):
+        return type(self)._fn(input, inplace=self.inplace)
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""
+
+
+class SiLU(_InplaceActivation):
+    """x * sigmoid(x): ``F.silu``."""
+    _fn = staticmethod(F.silu)
+
+
+class ReLU6(_InplaceActivation):
+    """min(max(x, 0), 6): ``F.relu6``."""
+    _fn = staticmethod(F.relu6)
+
+
+class ELU(Module):
+    """x for x > 0, alpha (exp(x) - 1) otherwise: ``F.elu``."""
+
+    def __init__(self, alpha=1.0, inplace=False):
+        super().__init__()
+        self.alpha, self.inplace = alpha, inplace
+
+    def forward(self, input):
+        return F.elu(input, self.alpha, self.inplace)
+
+    def extra_repr(self):
+        return f"alpha={self.alpha}" + (", inplace=True" if self.inplace else "")
+
+
+class Softplus(Module):
+    """log(1 + exp(beta x)) / beta, linear above ``threshold``: ``F.softplus``."""
+
+    def __init__(self, beta=1.0, threshold=20.0):
+        super().__init__()
+        self.beta, self.threshold = beta, threshold
+
+    def forward(self, input):
+        return F.softplus(input, self.beta, self.threshold)
+
+    def extra_repr(self):
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+
+class Hardtanh(Module):
+    """clamp(x, min_val, max_val): ``F.hardtanh`` (``min_value``/``max_value``: PyTorch's
+    deprecated spellings)."""
+
+    def __init__(self, min_val=-1.0, max_val=1.0, inplace=False, min_value=None, max_value=None):
+        super().__init__()
+        if min_value is not None or max_value is not None:
+            warnings.warn("keyword argument `min_value` and `max_value` is deprecated and will be "
+                          "removed in future, please use `min_val` and `max_val` instead", stacklevel=2)
+        self.min_val = min_val if min_value is None else min_value
+        self.max_val = max_val if max_value is None else max_value
+        self.inplace = inplace
+        if self.max_val <= self.min_val:
+            raise ValueError(f"Hardtanh: max_val ({self.max_val}) must be greater than "
+                             f"min_val ({self.min_val})")
+
+    def forward(self, input):
+        return F.hardtanh(input, self.min_val, self.max_val, self.inplace)
+
+    def extra_repr(self):
+        return f"min_val={self.min_val}, max_val={self.max_val}" + (", inplace=True" if self.inplace else "")
+
+
+# --------------------------------------------------------------------------- layer and group norm
+
+
+class LayerNorm(Module):
+    """Normalize over the trailing ``normalized_shape`` dims: ``F.layer_norm``.
+
+    weight 1 and bias 0 of shape ``normalized_shape`` when ``elementwise_affine``
+    (``bias=False`` drops the bias), PyTorch's state_dict keys ``weight`` / ``bias``.
+    """
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, device=None,
+                 dtype=None):
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) \
+            else tuple(normalized_shape)
+        self.normalized_shape = tuple(_positive_int(n, "LayerNorm", "normalized_shape") for n in shape)
+        self.eps, self.elementwise_affine = eps, elementwise_affine
+        if elementwise_affine:
+            self.weight = _empty_param(self.normalized_shape, dtype)
+            if bias:
+                self.bias = _empty_param(self.normalized_shape, dtype)
+            else:
+                self.register_parameter("bias", None)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+        _place(self, device)
+
+    def reset_parameters(self):
+        if self.weight is not None:
+            init.ones_(self.weight)
+        if self.bias is not None:
+            init.zeros_(self.bias)
+
+    def forward(self, input):
+        return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
+                f"bias={self.bias is not None}")
+
+
+class GroupNorm(Module):
+    """Normalize each sample over groups of ``num_channels // num_groups`` channels: ``F.group_norm``.
+
+    weight 1 and bias 0 of shape (num_channels,) when ``affine``.
+    """
+
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, device=None, dtype=None, *,
+                 bias=True):
+        super().__init__()
+        self.num_groups = _positive_int(num_groups, "GroupNorm", "num_groups")
+        self.num_channels = _positive_int(num_channels, "GroupNorm", "num_channels")
+        if num_channels % num_groups:
+            raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by "
+                             f"num_groups ({num_groups})")
+        self.eps, self.affine = eps, affine
+        if affine:
+            self.weight = _empty_param((num_channels,), dtype)
+            if bias:
+                self.bias = _empty_param((num_channels,), dtype)
+            else:
+                self.register_parameter("bias", None)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+        _place(self, device)
+
+    reset_parameters = LayerNorm.reset_parameters
+
+    def forward(self, input):
+        return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
+                f"bias={self.bias is not None}")
+
+
+# --------------------------------------------------------------------------- embedding, unflatten
+
+
+class Embedding(Module):
+    """A lookup table of ``num_embeddings`` vectors of size ``embedding_dim``: ``F.embedding``.
+
+    weight (num_embeddings, embedding_dim) drawn from N(0, 1), with row ``padding_idx``
+    (if given) zero and never updated (its gradient is 0).  ``max_norm`` renormalizes the
+    rows looked up, in place.  ``_weight`` starts from a given (V, D) Tensor, ``_freeze``
+    makes it not require grad (as ``Embedding.from_pretrained``).
+    """
+
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None, norm_type=2.0,
+                 scale_grad_by_freq=False, sparse=False, _weight=None, _freeze=False, device=None,
+                 dtype=None):
+        super().__init__()
+        op = "Embedding"
+        self.num_embeddings = _positive_int(num_embeddings, op, "num_embeddings")
+        self.embedding_dim = _positive_int(embedding_dim, op, "embedding_dim")
+        if padding_idx is not None:
+            if not -num_embeddings <= padding_idx < num_embeddings:
+                raise ValueError(f"{op}: padding_idx must be within num_embeddings, got {padding_idx} "
+                                 f"for {num_embeddings} embeddings")
+            padding_idx = int(padding_idx) % num_embeddings
+        self.padding_idx, self.max_norm, self.norm_type = padding_idx, max_norm, norm_type
+        self.scale_grad_by_freq, self.sparse = scale_grad_by_freq, sparse
+        if _weight is None:
+            self.weight = _empty_param((num_embeddings, embedding_dim), dtype)
+            self.reset_parameters()
+        else:
+            check_tensor(_weight, op, "_weight")
+            if _weight.shape != (num_embeddings, embedding_dim):
+                raise ValueError(f"{op}: shape of _weight {_weight.shape} does not match "
+                                 f"(num_embeddings, embedding_dim) = ({num_embeddings}, {embedding_dim})")
+            self.weight = Parameter(_weight.array, requires_grad=not _freeze)
+        _place(self, device)
+
+    def reset_parameters(self):
+        init.normal_(self.weight)
+        if self.padding_idx is not None:
+            self.weight.array[self.padding_idx] = 0
+
+    @classmethod
+    def from_pretrained(cls, embeddings, freeze=True, padding_idx=None, max_norm=None, norm_type=2.0,
+                        scale_grad_by_freq=False, sparse=False):
+        """An Embedding whose weight is (a copy of) the 2-d Tensor ``embeddings``."""
+        check_tensor(embeddings, "Embedding.from_pretrained", "embeddings")
+        if embeddings.ndim != 2:
+            raise ValueError(f"Embedding.from_pretrained: embeddings parameter is expected to be "
+                             f"2-dimensional, got shape {embeddings.shape}")
+        rows, cols = embeddings.shape
+        return cls(rows, cols, padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
+                   _weight=embeddings, _freeze=freeze)
+
+    def forward(self, input):
+        return F.embedding(input, self.weight, self.padding_idx, self.max_norm, self.norm_type,
+                           self.scale_grad_by_freq, self.sparse)
+
+    def extra_repr(self):
+        s = f"{self.num_embeddings}, {self.embedding_dim}"
+        if self.padding_idx is not None:
+            s += f", padding_idx={self.padding_idx}"
+        if self.max_norm is not None:
+            s += f", max_norm={self.max_norm}"
+        if self.norm_type != 2:
+            s += f", norm_type={self.norm_type}"
+        if self.scale_grad_by_freq:
+            s += ", scale_grad_by_freq=True"
+        if self.sparse:
+            s += ", sparse=True"
+        return s
+
+
+class Unflatten(Module):
+    """Splits dimension ``dim`` into ``unflattened_size`` (the inverse of Flatten)."""
+
+    def __init__(self, dim, unflattened_size):
+        super().__init__()
+        if not isinstance(unflattened_size, (tuple, list)):
+            raise TypeError(f"Unflatten: unflattened_size must be a tuple or list of ints, "
+                            f"got {type(unflattened_size).__name__}")
+        self.dim, self.unflattened_size = dim, unflattened_size
+
+    def forward(self, input):
+        check_tensor(input, "Unflatten")
+        d = self.dim % input.ndim if input.ndim else 0
+        shape = input.shape[:d] + tuple(self.unflattened_size) + input.shape[d + 1:]
+        return input.reshape(*shape)
+
+    def extra_repr(self):
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
+
+
+# --------------------------------------------------------------------------- more losses
+
+
+class SmoothL1Loss(_Loss):
+    """Quadratic below ``beta``, linear above: ``F.smooth_l1_loss``."""
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean", beta=1.0):
+        super().__init__(size_average, reduce, reduction)
+        self.beta = beta
+
+    def forward(self, input, target):
+        return F.smooth_l1_loss(input, target, reduction=self.reduction, beta=self.beta)
+
+
+class HuberLoss(_Loss):
+    """Quadratic below ``delta``, linear (slope delta) above: ``F.huber_loss``."""
+
+    def __init__(self, reduction="mean", delta=1.0):
+        super().__init__(reduction=reduction)
+        self.delta = delta
+
+    def forward(self, input, target):
+        return F.huber_loss(input, target, reduction=self.reduction, delta=self.delta)
+
+
+class KLDivLoss(_Loss):
+    """KL divergence of log-probabilities against a target distribution: ``F.kl_div``
+    (``reduction='batchmean'`` is the true KL per sample)."""
+
+    _reductions = ("mean", "sum", "none", "batchmean")
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean", log_target=False):
+        super().__init__(size_average, reduce, reduction)
+        self.log_target = log_target
+
+    def forward(self, input, target):
+        return F.kl_div(input, target, reduction=self.reduction, log_target=self.log_target)
+
+
+# --------------------------------------------------------------------------- 1-d layers, adaptive max pool
+
+
+def _single(v, op, name, minimum=0):
+    return (single(v, op, name, minimum),)
+
+
+class Conv1d(Module):
+    """1-d convolution over an (N, C_in, L) input: ``F.conv1d`` (conv2d with a (1, k) kernel).
+
+    weight (out_channels, in_channels // groups, k), bias (out_channels,); arguments,
+    default init and ``repr`` as PyTorch's Conv1d.  Only ``padding_mode="zeros"``.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, bias=True, padding_mode="zeros", device=None, dtype=None):
+        super().__init__()
+        op = "Conv1d"
+        self.in_channels = _positive_int(in_channels, op, "in_channels")
+        self.out_channels = _positive_int(out_channels, op, "out_channels")
+        self.groups = _positive_int(groups, op, "groups")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{op}: in_channels ({in_channels}) and out_channels ({out_channels}) "
+                             f"must both be divisible by groups ({groups})")
+        self.kernel_size = _single(kernel_size, op, "kernel_size", 1)
+        self.stride = _single(stride, op, "stride", 1)
+        self.dilation = _single(dilation, op, "dilation", 1)
+        if isinstance(padding, str):
+            _conv_padding(padding, (1,) + self.stride, (1,) + self.dilation, (1,) + self.kernel_size, op)
+            self.padding = padding
+        else:
+            self.padding = _single(padding, op, "padding")
+        if padding_mode != "zeros":
+            raise ValueError(f"{op}: only padding_mode='zeros' is supported, got {padding_mode!r}")
+        self.padding_mode = padding_mode
+        self.weight = _empty_param((out_channels, in_channels // groups, *self.kernel_size), dtype)
+        if bias:
+            self.bias = _empty_param((out_channels,), dtype)
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+        _place(self, device)
+
+    reset_parameters = Conv2d.reset_parameters
+
+    def forward(self, input):
+        return F.conv1d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+    extra_repr = Conv2d.extra_repr
+
+
+class MaxPool1d(MaxPool2d):
+    """1-d max pooling: ``F.max_pool1d``."""
+
+    def forward(self, input):
+        return F.max_pool1d(input, self.kernel_size, self.stride, self.padding, self.dilation,
+                            self.ceil_mode, self.return_indices)
+
+
+class AvgPool1d(Module):
+    """1-d average pooling: ``F.avg_pool1d``."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+        super().__init__()
+        op = "AvgPool1d"
+        self.kernel_size = _single(kernel_size, op, "kernel_size", 1)
+        self.stride = self.kernel_size if stride is None else _single(stride, op, "stride", 1)
+        self.padding = _single(padding, op, "padding")
+        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
+
+    def forward(self, input):
+        return F.avg_pool1d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                            self.count_include_pad)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AdaptiveMaxPool2d(Module):
+    """Max pooling to a fixed ``output_size``: ``F.adaptive_max_pool2d``."""
+
+    def __init__(self, output_size, return_indices=False):
+        super().__init__()
+        self.output_size, self.return_indices = output_size, return_indices
+
+    def forward(self, input):
+        return F.adaptive_max_pool2d(input, self.output_size, self.return_indices)
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"
+
+
+class Softmax2d(Module):
+    """Softmax over the channels of a (N, C, H, W) or (C, H, W) input (dim -3)."""
+
+    def forward(self, input):
+        check_tensor(input, "Softmax2d")
+        if input.ndim not in (3, 4):
+            raise ValueError(f"Softmax2d: expected input to be 3-d or 4-d (C, H, W or N, C, H, W), "
+                             f"got shape {input.shape}")
+        return F.softmax(input, -3)
+
+
+class Upsample(Module):
+    """Nearest-neighbour upsampling to ``size`` or by ``scale_factor``: ``F.interpolate``."""
+
+    def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                 recompute_scale_factor=None):
+        super().__init__()
+        self.size = size
+        if isinstance(scale_factor, tuple):
+            self.scale_factor = tuple(float(f) for f in scale_factor)
+        else:
+            self.scale_factor = float(scale_factor) if scale_factor else None
+        self.mode, self.align_corners = mode, align_corners
+        self.recompute_scale_factor = recompute_scale_factor
+
+    def forward(self, input):
+        return F.interpolate(input, self.size, self.scale_factor, self.mode, self.align_corners,
+                             recompute_scale_factor=self.recompute_scale_factor)
+
+    def extra_repr(self):
+        info = (f"scale_factor={self.scale_factor!r}" if self.scale_factor is not None
+                else f"size={self.size!r}")
+        return info + f", mode={self.mode!r}"

@@ -41,6 +41,27 @@ class Parameter(Tensor):
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
+class RemovableHandle:
+    """What ``register_forward_hook`` and friends return: ``remove()`` unregisters the hook
+    (also on leaving a ``with handle:`` block), as ``torch.utils.hooks.RemovableHandle``."""
+
+    _next_id = 0
+
+    def __init__(self, hooks):
+        self.hooks = hooks
+        self.id = RemovableHandle._next_id
+        RemovableHandle._next_id += 1
+
+    def remove(self):
+        self.hooks.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
 def _shape_of(value):
     return tuple(value.shape)
 
@@ -87,12 +108,60 @@ class Module:
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_non_persistent_buffers", set())
         object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
+        object.__setattr__(self, "_forward_hooks", OrderedDict())
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} has no forward() defined")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        """``forward`` between the forward pre-hooks and the forward hooks, as PyTorch."""
+        pre, post = self.__dict__.get("_forward_pre_hooks"), self.__dict__.get("_forward_hooks")
+        if not pre and not post:
+            return self.forward(*args, **kwargs)
+        for hook, with_kwargs in list(pre.values()):
+            if with_kwargs:
+                result = hook(self, args, kwargs)
+                if result is not None:
+                    if not (isinstance(result, tuple) and len(result) == 2):
+                        raise RuntimeError("forward pre-hook must return None or a tuple of "
+                                           f"(new_args, new_kwargs), but got {result!r}")
+                    args, kwargs = result
+            else:
+                result = hook(self, args)
+                if result is not None:
+                    args = result if isinstance(result, tuple) else (result,)
+        output = self.forward(*args, **kwargs)
+        for hook, with_kwargs in list(post.values()):
+            result = hook(self, args, kwargs, output) if with_kwargs else hook(self, args, output)
+            if result is not None:
+                output = result
+        return output
+
+    # ------------------------------------------------------------------ hooks
+
+    def _add_hook(self, registry, hook, prepend, with_kwargs):
+        if not callable(hook):
+            raise TypeError(f"hook must be callable, got {type(hook).__name__}")
+        hooks = self.__dict__[registry]
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = (hook, bool(with_kwargs))
+        if prepend:
+            hooks.move_to_end(handle.id, last=False)
+        return handle
+
+    def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
+        """Call ``hook(module, args)`` before each forward; a non-None result replaces the
+        positional arguments (a non-tuple is wrapped in one).  With ``with_kwargs``:
+        ``hook(module, args, kwargs)`` returning None or ``(args, kwargs)``.
+        Returns a handle whose ``remove()`` unregisters the hook."""
+        return self._add_hook("_forward_pre_hooks", hook, prepend, with_kwargs)
+
+    def register_forward_hook(self, hook, *, prepend=False, with_kwargs=False):
+        """Call ``hook(module, args, output)`` after each forward (``hook(module, args, kwargs,
+        output)`` with ``with_kwargs``); a non-None result replaces the output.
+        Returns a handle whose ``remove()`` unregisters the hook."""
+        return self._add_hook("_forward_hooks", hook, prepend, with_kwargs)
 
     # ------------------------------------------------------------------ registration
 
@@ -371,16 +440,21 @@ class Module:
                 if b is not None and name not in m._non_persistent_buffers:
                     yield dot + name, b
 
-    def state_dict(self):
+    def state_dict(self, *, destination=None, prefix="", keep_vars=False):
         """An OrderedDict of dotted key -> Tensor, as PyTorch names them (``sd[k].size()``).
 
         Unlike PyTorch, whose state_dict tensors share memory with the parameters (on their
         device), each value is a detached CPU *copy*: saving a "best so far" state_dict needs
-        no ``copy.deepcopy``, and ``tinyconv.save`` can write it as is.
+        no ``copy.deepcopy``, and ``tinyconv.save`` can write it as is.  ``keep_vars=True``
+        gives the Parameters and buffers themselves instead; ``prefix`` is put before every
+        key, and ``destination`` (a dict) receives the entries and is returned.
         """
-        return OrderedDict((k, Tensor(_to_cpu_copy(t.array))) for k, t in self._state_items())
+        out = OrderedDict() if destination is None else destination
+        for k, t in self._state_items():
+            out[prefix + k] = t if keep_vars else Tensor(_to_cpu_copy(t.array))
+        return out
 
-    def load_state_dict(self, state_dict, strict=True):
+    def load_state_dict(self, state_dict, strict=True, assign=False):
         """Copy values from ``state_dict`` into the parameters and buffers: Tensors (what
         ``state_dict()`` and ``tinyconv.load`` return, of a tinyconv, PyTorch or safetensors
         file), NumPy or CuPy arrays, or anything ``numpy.asarray`` takes.
@@ -390,6 +464,9 @@ class Module:
         and unexpected keys are errors when ``strict``.  One ValueError lists every
         problem.  Returns ``IncompatibleKeys(missing_keys, unexpected_keys)``.
         """
+        if assign:
+            raise NotImplementedError("load_state_dict: assign=True is not supported (values are "
+                                      "always copied into the existing parameters)")
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"load_state_dict: expected a mapping of key -> array, "
                             f"got {type(state_dict).__name__}")
@@ -464,12 +541,15 @@ class Module:
 
 def _index(container, idx):
     """A non-negative position from an int index (negative counts from the end)."""
-    n = len(container._modules)
+    return _index_n(container, len(container._modules), idx)
+
+
+def _index_n(container, n, idx):
     if not isinstance(idx, (int, np.integer)):
         raise TypeError(f"{type(container).__name__}: indices must be int or slice, "
                         f"got {type(idx).__name__}")
     if not -n <= idx < n:
-        raise IndexError(f"{type(container).__name__}: index {idx} out of range for {n} modules")
+        raise IndexError(f"{type(container).__name__}: index {idx} out of range for {n} entries")
     return int(idx) % n
 
 
@@ -571,3 +651,182 @@ class ModuleList(Module):
         mods = list(self._modules.values())
         mods.insert(index, module)
         self._renumber(mods)
+
+
+
+class ModuleDict(Module):
+    """An ordered dict of named modules whose parameters are registered (keys are the child names).
+
+    ``ModuleDict({"conv": Conv2d(...), "act": ReLU()})``; supports ``md[key]``, assignment,
+    ``del``, ``len``, ``in``, iteration over the keys, ``keys()``, ``values()``, ``items()``,
+    ``update``, ``pop`` and ``clear``.
+    """
+
+    def __init__(self, modules=None):
+        super().__init__()
+        if modules is not None:
+            self.update(modules)
+
+    def __getitem__(self, key):
+        return self._modules[key]
+
+    def __setitem__(self, key, module):
+        self.add_module(key, module)
+
+    def __delitem__(self, key):
+        del self._modules[key]
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules)
+
+    def __contains__(self, key):
+        return key in self._modules
+
+    def keys(self):
+        return self._modules.keys()
+
+    def values(self):
+        return self._modules.values()
+
+    def items(self):
+        return self._modules.items()
+
+    def pop(self, key):
+        m = self._modules[key]
+        del self._modules[key]
+        return m
+
+    def clear(self):
+        self._modules.clear()
+
+    def update(self, modules):
+        """Add the modules of a mapping, or of an iterable of (key, module) pairs."""
+        items = modules.items() if isinstance(modules, Mapping) else modules
+        for j, pair in enumerate(items):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise TypeError(f"ModuleDict.update: element #{j} should be a (key, module) pair, "
+                                f"got {pair!r}")
+            self[pair[0]] = pair[1]
+
+
+def _as_parameter(value, op):
+    """A Parameter for ``value``: itself if it is one, a Tensor wrapped (as PyTorch) otherwise."""
+    if isinstance(value, Parameter):
+        return value
+    if isinstance(value, Tensor):
+        return Parameter(value.array)
+    raise TypeError(f"{op}: expected a Parameter or a Tensor, got {type(value).__name__}")
+
+
+def _parameter_line(key, p):
+    size = "x".join(str(n) for n in p.shape)
+    device = "" if p.device == backend.CPU else f" ({p.device})"
+    return f"({key}): Parameter containing: [{p.dtype} of size {size}{device}]"
+
+
+def _parameters_repr(container):
+    lines = [_parameter_line(k, p) for k, p in container._parameters.items()]
+    if not lines:
+        return f"{container._get_name()}()"
+    return f"{container._get_name()}(\n    " + "\n    ".join(lines) + "\n)"
+
+
+class ParameterList(Module):
+    """A list of Parameters, registered under "0", "1", ... (a Tensor is wrapped in a Parameter)."""
+
+    def __init__(self, values=None):
+        super().__init__()
+        if values is not None:
+            self.extend(values)
+
+    def __getitem__(self, idx):
+        params = list(self._parameters.values())
+        if isinstance(idx, slice):
+            return ParameterList(params[idx])
+        return params[_index_n(self, len(params), idx)]
+
+    def __setitem__(self, idx, param):
+        self.register_parameter(str(_index_n(self, len(self), idx)), _as_parameter(param, "ParameterList"))
+
+    def __len__(self):
+        return len(self._parameters)
+
+    def __iter__(self):
+        return iter(self._parameters.values())
+
+    def __iadd__(self, params):
+        return self.extend(params)
+
+    def append(self, value):
+        self.register_parameter(str(len(self)), _as_parameter(value, "ParameterList.append"))
+        return self
+
+    def extend(self, values):
+        for v in values:
+            self.append(v)
+        return self
+
+    def __repr__(self):
+        return _parameters_repr(self)
+
+
+class ParameterDict(Module):
+    """An ordered dict of named Parameters (a Tensor is wrapped in a Parameter)."""
+
+    def __init__(self, parameters=None):
+        super().__init__()
+        if parameters is not None:
+            self.update(parameters)
+
+    def __getitem__(self, key):
+        return self._parameters[key]
+
+    def __setitem__(self, key, value):
+        self.register_parameter(key, _as_parameter(value, "ParameterDict"))
+
+    def __delitem__(self, key):
+        del self._parameters[key]
+
+    def __len__(self):
+        return len(self._parameters)
+
+    def __iter__(self):
+        return iter(self._parameters)
+
+    def __contains__(self, key):
+        return key in self._parameters
+
+    def keys(self):
+        return self._parameters.keys()
+
+    def values(self):
+        return self._parameters.values()
+
+    def items(self):
+        return self._parameters.items()
+
+    def get(self, key, default=None):
+        return self._parameters.get(key, default)
+
+    def pop(self, key):
+        p = self._parameters[key]
+        del self._parameters[key]
+        return p
+
+    def clear(self):
+        self._parameters.clear()
+
+    def update(self, parameters):
+        """Add the parameters of a mapping, or of an iterable of (key, parameter) pairs."""
+        items = parameters.items() if isinstance(parameters, Mapping) else parameters
+        for j, pair in enumerate(items):
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise TypeError(f"ParameterDict.update: element #{j} should be a (key, parameter) "
+                                f"pair, got {pair!r}")
+            self[pair[0]] = pair[1]
+
+    def __repr__(self):
+        return _parameters_repr(self)
