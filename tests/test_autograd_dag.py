@@ -360,20 +360,25 @@ def programs(draw, max_motifs=8, allow_detach=True):
 # ------------------------------------------------------------------------------- running one
 
 
-class _Tinyconv:
-    index = 0
-    leaf = staticmethod(lambda a, rg: tinyconv.tensor(a, dtype=np.float64, requires_grad=rg))
-    const = staticmethod(lambda a: tinyconv.tensor(a, dtype=np.float64))
-    backward = staticmethod(tinyconv.autograd.backward)
-    numpy = staticmethod(lambda t: None if t is None else t.detach().numpy())
+class _Framework:
+    """One side of the comparison: how it makes tensors, and its ops' column in the table."""
+
+    def __init__(self, index, tensor, dtype, backward):
+        self.index, self._tensor, self._dtype, self.backward = index, tensor, dtype, backward
+
+    def leaf(self, a, requires_grad):
+        return self._tensor(a, dtype=self._dtype, requires_grad=requires_grad)
+
+    def const(self, a):
+        return self._tensor(a, dtype=self._dtype)
+
+    @staticmethod
+    def numpy(t):
+        return None if t is None else t.detach().numpy()
 
 
-class _Torch:
-    index = 1
-    leaf = staticmethod(lambda a, rg: torch.tensor(a, dtype=torch.float64, requires_grad=rg))
-    const = staticmethod(lambda a: torch.tensor(a, dtype=torch.float64))
-    backward = staticmethod(torch.autograd.backward)
-    numpy = staticmethod(lambda t: None if t is None else t.detach().numpy())
+_Tinyconv = _Framework(0, tinyconv.tensor, np.float64, tinyconv.autograd.backward)
+_Torch = _Framework(1, torch.tensor, torch.float64, torch.autograd.backward)
 
 
 def forward(program, fw, leaves=None):
