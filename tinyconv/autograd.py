@@ -272,7 +272,9 @@ def _accumulate_leaf(leaf, g, owned=False):
 
     The first gradient becomes ``.grad`` as it is when ``owned`` (a fresh array that no
     one else holds), else as a copy, so ``.grad`` never aliases another array.  Later
-    gradients are added out of place.
+    gradients are added in place into a leaf's ``.grad``, as PyTorch's AccumulateGrad (a
+    reference ``g = p.grad`` taken before sees the sum); a non-leaf's retained ``.grad``
+    is replaced by the sum, as PyTorch's ``retain_grad``.
     """
     if g.shape != leaf.shape:
         raise RuntimeError(f"autograd: gradient of shape {g.shape} for a tensor of shape {leaf.shape}")
@@ -280,8 +282,11 @@ def _accumulate_leaf(leaf, g, owned=False):
         g, owned = g.astype(leaf.dtype), True
     if leaf.grad is None:
         leaf.grad = Tensor(g if owned else g.copy())
+    elif leaf.is_leaf and getattr(getattr(leaf.grad.array, "flags", None), "writeable", True):
+        leaf.grad.array += g
+        leaf.grad._version_counter.n += 1
     else:
-        leaf.grad.array = leaf.grad.array + g
+        leaf.grad = Tensor(leaf.grad.array + g)
 
 
 def _seeds(outputs, grad_outputs, op):
