@@ -124,22 +124,32 @@ class Div(Function):
 
 
 class Pow(Function):
-    """y = a ** b;  da = dy * b * a^(b-1),  db = dy * y * log(a)."""
+    """y = a ** b;  da = dy * b * a^(b-1),  db = dy * y * log(a), at the edges as PyTorch:
+
+    da = 0 where b == 0 (so 0**0 gives 0, not 0 * 0^-1 = NaN); db = 0 where a == 0 and
+    b >= 0, and otherwise y * log(a) as it falls: -inf times y at a = 0 (0**-1 gives
+    -inf), NaN at a negative base.  Neither warns.
+    """
 
     def forward(self, a, b):
-        y = a ** b
+        ints = np.issubdtype(a.dtype, np.integer) and np.issubdtype(b.dtype, np.integer)
+        if ints and (b < 0).any():
+            raise RuntimeError("pow: Integers to negative integer powers are not allowed.")
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            y = a ** b
         self.save_for_backward(a, b, y)
         return y
 
     def backward(self, gy):
         a, b, y = self.saved_tensors
         xp = backend.array_module(a)
-        ga = sum_to(gy * b * a ** (b - 1), a.shape) if self.needs_input_grad[0] else None
-        gb = None
-        if self.needs_input_grad[1]:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                log_a = xp.where(a > 0, xp.log(xp.where(a > 0, a, 1)), 0)
-            gb = sum_to(gy * y * log_a, b.shape)
+        ga = gb = None
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            if self.needs_input_grad[0]:
+                ga = sum_to(xp.where(b == 0, 0, gy * b * a ** (b - 1)).astype(gy.dtype, copy=False), a.shape)
+            if self.needs_input_grad[1]:
+                log_a = xp.where((a == 0) & (b >= 0), 0, y * xp.log(a))
+                gb = sum_to((gy * log_a).astype(gy.dtype, copy=False), b.shape)
         return ga, gb
 
 

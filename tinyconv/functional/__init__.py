@@ -11,7 +11,7 @@ from .linear import linear  # noqa: F401
 from .loss import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,  # noqa: F401
                    l1_loss, log_softmax, mse_loss, nll_loss, softmax)
 from .normalization import batch_norm  # noqa: F401
-from .activation import dropout, dropout2d, leaky_relu, relu, sigmoid, tanh  # noqa: F401
+from .activation import dropout, dropout2d, leaky_relu, relu, relu_, sigmoid, tanh  # noqa: F401
 from .lrn import local_response_norm  # noqa: F401
 from .conv import conv2d  # noqa: F401
 from .pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d  # noqa: F401

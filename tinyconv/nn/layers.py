@@ -19,6 +19,7 @@ import numpy as np
 from .. import backend
 from .. import functional as F
 from ..functional._checks import check_tensor, pair
+from ..functional.activation import check_dropout_p
 from ..functional.conv import _conv_padding
 from ..functional.loss import _legacy_reduction
 from . import init
@@ -341,14 +342,14 @@ class BatchNorm2d(_BatchNorm):
 
 
 class ReLU(Module):
-    """max(x, 0).  ``inplace`` is accepted for PyTorch compatibility; the result is always new."""
+    """max(x, 0): ``F.relu`` (``inplace=True`` writes into the input, as in PyTorch)."""
 
     def __init__(self, inplace=False):
         super().__init__()
         self.inplace = inplace
 
     def forward(self, input):
-        return F.relu(input)
+        return F.relu(input, self.inplace)
 
     def extra_repr(self):
         return "inplace=True" if self.inplace else ""
@@ -381,17 +382,15 @@ class Sigmoid(Module):
 class Dropout(Module):
     """Inverted dropout with probability ``p`` while training; the identity in eval mode.
 
-    ``inplace`` is accepted for PyTorch compatibility; the result is always new.
+    ``inplace=True`` writes into the input, as in PyTorch.
     """
 
     def __init__(self, p=0.5, inplace=False):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
-            raise ValueError(f"{type(self).__name__}: p must be a probability between 0 and 1, got {p!r}")
-        self.p, self.inplace = float(p), inplace
+        self.p, self.inplace = check_dropout_p(p, type(self).__name__), inplace
 
     def forward(self, input):
-        return F.dropout(input, self.p, self.training)
+        return F.dropout(input, self.p, self.training, self.inplace)
 
     def extra_repr(self):
         return f"p={self.p}, inplace={self.inplace}"
