@@ -3,13 +3,13 @@
 #include "tinyconv_common.cuh"
 
 // ---------------------------------------------------------------------------- ReLU
-// y = max(x, 0), a NaN passing through;  gx = 0 where y <= 0 else gy (so a NaN passes gy),
+// y = 0 where x < 0 else x (max(x, 0) with NaN and -0 passing through);  gx = 0 where y <= 0 else gy (so a NaN passes gy),
 // as PyTorch.  One thread per element.
 template <typename T>
 __global__ void relu_forward_kernel(const T* __restrict__ x, T* __restrict__ y, i64 n) {
     TC_KERNEL_LOOP(i, n) {
         const T v = x[i];
-        y[i] = (v > T(0) || v != v) ? v : T(0);
+        y[i] = v < T(0) ? T(0) : v;
     }
 }
 

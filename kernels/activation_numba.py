@@ -2,8 +2,8 @@
 
 References in ``tinyconv/functional/activation.py``:
 
-* ``relu_forward(x) -> y`` equals ``relu_forward_reference`` exactly (y = max(x, 0), NaN stays
-  NaN); ``relu_backward(gy, y) -> gx`` equals ``relu_backward_reference`` (0 where y <= 0, else
+* ``relu_forward(x) -> y`` equals ``relu_forward_reference`` exactly (y = 0 where x < 0 else x,
+  so NaN and -0 pass); ``relu_backward(gy, y) -> gx`` equals ``relu_backward_reference`` (0 where y <= 0, else
   gy, so a NaN passes gy as in PyTorch).
 * ``dropout_forward(x, p, seed, offset) -> (y, mask)`` and ``dropout_backward(gy, mask, p) -> gx``
   compute what ``dropout_forward_reference`` / ``dropout_backward_reference`` compute,
@@ -41,7 +41,7 @@ def _contiguous(a):
 def _relu_fwd(x, y):
     for i in prange(x.size):
         v = x[i]
-        y[i] = v if (v > 0 or v != v) else 0       # max(v, 0); a NaN passes through as in np.maximum
+        y[i] = 0 if v < 0 else v                   # max(v, 0); NaN and -0 pass through, as in PyTorch
 
 
 @float16_via_float32

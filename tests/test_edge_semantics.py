@@ -26,23 +26,27 @@ def both(values, dtype=np.float64, requires_grad=True):
     return tc.tensor(a, requires_grad=requires_grad), torch.tensor(a, requires_grad=requires_grad)
 
 
-def assert_same(ours, theirs):
-    """Same shape, dtype and values, NaN where PyTorch has NaN and the sign of every inf and zero."""
+def assert_same(ours, theirs, rtol=0.0):
+    """Same shape, dtype and values, NaN where PyTorch has NaN and the sign of every inf and zero.
+
+    ``rtol`` allows for last-bit differences between NumPy's and PyTorch's ``pow``.
+    """
     ours = ours.array if isinstance(ours, tc.Tensor) else np.asarray(ours)
     theirs = theirs.detach().numpy()
     assert ours.shape == theirs.shape and ours.dtype == theirs.dtype, (ours, theirs)
-    np.testing.assert_array_equal(ours, theirs)
-    np.testing.assert_array_equal(np.signbit(ours), np.signbit(theirs))
+    np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=0)
+    numbers = ~np.isnan(theirs)                               # a NaN's sign bit means nothing
+    np.testing.assert_array_equal(np.signbit(ours[numbers]), np.signbit(theirs[numbers]))
 
 
-def forward_backward(fn_ours, fn_theirs, values, gy=None, dtype=np.float64):
+def forward_backward(fn_ours, fn_theirs, values, gy=None, dtype=np.float64, rtol=0.0):
     x, xt = both(values, dtype)
     y, yt = fn_ours(x), fn_theirs(xt)
     g = np.ones(yt.shape, dtype) if gy is None else np.asarray(gy, dtype)
     y.backward(tc.tensor(g))
     yt.backward(torch.tensor(g))
-    assert_same(y, yt)
-    assert_same(x.grad, xt.grad)
+    assert_same(y, yt, rtol)
+    assert_same(x.grad, xt.grad, rtol)
     return y, x
 
 
@@ -63,7 +67,10 @@ def test_dropout_keeps_0d_shape(p, training):
     y = F.dropout(x, p, training)
     y.backward()
     assert y.shape == () and x.grad.shape == ()
-    assert float(y) in (0.0, 3.0 / (1 - p)) if p < 1 else float(y) == 0.0
+    if not training:
+        assert y is x
+    else:
+        assert float(y) in ((0.0, 3.0 / (1 - p)) if p < 1 else (0.0,))
     assert float(x.grad) * 3.0 == pytest.approx(float(y))          # dx = y / x: the same mask
     assert F.dropout(tc.tensor(3.0), p, training).shape == torch.nn.functional.dropout(
         torch.tensor(3.0), p, training).shape
@@ -191,6 +198,7 @@ def test_dropout_p_outside_unit_interval_raises_pytorchs_value_error(p):
 
 POW_BASES = [0.0, -0.0, -2.0, 2.0, 0.5, -0.5, np.inf, -np.inf, np.nan]
 POW_EXPONENTS = [0.0, -1.0, -2.0, 0.5, -0.5, 1.0, 2.0, 3.0, 1.5, np.inf, -np.inf]
+POW_RTOL = 4e-16          # NumPy's and PyTorch's pow may differ in the last bit
 
 
 def _pow_grads(lib, base, exponent):
@@ -206,7 +214,7 @@ def test_pow_values_and_gradients_with_tensor_exponents():
     """Every (base, exponent) pair of the table: y, dy/dbase and dy/dexponent as PyTorch, NaN and inf included."""
     base, exponent = np.meshgrid(POW_BASES, POW_EXPONENTS, indexing="ij")
     for ours, theirs in zip(_pow_grads(tc, base, exponent), _pow_grads(torch, base, exponent)):
-        assert_same(ours, theirs)
+        assert_same(ours, theirs, POW_RTOL)
 
 
 @pytest.mark.filterwarnings("error")
@@ -214,8 +222,8 @@ def test_pow_values_and_gradients_with_tensor_exponents():
 def test_pow_with_a_scalar_exponent(exponent):
     def fwd(x):
         return x ** exponent
-    forward_backward(fwd, fwd, POW_BASES)
-    forward_backward(lambda x: x.pow(exponent), lambda x: x.pow(exponent), POW_BASES)
+    forward_backward(fwd, fwd, POW_BASES, rtol=POW_RTOL)
+    forward_backward(lambda x: x.pow(exponent), lambda x: x.pow(exponent), POW_BASES, rtol=POW_RTOL)
 
 
 @pytest.mark.filterwarnings("error")
@@ -223,7 +231,7 @@ def test_pow_with_a_scalar_exponent(exponent):
 def test_pow_with_a_scalar_base(base):
     def fwd(x):
         return base ** x
-    forward_backward(fwd, fwd, POW_EXPONENTS)
+    forward_backward(fwd, fwd, POW_EXPONENTS, rtol=POW_RTOL)
 
 
 @pytest.mark.filterwarnings("error")
@@ -231,7 +239,7 @@ def test_pow_broadcast_gradients_sum_nan_and_inf_as_pytorch():
     base = np.array([[0.0], [-2.0], [3.0]])
     exponent = np.array([[0.0, -1.0, 2.0, 0.5]])
     for ours, theirs in zip(_pow_grads(tc, base, exponent), _pow_grads(torch, base, exponent)):
-        assert_same(ours, theirs)
+        assert_same(ours, theirs, POW_RTOL)
 
 
 @pytest.mark.parametrize("case", ["0**0", "0**-1", "(-2)**0.5", "(-2)**2"])
@@ -290,7 +298,7 @@ def test_softmax_dim_out_of_range_raises_pytorchs_index_error(name, shape, dim):
 
 @pytest.mark.parametrize("shape,call", [((2, 3), ("transpose", 0, 5)), ((2, 3), ("transpose", -3, 0)),
                                         ((), ("transpose", 0, 1)), ((2, 3), ("permute", 0, 5)),
-                                        ((2, 3, 4), ("permute", 0, 1, -4)), ((), ("permute", 1))])
+                                        ((2, 3, 4), ("permute", 0, 1, -4)), ((), ("transpose", -2, 0))])
 def test_transpose_and_permute_out_of_range_raise_pytorchs_index_error(shape, call):
     name, *dims = call
     with pytest.raises(IndexError) as theirs:
@@ -355,7 +363,7 @@ def test_fast_and_reference_paths_agree_bit_for_bit(x, op):
     for a, b in zip(fast, ref):
         assert a.shape == b.shape == x.shape and a.dtype == b.dtype == x.dtype
         np.testing.assert_array_equal(a, b)
-        np.testing.assert_array_equal(np.signbit(a), np.signbit(b))
+        np.testing.assert_array_equal(np.signbit(a), np.signbit(b))      # the kernels' NaNs too
 
 
 @pytest.mark.parametrize("shape", [(), (1,), (0,), (3, 0), (7,)])

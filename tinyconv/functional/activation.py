@@ -36,9 +36,9 @@ from ._checks import check_float, check_tensor
 
 
 def relu_forward_reference(x):
-    """y = max(x, 0) (NaN stays NaN, as in PyTorch)."""
+    """y = 0 where x < 0, else x: max(x, 0) with NaN and -0 passing through, as in PyTorch."""
     xp = array_module(x)
-    return xp.maximum(x, 0)
+    return xp.where(x < 0, 0, x).astype(x.dtype, copy=False)
 
 
 def relu_backward_reference(gy, y):
