@@ -133,7 +133,8 @@ class DropoutFn(Function):
 
     def forward(self, x):
         if self.p == 1:
-            return x * x.dtype.type(0)
+            with np.errstate(invalid="ignore"):                # inf * 0 = NaN, as in PyTorch
+                return x * x.dtype.type(0)
         seed, offset = random.philox_seed_offset(x.size)      # the op owns the randomness
         fwd = kernel("activation", "dropout_forward", x) or dropout_forward_reference
         y, mask = fwd(x, self.p, seed, offset)
@@ -142,7 +143,8 @@ class DropoutFn(Function):
 
     def backward(self, gy):
         if self.p == 1:
-            return (gy * gy.dtype.type(0),)
+            with np.errstate(invalid="ignore"):
+                return (gy * gy.dtype.type(0),)
         (mask,) = self.saved_tensors
         bwd = kernel("activation", "dropout_backward", gy) or dropout_backward_reference
         return (bwd(gy, mask, self.p),)

@@ -90,7 +90,7 @@ class LogSoftmaxFn(Function):
     def forward(self, x):
         xp = array_module(x)
         shifted = _shifted(x, self.dim)
-        y = shifted - xp.log(xp.exp(shifted).sum(axis=self.dim, keepdims=True))
+        y = shifted - xp.log(xp.exp(shifted).sum(axis=self.dim, keepdims=True)) if x.size else shifted
         self.save_for_backward(y)
         return y
 
