@@ -3,12 +3,13 @@
 #include "tinyconv_common.cuh"
 
 // ---------------------------------------------------------------------------- ReLU
-// y = max(x, 0);  gx = gy where y > 0 else 0.  One thread per element.
+// y = 0 where x < 0 else x (max(x, 0) with NaN and -0 passing through);  gx = 0 where y <= 0 else gy (so a NaN passes gy),
+// as PyTorch.  One thread per element.
 template <typename T>
 __global__ void relu_forward_kernel(const T* __restrict__ x, T* __restrict__ y, i64 n) {
     TC_KERNEL_LOOP(i, n) {
         const T v = x[i];
-        y[i] = v > T(0) ? v : T(0);
+        y[i] = v < T(0) ? T(0) : v;
     }
 }
 
@@ -16,7 +17,7 @@ template <typename T>
 __global__ void relu_backward_kernel(const T* __restrict__ gy, const T* __restrict__ y,
                                      T* __restrict__ gx, i64 n) {
     TC_KERNEL_LOOP(i, n) {
-        gx[i] = y[i] > T(0) ? gy[i] : T(0);
+        gx[i] = y[i] <= T(0) ? T(0) : gy[i];
     }
 }
 

@@ -2,8 +2,9 @@
 
 References in ``tinyconv/functional/activation.py``:
 
-* ``relu_forward(x) -> y`` equals ``relu_forward_reference`` exactly (y = max(x, 0), NaN stays
-  NaN); ``relu_backward(gy, y) -> gx`` equals ``relu_backward_reference`` (gy where y > 0).
+* ``relu_forward(x) -> y`` equals ``relu_forward_reference`` exactly (y = 0 where x < 0 else x,
+  so NaN and -0 pass); ``relu_backward(gy, y) -> gx`` equals ``relu_backward_reference`` (0 where y <= 0, else
+  gy, so a NaN passes gy as in PyTorch).
 * ``dropout_forward(x, p, seed, offset) -> (y, mask)`` and ``dropout_backward(gy, mask, p) -> gx``
   compute what ``dropout_forward_reference`` / ``dropout_backward_reference`` compute,
   y = x * mask * (1/(1-p)), with the mask drawn differently (see below), so the two paths
@@ -18,13 +19,20 @@ prange splits the work; ``tinyconv.manual_seed`` makes it reproducible, and succ
 calls differ because the op's offset advances by x.size.  The mask is a bool array (1 byte
 per element, never a float tensor).
 
-Elementwise loops run over the flat C-contiguous arrays, split across threads by prange.
+Elementwise loops run over the flat C-contiguous arrays, split across threads by prange;
+results keep the input's shape (a 0-d input gives a 0-d output).
 """
 import numpy as np
 from numba import njit, prange
 
 from ._numba_dtypes import float16_via_float32
 from ._numba_threads import threads_for
+
+
+def _contiguous(a):
+    """``a`` C-contiguous with its own shape (``np.ascontiguousarray`` makes a 0-d array 1-d)."""
+    return np.ascontiguousarray(a).reshape(np.shape(a))
+
 
 # ---------------------------------------------------------------------------- ReLU
 
@@ -33,13 +41,13 @@ from ._numba_threads import threads_for
 def _relu_fwd(x, y):
     for i in prange(x.size):
         v = x[i]
-        y[i] = v if (v > 0 or v != v) else 0       # max(v, 0); a NaN passes through as in np.maximum
+        y[i] = 0 if v < 0 else v                   # max(v, 0); NaN and -0 pass through, as in PyTorch
 
 
 @float16_via_float32
 def relu_forward(x):
     """y = max(x, 0) elementwise; equals ``relu_forward_reference``."""
-    x = np.ascontiguousarray(x)
+    x = _contiguous(x)
     y = np.empty_like(x)
     with threads_for(x.size):
         _relu_fwd(x.reshape(-1), y.reshape(-1))
@@ -49,14 +57,14 @@ def relu_forward(x):
 @njit(cache=True, parallel=True)
 def _relu_bwd(gy, y, gx):
     for i in prange(gy.size):
-        gx[i] = gy[i] if y[i] > 0 else 0
+        gx[i] = 0 if y[i] <= 0 else gy[i]          # a NaN y passes gy, as in PyTorch
 
 
 @float16_via_float32
 def relu_backward(gy, y):
-    """gx = gy where y > 0, else 0; equals ``relu_backward_reference``."""
-    gy = np.ascontiguousarray(gy)
-    y = np.ascontiguousarray(y)
+    """gx = 0 where y <= 0, else gy; equals ``relu_backward_reference``."""
+    gy = _contiguous(gy)
+    y = _contiguous(y)
     gx = np.empty_like(gy)
     with threads_for(gy.size):
         _relu_bwd(gy.reshape(-1), y.reshape(-1), gx.reshape(-1))
@@ -92,7 +100,7 @@ def dropout_forward(x, p, seed, offset):
     ``tinyconv.random.philox_seed_offset(x.size)``; element i's uniform is the splitmix64
     hash keyed by ``seed`` at counter ``offset + i``, so equal arguments give equal masks.
     """
-    x = np.ascontiguousarray(x)
+    x = _contiguous(x)
     seed = np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF)
     offset = np.uint64(int(offset) & 0xFFFFFFFFFFFFFFFF)
     y = np.empty_like(x)
@@ -112,8 +120,8 @@ def _dropout_bwd(gy, mask, gx, scale):
 @float16_via_float32
 def dropout_backward(gy, mask, p):
     """gx = gy * mask / (1 - p) with the forward's mask; equals ``dropout_backward_reference``."""
-    gy = np.ascontiguousarray(gy)
-    mask = np.ascontiguousarray(mask)
+    gy = _contiguous(gy)
+    mask = _contiguous(mask)
     gx = np.empty_like(gy)
     with threads_for(gy.size):
         _dropout_bwd(gy.reshape(-1), mask.reshape(-1), gx.reshape(-1), gy.dtype.type(1.0 / (1.0 - p)))

@@ -421,6 +421,33 @@ def test_relu_matches_reference(host, n, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_edge_values_as_pytorch(host, dtype):
+    """NaN and -0 pass through the forward; the gradient is 0 where y <= 0 and gy at NaN and inf."""
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.5, -1.5, 1e-30, -1e-30], dtype=dtype)
+    y = activation_cuda.relu_forward(x)
+    ref = A.relu_forward_reference(x)
+    np.testing.assert_array_equal(y, ref)
+    np.testing.assert_array_equal(np.signbit(y), np.signbit(ref))
+    assert np.isnan(y[0]) and np.signbit(y[4]) and y[6] == 0
+    gy = np.arange(1, x.size + 1).astype(dtype)
+    gx = activation_cuda.relu_backward(gy, y)
+    np.testing.assert_array_equal(gx, A.relu_backward_reference(gy, y))
+    np.testing.assert_array_equal(gx, [1, 2, 0, 0, 0, 6, 0, 8, 0])
+
+
+@pytest.mark.parametrize("shape", [(), (0,), (3, 0)])
+def test_relu_and_dropout_keep_0d_and_empty_shapes(host, shape):
+    x = np.full(shape, 2.0)
+    y = activation_cuda.relu_forward(x)
+    assert y.shape == shape and activation_cuda.relu_backward(np.ones(shape), y).shape == shape
+    y, mask = activation_cuda.dropout_forward(x, 0.5, 3, 0)
+    assert y.shape == shape and mask.keep().shape == shape
+    gx = activation_cuda.dropout_backward(np.ones(shape), mask, 0.5)
+    assert gx.shape == shape
+    np.testing.assert_array_equal(gx * 2.0, y)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1, 1), (4, 10), (3, 1000), (2, 5)])
 def test_softmax_cross_entropy_matches_reference(host, shape, dtype, rng):
     logits = (rng.standard_normal(shape) * 30).astype(dtype)    # large logits: the shift matters

@@ -294,7 +294,7 @@ def test_layer_argument_errors_name_the_layer():
         nn.Conv2d(2, 2, 3, stride=2, padding="same")
     with pytest.raises(ValueError, match="Conv2d: in_channels must be a positive int"):
         nn.Conv2d(0, 2, 3)
-    with pytest.raises(ValueError, match="Dropout: p must be a probability"):
+    with pytest.raises(ValueError, match="Dropout: dropout probability has to be between 0 and 1"):
         nn.Dropout(1.5)
     with pytest.raises(ValueError, match=r"BatchNorm2d: expected 4D input, got 2D input"):
         nn.BatchNorm2d(3)(tc.randn(2, 3))
@@ -304,7 +304,7 @@ def test_layer_argument_errors_name_the_layer():
         nn.Softmax()(tc.randn(2, 3))
     with pytest.raises(TypeError, match="CrossEntropyLoss: weight must be a Tensor"):
         nn.CrossEntropyLoss(weight=[1.0, 2.0, 3.0])
-    with pytest.raises(ValueError, match="Dropout2d: p must be a probability"):
+    with pytest.raises(ValueError, match="Dropout2d: dropout probability .* but got -0.5"):
         nn.Dropout2d(-0.5)
 
 

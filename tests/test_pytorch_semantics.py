@@ -467,6 +467,91 @@ def test_inplace_shape_rules(torch):
                              lib.ones(2, 3).copy_(lib.tensor([1.0, 2.0, 3.0]))])
 
 
+# --- 5. The fast kernels keep PyTorch's edge semantics
+# (thorough cases, and bit-for-bit agreement of the two kernel paths: tests/test_edge_semantics.py)
+
+
+def test_relu_and_dropout_keep_0d_shape(torch):
+    def case(lib):
+        F = lib.nn.functional
+        x = leaf(lib, 1.5)
+        outs = [F.relu(x), F.dropout(x, 0.0), F.dropout(x, 1.0), F.dropout(x, 0.5, training=False)]
+        sum(outs).backward()
+        return [[tuple(o.shape) for o in outs], tuple(F.dropout(x, 0.5).shape), x.grad]
+    same(torch, case)
+
+
+def test_relu_gradient_at_nan(torch):
+    def case(lib):
+        x = leaf(lib, [float("nan"), float("inf"), -float("inf"), 0.0, -0.0, 2.0, -2.0])
+        y = lib.nn.functional.relu(x)
+        y.backward(lib.arange(1.0, 8.0, dtype=lib.float64))
+        return [y, x.grad]
+    same(torch, case)
+
+
+@pytest.mark.parametrize("base,exponent", [(0.0, 0.0), (0.0, -1.0), (0.0, 2.0), (0.0, 0.5), (-2.0, 0.5),
+                                           (-2.0, 2.0), (-2.0, 3.0), (-8.0, -1.0)])
+def test_pow_gradient_at_zero_and_negative_bases(torch, base, exponent):
+    def case(lib):
+        b, e = leaf(lib, [base]), leaf(lib, [exponent])
+        y = b ** e
+        y.backward(lib.ones(1, dtype=lib.float64))
+        b2 = leaf(lib, [base])
+        (b2 ** exponent).backward(lib.ones(1, dtype=lib.float64))
+        return [y, b.grad, e.grad, b2.grad]
+    same(torch, case, rtol=1e-15)
+
+
+def test_softmax_and_log_softmax_over_an_empty_dim(torch):
+    def case(lib):
+        F = lib.nn.functional
+        x = leaf(lib, np.zeros((2, 0)))
+        outs = [F.softmax(x, 1), F.log_softmax(x, 1), F.softmax(x, 0), F.log_softmax(x, -2)]
+        sum(o.sum() for o in outs).backward()
+        return outs + [x.grad]
+    same(torch, case)
+    msg = r"Dimension out of range \(expected to be in range of \[-2, 1\], but got 2\)"
+    same_error(torch, lambda lib: lib.nn.functional.softmax(lib.ones(2, 0), 2), msg)
+    same_error(torch, lambda lib: lib.nn.functional.log_softmax(lib.ones(2, 3), -3), "Dimension out of range")
+
+
+def test_transpose_and_permute_check_their_dims(torch):
+    msg = r"Dimension out of range \(expected to be in range of \[-2, 1\], but got 5\)"
+    same_error(torch, lambda lib: lib.ones(2, 3).transpose(0, 5), msg)
+    same_error(torch, lambda lib: lib.ones(2, 3).permute(0, 5), msg)
+    same_error(torch, lambda lib: lib.ones(2, 3).permute(1, 1), "duplicate dims are not allowed")
+    same_error(torch, lambda lib: lib.ones(2, 3).permute(0), "does not match the length")
+    same(torch, lambda lib: [lib.ones(2, 3).transpose(-1, 0), lib.tensor(1.0).transpose(0, -1),
+                             lib.ones(2, 3, 4).permute(-1, 0, 1), lib.ones(2, 3).T])
+
+
+def test_to_with_positional_flags(torch):
+    def case(lib):
+        x = lib.tensor([1.0, 2.0])
+        y = lib.zeros(1, dtype=lib.float64)
+        return [x.to("cpu", lib.float64), x.to(lib.float64, True), x.to(y), x.to(x) is x,
+                x.to("cpu") is x, x.to(copy=True) is x, x.to(lib.float32, False, True) is x,
+                x.to("cpu", lib.float32, False, True) is x, x.to(dtype=lib.float64, copy=True)]
+    same(torch, case)
+    same_error(torch, lambda lib: lib.ones(1).to("cpu", lib.float64, True, True, True), "to\\(\\)")
+
+
+def test_fast_and_reference_paths_agree(torch):
+    """The same edge inputs through relu, dropout p=0/1 and softmax give the same bits on both paths."""
+    def run(mode):
+        with tc.use_kernels(mode):
+            F = tc.nn.functional
+            x = tc.tensor([np.nan, np.inf, -np.inf, 0.0, -0.0, 2.0, -2.0], requires_grad=True)
+            outs = [F.relu(x), F.dropout(x * 1, 1.0), F.relu(x[0]), F.dropout(x[0], 0.5).shape == (),
+                    F.softmax(tc.ones(2, 0), 1)]
+            (outs[0] + outs[1]).sum().backward()
+            return _plain(outs + [x.grad])
+    for a, b in zip(run("fast"), run("reference")):
+        np.testing.assert_array_equal(a, b)
+    same(torch, lambda lib: lib.nn.functional.relu(lib.tensor([float("nan"), -0.0, 1.0])))
+
+
 # --- 6. The autograd surface
 
 
@@ -625,24 +710,3 @@ def test_detach_shares_memory_and_version_counter(torch):
         d.mul_(2)
         return [x, d, x._version, d._version, d.requires_grad, d.is_leaf, d.grad_fn is None]
     same(torch, case)
-
-
-def test_transpose_and_permute_check_their_dims(torch):
-    msg = r"Dimension out of range \(expected to be in range of \[-2, 1\], but got 5\)"
-    same_error(torch, lambda lib: lib.ones(2, 3).transpose(0, 5), msg)
-    same_error(torch, lambda lib: lib.ones(2, 3).permute(0, 5), msg)
-    same_error(torch, lambda lib: lib.ones(2, 3).permute(1, 1), "duplicate dims are not allowed")
-    same_error(torch, lambda lib: lib.ones(2, 3).permute(0), "does not match the length")
-    same(torch, lambda lib: [lib.ones(2, 3).transpose(-1, 0), lib.tensor(1.0).transpose(0, -1),
-                             lib.ones(2, 3, 4).permute(-1, 0, 1), lib.ones(2, 3).T])
-
-
-def test_to_with_positional_flags(torch):
-    def case(lib):
-        x = lib.tensor([1.0, 2.0])
-        y = lib.zeros(1, dtype=lib.float64)
-        return [x.to("cpu", lib.float64), x.to(lib.float64, True), x.to(y), x.to(x) is x,
-                x.to("cpu") is x, x.to(copy=True) is x, x.to(lib.float32, False, True) is x,
-                x.to("cpu", lib.float32, False, True) is x, x.to(dtype=lib.float64, copy=True)]
-    same(torch, case)
-    same_error(torch, lambda lib: lib.ones(1).to("cpu", lib.float64, True, True, True), "to\\(\\)")

@@ -124,22 +124,44 @@ class Div(Function):
 
 
 class Pow(Function):
-    """y = a ** b;  da = dy * b * a^(b-1),  db = dy * y * log(a)."""
+    """y = a ** b;  da = dy * b * a^(b-1),  db = dy * y * log(a), at the edges as PyTorch:
+
+    da = 0 where b == 0 (so 0**0 gives 0, not 0 * 0^-1 = NaN); db = 0 where a == 0 and
+    b >= 0, and otherwise y * log(a) as it falls: -inf times y at a = 0 (0**-1 gives
+    -inf), NaN at a negative base.  Neither warns.  A Python-number exponent of +-0.5 is
+    PyTorch's sqrt / rsqrt, with their signs at -0 and NaN at -inf (``_power``).
+    """
+
+    def __init__(self, scalar_exponent=None):
+        self.scalar_exponent = scalar_exponent
+
+    def _power(self, a, e):
+        """a ** e; for a Python-number exponent with e = +-0.5 (also b - 1 = 0.5) sqrt, as PyTorch."""
+        if self.scalar_exponent is not None and float(e) in (0.5, -0.5):
+            r = backend.array_module(a).sqrt(a)
+            return r if float(e) > 0 else 1 / r
+        return a ** e
 
     def forward(self, a, b):
-        y = a ** b
+        ints = np.issubdtype(a.dtype, np.integer) and np.issubdtype(b.dtype, np.integer)
+        if ints and (b < 0).any():
+            raise RuntimeError("pow: Integers to negative integer powers are not allowed.")
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            y = self._power(a, b)
         self.save_for_backward(a, b, y)
         return y
 
     def backward(self, gy):
         a, b, y = self.saved_tensors
         xp = backend.array_module(a)
-        ga = sum_to(gy * b * a ** (b - 1), a.shape) if self.needs_input_grad[0] else None
-        gb = None
-        if self.needs_input_grad[1]:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                log_a = xp.where(a > 0, xp.log(xp.where(a > 0, a, 1)), 0)
-            gb = sum_to(gy * y * log_a, b.shape)
+        ga = gb = None
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            if self.needs_input_grad[0]:
+                da = b * self._power(a, b - 1)
+                ga = sum_to(xp.where(b == 0, 0, gy * da).astype(gy.dtype, copy=False), a.shape)
+            if self.needs_input_grad[1]:
+                log_a = xp.where((a == 0) & (b >= 0), 0, y * xp.log(a))
+                gb = sum_to((gy * log_a).astype(gy.dtype, copy=False), b.shape)
         return ga, gb
 
 
@@ -225,7 +247,8 @@ def div(a, b):
 
 
 def pow(a, b):
-    return _binary(Pow, a, b)
+    scalar = b if isinstance(a, Tensor) and not isinstance(b, (Tensor, bool)) and np.ndim(b) == 0 else None
+    return _binary(lambda: Pow(scalar), a, b)
 
 
 class Clamp(Function):

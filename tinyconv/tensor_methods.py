@@ -62,6 +62,9 @@ class TensorMethods:
     def __rpow__(self, other):
         return _ops().pow(other, self)
 
+    def pow(self, exponent):
+        return _ops().pow(self, exponent)
+
     def __neg__(self):
         return _ops().Neg()(self)
 

@@ -11,8 +11,8 @@ from .linear import linear  # noqa: F401
 from .loss import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,  # noqa: F401
                    huber_loss, kl_div, l1_loss, log_softmax, mse_loss, nll_loss, smooth_l1_loss, softmax)
 from .normalization import batch_norm, group_norm, layer_norm  # noqa: F401
-from .activation import (dropout, dropout2d, elu, gelu, hardtanh, leaky_relu, relu, relu6,  # noqa: F401
-                         sigmoid, silu, softplus, tanh)
+from .activation import (dropout, dropout2d, elu, gelu, hardtanh, leaky_relu, relu, relu_,  # noqa: F401
+                         relu6, sigmoid, silu, softplus, tanh)
 from .embedding import embedding  # noqa: F401
 from .upsample import interpolate  # noqa: F401
 from .lrn import local_response_norm  # noqa: F401

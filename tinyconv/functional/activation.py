@@ -37,21 +37,21 @@ from ._checks import check_float, check_tensor
 
 
 def relu_forward_reference(x):
-    """y = max(x, 0) (NaN stays NaN, as in PyTorch)."""
+    """y = 0 where x < 0, else x: max(x, 0) with NaN and -0 passing through, as in PyTorch."""
     xp = array_module(x)
-    return xp.maximum(x, 0)
+    return xp.where(x < 0, 0, x).astype(x.dtype, copy=False)
 
 
 def relu_backward_reference(gy, y):
-    """gx = gy where y > 0, else 0 (the derivative at the kink x = 0 is taken as 0)."""
+    """gx = 0 where y <= 0, else gy: 0 at the kink x = 0, and gy at a NaN (as PyTorch)."""
     xp = array_module(gy)
-    return xp.where(y > 0, gy, 0).astype(gy.dtype, copy=False)
+    return xp.where(y <= 0, 0, gy).astype(gy.dtype, copy=False)
 
 
 class ReLUFn(Function):
-    """y = max(x, 0);  dx = dy * [y > 0].
+    """y = max(x, 0);  dx = dy * [not y <= 0]  (so a NaN passes dy, as in PyTorch).
 
-    Saves the output ``y`` rather than ``x``: y > 0 exactly where x > 0.
+    Saves the output ``y`` rather than ``x``: y <= 0 exactly where x <= 0.
     """
 
     def forward(self, x):
@@ -129,7 +129,8 @@ class DropoutFn(Function):
     """Inverted dropout for 0 < p <= 1:  y = x * m / (1 - p),  dx = dy * m / (1 - p).
 
     m is a fixed random 0/1 mask (keep probability 1 - p), drawn in forward and reused
-    by backward.  p = 1 drops everything: y = 0 and dx = 0, with no draw.
+    by backward.  p = 1 drops everything with no draw, as PyTorch's ``x * 0``:
+    y = x * 0 (a NaN or inf stays NaN, -1 gives -0) and dx = dy * 0.
     """
 
     def __init__(self, p):
@@ -137,7 +138,8 @@ class DropoutFn(Function):
 
     def forward(self, x):
         if self.p == 1:
-            return array_module(x).zeros_like(x)
+            with np.errstate(invalid="ignore"):                # inf * 0 = NaN, as in PyTorch
+                return x * x.dtype.type(0)
         seed, offset = random.philox_seed_offset(x.size)      # the op owns the randomness
         fwd = kernel("activation", "dropout_forward", x) or dropout_forward_reference
         y, mask = fwd(x, self.p, seed, offset)
@@ -146,7 +148,8 @@ class DropoutFn(Function):
 
     def backward(self, gy):
         if self.p == 1:
-            return (array_module(gy).zeros_like(gy),)
+            with np.errstate(invalid="ignore"):
+                return (gy * gy.dtype.type(0),)
         (mask,) = self.saved_tensors
         bwd = kernel("activation", "dropout_backward", gy) or dropout_backward_reference
         return (bwd(gy, mask, self.p),)
@@ -161,9 +164,19 @@ def _check_input(input, op):
     return input
 
 
-def relu(input):
-    """max(input, 0) elementwise, as ``torch.nn.functional.relu``."""
-    return ReLUFn()(_check_input(input, "relu"))
+def relu(input, inplace=False):
+    """max(input, 0) elementwise, as ``torch.nn.functional.relu``.
+
+    ``inplace=True`` writes the result into ``input`` (which must then not be a leaf that
+    requires grad, as in PyTorch) and returns it.
+    """
+    y = ReLUFn()(_check_input(input, "relu"))
+    return input._write(y, "relu_") if inplace else y
+
+
+def relu_(input):
+    """``relu(input, inplace=True)``, as ``torch.nn.functional.relu_``."""
+    return relu(input, inplace=True)
 
 
 def tanh(input):
@@ -176,23 +189,31 @@ def sigmoid(input):
     return SigmoidFn()(_check_input(input, "sigmoid"))
 
 
-def dropout(input, p=0.5, training=True):
+def check_dropout_p(p, op):
+    """``p`` as a float in [0, 1], or PyTorch's error."""
+    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+        raise TypeError(f"{op}: p must be a real number, got {p!r}")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{op}: dropout probability has to be between 0 and 1, but got {p}")
+    return float(p)
+
+
+def dropout(input, p=0.5, training=True, inplace=False):
     """Inverted dropout, as ``torch.nn.functional.dropout``.
 
     In training each element is zeroed with probability ``p`` and the rest are scaled
     by ``1/(1-p)``; backward reuses the same mask.  ``training=False`` or ``p=0``
-    returns ``input`` itself; ``p=1`` gives zeros.  Masks come from tinyconv's generator,
-    so ``tinyconv.manual_seed`` makes them reproducible.
+    returns ``input`` itself (in place or not); ``p=1`` gives ``input * 0``.  Masks come
+    from tinyconv's generator, so ``tinyconv.manual_seed`` makes them reproducible.
+    ``inplace=True`` writes the result into ``input`` and returns it.
     """
     op = "dropout"
     _check_input(input, op)
-    if isinstance(p, bool) or not isinstance(p, numbers.Real):
-        raise TypeError(f"{op}: p must be a real number, got {p!r}")
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{op}: probability p has to be between 0 and 1, got {p}")
+    p = check_dropout_p(p, op)
     if not training or p == 0:
         return input
-    return DropoutFn(float(p))(input)
+    y = DropoutFn(p)(input)
+    return input._write(y, "dropout_") if inplace else y
 
 
 # --------------------------------------------------------------------------- leaky ReLU
@@ -272,10 +293,7 @@ def dropout2d(input, p=0.5, training=True, inplace=False):
     """
     op = "dropout2d"
     _check_input(input, op)
-    if isinstance(p, bool) or not isinstance(p, numbers.Real):
-        raise TypeError(f"{op}: p must be a real number, got {p!r}")
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{op}: dropout probability has to be between 0 and 1, but got {p}")
+    p = check_dropout_p(p, op)
     if input.ndim not in (3, 4):
         warnings.warn(f"dropout2d: Received a {input.ndim}-D input to dropout2d, which is deprecated "
                       "and will result in an error in a future release. To retain the behavior and "
@@ -289,7 +307,7 @@ def dropout2d(input, p=0.5, training=True, inplace=False):
     if input.ndim < 2:
         raise ValueError(f"{op}: Feature dropout requires at least 2 dimensions in the input, "
                          f"got shape {input.shape}")
-    y = FeatureDropoutFn(float(p))(input)
+    y = FeatureDropoutFn(p)(input)
     return input._write(y, "dropout2d_") if inplace else y
 
 

@@ -43,11 +43,16 @@ _REDUCTIONS = ("mean", "sum", "none")
 def _normalize_dim(dim, ndim, op):
     if not isinstance(dim, int) or isinstance(dim, bool):
         raise TypeError(f"{op}: dim must be an int, got {dim!r}")
-    n = max(ndim, 1)
+    n = max(ndim, 1)                     # a 0-d input takes dims 0 and -1, as in PyTorch
     if not -n <= dim < n:
-        raise ValueError(f"{op}: dim {dim} is out of range for a {ndim}-d input "
-                         f"(expected {-n} <= dim < {n})")
+        raise IndexError(f"{op}: Dimension out of range (expected to be in range of "
+                         f"[{-n}, {n - 1}], but got {dim})")
     return dim % n
+
+
+def _shifted(x, dim):
+    """x - max(x) along ``dim`` (so exp never overflows); an empty x is returned as is."""
+    return x - x.max(axis=dim, keepdims=True) if x.size else x
 
 
 class SoftmaxFn(Function):
@@ -62,7 +67,7 @@ class SoftmaxFn(Function):
 
     def forward(self, x):
         xp = array_module(x)
-        e = xp.exp(x - x.max(axis=self.dim, keepdims=True))
+        e = xp.exp(_shifted(x, self.dim))
         y = e / e.sum(axis=self.dim, keepdims=True)
         self.save_for_backward(y)
         return y
@@ -84,8 +89,8 @@ class LogSoftmaxFn(Function):
 
     def forward(self, x):
         xp = array_module(x)
-        shifted = x - x.max(axis=self.dim, keepdims=True)
-        y = shifted - xp.log(xp.exp(shifted).sum(axis=self.dim, keepdims=True))
+        shifted = _shifted(x, self.dim)
+        y = shifted - xp.log(xp.exp(shifted).sum(axis=self.dim, keepdims=True)) if x.size else shifted
         self.save_for_backward(y)
         return y
 

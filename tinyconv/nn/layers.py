@@ -20,6 +20,7 @@ import numpy as np
 from .. import backend
 from .. import functional as F
 from ..functional._checks import check_tensor, pair, single
+from ..functional.activation import check_dropout_p
 from ..functional.conv import _conv_padding
 from ..functional.loss import _legacy_reduction
 from . import init
@@ -343,18 +344,25 @@ class BatchNorm2d(_BatchNorm):
 # --------------------------------------------------------------------------- activations
 
 
-class ReLU(Module):
-    """max(x, 0).  ``inplace`` is accepted for PyTorch compatibility; the result is always new."""
+class _InplaceActivation(Module):
+    """An activation whose only option is ``inplace`` (printed only when True, as PyTorch)."""
+
+    _fn = None
 
     def __init__(self, inplace=False):
         super().__init__()
         self.inplace = inplace
 
     def forward(self, input):
-        return F.relu(input)
+        return type(self)._fn(input, inplace=self.inplace)
 
     def extra_repr(self):
         return "inplace=True" if self.inplace else ""
+
+
+class ReLU(_InplaceActivation):
+    """max(x, 0): ``F.relu`` (``inplace=True`` writes into the input, as in PyTorch)."""
+    _fn = staticmethod(F.relu)
 
 
 class LeakyReLU(Module):
@@ -384,17 +392,15 @@ class Sigmoid(Module):
 class Dropout(Module):
     """Inverted dropout with probability ``p`` while training; the identity in eval mode.
 
-    ``inplace`` is accepted for PyTorch compatibility; the result is always new.
+    ``inplace=True`` writes into the input, as in PyTorch.
     """
 
     def __init__(self, p=0.5, inplace=False):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
-            raise ValueError(f"{type(self).__name__}: p must be a probability between 0 and 1, got {p!r}")
-        self.p, self.inplace = float(p), inplace
+        self.p, self.inplace = check_dropout_p(p, type(self).__name__), inplace
 
     def forward(self, input):
-        return F.dropout(input, self.p, self.training)
+        return F.dropout(input, self.p, self.training, self.inplace)
 
     def extra_repr(self):
         return f"p={self.p}, inplace={self.inplace}"
@@ -537,22 +543,6 @@ class GELU(Module):
 
     def extra_repr(self):
         return f"approximate={self.approximate!r}"
-
-
-class _InplaceActivation(Module):
-    """An activation whose only option is ``inplace`` (printed only when True, as PyTorch)."""
-
-    _fn = None
-
-    def __init__(self, inplace=False):
-        super().__init__()
-        self.inplace = inplace
-
-    def forward(self, input):
-        return type(self)._fn(input, inplace=self.inplace)
-
-    def extra_repr(self):
-        return "inplace=True" if self.inplace else ""
 
 
 class SiLU(_InplaceActivation):
