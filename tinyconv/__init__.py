@@ -13,8 +13,6 @@ Where things live (see README's code map):
   data/              images: ImageFolder, transforms, bundled digits            (torchvision's names)
   serialization.py   save / load (tinyconv, safetensors and PyTorch .pth files; never pickle)
 """
-import numpy as np
-
 from . import functional  # noqa: F401
 from . import cuda, nn, optim  # noqa: F401
 from . import autograd  # noqa: F401  (tinyconv.autograd.grad / .backward, as torch.autograd)
@@ -35,15 +33,21 @@ from .threads import compile_stats, get_num_threads, set_num_threads, warmup  # 
 
 __version__ = "0.1.0"
 
-float32 = np.dtype(np.float32)
-float64 = np.dtype(np.float64)
-int64 = np.dtype(np.int64)
-bool_ = np.dtype(np.bool_)
-
-
-def exp(x):
-    return x.exp()
-
-
-def log(x):
-    return x.log()
+# -- the everyday tensor API (issue 12): pointwise math, dtypes, factories, torch.backends ------
+from . import backends  # noqa: F401,E402  (torch.backends.mps / cudnn / cuda flags)
+from .creation import (BoolTensor, ByteTensor, CharTensor, DoubleTensor, FloatTensor,  # noqa: F401,E402
+                       HalfTensor, IntTensor, LongTensor, ShortTensor, Size, as_tensor, bernoulli,
+                       empty, empty_like, eye, full_like, is_tensor, linspace, logspace,
+                       multinomial, normal, numel, rand_like, randint, randint_like, randn_like,
+                       randperm)
+from .dtypes import (bool, bool_, double, float, float16, float32, float64,  # noqa: F401,E402,A004
+                     get_default_dtype, half, int, int8, int16, int32, int64, is_floating_point,
+                     long, set_default_dtype, short, uint8)
+from .pointwise import (abs, absolute, acos, add, allclose, arccos, arcsin, arctan,  # noqa: F401,E402,A004
+                        arctan2, asin, atan, atan2, ceil, clamp, clip, cos, cosh, div, divide, eq,
+                        equal, erf, exp, exp2, expm1, fix, floor, floor_divide, frac, ge, greater,
+                        greater_equal, gt, isclose, isfinite, isinf, isnan, le, less, less_equal,
+                        log, log1p, log2, log10, log_softmax, lt, masked_fill, mul, multiply, ne,
+                        neg, negative, nonzero, not_equal, pow, reciprocal, relu, round, rsqrt,
+                        sigmoid, sign, sin, sinh, softmax, sqrt, square, sub, subtract, tan, tanh,
+                        true_divide, trunc, where)
