@@ -246,14 +246,9 @@ class _LegacyType(type):
 
 def _legacy_type(name, dtype):
     def __new__(cls, *data):
-        t = Tensor(*data) if data and hasattr(data[0], "shape") and len(data) == 1 else None
-        if t is None:
-            from .dtypes import _default
-            saved, _default["dtype"] = _default["dtype"], np.dtype(np.float64)
-            try:        # build at float64 (no precision lost), then cast
-                t = Tensor(*data)
-            finally:
-                _default["dtype"] = saved
+        if len(data) == 1 and isinstance(data[0], list):
+            return Tensor(np.array(data[0], dtype=dtype))      # no float detour: 2**53 + 1 stays
+        t = Tensor(*data)
         return t if t.dtype == dtype else Tensor(t.array.astype(dtype))
     return _LegacyType(name, (), {"__new__": __new__, "_legacy_dtype": np.dtype(dtype),
                                   "__doc__": f"``torch.{name}(...)``: ``torch.Tensor(...)`` as "

@@ -66,6 +66,9 @@ UNARY = {
 }
 
 
+_NOT_FOR_BOOL = ("abs", "floor", "ceil", "round", "trunc", "frac")
+
+
 class Unary(Function):
     """y = f(x) for a row of :data:`UNARY`;  dx = dy * f'(x)."""
 
@@ -100,16 +103,21 @@ def unary(name, x):
     """``torch.<name>(x)``: the op of row ``name`` in :data:`UNARY`."""
     _check(x, name)
     keeps_int = UNARY[name][2]
-    if x.dtype.kind == "b" and name in ("abs", "neg", "sign", "square"):
-        if name == "neg":
-            raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. "
-                               "If you are trying to invert a mask, use the `~` or "
-                               "`logical_not()` operator instead.")
-        x = x.to(np.int64) if name == "square" else x
-    if x.dtype.kind != "f" and not keeps_int:
+    kind = x.dtype.kind
+    if kind == "b" and name == "neg":
+        raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. "
+                           "If you are trying to invert a mask, use the `~` or "
+                           "`logical_not()` operator instead.")
+    if (kind == "b" and name in _NOT_FOR_BOOL) or (kind in "iu" and name == "frac"):
+        raise NotImplementedError(f'"{name}" not implemented for '
+                                  f"'{'Bool' if kind == 'b' else x.dtype.name}'")
+    if kind == "b" and name == "square":
+        x = x.to(np.int64)
+    elif kind != "f" and not keeps_int:
         x = x.to(np.float32)
-    if x.dtype.kind != "f" and name in ("floor", "ceil", "round", "trunc"):
-        return x.clone()
+    elif (kind != "f" and name in ("floor", "ceil", "round", "trunc")) or (kind == "b"
+                                                                           and name == "sign"):
+        return x.clone()                # already whole numbers (a bool's sign is itself)
     return Unary(name)(x)
 
 
