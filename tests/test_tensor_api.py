@@ -115,8 +115,9 @@ def test_relu_and_softmax_as_functions_and_methods(name):
         _compare(lambda t: t.relu(), lambda t: t.relu(), [x])
         return
     for dim in (0, 1, -1):
-        _compare(lambda t: getattr(tc, name)(t, dim), lambda t: getattr(torch, name)(t, dim), [x])
-        _compare(lambda t: getattr(t, name)(dim), lambda t: getattr(t, name)(dim), [x])
+        _compare(lambda t, d=dim: getattr(tc, name)(t, d),
+                 lambda t, d=dim: getattr(torch, name)(t, d), [x])
+        _compare(lambda t, d=dim: getattr(t, name)(d), lambda t, d=dim: getattr(t, name)(d), [x])
     with pytest.raises(TypeError, match="dim"):
         getattr(tc, name)(tc.tensor(x))
 
