@@ -140,6 +140,8 @@ BINARY = {
     "pow": (lambda m, a, b: m.pow(a, b), "positive"),
     "atan2": (lambda m, a, b: m.atan2(a, b), "nonzero"),
     "maximum": (lambda m, a, b: m.maximum(a, b), None),
+    "remainder": (lambda m, a, b: m.remainder(a, b), "nonzero"),
+    "fmod": (lambda m, a, b: m.fmod(a, b), "nonzero"),
     "minimum": (lambda m, a, b: m.minimum(a, b), None),
     "matmul": (lambda m, a, b: m.matmul(a, b.transpose(0, 1) if b.ndim == 2 else b), "matrix"),
 }
@@ -225,6 +227,47 @@ def test_comparisons_as_functions_methods_and_inplace(op):
     getattr(x, op + "_")(1.0), getattr(t, op + "_")(1.0)
     assert x.dtype == tc.float64
     np.testing.assert_array_equal(_np(x), t.numpy())
+
+
+@pytest.mark.parametrize("op", ["%", "//", "abs", "r%", "r//"])
+def test_python_operators(op):
+    a = np.array([[5.3, -7.1, 3.6, -0.4]])
+    b = np.array([[2.0], [-1.5]])
+    fn = {"%": lambda x, y: x % y, "//": lambda x, y: x // y, "abs": lambda x, y: abs(x) * y,
+          "r%": lambda x, y: 2.5 % x, "r//": lambda x, y: 2.5 // x}[op]
+    _compare(fn, fn, [a, b], grad=op in ("%", "abs"))   # PyTorch has no gradient for the others
+    ia, ib = np.array([7, -7, 6]), np.array([2, 2, -4])
+    _compare(fn, fn, [ia, ib], grad=False)
+
+
+@pytest.mark.parametrize("name", ["logical_not", "logical_and", "logical_or", "logical_xor",
+                                  "bitwise_not", "bitwise_and", "bitwise_or", "bitwise_xor"])
+@pytest.mark.parametrize("dtype", [np.bool_, np.int64, np.float64])
+def test_logical_and_bitwise_ops(name, dtype):
+    a = np.array([0, 1, 3, -2]).astype(dtype)
+    b = np.array([1, 1, 0, 6]).astype(dtype)
+    args = (a,) if name.endswith("not") else (a, b)
+    try:
+        want = getattr(torch, name)(*map(torch.tensor, args))
+    except (RuntimeError, TypeError, NotImplementedError) as e:
+        with pytest.raises(type(e), match=name):
+            getattr(tc, name)(*map(tc.tensor, args))
+        return
+    got = getattr(tc, name)(*map(tc.tensor, args))
+    assert str(got.dtype) == _torch_dtype(want)
+    np.testing.assert_array_equal(_np(got), want.numpy())
+    np.testing.assert_array_equal(_np(getattr(tc.tensor(a), name)(*map(tc.tensor, args[1:]))),
+                                  want.numpy())
+
+
+def test_mask_operators():
+    m, n = np.array([True, False, True]), np.array([True, True, False])
+    for fn in (lambda x, y: ~x, lambda x, y: x & y, lambda x, y: x | y, lambda x, y: x ^ y):
+        np.testing.assert_array_equal(_np(fn(tc.tensor(m), tc.tensor(n))),
+                                      fn(torch.tensor(m), torch.tensor(n)).numpy())
+    x = tc.tensor(m)
+    x &= tc.tensor(n)
+    assert x.tolist() == [True, False, False]
 
 
 # --------------------------------------------------------------------------- selection

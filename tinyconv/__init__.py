@@ -51,3 +51,5 @@ from .pointwise import (abs, absolute, acos, add, allclose, arccos, arcsin, arct
                         neg, negative, nonzero, not_equal, pow, reciprocal, relu, round, rsqrt,
                         sigmoid, sign, sin, sinh, softmax, sqrt, square, sub, subtract, tan, tanh,
                         true_divide, trunc, where)
+from .pointwise import (bitwise_and, bitwise_not, bitwise_or, bitwise_xor, fmod,  # noqa: F401,E402
+                        logical_and, logical_not, logical_or, logical_xor, remainder)

@@ -240,6 +240,38 @@ class RoundedDiv(Function):
                      for s, n in zip(self.shapes, self.needs_input_grad))
 
 
+class Remainder(Function):
+    """y = a - b * floor(a / b) (``remainder``, the sign of b) or a - b * trunc(a / b) (``fmod``);
+    da = dy,  db = -dy * floor(a / b) (or trunc)."""
+
+    def __init__(self, rounding):
+        self.rounding = rounding
+
+    def forward(self, a, b):
+        xp = backend.array_module(a)
+        if a.dtype.kind in "iu" and (b == 0).any():
+            raise RuntimeError("ZeroDivisionError")
+        self.save_for_backward(a, b)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (xp.remainder(a, b) if self.rounding == "floor" else xp.fmod(a, b)).astype(a.dtype)
+
+    def backward(self, gy):
+        a, b = self.saved_tensors
+        xp = backend.array_module(a)
+        q = xp.floor(a / b) if self.rounding == "floor" else xp.trunc(a / b)
+        return sum_to(gy, a.shape), sum_to(-gy * q, b.shape)
+
+
+def remainder(input, other):
+    """Python's ``%``: the remainder with the sign of ``other``, as ``torch.remainder``."""
+    return _binary(lambda: Remainder("floor"), input, other)
+
+
+def fmod(input, other):
+    """C's ``fmod``: the remainder with the sign of ``input``, as ``torch.fmod``."""
+    return _binary(lambda: Remainder("trunc"), input, other)
+
+
 def pow(input, exponent):
     from . import math_ops
     return math_ops.pow(input, exponent)
@@ -278,6 +310,43 @@ def _compare(op):
 
 eq, ne, lt, le, gt, ge = (_compare(op) for op in ("eq", "ne", "lt", "le", "gt", "ge"))
 greater, greater_equal, less, less_equal, not_equal = gt, ge, lt, le, ne
+
+
+def _no_float(name, a):
+    kind = {"float16": "Half", "float32": "Float", "float64": "Double"}[a.dtype.name]
+    raise NotImplementedError(f'"{name}_cpu" not implemented for \'{kind}\'')
+
+
+def _logical(name, fn, bitwise=None):
+    def op(input, other=None):
+        _check(input, name)
+        xp = backend.array_module(input.array)
+        if other is None:
+            a = input.array
+            if bitwise is not None and a.dtype.kind == "f":
+                _no_float(name, a)
+            out = fn(xp, a) if bitwise is None or a.dtype.kind == "b" else bitwise(xp, a)
+            return Tensor(xp.asarray(out))
+        other = _as_tensor(other, input)
+        a, b = input.array, other.array
+        if bitwise is not None:
+            if a.dtype.kind not in "biu" or b.dtype.kind not in "biu":
+                _no_float(name, a if a.dtype.kind == "f" else b)
+            return Tensor(xp.asarray(bitwise(xp, a, b.astype(result_type(input, other)))))
+        return Tensor(xp.asarray(fn(xp, a, b)))
+    op.__name__ = name
+    op.__doc__ = f"``torch.{name}``: no gradient."
+    return op
+
+
+logical_not = _logical("logical_not", lambda xp, a: xp.logical_not(a))
+logical_and = _logical("logical_and", lambda xp, a, b: xp.logical_and(a, b))
+logical_or = _logical("logical_or", lambda xp, a, b: xp.logical_or(a, b))
+logical_xor = _logical("logical_xor", lambda xp, a, b: xp.logical_xor(a, b))
+bitwise_not = _logical("bitwise_not", lambda xp, a: xp.logical_not(a), lambda xp, a: xp.invert(a))
+bitwise_and = _logical("bitwise_and", None, lambda xp, a, b: xp.bitwise_and(a, b))
+bitwise_or = _logical("bitwise_or", None, lambda xp, a, b: xp.bitwise_or(a, b))
+bitwise_xor = _logical("bitwise_xor", None, lambda xp, a, b: xp.bitwise_xor(a, b))
 
 
 # --------------------------------------------------------------------------- selection

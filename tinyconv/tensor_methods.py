@@ -360,6 +360,50 @@ class _EverydayAPI:
     def atan2(self, other):
         return _pw().atan2(self, other)
 
+    def remainder(self, other):
+        return _pw().remainder(self, other)
+
+    def fmod(self, other):
+        return _pw().fmod(self, other)
+
+    def floor_divide(self, other):
+        return _pw().floor_divide(self, other)
+
+    def __abs__(self):
+        return self.abs()
+
+    def __floordiv__(self, other):
+        return _pw().floor_divide(self, other)
+
+    def __rfloordiv__(self, other):
+        return _pw().floor_divide(_ops()._as_tensor(other, self), self)
+
+    def __mod__(self, other):
+        return _pw().remainder(self, other)
+
+    def __rmod__(self, other):
+        return _pw().remainder(_ops()._as_tensor(other, self), self)
+
+    def __invert__(self):
+        return _pw().bitwise_not(self)
+
+    def __and__(self, other):
+        return _pw().bitwise_and(self, other)
+
+    def __or__(self, other):
+        return _pw().bitwise_or(self, other)
+
+    def __xor__(self, other):
+        return _pw().bitwise_xor(self, other)
+
+    __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
+
+    def __iand__(self, other):
+        return self._write(self & other, "__iand__")
+
+    def __ior__(self, other):
+        return self._write(self | other, "__ior__")
+
     def matmul(self, other):
         return _ops().matmul(self, other)
 
@@ -424,6 +468,11 @@ for _name in _UNARY_METHODS + ("relu", "clamp", "clip", "atan2"):
     if _name not in ("neg",):
         setattr(_EverydayAPI, _name + "_", _inplace(_name))
 _EverydayAPI.neg_ = _inplace("neg")
+for _name in ("logical_not", "logical_and", "logical_or", "logical_xor", "bitwise_not",
+              "bitwise_and", "bitwise_or", "bitwise_xor"):
+    setattr(_EverydayAPI, _name, (lambda n: lambda self, *a: getattr(_pw(), n)(self, *a))(_name))
+for _name in ("remainder", "fmod", "floor_divide", "logical_not"):
+    setattr(_EverydayAPI, _name + "_", _inplace(_name))
 for _name in ("eq", "ne", "lt", "le", "gt", "ge"):
     setattr(_EverydayAPI, _name, _compare_method(_name))
     setattr(_EverydayAPI, _name + "_", _inplace(_name))
@@ -432,5 +481,6 @@ _EverydayAPI.multiply, _EverydayAPI.divide, _EverydayAPI.subtract = (
     _EverydayAPI.mul, _EverydayAPI.div, _EverydayAPI.sub)
 _EverydayAPI.greater, _EverydayAPI.less = _EverydayAPI.gt, _EverydayAPI.lt
 for _name, _method in vars(_EverydayAPI).items():   # bound onto TensorMethods; the ops above win
-    if not _name.startswith("__") and _name not in vars(TensorMethods):
+    if _name not in ("__module__", "__qualname__", "__doc__", "__dict__", "__weakref__") \
+            and _name not in vars(TensorMethods):
         setattr(TensorMethods, _name, _method)
