@@ -108,7 +108,7 @@ def test_unary_rejects_a_non_tensor_and_negates_no_bool():
 
 
 @pytest.mark.parametrize("name", ["relu", "softmax", "log_softmax"])
-def test_relu_and_softmax_as_functions_and_methods(name):
+def test_relu_and_softmax_as_functions_and_methods(name, kernel_mode):
     x = RNG.standard_normal((3, 4))
     if name == "relu":
         _compare(tc.relu, torch.relu, [x])
@@ -122,7 +122,7 @@ def test_relu_and_softmax_as_functions_and_methods(name):
         getattr(tc, name)(tc.tensor(x))
 
 
-def test_relu_inplace_and_nan():
+def test_relu_inplace_and_nan(kernel_mode):
     x = np.array([-1.0, 0.0, 2.0, np.nan])
     a, b = tc.tensor(x), torch.tensor(x)
     a.relu_(), b.relu_()
@@ -586,6 +586,13 @@ def test_legacy_typed_constructors(name):
     assert not isinstance(tc.zeros(1, dtype=tc.float64), tc.FloatTensor)
 
 
+def test_legacy_constructor_in_a_module_parameter():
+    w = tc.nn.Parameter(tc.Tensor(3, 4))          # the classic custom-layer idiom
+    assert w.shape == (3, 4) and w.dtype == tc.float32 and w.requires_grad
+    w.data.uniform_(-1, 1)
+    assert -1 <= w.min().item() and w.max().item() <= 1
+
+
 def test_long_tensor_keeps_large_integers():
     big = 2**53 + 1
     assert tc.LongTensor([big]).item() == torch.LongTensor([big]).item() == big
@@ -608,3 +615,25 @@ def test_backends_flags():
     assert tc.device("cuda").type == "cuda" and tc.device("cpu").type == "cpu"
     device = tc.device("cuda" if tc.cuda.is_available() else "cpu")
     assert tc.ones(2).to(device).device.type == device.type
+
+
+@pytest.mark.parametrize("name", UNARY)
+def test_unary_saves_what_pytorch_saves(name):
+    """Writing in place into the input or the output after the op: an error exactly when
+    PyTorch's node saved that tensor (each row saves only what its derivative reads)."""
+    x = _away_from_kinks(name, (3,))
+    for target in ("input", "output"):
+        outcomes = []
+        for lib in (tc, torch):
+            leaf = lib.tensor(x, requires_grad=True)
+            a = leaf * 1
+            y = getattr(lib, name)(a)
+            with lib.no_grad():
+                (a if target == "input" else y).mul_(1)
+            try:
+                y.sum().backward()
+                outcomes.append("ok")
+            except RuntimeError as e:
+                assert "modified by an inplace operation" in str(e)
+                outcomes.append("refused")
+        assert outcomes[0] == outcomes[1], (target, outcomes)

@@ -27,44 +27,41 @@ def _sigmoid(xp, x):
     return xp.where(x >= 0, 1 / (1 + xp.exp(-xp.abs(x))), xp.exp(-xp.abs(x)) / (1 + xp.exp(-xp.abs(x))))
 
 
-def _round(xp, x):          # round half to even, as torch.round (and NumPy)
-    return xp.round(x)
-
-
-# name: (forward f(xp, x), derivative f'(xp, x, y), keeps integer dtypes)
+# name: (forward f(xp, x), derivative f'(xp, x, y), what f' reads, keeps integer dtypes).
+# Backward saves only what f' reads ("x", "y" or nothing), as PyTorch's nodes, so an in-place
+# write to the other one after the op is no error.
 UNARY = {
-    "abs":        (lambda xp, x: xp.abs(x),      lambda xp, x, y: xp.sign(x), True),
-    "neg":        (lambda xp, x: -x,             lambda xp, x, y: -xp.ones_like(x), True),
-    "square":     (lambda xp, x: x * x,          lambda xp, x, y: 2 * x, True),
-    "sign":       (lambda xp, x: xp.sign(x),     lambda xp, x, y: xp.zeros_like(x), True),
-    "floor":      (lambda xp, x: xp.floor(x),    lambda xp, x, y: xp.zeros_like(x), True),
-    "ceil":       (lambda xp, x: xp.ceil(x),     lambda xp, x, y: xp.zeros_like(x), True),
-    "round":      (_round,                       lambda xp, x, y: xp.zeros_like(x), True),
-    "trunc":      (lambda xp, x: xp.trunc(x),    lambda xp, x, y: xp.zeros_like(x), True),
-    "frac":       (lambda xp, x: x - xp.trunc(x), lambda xp, x, y: xp.ones_like(x), False),
-    "reciprocal": (lambda xp, x: 1 / x,          lambda xp, x, y: -y * y, False),
-    "sqrt":       (lambda xp, x: xp.sqrt(x),     lambda xp, x, y: 0.5 / y, False),
-    "rsqrt":      (lambda xp, x: 1 / xp.sqrt(x), lambda xp, x, y: -0.5 * y ** 3, False),
-    "exp":        (lambda xp, x: xp.exp(x),      lambda xp, x, y: y, False),
-    "exp2":       (lambda xp, x: xp.exp2(x),     lambda xp, x, y: y * math.log(2), False),
-    "expm1":      (lambda xp, x: xp.expm1(x),    lambda xp, x, y: y + 1, False),
-    "log":        (lambda xp, x: xp.log(x),      lambda xp, x, y: 1 / x, False),
-    "log2":       (lambda xp, x: xp.log2(x),     lambda xp, x, y: 1 / (x * math.log(2)), False),
-    "log10":      (lambda xp, x: xp.log10(x),    lambda xp, x, y: 1 / (x * math.log(10)), False),
-    "log1p":      (lambda xp, x: xp.log1p(x),    lambda xp, x, y: 1 / (1 + x), False),
-    "sin":        (lambda xp, x: xp.sin(x),      lambda xp, x, y: xp.cos(x), False),
-    "cos":        (lambda xp, x: xp.cos(x),      lambda xp, x, y: -xp.sin(x), False),
-    "tan":        (lambda xp, x: xp.tan(x),      lambda xp, x, y: 1 + y * y, False),
-    "asin":       (lambda xp, x: xp.arcsin(x),   lambda xp, x, y: 1 / xp.sqrt(1 - x * x), False),
-    "acos":       (lambda xp, x: xp.arccos(x),   lambda xp, x, y: -1 / xp.sqrt(1 - x * x), False),
-    "atan":       (lambda xp, x: xp.arctan(x),   lambda xp, x, y: 1 / (1 + x * x), False),
-    "sinh":       (lambda xp, x: xp.sinh(x),     lambda xp, x, y: xp.cosh(x), False),
-    "cosh":       (lambda xp, x: xp.cosh(x),     lambda xp, x, y: xp.sinh(x), False),
-    "tanh":       (lambda xp, x: xp.tanh(x),     lambda xp, x, y: 1 - y * y, False),
-    "sigmoid":    (_sigmoid,                     lambda xp, x, y: y * (1 - y), False),
-    "erf":        (_erf, lambda xp, x, y: 2 / math.sqrt(math.pi) * xp.exp(-x * x), False),
+    "abs":        (lambda xp, x: xp.abs(x),      lambda xp, x, y: xp.sign(x), "x", True),
+    "neg":        (lambda xp, x: -x,             lambda xp, x, y: -1, "", True),
+    "square":     (lambda xp, x: x * x,          lambda xp, x, y: 2 * x, "x", True),
+    "sign":       (lambda xp, x: xp.sign(x),     lambda xp, x, y: 0, "", True),
+    "floor":      (lambda xp, x: xp.floor(x),    lambda xp, x, y: 0, "", True),
+    "ceil":       (lambda xp, x: xp.ceil(x),     lambda xp, x, y: 0, "", True),
+    "round":      (lambda xp, x: xp.round(x),    lambda xp, x, y: 0, "", True),   # half to even
+    "trunc":      (lambda xp, x: xp.trunc(x),    lambda xp, x, y: 0, "", True),
+    "frac":       (lambda xp, x: x - xp.trunc(x), lambda xp, x, y: 1, "", False),
+    "reciprocal": (lambda xp, x: 1 / x,          lambda xp, x, y: -y * y, "y", False),
+    "sqrt":       (lambda xp, x: xp.sqrt(x),     lambda xp, x, y: 0.5 / y, "y", False),
+    "rsqrt":      (lambda xp, x: 1 / xp.sqrt(x), lambda xp, x, y: -0.5 * y ** 3, "y", False),
+    "exp":        (lambda xp, x: xp.exp(x),      lambda xp, x, y: y, "y", False),
+    "exp2":       (lambda xp, x: xp.exp2(x),     lambda xp, x, y: y * math.log(2), "y", False),
+    "expm1":      (lambda xp, x: xp.expm1(x),    lambda xp, x, y: y + 1, "y", False),
+    "log":        (lambda xp, x: xp.log(x),      lambda xp, x, y: 1 / x, "x", False),
+    "log2":       (lambda xp, x: xp.log2(x),     lambda xp, x, y: 1 / (x * math.log(2)), "x", False),
+    "log10":      (lambda xp, x: xp.log10(x),    lambda xp, x, y: 1 / (x * math.log(10)), "x", False),
+    "log1p":      (lambda xp, x: xp.log1p(x),    lambda xp, x, y: 1 / (1 + x), "x", False),
+    "sin":        (lambda xp, x: xp.sin(x),      lambda xp, x, y: xp.cos(x), "x", False),
+    "cos":        (lambda xp, x: xp.cos(x),      lambda xp, x, y: -xp.sin(x), "x", False),
+    "tan":        (lambda xp, x: xp.tan(x),      lambda xp, x, y: 1 + y * y, "y", False),
+    "asin":       (lambda xp, x: xp.arcsin(x),   lambda xp, x, y: 1 / xp.sqrt(1 - x * x), "x", False),
+    "acos":       (lambda xp, x: xp.arccos(x),   lambda xp, x, y: -1 / xp.sqrt(1 - x * x), "x", False),
+    "atan":       (lambda xp, x: xp.arctan(x),   lambda xp, x, y: 1 / (1 + x * x), "x", False),
+    "sinh":       (lambda xp, x: xp.sinh(x),     lambda xp, x, y: xp.cosh(x), "x", False),
+    "cosh":       (lambda xp, x: xp.cosh(x),     lambda xp, x, y: xp.sinh(x), "x", False),
+    "tanh":       (lambda xp, x: xp.tanh(x),     lambda xp, x, y: 1 - y * y, "y", False),
+    "sigmoid":    (_sigmoid,                     lambda xp, x, y: y * (1 - y), "y", False),
+    "erf":        (_erf, lambda xp, x, y: 2 / math.sqrt(math.pi) * xp.exp(-x * x), "x", False),
 }
-
 
 _NOT_FOR_BOOL = ("abs", "floor", "ceil", "round", "trunc", "frac")
 
@@ -74,20 +71,23 @@ class Unary(Function):
 
     def __init__(self, name):
         self.op = name
-        self.f, self.df, _ = UNARY[name]
+        self.f, self.df, self.reads, _ = UNARY[name]
 
     def forward(self, x):
         xp = backend.array_module(x)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             y = xp.asarray(self.f(xp, x), dtype=x.dtype)
-        self.save_for_backward(x, y)
+        self.save_for_backward(x if "x" in self.reads else None, y if "y" in self.reads else None)
         return y
 
     def backward(self, gy):
         x, y = self.saved_tensors
-        xp = backend.array_module(x)
+        xp = backend.array_module(gy)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            return (gy * self.df(xp, x, y)).astype(gy.dtype, copy=False)
+            d = self.df(xp, x, y)
+            if isinstance(d, (int, float)) and d == 0:
+                return xp.zeros_like(gy)       # a step function: zero, even where dy is inf
+            return (gy * d).astype(gy.dtype, copy=False)
 
     def name(self):
         return f"{self.op.capitalize()}Backward"
@@ -102,7 +102,7 @@ def _check(x, op):
 def unary(name, x):
     """``torch.<name>(x)``: the op of row ``name`` in :data:`UNARY`."""
     _check(x, name)
-    keeps_int = UNARY[name][2]
+    keeps_int = UNARY[name][3]
     kind = x.dtype.kind
     if kind == "b" and name == "neg":
         raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. "
