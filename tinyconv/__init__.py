@@ -4,6 +4,9 @@ Where things live (see README's code map):
   autograd.py        Tensor, Function, backward, no_grad      (the graph)
   tensor_methods.py  Tensor's math methods, one line each     (operators, in-place ops)
   math_ops.py        arithmetic, shape ops, in-place helpers  (each a Function)
+  pointwise.py       sqrt, sin, ... (one table), where, masked_fill, isclose, logical ops
+  dtypes.py          torch.float32 / long / ... as NumPy dtypes; default dtype; type names
+  backends/          torch.backends flags (mps, cudnn, cuda.matmul), no-ops here
   reductions.py      sum, mean, max/min, sort, topk, ...      (each a Function)
   backend.py         devices, array modules, the kernel seam  (numpy / cupy, fast / reference)
   functional/        layer ops, one family per file           (forward + backward + reference)
