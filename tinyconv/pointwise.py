@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from . import backend
+from . import backend, math_ops, reductions
 from .autograd import Function, Tensor
 from .math_ops import _as_tensor, _binary, result_type, sum_to
 
@@ -165,13 +165,11 @@ def log_softmax(input, dim=None, dtype=None):
 
 def add(input, other, *, alpha=1):
     """input + alpha * other, as ``torch.add``."""
-    from . import math_ops
     return math_ops.add(input, other if alpha == 1 else _scaled(other, alpha, "add"))
 
 
 def sub(input, other, *, alpha=1):
     """input - alpha * other, as ``torch.sub``."""
-    from . import math_ops
     return math_ops.sub(input, other if alpha == 1 else _scaled(other, alpha, "sub"))
 
 
@@ -186,7 +184,6 @@ def _scaled(other, alpha, op):
 
 
 def mul(input, other):
-    from . import math_ops
     return math_ops.mul(input, other)
 
 
@@ -198,7 +195,6 @@ def div(input, other, *, rounding_mode=None):
 
     Rounded division has zero gradient (as PyTorch's) and keeps integer dtypes.
     """
-    from . import math_ops
     if rounding_mode is None:
         return math_ops.div(input, other)
     if rounding_mode not in ("trunc", "floor"):
@@ -273,7 +269,6 @@ def fmod(input, other):
 
 
 def pow(input, exponent):
-    from . import math_ops
     return math_ops.pow(input, exponent)
 
 
@@ -300,7 +295,6 @@ arctan2 = atan2
 
 def _compare(op):
     def fn(input, other):
-        from . import math_ops
         _check(input, op)
         return math_ops.compare(op, input, other)
     fn.__name__ = op
@@ -440,7 +434,6 @@ def masked_fill(input, mask, value):
 
 def clamp(input, min=None, max=None):
     """``torch.clamp`` (``torch.clip``): the method's op as a function; tensor bounds allowed."""
-    from . import math_ops, reductions
     _check(input, "clamp")
     if isinstance(min, Tensor) or isinstance(max, Tensor):
         out = input
