@@ -4,6 +4,9 @@ Where things live (see README's code map):
   autograd.py        Tensor, Function, backward, no_grad      (the graph)
   tensor_methods.py  Tensor's math methods, one line each     (operators, in-place ops)
   math_ops.py        arithmetic, shape ops, in-place helpers  (each a Function)
+  pointwise.py       sqrt, sin, ... (one table), where, masked_fill, isclose, logical ops
+  dtypes.py          torch.float32 / long / ... as NumPy dtypes; default dtype; type names
+  backends/          torch.backends flags (mps, cudnn, cuda.matmul), no-ops here
   reductions.py      sum, mean, max/min, sort, topk, ...      (each a Function)
   shape_ops.py       cat, stack, split, expand, gather, scatter, norm, einsum, ...  (views as PyTorch)
   backend.py         devices, array modules, the kernel seam  (numpy / cupy, fast / reference)
@@ -15,8 +18,6 @@ Where things live (see README's code map):
   serialization.py   save / load (tinyconv, safetensors and PyTorch .pth files; never pickle)
   as_torch.py        python -m tinyconv.as_torch script.py: a PyTorch script, its imports aliased
 """
-import numpy as np
-
 from . import functional  # noqa: F401
 from . import cuda, nn, optim  # noqa: F401
 from . import autograd  # noqa: F401  (tinyconv.autograd.grad / .backward, as torch.autograd)
@@ -45,15 +46,23 @@ from .threads import compile_stats, get_num_threads, set_num_threads, warmup  # 
 
 __version__ = "0.1.0"
 
-float32 = np.dtype(np.float32)
-float64 = np.dtype(np.float64)
-int64 = np.dtype(np.int64)
-bool_ = np.dtype(np.bool_)
-
-
-def exp(x):
-    return x.exp()
-
-
-def log(x):
-    return x.log()
+# -- the everyday tensor API (issue 12): pointwise math, dtypes, factories, torch.backends ------
+from . import backends  # noqa: F401,E402  (torch.backends.mps / cudnn / cuda flags)
+from .creation import (BoolTensor, ByteTensor, CharTensor, DoubleTensor, FloatTensor,  # noqa: F401,E402
+                       HalfTensor, IntTensor, LongTensor, ShortTensor, Size, as_tensor, bernoulli,
+                       empty, empty_like, eye, full_like, is_tensor, linspace, logspace,
+                       multinomial, normal, numel, rand_like, randint, randint_like, randn_like,
+                       randperm)
+from .dtypes import (bool, bool_, double, float, float16, float32, float64,  # noqa: F401,E402,A004
+                     get_default_dtype, half, int, int8, int16, int32, int64, is_floating_point,
+                     long, set_default_dtype, short, uint8)
+from .pointwise import (abs, absolute, acos, add, allclose, arccos, arcsin, arctan,  # noqa: F401,E402,A004
+                        arctan2, asin, atan, atan2, ceil, clamp, clip, cos, cosh, div, divide, eq,
+                        equal, erf, exp, exp2, expm1, fix, floor, floor_divide, frac, ge, greater,
+                        greater_equal, gt, isclose, isfinite, isinf, isnan, le, less, less_equal,
+                        log, log1p, log2, log10, log_softmax, lt, masked_fill, mul, multiply, ne,
+                        neg, negative, nonzero, not_equal, pow, reciprocal, relu, round, rsqrt,
+                        sigmoid, sign, sin, sinh, softmax, sqrt, square, sub, subtract, tan, tanh,
+                        true_divide, trunc, where)
+from .pointwise import (bitwise_and, bitwise_not, bitwise_or, bitwise_xor, fmod,  # noqa: F401,E402
+                        logical_and, logical_not, logical_or, logical_xor, remainder)

@@ -387,7 +387,10 @@ class Tensor(TensorMethods):
 
     __array_ufunc__ = None   # make NumPy hand ``ndarray * Tensor`` to Tensor.__rmul__
 
-    def __init__(self, array, requires_grad=False):
+    def __init__(self, *data, requires_grad=False):
+        array = data[0] if len(data) == 1 else None
+        if not (hasattr(array, "shape") and hasattr(array, "dtype")):
+            array = _legacy_array(data)       # torch.Tensor(2, 3), Tensor([1, 2]), Tensor()
         self.array = np.asarray(array) if isinstance(array, np.generic) else array   # 0-d, not a scalar
         self.grad = None
         self._grad_fn = None
@@ -691,6 +694,33 @@ class Tensor(TensorMethods):
 _KIND = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}
 
 
+def _legacy_array(data):
+    """The array of PyTorch's legacy constructor ``torch.Tensor(...)`` (default dtype).
+
+    ``Tensor(2, 3)`` (or ``Tensor(size)``) is an uninitialised 2x3 tensor, ``Tensor([1, 2])``
+    a copy of the data, ``Tensor()`` an empty one.  A raw array (``Tensor(ndarray)``) does not
+    come here: it is wrapped as it is, sharing memory and dtype (tinyconv's own construction;
+    PyTorch would copy it to float32, see docs/pytorch.md).
+    """
+    from .dtypes import get_default_dtype
+    dt = get_default_dtype()
+    if not data:
+        return np.empty((0,), dt)
+    if all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in data):
+        return np.empty(tuple(int(d) for d in data), dt)
+    if len(data) == 1 and isinstance(data[0], Tensor):
+        return data[0].array
+    if len(data) == 1 and isinstance(data[0], (list, tuple)):
+        if type(data[0]).__name__ == "Size":
+            return np.empty(tuple(data[0]), dt)
+        return np.array([d.item() if isinstance(d, Tensor) else d for d in data[0]]
+                        if data[0] and isinstance(data[0][0], Tensor) else data[0], dtype=dt)
+    raise TypeError(f"new(): data must be a sequence (got {type(data[0]).__name__})"
+                    if len(data) == 1 else
+                    f"new() received an invalid combination of arguments - got "
+                    f"({', '.join(type(d).__name__ for d in data)})")
+
+
 # --------------------------------------------------------------------------- tensor()
 
 
@@ -700,7 +730,8 @@ def default_dtype_for(data):
         return np.dtype(data.dtype)
     arr = np.asarray(data)
     if arr.dtype.kind == "f":
-        return np.dtype(np.float32)
+        from .dtypes import get_default_dtype
+        return get_default_dtype()
     if arr.dtype.kind in "iu":
         return np.dtype(np.int64)
     if arr.dtype.kind == "b":

@@ -175,31 +175,6 @@ class Neg(Function):
         return -gy
 
 
-class Exp(Function):
-    """y = exp(x);  dx = dy * y."""
-
-    def forward(self, x):
-        y = backend.array_module(x).exp(x)
-        self.save_for_backward(y)
-        return y
-
-    def backward(self, gy):
-        (y,) = self.saved_tensors
-        return gy * y
-
-
-class Log(Function):
-    """y = log(x);  dx = dy / x."""
-
-    def forward(self, x):
-        self.save_for_backward(x)
-        return backend.array_module(x).log(x)
-
-    def backward(self, gy):
-        (x,) = self.saved_tensors
-        return gy / x
-
-
 class Cast(Function):
     """y = x as another dtype;  dx = dy cast back."""
 

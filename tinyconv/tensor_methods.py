@@ -18,6 +18,11 @@ def _ops():
     return math_ops
 
 
+def _pw():
+    from . import pointwise
+    return pointwise
+
+
 def _red():
     from . import reductions
     return reductions
@@ -73,12 +78,6 @@ class TensorMethods:
 
     def __rmatmul__(self, other):
         return _ops().matmul(other, self)
-
-    def exp(self):
-        return _ops().Exp()(self)
-
-    def log(self):
-        return _ops().Log()(self)
 
     def clamp(self, min=None, max=None):
         return _ops().clamp(self, min, max)
@@ -347,8 +346,8 @@ class TensorMethods:
     def mul_(self, other):
         return self._write(self * other, "mul_")
 
-    def div_(self, other):
-        return self._write(self / other, "div_")
+    def div_(self, other, *, rounding_mode=None):
+        return self._write(self.div(other, rounding_mode=rounding_mode), "div_")
 
     def pow_(self, exponent):
         return self._write(self ** exponent, "pow_")
@@ -448,3 +447,194 @@ class TensorMethods:
     def bool(self):
         return self.to(np.bool_)
 
+
+
+# ------------------------------------------------------------------------------------------
+# The everyday tensor API (issue 12): pointwise math, comparisons, selection, dtype methods.
+# Each method hands the work to tinyconv/pointwise.py (one table of unary ops, UNARY) or
+# tinyconv/dtypes.py; an in-place ``x.op_()`` is ``x._write(x.op())``, as the ops above.
+
+
+def _unary_method(name):
+    def method(self):
+        return _pw().unary(name, self)
+    method.__name__ = name
+    method.__doc__ = f"``torch.{name}(self)`` (see ``tinyconv.pointwise.UNARY``)."
+    return method
+
+
+def _inplace(name):
+    def method(self, *args, **kwargs):
+        return self._write(getattr(self, name)(*args, **kwargs), name + "_")
+    method.__name__ = name + "_"
+    method.__doc__ = f"``{name}`` in place."
+    return method
+
+
+def _compare_method(op):
+    def method(self, other):
+        return _ops().compare(op, self, other)
+    method.__name__ = op
+    return method
+
+
+_UNARY_METHODS = ("abs", "neg", "square", "sign", "floor", "ceil", "round", "trunc", "frac",
+                  "reciprocal", "sqrt", "rsqrt", "exp", "exp2", "expm1", "log", "log2", "log10",
+                  "log1p", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "tanh",
+                  "sigmoid", "erf")
+
+
+class _EverydayAPI:
+    """The methods of the everyday API (mixed into TensorMethods below)."""
+
+    def relu(self):
+        return _pw().relu(self)
+
+    def softmax(self, dim, dtype=None):
+        return _pw().softmax(self, dim, dtype)
+
+    def log_softmax(self, dim, dtype=None):
+        return _pw().log_softmax(self, dim, dtype)
+
+    def add(self, other, *, alpha=1):
+        return _pw().add(self, other, alpha=alpha)
+
+    def sub(self, other, *, alpha=1):
+        return _pw().sub(self, other, alpha=alpha)
+
+    def mul(self, other):
+        return _pw().mul(self, other)
+
+    def div(self, other, *, rounding_mode=None):
+        return _pw().div(self, other, rounding_mode=rounding_mode)
+
+    def pow(self, exponent):
+        return _pw().pow(self, exponent)
+
+    def atan2(self, other):
+        return _pw().atan2(self, other)
+
+    def remainder(self, other):
+        return _pw().remainder(self, other)
+
+    def fmod(self, other):
+        return _pw().fmod(self, other)
+
+    def floor_divide(self, other):
+        return _pw().floor_divide(self, other)
+
+    def __abs__(self):
+        return self.abs()
+
+    def __floordiv__(self, other):
+        return _pw().floor_divide(self, other)
+
+    def __rfloordiv__(self, other):
+        return _pw().floor_divide(_ops()._as_tensor(other, self), self)
+
+    def __mod__(self, other):
+        return _pw().remainder(self, other)
+
+    def __rmod__(self, other):
+        return _pw().remainder(_ops()._as_tensor(other, self), self)
+
+    def __invert__(self):
+        return _pw().bitwise_not(self)
+
+    def __and__(self, other):
+        return _pw().bitwise_and(self, other)
+
+    def __or__(self, other):
+        return _pw().bitwise_or(self, other)
+
+    def __xor__(self, other):
+        return _pw().bitwise_xor(self, other)
+
+    __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
+
+    def __iand__(self, other):
+        return self._write(self & other, "__iand__")
+
+    def __ior__(self, other):
+        return self._write(self | other, "__ior__")
+
+    def matmul(self, other):
+        return _ops().matmul(self, other)
+
+    def where(self, condition, other):
+        """``x.where(cond, y)`` is ``torch.where(cond, x, y)``."""
+        return _pw().where(condition, self, other)
+
+    def masked_fill(self, mask, value):
+        return _pw().masked_fill(self, mask, value)
+
+    def masked_fill_(self, mask, value):
+        return self._write(_pw().masked_fill(self, mask, value), "masked_fill_")
+
+    def nonzero(self, *, as_tuple=False):
+        return _pw().nonzero(self, as_tuple=as_tuple)
+
+    def isclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+        return _pw().isclose(self, other, rtol, atol, equal_nan)
+
+    def allclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+        return _pw().allclose(self, other, rtol, atol, equal_nan)
+
+    def equal(self, other):
+        return _pw().equal(self, other)
+
+    def isnan(self):
+        return _pw().isnan(self)
+
+    def isinf(self):
+        return _pw().isinf(self)
+
+    def isfinite(self):
+        return _pw().isfinite(self)
+
+    # -- dtypes (tinyconv/dtypes.py) ------------------------------------------------
+    def half(self):
+        return self.to(np.float16)
+
+    def byte(self):
+        return self.to(np.uint8)
+
+    def char(self):
+        return self.to(np.int8)
+
+    def short(self):
+        return self.to(np.int16)
+
+    def is_floating_point(self):
+        return self.dtype.kind == "f"
+
+    def type(self, dtype=None, non_blocking=False):
+        """``x.type()`` is PyTorch's type name ('torch.FloatTensor'); ``x.type(t)`` casts."""
+        from . import dtypes
+        if dtype is None:
+            return dtypes.type_name(self.dtype, self.device.type)
+        return self.to(dtypes.parse_type(dtype))
+
+
+for _name in _UNARY_METHODS:
+    setattr(_EverydayAPI, _name, _unary_method(_name))
+for _name in _UNARY_METHODS + ("relu", "clamp", "clip", "atan2"):
+    if _name not in ("neg",):
+        setattr(_EverydayAPI, _name + "_", _inplace(_name))
+_EverydayAPI.neg_ = _inplace("neg")
+for _name in ("logical_not", "logical_and", "logical_or", "logical_xor", "bitwise_not",
+              "bitwise_and", "bitwise_or", "bitwise_xor"):
+    setattr(_EverydayAPI, _name, (lambda n: lambda self, *a: getattr(_pw(), n)(self, *a))(_name))
+for _name in ("remainder", "fmod", "floor_divide", "logical_not"):
+    setattr(_EverydayAPI, _name + "_", _inplace(_name))
+for _name in ("eq", "ne", "lt", "le", "gt", "ge"):
+    setattr(_EverydayAPI, _name, _compare_method(_name))
+    setattr(_EverydayAPI, _name + "_", _inplace(_name))
+_EverydayAPI.absolute, _EverydayAPI.negative = _EverydayAPI.abs, _EverydayAPI.neg
+_EverydayAPI.multiply, _EverydayAPI.divide, _EverydayAPI.subtract = (
+    _EverydayAPI.mul, _EverydayAPI.div, _EverydayAPI.sub)
+_EverydayAPI.greater, _EverydayAPI.less = _EverydayAPI.gt, _EverydayAPI.lt
+for _name, _method in vars(_EverydayAPI).items():   # bound onto TensorMethods; the ops above win
+    if _name not in ("__module__", "__qualname__", "__doc__", "__dict__", "__weakref__") \
+            and _name not in vars(TensorMethods):
+        setattr(TensorMethods, _name, _method)
