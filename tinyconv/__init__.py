@@ -61,7 +61,7 @@ from .pointwise import (abs, absolute, acos, add, allclose, arccos, arcsin, arct
                         equal, erf, exp, exp2, expm1, fix, floor, floor_divide, frac, ge, greater,
                         greater_equal, gt, isclose, isfinite, isinf, isnan, le, less, less_equal,
                         log, log1p, log2, log10, log_softmax, lt, masked_fill, mul, multiply, ne,
-                        neg, negative, nonzero, not_equal, pow, reciprocal, relu, round, rsqrt,
+                        neg, negative, not_equal, pow, reciprocal, relu, round, rsqrt,
                         sigmoid, sign, sin, sinh, softmax, sqrt, square, sub, subtract, tan, tanh,
                         true_divide, trunc, where)
 from .pointwise import (bitwise_and, bitwise_not, bitwise_or, bitwise_xor, fmod,  # noqa: F401,E402

@@ -371,7 +371,7 @@ def where(condition, input=None, other=None):
         raise TypeError(f"where(): argument 'condition' (position 1) must be Tensor, not "
                         f"{type(condition).__name__}")
     if input is None and other is None:
-        return nonzero(condition, as_tuple=True)
+        return condition.nonzero(as_tuple=True)
     if input is None or other is None:
         raise TypeError("where() takes either 1 or 3 arguments: where(condition) or "
                         "where(condition, input, other)")
@@ -397,17 +397,6 @@ def where(condition, input=None, other=None):
     if x.shape != shape:          # Where's forward broadcasts x and z against cond
         x = x + xp.zeros(shape, dt) if x.requires_grad else Tensor(xp.broadcast_to(x.array, shape))
     return Where(cond)(x, z)
-
-
-def nonzero(input, *, as_tuple=False):
-    """Indices of the nonzero entries: an (n, ndim) int64 tensor, or a tuple of 1-d ones."""
-    _check(input, "nonzero")
-    xp = backend.array_module(input.array)
-    idx = xp.nonzero(input.array if input.ndim else input.array.reshape(1))
-    if as_tuple:
-        return tuple(Tensor(i.astype(np.int64)) for i in idx)
-    return Tensor(xp.stack(idx, axis=1).astype(np.int64) if input.ndim else
-                  xp.zeros((len(idx[0]), 0), np.int64))
 
 
 def masked_fill(input, mask, value):

@@ -508,9 +508,6 @@ class _EverydayAPI:
     def div(self, other, *, rounding_mode=None):
         return _pw().div(self, other, rounding_mode=rounding_mode)
 
-    def pow(self, exponent):
-        return _pw().pow(self, exponent)
-
     def atan2(self, other):
         return _pw().atan2(self, other)
 
@@ -571,8 +568,6 @@ class _EverydayAPI:
     def masked_fill_(self, mask, value):
         return self._write(_pw().masked_fill(self, mask, value), "masked_fill_")
 
-    def nonzero(self, *, as_tuple=False):
-        return _pw().nonzero(self, as_tuple=as_tuple)
 
     def isclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False):
         return _pw().isclose(self, other, rtol, atol, equal_nan)
