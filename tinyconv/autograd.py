@@ -277,7 +277,35 @@ def _apply_hooks(hooks, g):
     return g
 
 
+_engine = threading.local()     # .callbacks: the list queue_callback appends to, during a backward
+
+
+def queue_callback(callback):
+    """Run ``callback()`` once the backward pass now running has finished.
+
+    PyTorch's ``Variable._execution_engine.queue_callback``: a gradient hook calls it to
+    act after every gradient is in (DistributedDataParallel waits for its all-reduces).
+    """
+    callbacks = getattr(_engine, "callbacks", None)
+    if callbacks is None:
+        raise RuntimeError("queue_callback: no backward pass is running (call it from a gradient hook)")
+    callbacks.append(callback)
+
+
 def _run_backward(roots, seeds, retain_graph, capture=None):
+    """``_propagate``, then the callbacks its hooks queued (:func:`queue_callback`), in order."""
+    outer, _engine.callbacks = getattr(_engine, "callbacks", None), []
+    try:
+        captured = _propagate(roots, seeds, retain_graph, capture)
+        callbacks = _engine.callbacks
+    finally:
+        _engine.callbacks = outer
+    for callback in callbacks:
+        callback()
+    return captured
+
+
+def _propagate(roots, seeds, retain_graph, capture=None):
     """Propagate ``seeds`` (one gradient array per root tensor) back through the graph.
 
     Kahn's algorithm: count, for each vertex, the edges from the vertices that consume
