@@ -18,13 +18,13 @@ contributes zeros (every rank must reduce the same buckets).
 ``no_sync()`` skips the reduction, so gradients accumulate locally; the next synced
 backward then averages the accumulated sums.  With ``broadcast_buffers=True`` (the
 default) rank 0's buffers (BatchNorm's running statistics) are broadcast to all ranks
-at each training forward.
+at the start of each forward run with gradients enabled and outside ``no_sync`` (PyTorch's rule).
 """
 import contextlib
 
 from .. import backend
 from .. import distributed as dist
-from ..autograd import Tensor, queue_callback
+from ..autograd import Tensor, is_grad_enabled, queue_callback
 from .module import Module
 
 
@@ -99,7 +99,8 @@ class DistributedDataParallel(Module):
         return buckets
 
     def forward(self, *args, **kwargs):
-        if self.broadcast_buffers and self.training and self.world_size > 1:
+        if self.broadcast_buffers and self.require_backward_grad_sync and is_grad_enabled() \
+                and self.world_size > 1:
             for b in self.module.buffers():
                 dist.broadcast(b, 0)
         return self.module(*args, **kwargs)
