@@ -37,14 +37,15 @@ def done(rank):                  # a file, not stdout, where the ranks' lines ma
 """
 
 
-def run_ranks(tmp_path, body, n=2, args=(), timeout=240):
+def run_ranks(tmp_path, body, n=2, args=(), timeout=240, pythonpath=()):
     script = tmp_path / "rank_script.py"
     script.write_text(PRELUDE + textwrap.dedent(body))
     cmd = [MPIEXEC, "-n", str(n)]
     if "Open MPI" in subprocess.run([MPIEXEC, "--version"], capture_output=True, text=True).stdout:
         cmd.append("--oversubscribe")
+    path = [*map(str, pythonpath), str(ROOT), os.environ.get("PYTHONPATH", "")]
     env = dict(os.environ, OMP_NUM_THREADS="1", NUMBA_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+               PYTHONPATH=os.pathsep.join(path))
     r = subprocess.run(cmd + [sys.executable, str(script), *args], capture_output=True, text=True,
                        timeout=timeout, env=env, cwd=tmp_path)
     r.cwd = tmp_path
@@ -358,3 +359,91 @@ def test_queue_callback_runs_after_backward_and_only_inside_it():
     w.register_post_accumulate_grad_hook(lambda p: queue_callback(lambda: seen.append(p.grad.numpy().copy())))
     (w * 2).sum().backward()
     assert [s.tolist() for s in seen] == [[2.0, 2.0, 2.0]]
+
+
+# --------------------------------------------------------------------------- the NCCL backend's logic
+
+FAKE_NCCL = '''
+import ctypes, types
+import cupy                                   # tests/fake_cupy: NumPy arrays that say they are cupy
+from mpi4py import MPI
+import tinyconv.distributed.nccl as tnccl
+
+tnccl._ptr = lambda a: a.ctypes.data          # the fake's "device" memory is host memory
+TYPES = {0: np.float32, 1: np.float64, 2: np.int64}
+made = []
+
+
+class FakeComm:
+    """NCCL's calls, done by MPI on the memory at the addresses (to check what tinyconv passes)."""
+    def __init__(self, ndev, uid, rank):
+        made.append((ndev, uid, rank))
+    def _view(self, ptr, count, dt):
+        dt = np.dtype(TYPES[dt])
+        return np.frombuffer((ctypes.c_char * (count * dt.itemsize)).from_address(ptr), dt)
+    def allReduce(self, send, recv, count, dt, op, stream):
+        assert send == recv and op == 10 and stream == 77
+        MPI.COMM_WORLD.Allreduce(MPI.IN_PLACE, self._view(recv, count, dt), MPI.SUM)
+    def bcast(self, buf, count, dt, root, stream):
+        MPI.COMM_WORLD.Bcast(self._view(buf, count, dt), root=root)
+    def check_async_error(self):
+        pass
+    def abort(self):
+        pass
+    def destroy(self):
+        made.append("destroyed")
+
+
+class Event:
+    done = True
+    def record(self, stream=None):
+        pass
+
+
+class Stream:
+    ptr = 77
+    def __init__(self, non_blocking=False):
+        pass
+    def wait_event(self, event):
+        pass
+
+
+cupy.cuda.Event, cupy.cuda.Stream = Event, Stream
+cupy.cuda.get_current_stream = lambda: Stream()
+cupy.cuda.nccl = types.SimpleNamespace(
+    get_unique_id=lambda: tuple(int(b) for b in np.random.default_rng().integers(-128, 128, 128)),
+    NcclCommunicator=FakeComm, NCCL_FLOAT16=9, NCCL_FLOAT32=0, NCCL_FLOAT64=1, NCCL_INT8=5, NCCL_UINT8=6,
+    NCCL_INT32=7, NCCL_INT64=2, NCCL_SUM=10, NCCL_PROD=11, NCCL_MIN=12, NCCL_MAX=13)
+sys.modules["cupy.cuda.nccl"] = cupy.cuda.nccl
+'''
+
+
+@needs_mpi
+def test_nccl_backend_bootstraps_and_calls_nccl_on_fake_cupy(tmp_path):
+    """The NCCL path on fake CuPy: one unique id (broadcast over MPI) on every rank, each rank's
+    communicator made with (world, uid, rank), all_reduce/broadcast of "device" arrays through
+    NCCL's calls (done here by MPI at the addresses given), everything else staged on the host."""
+    r = run_ranks(tmp_path, FAKE_NCCL + textwrap.dedent("""
+        dist.init_process_group("nccl")
+        r = dist.get_rank()
+        (ndev, uid, rank), = made
+        assert (ndev, rank, len(uid)) == (2, r, 128)
+        uids = MPI.COMM_WORLD.allgather(uid)
+        assert uids[0] == uids[1]
+        t = tinyconv.Tensor(cupy.asarray(np.arange(4.0) * (r + 1)))
+        assert tinyconv.backend.is_cuda_array(t.array)
+        dist.all_reduce(t)
+        assert np.array_equal(np.asarray(t.array), np.arange(4.0) * 3)
+        dist.all_reduce(t, op=dist.ReduceOp.AVG)
+        assert np.array_equal(np.asarray(t.array), np.arange(4.0) * 3)
+        b = tinyconv.Tensor(cupy.asarray(np.full(3, float(r), np.float32)))
+        dist.broadcast(b, src=1)
+        assert np.array_equal(np.asarray(b.array), np.ones(3, np.float32))
+        outs = [tinyconv.Tensor(cupy.asarray(np.zeros(2))) for _ in range(2)]
+        dist.all_gather(outs, tinyconv.Tensor(cupy.asarray(np.full(2, float(r)))))   # host-staged
+        assert [np.asarray(o.array).tolist() for o in outs] == [[0.0, 0.0], [1.0, 1.0]]
+        dist.destroy_process_group()
+        assert made[-1] == "destroyed"
+        done(r)
+    """), pythonpath=[ROOT / "tests" / "fake_cupy"])
+    check_ok(r)

@@ -133,7 +133,7 @@ def init_process_group(backend="mpi", init_method=None, timeout=None, world_size
     group = _Group(backend, comm, seconds)
     if backend == "nccl":
         from . import nccl
-        group.nccl = nccl.Communicator(comm, group.rank, group.size, _wait_request, seconds)
+        group.nccl = nccl.Communicator(comm, group.rank, group.size)
     _group = group
     atexit.register(_abort_if_broken)
 

@@ -32,6 +32,11 @@ def _op(nccl, op):
             ReduceOp.MIN: nccl.NCCL_MIN, ReduceOp.MAX: nccl.NCCL_MAX}[op]
 
 
+def _ptr(a):
+    """The device address of a CuPy array's first element."""
+    return a.data.ptr
+
+
 class _EventRequest:
     """An MPI-request look-alike for a CUDA event, so :class:`Work` waits on either."""
 
@@ -53,7 +58,7 @@ def unique_id(mpi_comm, rank, nccl):
 
 
 class Communicator:
-    def __init__(self, mpi_comm, rank, size, wait, timeout):
+    def __init__(self, mpi_comm, rank, size):
         import cupy
         from cupy.cuda import nccl
         self.cupy, self.nccl, self.rank, self.size = cupy, nccl, rank, size
@@ -95,12 +100,12 @@ class Communicator:
                 a[...] = a / self.size
             finish()
         return self._launch("all_reduce", lambda s: self.comm.allReduce(
-            a.data.ptr, a.data.ptr, a.size, _dtype(n, a.dtype), _op(n, op), s), async_op, after)
+            _ptr(a), _ptr(a), a.size, _dtype(n, a.dtype), _op(n, op), s), async_op, after)
 
     def broadcast(self, a, src, async_op, finish):
         n = self.nccl
         return self._launch("broadcast", lambda s: self.comm.bcast(
-            a.data.ptr, a.size, _dtype(n, a.dtype), src, s), async_op, finish)
+            _ptr(a), a.size, _dtype(n, a.dtype), src, s), async_op, finish)
 
     def destroy(self):
         self.comm.destroy()
