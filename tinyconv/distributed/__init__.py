@@ -143,7 +143,9 @@ def _abort_if_broken():
         _group.comm.Abort(1)
 
 
-def _default_group(op):
+def _default_group(op, group=None):
+    if group is not None:
+        raise NotImplementedError(f"{op}: only the default process group (group=None) is supported")
     if _group is None:
         raise RuntimeError(f"{op}: Default process group has not been initialized, please make sure to "
                            "call init_process_group.")
@@ -157,15 +159,15 @@ def is_initialized():
 
 
 def get_rank(group=None):
-    return _default_group("get_rank").rank
+    return _default_group("get_rank", group).rank
 
 
 def get_world_size(group=None):
-    return _default_group("get_world_size").size
+    return _default_group("get_world_size", group).size
 
 
 def get_backend(group=None):
-    return _default_group("get_backend").backend
+    return _default_group("get_backend", group).backend
 
 
 def destroy_process_group(group=None):
@@ -289,7 +291,7 @@ def _use_nccl(g, *tensors):
 def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op=False):
     """Reduce ``tensor`` over all ranks, in place: every rank ends with the result."""
     _check_tensor("all_reduce", tensor)
-    g = _default_group("all_reduce")
+    g = _default_group("all_reduce", group)
     mpi_op = _mpi_op(op, "all_reduce")
     if _use_nccl(g, tensor):
         return g.nccl.all_reduce(tensor.array, op, async_op, lambda: _written(tensor))
@@ -308,7 +310,7 @@ def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op=False):
 def broadcast(tensor, src, group=None, async_op=False):
     """Copy rank ``src``'s ``tensor`` into every rank's ``tensor``."""
     _check_tensor("broadcast", tensor)
-    g = _default_group("broadcast")
+    g = _default_group("broadcast", group)
     if not 0 <= src < g.size:
         raise ValueError(f"broadcast: src must be a rank in [0, {g.size}), got {src}")
     if _use_nccl(g, tensor):
@@ -335,7 +337,7 @@ def _same_as(op, ref, ts, names):
 def all_gather(tensor_list, tensor, group=None, async_op=False):
     """Fill ``tensor_list[r]`` with rank r's ``tensor``, on every rank."""
     _check_tensor("all_gather", tensor)
-    g = _default_group("all_gather")
+    g = _default_group("all_gather", group)
     if len(tensor_list) != g.size:
         raise ValueError(f"all_gather: tensor_list must hold world_size={g.size} tensors, "
                          f"got {len(tensor_list)}")
@@ -356,7 +358,7 @@ def all_gather(tensor_list, tensor, group=None, async_op=False):
 def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op=False):
     """Reduce ``input_list`` over the ranks; rank r's ``output`` gets the r-th reduced tensor."""
     _check_tensor("reduce_scatter", output)
-    g = _default_group("reduce_scatter")
+    g = _default_group("reduce_scatter", group)
     mpi_op = _mpi_op(op, "reduce_scatter")
     if len(input_list) != g.size:
         raise ValueError(f"reduce_scatter: input_list must hold world_size={g.size} tensors, "
@@ -379,7 +381,7 @@ def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op=Fal
 
 def barrier(group=None, async_op=False, device_ids=None):
     """Wait until every rank has called ``barrier``."""
-    g = _default_group("barrier")
+    g = _default_group("barrier", group)
     if g.size == 1:
         return _DoneWork() if async_op else None
     return _run(g, "barrier", g.comm.Ibarrier, None, async_op)

@@ -69,6 +69,9 @@ class DistributedDataParallel(Module):
         if not dist.is_initialized():
             raise RuntimeError("DistributedDataParallel: Default process group has not been initialized, "
                                "please make sure to call init_process_group.")
+        if process_group is not None:
+            raise NotImplementedError("DistributedDataParallel: only the default process group "
+                                      "(process_group=None) is supported")
         if not bucket_cap_mb > 0:
             raise ValueError(f"DistributedDataParallel: bucket_cap_mb must be positive, got {bucket_cap_mb}")
         self.module = module
