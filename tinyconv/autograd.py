@@ -292,11 +292,11 @@ def queue_callback(callback):
     callbacks.append(callback)
 
 
-def _run_backward(roots, seeds, retain_graph, capture=None):
-    """``_propagate``, then the callbacks its hooks queued (:func:`queue_callback`), in order."""
+def _backward_pass(roots, seeds, retain_graph, capture=None):
+    """``_run_backward``, then the callbacks its hooks queued (:func:`queue_callback`), in order."""
     outer, _engine.callbacks = getattr(_engine, "callbacks", None), []
     try:
-        captured = _propagate(roots, seeds, retain_graph, capture)
+        captured = _run_backward(roots, seeds, retain_graph, capture)
         callbacks = _engine.callbacks
     finally:
         _engine.callbacks = outer
@@ -305,7 +305,7 @@ def _run_backward(roots, seeds, retain_graph, capture=None):
     return captured
 
 
-def _propagate(roots, seeds, retain_graph, capture=None):
+def _run_backward(roots, seeds, retain_graph, capture=None):
     """Propagate ``seeds`` (one gradient array per root tensor) back through the graph.
 
     Kahn's algorithm: count, for each vertex, the edges from the vertices that consume
@@ -429,10 +429,10 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         raise RuntimeError(f"backward: got {len(grads)} gradients for {len(tensors)} tensors")
     seeds = _seeds(tensors, grads, "backward")
     if inputs is None:
-        _run_backward(tensors, seeds, bool(retain_graph))
+        _backward_pass(tensors, seeds, bool(retain_graph))
         return
     inputs = _as_list(inputs)
-    found = _run_backward(tensors, seeds, bool(retain_graph), _capture(inputs, "backward"))
+    found = _backward_pass(tensors, seeds, bool(retain_graph), _capture(inputs, "backward"))
     for i, t in enumerate(inputs):
         if i in found:
             _accumulate_leaf(t, found[i])
@@ -448,8 +448,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     grads = _as_list(grad_outputs) or [None] * len(outputs)
     if len(grads) != len(outputs):
         raise RuntimeError(f"autograd.grad: got {len(grads)} grad_outputs for {len(outputs)} outputs")
-    found = _run_backward(outputs, _seeds(outputs, grads, "autograd.grad"), bool(retain_graph),
-                          _capture(inputs, "autograd.grad"))
+    found = _backward_pass(outputs, _seeds(outputs, grads, "autograd.grad"), bool(retain_graph),
+                           _capture(inputs, "autograd.grad"))
     result = []
     for i, t in enumerate(inputs):
         if i not in found and not allow_unused:
