@@ -41,7 +41,7 @@ def ensure_env(extras):
 
 
 def test(args):
-    ensure_env("test,demo")
+    ensure_env("test,demo,dist")     # dist: mpi4py + MPICH, for the 2-rank tests
     rc = run(PY, "-m", "ruff", "check", ".")
     if rc:
         sys.exit(f"dev.py test: ruff found errors (exit {rc})")

