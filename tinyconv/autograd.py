@@ -25,6 +25,8 @@ The whole graph machinery is here, and it knows no layer.
 The graph links nodes to nodes (and to leaves), never to intermediate tensors, so
 an activation no backward needs is freed as soon as the user drops it.
 """
+import threading
+
 import numpy as np
 
 from . import backend
