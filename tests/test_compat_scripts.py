@@ -46,18 +46,7 @@ SCRIPTS = {
 # the accuracy a quick run must beat (chance is 0.1); None: only finite and in [0, 1]
 MIN_ACC = {"mnist_example": 0.15}
 
-MARKS = {
-    "micrograd_test": missing("torch.Tensor(list) (the legacy constructor)", "Tensor.relu"),
-    "tensor_tutorial": missing("torch.rand_like", "torch.float", "torch.long", "torch.empty",
-                               "torch.Size", "torch.cat", "torch.stack", "torch.equal",
-                               "torch.mul(out=)", "torch.matmul(out=)", "Tensor.matmul",
-                               "Tensor.mul", "Tensor.t_"),
-    "autograd_tutorial": missing("torch.eye", "Tensor.pow", "Tensor.t", "Tensor.norm",
-                                 "torch.float", "torch.equal"),
-    "d2l_alexnet": missing("Tensor.type(dtype)"),
-    "mnist_example": missing("torch.backends.mps", "Tensor.eq", "Tensor.view_as"),
-    "resnet_block": missing("torch.rand(size=)"),
-}
+MARKS = {}   # script -> missing(...) while a script needs a name tinyconv lacks
 
 FINAL = re.compile(r"^final test acc (\S+)$", re.M)
 NUMBER = re.compile(r"(?<![\w.])(?:-?\d+\.?\d*(?:e[+-]?\d+)?|True|False|nan|inf)(?![\w])")

@@ -7,6 +7,8 @@ and the same random cotangent: the values, dtypes and gradients must agree, and
 ``tinyconv.gradcheck`` checks the backward against central differences.  Random factories
 are checked for shape, dtype, range and moments (their streams differ from PyTorch's).
 """
+import warnings
+
 import numpy as np
 import pytest
 
@@ -637,3 +639,86 @@ def test_unary_saves_what_pytorch_saves(name):
                 assert "modified by an inplace operation" in str(e)
                 outcomes.append("refused")
         assert outcomes[0] == outcomes[1], (target, outcomes)
+
+
+# --------------------------------------------------------------------------- out=, size=, t_
+
+
+OUT_CALLS = {
+    "mul": lambda m, a, b, out: m.mul(a, b, out=out),
+    "add_alpha": lambda m, a, b, out: m.add(a, b, alpha=2, out=out),
+    "div": lambda m, a, b, out: m.div(a, b, out=out),
+    "matmul": lambda m, a, b, out: m.matmul(a, b.T, out=out),
+    "mm": lambda m, a, b, out: m.mm(a, b.T, out=out),
+    "sqrt": lambda m, a, b, out: m.sqrt(a, out=out),
+    "clamp": lambda m, a, b, out: m.clamp(a, 0.2, 0.7, out=out),
+    "cat": lambda m, a, b, out: m.cat([a, b], out=out),
+    "stack": lambda m, a, b, out: m.stack([a, b], 1, out=out),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OUT_CALLS))
+@pytest.mark.parametrize("out_shape", [(3, 3), (0,)], ids=["same-or-resized", "empty"])
+def test_out_keyword_writes_into_out_as_pytorch(name, out_shape):
+    """``out=`` returns ``out`` itself, holding the result (resized if needed), version bumped."""
+    a, b = RNG.random((3, 3)) + 0.1, RNG.random((3, 3)) + 0.1
+    results = []
+    for m in (tc, torch):
+        shape = OUT_CALLS[name](m, m.tensor(a), m.tensor(b), None).shape
+        out = m.zeros(out_shape, dtype=m.float64)
+        before = out._version
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            r = OUT_CALLS[name](m, m.tensor(a), m.tensor(b), out)
+        resized_nonempty = tuple(shape) != out_shape and np.prod(out_shape) > 0
+        assert any("resized" in str(w.message) for w in caught) == resized_nonempty
+        assert r is out and out._version > before
+        results.append(_np(out))
+    assert results[0].shape == results[1].shape
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-12)
+
+
+def test_out_keyword_refuses_what_pytorch_refuses():
+    for m in (tc, torch):
+        with pytest.raises(RuntimeError, match="out=... arguments don't support automatic"):
+            m.sin(m.ones(2, requires_grad=True), out=m.zeros(2))
+        with pytest.raises(RuntimeError, match="can't be cast to the desired output type"):
+            m.mul(m.ones(2), 0.5, out=m.zeros(2, dtype=m.long))
+    with pytest.raises(TypeError, match="argument 'out' must be Tensor"):
+        tc.mul(tc.ones(2), 2.0, out=np.zeros(2))
+
+
+@pytest.mark.parametrize("name", ["zeros", "ones", "rand", "randn", "empty"])
+def test_factories_take_size_as_a_keyword(name):
+    for size in [(2, 3), [4], ()]:
+        assert getattr(tc, name)(size=size).shape == tuple(getattr(torch, name)(size=size).shape)
+    with pytest.raises(TypeError):
+        getattr(tc, name)(2, size=(2,))
+
+
+@pytest.mark.parametrize("ops", [("t_",), ("unsqueeze_", 0), ("transpose_", 0, 1),
+                                 ("t_", "unsqueeze_", 2, "squeeze_")], ids=str)
+def test_in_place_shape_ops_as_pytorch(ops):
+    """``t_``/``transpose_``/``squeeze_``/``unsqueeze_`` restride the tensor itself, through autograd."""
+    a = RNG.standard_normal((2, 3))
+    grads, values = [], []
+    for m in (tc, torch):
+        x = m.tensor(a, requires_grad=True)
+        y = x * 2
+        version, i = y._version, 0
+        while i < len(ops):
+            name, args = ops[i], []
+            i += 1
+            while i < len(ops) and isinstance(ops[i], int):
+                args.append(ops[i])
+                i += 1
+            assert getattr(y, name)(*args) is y
+        assert y._version > version
+        w = m.arange(float(y.numel()), dtype=m.float64).reshape(tuple(y.shape))  # a weighted sum:
+        (y * w).sum().backward()                                               # order shows
+        values.append(_np(y))
+        grads.append(_np(x.grad))
+        with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+            m.ones(2, 3, requires_grad=True).t_()
+    np.testing.assert_allclose(values[0], values[1])
+    np.testing.assert_allclose(grads[0], grads[1])

@@ -13,16 +13,21 @@ def _make(array, dtype, device, requires_grad):
     return Tensor(array, requires_grad=requires_grad)
 
 
-def _shape(size):
+def _shape(size, keyword=None):
+    """The shape of ``zeros(2, 3)``, ``zeros((2, 3))`` or ``zeros(size=(2, 3))``, as PyTorch."""
+    if keyword is not None:
+        if size:
+            raise TypeError("received both positional sizes and size=; give one of them")
+        size = (keyword,)
     return tuple(size[0]) if len(size) == 1 and isinstance(size[0], (tuple, list)) else size
 
 
-def zeros(*size, dtype=None, device=None, requires_grad=False):
-    return _make(np.zeros(_shape(size)), dtype, device, requires_grad)
+def zeros(*sizes, size=None, dtype=None, device=None, requires_grad=False):
+    return _make(np.zeros(_shape(sizes, size)), dtype, device, requires_grad)
 
 
-def ones(*size, dtype=None, device=None, requires_grad=False):
-    return _make(np.ones(_shape(size)), dtype, device, requires_grad)
+def ones(*sizes, size=None, dtype=None, device=None, requires_grad=False):
+    return _make(np.ones(_shape(sizes, size)), dtype, device, requires_grad)
 
 
 def full(size, fill_value, dtype=None, device=None, requires_grad=False):
@@ -32,14 +37,14 @@ def full(size, fill_value, dtype=None, device=None, requires_grad=False):
     return _make(np.full(_size(size, "full"), fill_value), dtype, device, requires_grad)
 
 
-def randn(*size, dtype=None, device=None, requires_grad=False):
+def randn(*sizes, size=None, dtype=None, device=None, requires_grad=False):
     """Standard normal draws from tinyconv's seeded generator."""
-    return _make(random.generator().standard_normal(_shape(size)), dtype, device, requires_grad)
+    return _make(random.generator().standard_normal(_shape(sizes, size)), dtype, device, requires_grad)
 
 
-def rand(*size, dtype=None, device=None, requires_grad=False):
+def rand(*sizes, size=None, dtype=None, device=None, requires_grad=False):
     """Uniform [0, 1) draws from tinyconv's seeded generator."""
-    return _make(random.generator().random(_shape(size)), dtype, device, requires_grad)
+    return _make(random.generator().random(_shape(sizes, size)), dtype, device, requires_grad)
 
 
 def arange(*args, dtype=None, device=None):
@@ -126,9 +131,9 @@ def eye(n, m=None, *, dtype=None, device=None, requires_grad=False):
     return _make(np.eye(int(n), None if m is None else int(m)), dtype, device, requires_grad)
 
 
-def empty(*size, dtype=None, device=None, requires_grad=False):
+def empty(*sizes, size=None, dtype=None, device=None, requires_grad=False):
     """A tensor whose values are whatever memory held (as ``torch.empty``)."""
-    return _make(np.empty(_shape(size)), dtype, device, requires_grad)
+    return _make(np.empty(_shape(sizes, size)), dtype, device, requires_grad)
 
 
 def _like(fill, input, dtype, device, requires_grad):

@@ -6,12 +6,53 @@ tensor beats an integer one, otherwise the wider dtype wins, and a 0-d tensor
 yields to a dimensioned one of the same kind.  Inputs are cast (differentiably)
 before the op, so each Function sees one dtype.
 """
+import functools
 import numbers
+import warnings
 
 import numpy as np
 
 from . import backend
 from .autograd import Function, Tensor, is_grad_enabled, tensor
+
+# --------------------------------------------------------------------------- out=
+
+
+def accepts_out(fn):
+    """Give ``fn`` PyTorch's ``out=`` keyword (``torch.mul(a, b, out=c)``): see ``write_out``."""
+    @functools.wraps(fn)
+    def with_out(*args, out=None, **kwargs):
+        y = fn(*args, **kwargs)
+        return y if out is None else write_out(y, out, fn.__name__)
+    return with_out
+
+
+def write_out(y, out, op):
+    """Write the result ``y`` into ``out`` and return ``out``, as PyTorch's ``out=``.
+
+    Not recorded by autograd (an input that requires grad is refused, as in PyTorch); an
+    ``out`` of another shape is resized (with PyTorch's warning unless it was empty); the
+    result must be castable to ``out``'s dtype.
+    """
+    if not isinstance(out, Tensor):
+        raise TypeError(f"{op}(): argument 'out' must be Tensor, not {type(out).__name__}")
+    if y.requires_grad and is_grad_enabled():
+        raise RuntimeError(f"{op}(): functions with out=... arguments don't support automatic "
+                           "differentiation, but one of the arguments requires grad.")
+    if out.shape != y.shape:
+        if out._base is not None:
+            raise RuntimeError(f"{op}(): out= of shape {list(out.shape)} is a view and cannot be "
+                               f"resized to {list(y.shape)}")
+        if out.numel():
+            warnings.warn(f"An output with one or more elements was resized since it had shape "
+                          f"{list(out.shape)}, which does not match the required output shape "
+                          f"{list(y.shape)}. This behavior is deprecated, and in a future PyTorch "
+                          "release outputs will not be resized unless they have zero elements. "
+                          "You can explicitly reuse an out tensor t by resizing it, inplace, to "
+                          "zero elements with t.resize_(0).", UserWarning, stacklevel=3)
+        out.array = backend.array_module(out.array).empty(y.shape, out.dtype)
+    return out._write(y, op)
+
 
 # --------------------------------------------------------------------------- helpers
 
@@ -462,6 +503,7 @@ class MatMul(Function):
         return ga, gb
 
 
+@accepts_out
 def matmul(a, b):
     return _binary(MatMul, a, b)
 

@@ -126,7 +126,7 @@ def _make_unary(name):
         return unary(name, input)
     op.__name__ = op.__qualname__ = name
     op.__doc__ = f"``torch.{name}``: elementwise, differentiable (see ``UNARY['{name}']``)."
-    return op
+    return math_ops.accepts_out(op)
 
 
 globals().update({n: _make_unary(n) for n in UNARY})
@@ -163,11 +163,13 @@ def log_softmax(input, dim=None, dtype=None):
 # --------------------------------------------------------------------------- binary
 
 
+@math_ops.accepts_out
 def add(input, other, *, alpha=1):
     """input + alpha * other, as ``torch.add``."""
     return math_ops.add(input, other if alpha == 1 else _scaled(other, alpha, "add"))
 
 
+@math_ops.accepts_out
 def sub(input, other, *, alpha=1):
     """input - alpha * other, as ``torch.sub``."""
     return math_ops.sub(input, other if alpha == 1 else _scaled(other, alpha, "sub"))
@@ -183,6 +185,7 @@ def _scaled(other, alpha, op):
     return other * alpha
 
 
+@math_ops.accepts_out
 def mul(input, other):
     return math_ops.mul(input, other)
 
@@ -190,6 +193,7 @@ def mul(input, other):
 multiply = mul
 
 
+@math_ops.accepts_out
 def div(input, other, *, rounding_mode=None):
     """input / other, as ``torch.div``: true division, or ``'trunc'`` / ``'floor'`` rounded.
 
@@ -206,6 +210,7 @@ def div(input, other, *, rounding_mode=None):
 divide = true_divide = div
 
 
+@math_ops.accepts_out
 def floor_divide(input, other):
     return div(input, other, rounding_mode="floor")
 
@@ -258,16 +263,19 @@ class Remainder(Function):
         return sum_to(gy, a.shape), sum_to(-gy * q, b.shape)
 
 
+@math_ops.accepts_out
 def remainder(input, other):
     """Python's ``%``: the remainder with the sign of ``other``, as ``torch.remainder``."""
     return _binary(lambda: Remainder("floor"), input, other)
 
 
+@math_ops.accepts_out
 def fmod(input, other):
     """C's ``fmod``: the remainder with the sign of ``input``, as ``torch.fmod``."""
     return _binary(lambda: Remainder("trunc"), input, other)
 
 
+@math_ops.accepts_out
 def pow(input, exponent):
     return math_ops.pow(input, exponent)
 
@@ -285,6 +293,7 @@ class Atan2(Function):
         return sum_to(gy * b / r2, a.shape), sum_to(-gy * a / r2, b.shape)
 
 
+@math_ops.accepts_out
 def atan2(input, other):
     _check(input, "atan2")
     return _binary(Atan2, input, other, floating=True)
@@ -421,6 +430,7 @@ def masked_fill(input, mask, value):
     return where(mask, value, input)
 
 
+@math_ops.accepts_out
 def clamp(input, min=None, max=None):
     """``torch.clamp`` (``torch.clip``): the method's op as a function; tensor bounds allowed."""
     _check(input, "clamp")

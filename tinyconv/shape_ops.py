@@ -21,7 +21,7 @@ import numpy as np
 
 from . import backend
 from .autograd import Function, Tensor
-from .math_ops import (Clone, GetItem, MatMul, Permute, Reshape, _shape_arg, getitem, mul,
+from .math_ops import (Clone, GetItem, MatMul, Permute, Reshape, _shape_arg, accepts_out, getitem, mul,
                        result_type, sum_to, wrap_dim)
 
 _TORCH_NAMES = {"b1": "Bool", "u1": "Byte", "i1": "Char", "i2": "Short", "i4": "Int", "i8": "Long",
@@ -305,6 +305,7 @@ class Concat(Function):
         return tuple(_xp(gy).split(gy, bounds, axis=self.axis))
 
 
+@accepts_out
 def cat(tensors, dim=0):
     """Join tensors of one shape (but along ``dim``), as ``torch.cat``; dtypes promoted."""
     tensors = _tensors("cat", tensors)
@@ -335,6 +336,7 @@ def cat(tensors, dim=0):
 concat = concatenate = cat
 
 
+@accepts_out
 def stack(tensors, dim=0):
     """Join tensors of one shape along a new dim ``dim``, as ``torch.stack``."""
     tensors = _tensors("stack", tensors)
@@ -881,6 +883,7 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
 # --------------------------------------------------------------------------- products
 
 
+@accepts_out
 def mm(input, mat2):
     """The matrix product of two 2-d tensors (no broadcasting), as ``torch.mm``."""
     for name, m in (("self", input), ("mat2", mat2)):
@@ -895,6 +898,7 @@ def mm(input, mat2):
     return MatMul()(input, mat2)
 
 
+@accepts_out
 def bmm(input, mat2):
     """Batched matrix product of (b, n, m) and (b, m, p) tensors, as ``torch.bmm``."""
     for name, m in (("batch1", input), ("batch2", mat2)):

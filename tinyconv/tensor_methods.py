@@ -197,6 +197,31 @@ class TensorMethods:
     def ndimension(self):
         return self.dim()
 
+    def _restride_(self, view, op):
+        """In-place shape ops (``t_``, ``squeeze_``...): ``self`` becomes ``view``, a view of
+        its own memory with new shape and strides (and, when recorded, ``view``'s node)."""
+        node = view.grad_fn
+        if node is not None and self.requires_grad and self.grad_fn is None:
+            raise RuntimeError(f"{op}: a leaf Variable that requires grad is being used in an "
+                               "in-place operation.")
+        self.array = view.array
+        self._version_counter.n += 1
+        if node is not None:
+            self._rebase(node)
+        return self
+
+    def t_(self):
+        return self._restride_(_shp().t(self), "t_")
+
+    def transpose_(self, dim0, dim1):
+        return self._restride_(self.transpose(dim0, dim1), "transpose_")
+
+    def squeeze_(self, dim=None):
+        return self._restride_(self.squeeze(dim), "squeeze_")
+
+    def unsqueeze_(self, dim):
+        return self._restride_(self.unsqueeze(dim), "unsqueeze_")
+
     def squeeze(self, dim=None):
         return _shp().squeeze(self, dim)
 
