@@ -23,11 +23,10 @@ from . import cuda, nn, optim  # noqa: F401
 from . import autograd  # noqa: F401  (tinyconv.autograd.grad / .backward, as torch.autograd)
 from . import utils  # noqa: F401  (tinyconv.utils.data, as torch.utils.data)
 from . import distributed  # noqa: F401  (as torch.distributed; mpi4py is imported only when used)
-from .autograd import (Tensor, enable_grad, from_dlpack, is_grad_enabled, no_grad,  # noqa: F401
-                       set_grad_enabled, tensor)
+from .autograd import Tensor, enable_grad, is_grad_enabled, no_grad, set_grad_enabled  # noqa: F401
 from .backend import device, kernel_mode, use_kernels  # noqa: F401
-from .creation import (arange, from_numpy, full, ones, ones_like, rand, randn,  # noqa: F401
-                       zeros, zeros_like)
+from .creation import (arange, from_dlpack, from_numpy, full, ones, ones_like, rand,  # noqa: F401
+                       randn, tensor, zeros, zeros_like)
 from .gradcheck import GradcheckError, gradcheck  # noqa: F401
 from .math_ops import flatten, matmul, permute, reshape, transpose  # noqa: F401
 from .random import get_rng_state, manual_seed, set_rng_state  # noqa: F401

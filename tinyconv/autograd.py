@@ -33,6 +33,7 @@ from . import backend
 from .grad_mode import (_grad_mode, enable_grad, is_grad_enabled, no_grad,  # noqa: F401
                         set_grad_enabled)
 from .tensor_methods import TensorMethods
+from .tensor_protocols import TensorProtocols
 
 # --------------------------------------------------------------------------- Function
 
@@ -407,12 +408,14 @@ def _float_dtype(dt):
     return np.dtype(dt).kind == "f"
 
 
-class Tensor(TensorMethods):
+class Tensor(TensorMethods, TensorProtocols):
     """An n-dimensional array with a place in the autograd graph.
 
     ``.array`` is the raw array (numpy or cupy); ``.grad`` is a Tensor filled by
     ``backward``.  Build one with :func:`tinyconv.tensor`.  The math (operators,
-    reductions, shape and in-place ops) is in :class:`~tinyconv.tensor_methods.TensorMethods`.
+    reductions, shape and in-place ops) is in :class:`~tinyconv.tensor_methods.TensorMethods`,
+    the Python protocols (``len``, ``bool``, ``repr``...) in
+    :class:`~tinyconv.tensor_protocols.TensorProtocols`.
     """
 
     __array_ufunc__ = None   # make NumPy hand ``ndarray * Tensor`` to Tensor.__rmul__
@@ -479,93 +482,6 @@ class Tensor(TensorMethods):
 
     def numel(self):
         return int(self.array.size)
-
-    # -- Python protocols, as PyTorch's ----------------------------------------
-    def __len__(self):
-        if self.ndim == 0:
-            raise TypeError("len() of a 0-d tensor")
-        return self.shape[0]
-
-    def __iter__(self):
-        if self.ndim == 0:
-            raise TypeError("iteration over a 0-d tensor")
-        return (self[i] for i in range(self.shape[0]))
-
-    def __bool__(self):
-        if self.array.size != 1:
-            which = "no values" if self.array.size == 0 else "more than one value"
-            raise RuntimeError(f"Boolean value of Tensor with {which} is ambiguous")
-        return bool(self.item())
-
-    def __float__(self):
-        return float(self._scalar("float"))
-
-    def __int__(self):
-        return int(self._scalar("int"))
-
-    def __index__(self):
-        if self.dtype.kind not in "iub" or self.array.size != 1:
-            raise TypeError("only integer tensors of a single element can be converted to an index")
-        return int(self.item())
-
-    def __format__(self, spec):
-        if self.ndim == 0:
-            return format(self.item(), spec)
-        return object.__format__(self, spec)
-
-    def __contains__(self, element):
-        if not isinstance(element, (Tensor, bool, int, float)):
-            raise RuntimeError(f"Tensor.__contains__ only supports Tensor or scalar, but you passed "
-                               f"in a {type(element)}.")
-        return bool((self == element).array.any())
-
-    def _scalar(self, op):
-        if self.array.size != 1:
-            raise ValueError(f"only one element tensors can be converted to Python scalars "
-                             f"({op}() of a tensor of shape {self.shape})")
-        return self.item()
-
-    def item(self):
-        if self.array.size != 1:
-            raise RuntimeError(f"a Tensor with {self.array.size} elements cannot be converted to Scalar")
-        return self.array.reshape(()).item()
-
-    def tolist(self):
-        return backend.to_device(self.array, "cpu").tolist()
-
-    def numpy(self):
-        """The data as a NumPy array (shares memory on the CPU)."""
-        if self.requires_grad:
-            raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use "
-                               "tensor.detach().numpy() instead.")
-        if self.device.type != "cpu":
-            raise TypeError(f"numpy(): the tensor is on {self.device}; call .cpu() first")
-        return self.array
-
-    def __array__(self, dtype=None, copy=None):
-        if self.device.type != "cpu":
-            raise TypeError(f"cannot convert a tensor on {self.device} to NumPy; call .cpu() first")
-        return self.array if dtype is None else self.array.astype(dtype)
-
-    def __dlpack__(self, *args, **kwargs):
-        """Zero-copy export (DLPack), e.g. ``torch.from_dlpack(t)``; the data is shared, not copied."""
-        if self.requires_grad:
-            raise RuntimeError("__dlpack__: the tensor requires grad; export t.detach() instead")
-        return self.array.__dlpack__(*args, **kwargs)
-
-    def __dlpack_device__(self):
-        return self.array.__dlpack_device__()
-
-    def __repr__(self):
-        body = np.array2string(backend.to_device(self.array, "cpu"), separator=", ", prefix="tensor(")
-        extra = "" if self.dtype in (np.float32, np.int64, np.bool_) else f", dtype={self.dtype}"
-        if self.device.type != "cpu":
-            extra += f", device='{self.device}'"
-        if self.grad_fn is not None:
-            extra += f", grad_fn={self.grad_fn!r}"
-        elif self.requires_grad:
-            extra += ", requires_grad=True"
-        return f"tensor({body}{extra})"
 
     __hash__ = object.__hash__
 
@@ -749,58 +665,3 @@ def _legacy_array(data):
                     if len(data) == 1 else
                     f"new() received an invalid combination of arguments - got "
                     f"({', '.join(type(d).__name__ for d in data)})")
-
-
-# --------------------------------------------------------------------------- tensor()
-
-
-def default_dtype_for(data):
-    """The dtype PyTorch would infer: arrays keep theirs, Python floats -> float32."""
-    if hasattr(data, "dtype") and hasattr(data, "shape"):
-        return np.dtype(data.dtype)
-    arr = np.asarray(data)
-    if arr.dtype.kind == "f":
-        from .dtypes import get_default_dtype
-        return get_default_dtype()
-    if arr.dtype.kind in "iu":
-        return np.dtype(np.int64)
-    if arr.dtype.kind == "b":
-        return np.dtype(np.bool_)
-    raise TypeError(f"tensor: cannot make a tensor from {type(data).__name__} "
-                    f"(NumPy sees dtype {arr.dtype})")
-
-
-def tensor(data, dtype=None, requires_grad=False, device=None):
-    """A new leaf tensor holding a copy of ``data`` (list, scalar, array or Tensor)."""
-    if isinstance(data, Tensor):
-        data = data.array
-    dtype = np.dtype(dtype) if dtype is not None else default_dtype_for(data)
-    dev = backend.device(device) if device is not None else (
-        backend.device_of(data) if backend.is_cuda_array(data) else backend.CPU)
-    if backend.is_cuda_array(data) or dev.type == "cuda":
-        xp = backend.module_for(dev)
-        with xp.cuda.Device(dev.index):
-            arr = xp.array(data, dtype=dtype)
-    else:
-        arr = np.array(data, dtype=dtype)
-    return Tensor(arr, requires_grad=requires_grad)
-
-
-_DLPACK_CPU, _DLPACK_CUDA, _DLPACK_CUDA_HOST = 1, 2, 3
-
-
-def from_dlpack(obj):
-    """A leaf tensor sharing memory with ``obj`` (a PyTorch/CuPy/NumPy/JAX array), zero-copy.
-
-    Anything with ``__dlpack__`` and ``__dlpack_device__`` works: a CPU array becomes a
-    NumPy-backed tensor, a CUDA array a CuPy-backed one (which needs CuPy and the GPU).
-    """
-    if not hasattr(obj, "__dlpack_device__"):
-        raise TypeError(f"from_dlpack: expected an object with __dlpack__ and __dlpack_device__, "
-                        f"got {type(obj).__name__}")
-    dev_type, _ = obj.__dlpack_device__()
-    if dev_type in (_DLPACK_CPU, _DLPACK_CUDA_HOST):
-        return Tensor(np.from_dlpack(obj))
-    if dev_type == _DLPACK_CUDA:
-        return Tensor(backend._import_cupy().from_dlpack(obj))
-    raise ValueError(f"from_dlpack: unsupported DLPack device type {dev_type} (expected CPU or CUDA)")

@@ -215,7 +215,6 @@ def multinomial(input, num_samples, replacement=False, *, generator=None):
 
 def as_tensor(data, dtype=None, device=None):
     """A tensor of ``data``, sharing its memory when dtype and device already match."""
-    from .autograd import tensor
     if isinstance(data, Tensor):
         return data.to(dtype=dtype, device=device)
     if isinstance(data, np.ndarray) and device in (None, "cpu") and (
@@ -269,3 +268,57 @@ ShortTensor = _legacy_type("ShortTensor", np.int16)
 CharTensor = _legacy_type("CharTensor", np.int8)
 ByteTensor = _legacy_type("ByteTensor", np.uint8)
 BoolTensor = _legacy_type("BoolTensor", np.bool_)
+
+
+# --------------------------------------------------------------------------- tensor()
+
+
+def default_dtype_for(data):
+    """The dtype PyTorch would infer: arrays keep theirs, Python floats -> float32."""
+    if hasattr(data, "dtype") and hasattr(data, "shape"):
+        return np.dtype(data.dtype)
+    arr = np.asarray(data)
+    if arr.dtype.kind == "f":
+        return get_default_dtype()
+    if arr.dtype.kind in "iu":
+        return np.dtype(np.int64)
+    if arr.dtype.kind == "b":
+        return np.dtype(np.bool_)
+    raise TypeError(f"tensor: cannot make a tensor from {type(data).__name__} "
+                    f"(NumPy sees dtype {arr.dtype})")
+
+
+def tensor(data, dtype=None, requires_grad=False, device=None):
+    """A new leaf tensor holding a copy of ``data`` (list, scalar, array or Tensor)."""
+    if isinstance(data, Tensor):
+        data = data.array
+    dtype = np.dtype(dtype) if dtype is not None else default_dtype_for(data)
+    dev = backend.device(device) if device is not None else (
+        backend.device_of(data) if backend.is_cuda_array(data) else backend.CPU)
+    if backend.is_cuda_array(data) or dev.type == "cuda":
+        xp = backend.module_for(dev)
+        with xp.cuda.Device(dev.index):
+            arr = xp.array(data, dtype=dtype)
+    else:
+        arr = np.array(data, dtype=dtype)
+    return Tensor(arr, requires_grad=requires_grad)
+
+
+_DLPACK_CPU, _DLPACK_CUDA, _DLPACK_CUDA_HOST = 1, 2, 3
+
+
+def from_dlpack(obj):
+    """A leaf tensor sharing memory with ``obj`` (a PyTorch/CuPy/NumPy/JAX array), zero-copy.
+
+    Anything with ``__dlpack__`` and ``__dlpack_device__`` works: a CPU array becomes a
+    NumPy-backed tensor, a CUDA array a CuPy-backed one (which needs CuPy and the GPU).
+    """
+    if not hasattr(obj, "__dlpack_device__"):
+        raise TypeError(f"from_dlpack: expected an object with __dlpack__ and __dlpack_device__, "
+                        f"got {type(obj).__name__}")
+    dev_type, _ = obj.__dlpack_device__()
+    if dev_type in (_DLPACK_CPU, _DLPACK_CUDA_HOST):
+        return Tensor(np.from_dlpack(obj))
+    if dev_type == _DLPACK_CUDA:
+        return Tensor(backend._import_cupy().from_dlpack(obj))
+    raise ValueError(f"from_dlpack: unsupported DLPack device type {dev_type} (expected CPU or CUDA)")

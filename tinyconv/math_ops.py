@@ -13,7 +13,8 @@ import warnings
 import numpy as np
 
 from . import backend
-from .autograd import Function, Tensor, is_grad_enabled, tensor
+from .autograd import Function, Tensor, is_grad_enabled
+from .creation import tensor
 
 # --------------------------------------------------------------------------- out=
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import functional as F
 from . import random as tc_random
-from .autograd import tensor
+from .creation import tensor
 from .gradcheck import gradcheck
 from .random import manual_seed
 
