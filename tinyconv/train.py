@@ -46,6 +46,7 @@ Checkpoint metadata (``meta`` of :func:`tinyconv.checkpoint.load_checkpoint`), w
 ``resize``, ``crop``, ``mean``, ``std``), ``epoch`` (completed epochs), ``step``,
 ``history``, ``config``, ``loader``, ``scheduler``, ``best_val_error``, ``best_epoch``.
 """
+import atexit
 import contextlib
 import dataclasses
 import math
@@ -252,6 +253,11 @@ def _rank():
     return dist.get_rank() if dist.is_initialized() else 0
 
 
+def _abort_launch():
+    from mpi4py import MPI
+    MPI.COMM_WORLD.Abort(1)
+
+
 def _all_reduce_sum(values):
     """The element-wise sum over the ranks of a float64 vector (NumPy in, NumPy out)."""
     import tinyconv
@@ -340,6 +346,8 @@ def _eval_shard(dataset, batch, rank, world):
 def _eval_loader(dataset, cfg):
     if _world() > 1:
         dataset = _eval_shard(dataset, 256, _rank(), _world())
+        if len(dataset) == 0:                  # fewer batches than ranks: this one has none
+            return []
     return D.DataLoader(dataset, 256, seed=0, num_workers=cfg.num_workers)
 
 
@@ -377,11 +385,19 @@ def train(cfg=None, callback=None, **overrides):
     """
 
     cfg = dataclasses.replace(cfg or TrainConfig(), **overrides)
-    with contextlib.ExitStack() as stack:
-        if not dist.is_initialized() and launched_world_size() > 1:
-            dist.init_process_group("mpi")                  # mpirun -n N tinyconv train
-            stack.callback(dist.destroy_process_group)
+    if dist.is_initialized() or launched_world_size() == 1:
         return _train(cfg, callback)
+    dist.init_process_group("mpi")                          # mpirun -n N tinyconv train
+    try:
+        result = _train(cfg, callback)
+    except BaseException:
+        # a rank that stops must stop the others (they would wait in a collective, and this
+        # one in MPI_Finalize): abort the whole launch at exit, after the error is printed
+        atexit.register(_abort_launch)
+        raise
+    # left only after a success: a failed collective's broken group must reach the MPI_Abort at exit
+    dist.destroy_process_group()
+    return result
 
 
 def _train(cfg, callback):
