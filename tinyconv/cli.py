@@ -3,6 +3,7 @@
     tinyconv train                       # small28 AlexNet on the bundled MNIST digits, CPU
     tinyconv train --variant small32 --data ~/images --epochs 30 --device cuda
     tinyconv train --resume --out runs/alexnet
+    tinyconv train --nproc 2             # data-parallel on 2 MPI ranks (= mpirun -n 2 tinyconv train)
     tinyconv predict digit.png --checkpoint runs/alexnet/best.npz [--ten-crop]
     tinyconv summary paper [--input-shape 3 227 227] [--num-classes 1000]
     tinyconv convert-torch alexnet-owt.pth alexnet.npz
@@ -26,8 +27,41 @@ class CommandError(Exception):
 # --------------------------------------------------------------------------- train
 
 
+def _without_nproc(argv):
+    """``argv`` less its ``--nproc N`` / ``--nproc=N`` (what each launched rank runs)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
+
+
+def _launch(args):
+    """``--nproc N``: run this same command on N MPI ranks; their exit status is ours."""
+    import subprocess
+
+    from .train import launch_command, launched_world_size
+    if launched_world_size() > 1:
+        raise CommandError(f"--nproc {args.nproc} inside an MPI launch of {launched_world_size()} ranks; "
+                           "use one of the two (mpirun -n N tinyconv train, or tinyconv train --nproc N)")
+    try:
+        cmd = launch_command(args.nproc, _without_nproc(args.argv))
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    print("launching: " + " ".join(cmd), flush=True)
+    return subprocess.run(cmd).returncode
+
+
 def _cmd_train(args):
     from .train import TrainConfig, TrainingDiverged, train
+    if args.nproc < 1:
+        raise CommandError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.nproc > 1:
+        return _launch(args)
     cfg = TrainConfig(variant=args.variant, data=args.data, device=args.device, epochs=args.epochs,
                       batch_size=args.batch_size, lr=args.lr, seed=args.seed, out=args.out,
                       resume=bool(args.resume),
@@ -41,6 +75,8 @@ def _cmd_train(args):
         result = train(cfg)
     except (TrainingDiverged, ValueError, FileNotFoundError, ImportError) as e:
         raise CommandError(str(e)) from None   # bad data, checkpoint or arguments: the message says which
+    if result.get("rank", 0) != 0:
+        return 0
     print(f"test accuracy: {result['test_accuracy']:.2%}   (top-5 error {result['test_top5_error']:.2%}; "
           f"{result['wall_time']:.0f} s)")
     return 0
@@ -209,7 +245,9 @@ def _parser():
                         f"image-class folders (default {d.data})")
     t.add_argument("--device", default=d.device, help="cpu or cuda (default cpu)")
     t.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
-    t.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
+    t.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help=f"images per step per process (default {d.batch_size}; the global batch is "
+                        "this times the number of processes)")
     t.add_argument("--lr", type=float, default=d.lr, help=f"initial learning rate (default {d.lr})")
     t.add_argument("--patience", type=int, default=d.patience,
                    help=f"epochs without a better validation error before lr /= 10 (default {d.patience})")
@@ -228,6 +266,9 @@ def _parser():
     t.add_argument("--no-plots", action="store_true", help="no PNG plots at the end")
     t.add_argument("--dropout", type=float, help="override every dropout layer's p (default: the model's)")
     t.add_argument("--max-steps", type=int, default=0, help="cut each epoch after this many batches (0: all)")
+    t.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="train data-parallel on N processes: relaunches this command under the MPI "
+                        "launcher (mpiexec -n N); --batch-size is per process, the global batch N times it")
     t.add_argument("--eval-limit", type=int, default=0,
                    help="evaluate on the first N validation/test images only (0: all)")
 
@@ -261,6 +302,7 @@ def main(argv=None):
         args = ap.parse_args(argv)
     except SystemExit as e:                          # --help or a usage error
         return int(e.code or 0)
+    args.argv = list(sys.argv[1:] if argv is None else argv)     # what --nproc relaunches
     func = COMMANDS[args.command][0]
     try:
         return func(args)

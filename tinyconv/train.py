@@ -20,6 +20,22 @@
 * at the end ``OUT/curves.png`` (the learning curves), ``OUT/filters.png`` (the first
   layer's kernels, the paper's Figure 3) and the test-split accuracy.
 
+Data parallelism: launched by MPI (``mpirun -n N tinyconv train`` or ``tinyconv train
+--nproc N``, see :func:`launch_command`) ``train`` joins the process group and trains
+data-parallel, as PyTorch's DDP recipe: ``batch_size`` is per rank, the **global batch**
+is ``batch_size x N`` and ``lr`` applies to its mean gradient unchanged (no automatic
+scaling; both are reported when the run starts).  The loader draws the one-process
+order of global batches and rank ``r`` takes the ``r``-th slice of each (augmentation is
+seeded per sample, so the union is exactly the one-process batch); gradients are
+averaged by :class:`~tinyconv.nn.parallel.DistributedDataParallel`, the step's loss and
+the epoch's counts are all-reduced, so ``N x B`` on N ranks trains as ``N*B`` on one
+process up to float32 summation order (with dropout: each rank draws its own masks,
+seeded by (seed, epoch, rank)).  Validation and test are sharded by whole batches of 256
+(every image is evaluated in the same batch as in one process) and the counts are
+summed, so the accuracies are exactly one process's.  Only rank 0 prints, writes
+checkpoints and plots (the others wait at a barrier after each save); ``resume`` reads
+the checkpoint on every rank (a shared folder, as for one machine).
+
 Data: ``data`` names a bundled real set (``"mnist5k"``, the default, or ``"digits"``;
 see :mod:`tinyconv.data.datasets`), or a folder with ``train/`` and ``val/`` (and
 optionally ``test/``) sub-folders in ImageFolder layout.
@@ -30,6 +46,7 @@ Checkpoint metadata (``meta`` of :func:`tinyconv.checkpoint.load_checkpoint`), w
 ``resize``, ``crop``, ``mean``, ``std``), ``epoch`` (completed epochs), ``step``,
 ``history``, ``config``, ``loader``, ``scheduler``, ``best_val_error``, ``best_epoch``.
 """
+import atexit
 import contextlib
 import dataclasses
 import math
@@ -41,6 +58,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import data as D
+from . import distributed as dist
 from .data import transforms as T
 
 # --------------------------------------------------------------------------- configuration
@@ -185,39 +203,160 @@ class _first:
 
 def topk_errors(logits, labels, ks=(1, 5)):
     """Fraction of samples whose label is not among the k highest logits, for each k."""
+    return [m / len(labels) for m in topk_misses(logits, labels, ks)]
+
+
+def topk_misses(logits, labels, ks=(1, 5)):
+    """How many samples' labels are not among the k highest logits, for each k."""
     logits = np.asarray(logits)
     order = np.argsort(-logits, axis=1, kind="stable")
-    out = []
-    for k in ks:
-        k = min(k, logits.shape[1])
-        hit = (order[:, :k] == labels[:, None]).any(axis=1)
-        out.append(float(1.0 - hit.mean()))
-    return out
+    return [int(len(labels) - (order[:, :min(k, logits.shape[1])] == labels[:, None]).any(axis=1).sum())
+            for k in ks]
 
 
 def evaluate(model, loader, device="cpu"):
-    """(mean loss, top-1 error, top-5 error) of ``model`` over ``loader``, in eval mode."""
+    """(mean loss, top-1 error, top-5 error) of ``model`` over ``loader``, in eval mode.
+
+    In a process group each rank passes its shard (see :func:`_eval_shard`) and the
+    sums are all-reduced: every rank gets the whole set's figures."""
+    sums = _eval_sums(model, loader, device)
+    if _world() > 1:
+        sums = _all_reduce_sum(sums)
+    loss_sum, miss1, miss5, total = sums
+    return float(loss_sum / total), float(miss1 / total), float(miss5 / total)
+
+
+def _eval_sums(model, loader, device):
+    """[summed loss, top-1 misses, top-5 misses, images] over ``loader`` (float64)."""
     import tinyconv
     import tinyconv.nn.functional as F
     model.eval()
-    total, loss_sum, all_logits, all_labels = 0, 0.0, [], []
+    sums = np.zeros(4)
     with tinyconv.no_grad():
         for images, labels in loader:
             x = tinyconv.tensor(images, device=device)
             y = tinyconv.tensor(labels, device=device)
             logits = model(x)
-            loss_sum += float(F.cross_entropy(logits, y, reduction="sum").item())
-            all_logits.append(tinyconv.backend.to_device(logits.array, "cpu"))
-            all_labels.append(labels)
-            total += len(labels)
-    top1, top5 = topk_errors(np.concatenate(all_logits), np.concatenate(all_labels))
-    return loss_sum / total, top1, top5
+            miss1, miss5 = topk_misses(tinyconv.backend.to_device(logits.array, "cpu"), labels)
+            sums += (float(F.cross_entropy(logits, y, reduction="sum").item()), miss1, miss5, len(labels))
+    return sums
+
+
+# --------------------------------------------------------------------------- data parallelism
+
+
+def _world():
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def _rank():
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def _abort_launch():
+    from mpi4py import MPI
+    MPI.COMM_WORLD.Abort(1)
+
+
+def _all_reduce_sum(values):
+    """The element-wise sum over the ranks of a float64 vector (NumPy in, NumPy out)."""
+    import tinyconv
+    t = tinyconv.tensor(np.asarray(values, dtype=np.float64))
+    dist.all_reduce(t)
+    return t.numpy()
+
+
+#: the environment variables by which MPI launchers (MPICH/Hydra, Open MPI, Slurm's PMI) give the world size
+_LAUNCHER_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE")
+
+
+def launched_world_size():
+    """How many ranks the MPI launcher started this process among (1 without one)."""
+    for name in _LAUNCHER_SIZE_VARS:
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 1
+
+
+def find_mpiexec():
+    """``mpiexec`` (or ``mpirun``) beside the running Python (the ``dist`` extra's MPICH
+    wheel puts it there), else on ``PATH``; a clear error where there is none."""
+    import shutil
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    for name in ("mpiexec", "mpirun"):
+        found = shutil.which(name, path=path)
+        if found:
+            return found
+    raise ValueError("train: --nproc needs an MPI launcher (mpiexec), found neither beside "
+                     f"{sys.executable} nor on PATH; pip install 'tinyconv[dist]' (mpi4py and MPICH)")
+
+
+def launch_command(nproc, argv):
+    """The command that runs ``tinyconv <argv>`` on ``nproc`` MPI ranks (``--nproc N``)."""
+    if not dist.is_mpi_available():
+        raise ValueError("train: --nproc needs mpi4py; pip install 'tinyconv[dist]'")
+    cmd = [find_mpiexec(), "-n", str(int(nproc))]
+    if "Open MPI" in _launcher_version(cmd[0]):
+        cmd.append("--oversubscribe")                  # more ranks than cores is the user's choice
+    return cmd + [sys.executable, "-m", "tinyconv.cli", *argv]
+
+
+def _launcher_version(mpiexec):
+    import subprocess
+    try:
+        return subprocess.run([mpiexec, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+class _ShardLoader(D.DataLoader):
+    """The one-process loader of global batches (``batch_size x world``), serving this
+    rank's slice of each: its position and ``state_dict`` are the same on every rank."""
+
+    def __init__(self, dataset, batch_size, rank, world, **kwargs):
+        super().__init__(dataset, batch_size * world, **kwargs)
+        self.rank_batch, self.rank = batch_size, rank
+
+    def _batches(self, epoch):
+        lo, hi = self.rank * self.rank_batch, (self.rank + 1) * self.rank_batch
+        return [b[lo:hi] for b in super()._batches(epoch)]
+
+
+class _Subset:
+    """The samples of ``dataset`` at ``indices``."""
+
+    def __init__(self, dataset, indices):
+        self.dataset, self.indices = dataset, list(indices)
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        return self.dataset[self.indices[i]]
+
+
+def _eval_shard(dataset, batch, rank, world):
+    """This rank's whole batches (``rank``, ``rank + world``, ...) of ``dataset`` in
+    batches of ``batch``: each image lands in the same batch as in one process."""
+    n = len(dataset)
+    starts = range(rank * batch, n, world * batch)
+    return _Subset(dataset, [i for s in starts for i in range(s, min(s + batch, n))])
+
+
+def _eval_loader(dataset, cfg):
+    if _world() > 1:
+        dataset = _eval_shard(dataset, 256, _rank(), _world())
+        if len(dataset) == 0:                  # fewer batches than ranks: this one has none
+            return []
+    return D.DataLoader(dataset, 256, seed=0, num_workers=cfg.num_workers)
 
 
 # --------------------------------------------------------------------------- the loop
 
 
 def _log(msg):
+    if _rank() != 0:                                           # one voice in a process group
+        return
     try:
         from tqdm import tqdm
         tqdm.write(msg, file=sys.stdout)
@@ -226,7 +365,7 @@ def _log(msg):
 
 
 def _progress(iterable, total, desc, enabled):
-    if enabled:
+    if enabled and _rank() == 0:
         try:
             from tqdm import tqdm
             return tqdm(iterable, total=total, desc=desc, unit="batch", leave=False,
@@ -244,10 +383,27 @@ def train(cfg=None, callback=None, **overrides):
     optimizer step (info: epoch, step, loss) and ``"epoch"`` after every checkpoint;
     tests use it to interrupt a run.
     """
-    import tinyconv
 
     cfg = dataclasses.replace(cfg or TrainConfig(), **overrides)
-    os.makedirs(cfg.out, exist_ok=True)
+    if dist.is_initialized() or launched_world_size() == 1:
+        return _train(cfg, callback)
+    dist.init_process_group("mpi")                          # mpirun -n N tinyconv train
+    try:
+        result = _train(cfg, callback)
+    except BaseException:
+        # a rank that stops must stop the others (they would wait in a collective, and this
+        # one in MPI_Finalize): abort the whole launch at exit, after the error is printed
+        atexit.register(_abort_launch)
+        raise
+    # left only after a success: a failed collective's broken group must reach the MPI_Abort at exit
+    dist.destroy_process_group()
+    return result
+
+
+def _train(cfg, callback):
+    import tinyconv
+    if _rank() == 0:
+        os.makedirs(cfg.out, exist_ok=True)
     resumed = None
     if cfg.resume:
         path = cfg.resume_path or os.path.join(cfg.out, "last.npz")
@@ -262,6 +418,8 @@ def train(cfg=None, callback=None, **overrides):
     if cfg.epochs < 1 or cfg.batch_size < 1 or not cfg.lr > 0:
         raise ValueError(f"train: need epochs >= 1, batch_size >= 1 and lr > 0, got {cfg.epochs}, "
                          f"{cfg.batch_size}, {cfg.lr}")
+    if _world() > 1:
+        dist.barrier()                                      # the folder exists before anyone reads it
     with contextlib.ExitStack() as stack:
         if cfg.kernels:
             stack.enter_context(tinyconv.use_kernels(cfg.kernels))
@@ -352,10 +510,13 @@ class _Run:
         self.model_shape = model_shape = probe.input_shape
         del probe
         train_set, val_set, test_set, self.classes, self.preprocess = build_data(cfg, model_shape)
-        if len(train_set) < cfg.batch_size:
-            raise ValueError(f"train: batch_size {cfg.batch_size} is larger than the training set "
+        self.world, self.rank = _world(), _rank()
+        self.global_batch = cfg.batch_size * self.world
+        if len(train_set) < self.global_batch:
+            per = (f" ({cfg.batch_size} per rank x {self.world} ranks)" if self.world > 1 else "")
+            raise ValueError(f"train: batch_size {self.global_batch}{per} is larger than the training set "
                              f"({len(train_set)} images), and an epoch takes whole batches only; use "
-                             f"--batch-size {len(train_set)} or less")
+                             f"--batch-size {len(train_set) // self.world} or less")
         if cfg.eval_limit:
             val_set, test_set = _first(val_set, cfg.eval_limit), _first(test_set, cfg.eval_limit)
         self.train_set, self.val_set, self.test_set = train_set, val_set, test_set
@@ -376,9 +537,15 @@ class _Run:
             model.to(cfg.device)
         self.opt = SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         self.sched = ReduceLROnPlateau(self.opt, mode="min", factor=0.1, patience=cfg.patience)
-        self.loader = D.DataLoader(train_set, cfg.batch_size, shuffle=True, drop_last=True, seed=cfg.seed,
-                                   num_workers=cfg.num_workers)
-        self.val_loader = D.DataLoader(val_set, 256, seed=0, num_workers=cfg.num_workers)
+        # the model each step runs: the gradients averaged over the ranks (self.model stays the bare net)
+        self.net = model
+        if self.world > 1:
+            from .nn.parallel import DistributedDataParallel
+            self.net = DistributedDataParallel(model)
+        loader_args = dict(shuffle=True, drop_last=True, seed=cfg.seed, num_workers=cfg.num_workers)
+        self.loader = (_ShardLoader(train_set, cfg.batch_size, self.rank, self.world, **loader_args)
+                       if self.world > 1 else D.DataLoader(train_set, cfg.batch_size, **loader_args))
+        self.val_loader = _eval_loader(val_set, cfg)
         self.history = {k: [] for k in ("train_loss", "train_error", "val_loss", "val_top1_error",
                                         "val_top5_error", "lr", "epoch_time", "images_per_s")}
         self.start_epoch, self.step, self.best, self.best_epoch = 0, 0, math.inf, None
@@ -402,6 +569,11 @@ class _Run:
         if self.best in errors:
             self.best_epoch = meta.get("best_epoch") or errors.index(self.best) + 1
         self.saved[self.last_path] = self.start_epoch
+        before = int(meta.get("world_size", 1))
+        if before != self.world:
+            _log(f"note: {resumed['path']} was written by a run on {before} rank(s) (global batch "
+                 f"{self.cfg.batch_size * before}); this one runs {self.world} "
+                 f"(global batch {self.global_batch})")
         if os.path.exists(self.best_path):
             self.saved[self.best_path] = self.best_epoch
         _log(f"resumed from {resumed['path']} after epoch {self.start_epoch} (step {self.step})")
@@ -424,8 +596,11 @@ class _Run:
         """One epoch of SGD steps -> (mean loss, error, images seen, seconds)."""
         import tinyconv
         import tinyconv.nn.functional as F
-        cfg, model, opt, loader = self.cfg, self.model, self.opt, self.loader
+        cfg, model, opt, loader = self.cfg, self.net, self.opt, self.loader
         model.train()
+        if self.world > 1:                  # each rank its own dropout masks, as reproducible as one process
+            seq = np.random.SeedSequence([cfg.seed, epoch, self.rank])
+            tinyconv.manual_seed(int(seq.generate_state(1)[0]))
         t0 = time.perf_counter()
         seen = correct = 0
         loss_sum = 0.0
@@ -439,6 +614,8 @@ class _Run:
             logits = model(x)
             loss = F.cross_entropy(logits, y)
             value = float(loss.item())                    # the loop's one host sync per step
+            if self.world > 1:                            # the global batch's loss: every rank sees a NaN
+                value = float(_all_reduce_sum([value])[0]) / self.world
             if not math.isfinite(value):
                 raise self.diverged(f"the loss became {value} at epoch {epoch + 1}, step {self.step + 1}")
             opt.zero_grad()
@@ -451,7 +628,7 @@ class _Run:
             seen += n
             loss_sum += value * n
             if bar is not loader:
-                rate = seen / max(time.perf_counter() - t0, 1e-9)
+                rate = seen * self.world / max(time.perf_counter() - t0, 1e-9)
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.1%}",
                                 img_s=f"{rate:.0f}", refresh=False)
             if self.callback is not None:
@@ -461,6 +638,9 @@ class _Run:
         if hasattr(bar, "close") and bar is not loader:
             bar.close()
         loader.epoch, loader.batch = epoch + 1, 0           # an epoch cut short still counts as one
+        if self.world > 1:                                  # the epoch's figures over every rank's images
+            loss_sum, correct, seen = _all_reduce_sum([loss_sum, correct, seen]).tolist()
+            seen = int(seen)
         # the last step's update is in no loss yet: the parameters themselves must be finite
         if not self.state_finite():
             raise self.diverged(f"the parameters became non-finite in epoch {epoch + 1} (by step "
@@ -477,7 +657,7 @@ class _Run:
     def evaluate_epoch(self, epoch, train_stats):
         """Validation metrics appended to the history; non-finite ones are divergence."""
         train_loss, train_error, seen, train_time = train_stats
-        val_loss, top1, top5 = evaluate(self.model, self.val_loader, self.cfg.device)
+        val_loss, top1, top5 = evaluate(self.model, self.val_loader, self.cfg.device)   # sharded, summed
         if not (math.isfinite(val_loss) and math.isfinite(top1)):
             raise self.diverged(f"the validation loss became {val_loss} after epoch {epoch + 1}")
         h = self.history
@@ -499,6 +679,14 @@ class _Run:
             self.save(self.best_path, epoch)
 
     def save(self, path, epoch):
+        """Rank 0 writes (atomically), the others wait for it; all record what the file holds."""
+        if self.rank == 0:
+            self._write(path, epoch)
+        if self.world > 1:
+            dist.barrier()
+        self.saved[path] = epoch
+
+    def _write(self, path, epoch):
         import tinyconv
         cfg, opt = self.cfg, self.opt
         meta = {"arch": "alexnet", "variant": cfg.variant, "num_classes": len(self.classes),
@@ -507,10 +695,11 @@ class _Run:
                 "step": self.step, "history": self.history, "config": dataclasses.asdict(cfg),
                 "loader": self.loader.state_dict(), "scheduler": self.sched.state_dict(),
                 "best_val_error": self.best, "best_epoch": self.best_epoch,
+                "world_size": self.world,
                 "hyper": {"lr": opt.param_groups[0]["lr"], "momentum": cfg.momentum,
-                          "weight_decay": cfg.weight_decay, "batch_size": cfg.batch_size}}
+                          "weight_decay": cfg.weight_decay, "batch_size": cfg.batch_size,
+                          "global_batch_size": self.global_batch}}
         ckpt.save_checkpoint(path, self.model.state_dict(), opt.state_dict(), meta, tinyconv.get_rng_state())
-        self.saved[path] = epoch
 
 
 def _run(cfg, resumed, callback):
@@ -522,6 +711,9 @@ def _run(cfg, resumed, callback):
     _log(f"training AlexNet {cfg.variant!r} ({n_params:,} parameters) on {cfg.data!r}: "
          f"{len(run.train_set)} train / {len(run.val_set)} val / {len(run.test_set)} test images, "
          f"{len(run.classes)} classes, device {cfg.device}, kernels {tinyconv.kernel_mode()}")
+    per_rank = (f"data-parallel on {run.world} ranks x batch {cfg.batch_size} = " if run.world > 1 else "")
+    _log(f"{per_rank}global batch {run.global_batch}, lr {run.opt.param_groups[0]['lr']:g} "
+         f"(momentum {cfg.momentum:g}, weight decay {cfg.weight_decay:g})")
     t_run = time.perf_counter()
     history = run.history
     try:
@@ -541,12 +733,13 @@ def _run(cfg, resumed, callback):
         _log(f"\ninterrupted: {run.kept()}; continue with --resume --out {cfg.out}")
         raise
 
-    result = {"history": history, "checkpoint": run.last_path, "best_checkpoint": run.best_path,
+    result = {"history": history, "rank": run.rank, "world_size": run.world,
+              "checkpoint": run.last_path, "best_checkpoint": run.best_path,
               "wall_time": time.perf_counter() - t_run, "classes": list(run.classes)}
-    test_loader = D.DataLoader(run.test_set, 256, seed=0, num_workers=cfg.num_workers)
+    test_loader = _eval_loader(run.test_set, cfg)
     test_loss, t1, t5 = evaluate(run.model, test_loader, cfg.device)
     result.update(test_loss=test_loss, test_top1_error=t1, test_top5_error=t5, test_accuracy=1 - t1)
-    if cfg.plots:
+    if cfg.plots and run.rank == 0:
         result.update(_plots(run.model, history, cfg.out, cfg))
     _log(f"test accuracy {1 - t1:.2%} (top-1 error {t1:.2%}, top-5 error {t5:.2%}) on "
          f"{len(run.test_set)} test images; checkpoint {run.last_path}")
