@@ -5,8 +5,6 @@ part of the autograd graph.  A model split across ranks (each rank holding some 
 layer's kernels, as AlexNet's two GPUs did) needs an exchange that backward goes
 through too; :class:`AllGather` is that exchange, and :func:`all_gather_cat` calls it.
 """
-import numpy as np
-
 from .. import backend
 from ..autograd import Function, Tensor
 
@@ -45,7 +43,8 @@ class AllGather(Function):
     def backward(self, gy):
         from . import reduce_scatter
         xp = backend.array_module(gy)
-        slices = [xp.take(gy, np.arange(s * self.size, (s + 1) * self.size), axis=self.dim)
+        lead = (slice(None),) * self.dim
+        slices = [xp.ascontiguousarray(gy[lead + (slice(s * self.size, (s + 1) * self.size),)])
                   for s in range(self.world)]
         if self.replicated:
             return (slices[self.rank],)
