@@ -100,6 +100,23 @@ def test_exchange_backward_is_a_reduce_scatter_or_a_slice(tmp_path):
     """))
 
 
+@needs_mpi
+def test_towers_need_two_ranks(tmp_path):
+    check_ok(run_ranks(tmp_path, """
+        from tinyconv.models import alexnet
+        from tinyconv.models.alexnet_towers import AlexNetTowers
+        dist.init_process_group("mpi")
+        towers = AlexNetTowers(alexnet(variant="small28"), 0)
+        try:
+            towers(tinyconv.zeros(1, 1, 28, 28))
+        except RuntimeError as e:
+            assert "the towers run on 2 ranks (mpiexec -n 2), got world_size 1" in str(e), e
+        else:
+            raise AssertionError("one rank ran the two towers")
+        done(0)
+    """, n=1), n=1)
+
+
 def test_towers_reject_what_they_cannot_split():
     with pytest.raises(ValueError, match="rank must be 0 or 1, got 2"):
         AlexNetTowers(alexnet(variant="small28"), 2)

@@ -22,7 +22,7 @@ connected layers).  Run ``examples/alexnet_two_towers.py`` with ``mpiexec -n 2``
 """
 import copy
 
-from .. import nn
+from .. import distributed, nn
 from ..distributed.exchange import all_gather_cat
 
 TOWERS = 2
@@ -136,6 +136,9 @@ class AlexNetTowers(nn.Module):
         return out
 
     def forward(self, x):
+        if distributed.get_world_size() != TOWERS:
+            raise RuntimeError(f"AlexNetTowers: the towers run on {TOWERS} ranks (mpiexec -n {TOWERS}), "
+                               f"got world_size {distributed.get_world_size()}")
         x = self.features(x)
         # flattening each tower's (N, C/2, H, W) keeps the single-device net's channel-major
         # order, so gathering the flattened halves gives its flattened vector
