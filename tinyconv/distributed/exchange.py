@@ -7,6 +7,7 @@ through too; :class:`AllGather` is that exchange, and :func:`all_gather_cat` cal
 """
 from .. import backend
 from ..autograd import Function, Tensor
+from . import all_gather, get_rank, get_world_size, reduce_scatter
 
 
 class AllGather(Function):
@@ -28,12 +29,10 @@ class AllGather(Function):
     """
 
     def __init__(self, dim=1, replicated=False):
-        from . import get_rank, get_world_size
         self.dim, self.replicated = dim, replicated
         self.rank, self.world = get_rank(), get_world_size()
 
     def forward(self, x):
-        from . import all_gather
         xp = backend.array_module(x)
         parts = [Tensor(xp.empty_like(x)) for _ in range(self.world)]
         all_gather(parts, Tensor(xp.ascontiguousarray(x)))
@@ -41,7 +40,6 @@ class AllGather(Function):
         return xp.concatenate([p.array for p in parts], axis=self.dim)
 
     def backward(self, gy):
-        from . import reduce_scatter
         xp = backend.array_module(gy)
         lead = (slice(None),) * self.dim
         slices = [xp.ascontiguousarray(gy[lead + (slice(s * self.size, (s + 1) * self.size),)])
