@@ -65,7 +65,7 @@ def test_chapter_examples_run(page):
     assert result.failed == 0, f"{result.failed} example(s) of docs/{page} failed (see the output above)"
 
 
-@pytest.mark.parametrize("page", ["autograd.md", "pytorch.md"])
+@pytest.mark.parametrize("page", ["autograd.md", "pytorch.md", "two-towers.md"])
 def test_side_pages_examples_run(page):
     """The pages beside the chapters (the engine; what differs from PyTorch) run as shown."""
     assert f"]({page})" in _read("README.md"), f"docs/README.md does not link {page}"
