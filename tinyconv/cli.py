@@ -159,8 +159,16 @@ def _cmd_predict(args):
 
 
 def _cmd_summary(args):
+    from .checkpoint import MAX_IMAGE_SIDE, META_SCHEMA
     from .models import alexnet
     from .nn.summary import summary
+    for flag, v, check in (("--num-classes", args.num_classes, META_SCHEMA["num_classes"]),
+                           ("--in-channels", args.in_channels, META_SCHEMA["in_channels"])):
+        if v is not None and check(v):                 # the ranges a checkpoint may declare
+            raise CommandError(f"{flag} is {v}; expected {check(v)}")
+    if args.input_shape and not all(1 <= d <= MAX_IMAGE_SIDE for d in args.input_shape):
+        raise CommandError(f"--input-shape is {' '.join(map(str, args.input_shape))}; expected sizes "
+                           f"from 1 to {MAX_IMAGE_SIDE}")
     try:
         model = alexnet(num_classes=args.num_classes, variant=args.model, in_channels=args.in_channels,
                         init="default")
@@ -169,8 +177,8 @@ def _cmd_summary(args):
     shape = tuple(args.input_shape) if args.input_shape else None
     try:
         summary(model, shape, print_fn=print)
-    except ValueError as e:
-        raise CommandError(str(e)) from None
+    except (ValueError, MemoryError) as e:
+        raise CommandError(str(e) or type(e).__name__) from None
     return 0
 
 
