@@ -53,13 +53,17 @@ CLI = "import sys\nfrom tinyconv import cli\nrc = cli.main(sys.argv[1:])\n"
 
 
 def assert_one_clear_line(proc, *words, peak_mib=1024):
-    err = proc.stderr.strip()
-    assert proc.returncode != 0, (proc.stdout, err)
+    check_one_clear_line(proc.returncode, proc.stderr, *words)
+    peak = int(proc.stdout.split()[-1])
+    assert peak < peak_mib, f"peak {peak} MiB: {proc.stderr}"
+
+
+def check_one_clear_line(rc, err, *words):
+    err = err.strip()
+    assert rc != 0, err
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
     for w in words:
         assert w in err, (w, err)
-    peak = int(proc.stdout.split()[-1])
-    assert peak < peak_mib, f"peak {peak} MiB: {err}"
 
 
 @pytest.fixture(scope="module")
@@ -139,37 +143,73 @@ FORGED_META = {
 }
 
 
+OTHER_FORGERIES = {      # case -> (edit_meta, meta_json, words)
+    "meta_a_list": (None, lambda doc: json.dumps({**doc, "meta": [1, 2]}).encode(), ["meta is a list"]),
+    "nested_900": (None, nested_900, ["nested more than 100 levels"]),          # was a RecursionError
+    "num_classes_not_the_weights": (setter(11, "num_classes"), None,            # was a multi-line error
+                                    ["meta.num_classes is 11", "stored weights have 10"]),
+    # a recorded shape needing more bytes than its entry declares: refused from the zip directory
+    "recorded_shape_2e40": (None, lambda doc: json.dumps(
+        {**doc, "arrays": {**doc["arrays"], "arr_00000": {**doc["arrays"]["arr_00000"], "shape": [2**40]}}}
+    ).encode(), ["arrays.arr_00000", "needs 4398046511104"]),
+}
+
+CLI_EACH = """
+    import contextlib, io, json, sys, traceback
+    from tinyconv import cli
+    results = []
+    for argv in json.loads(sys.argv[1]):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            try:
+                code = cli.main(argv)
+            except BaseException:                                 # a regression: keep its traceback
+                code = "raised"
+                err.write(traceback.format_exc())
+        results.append([code, err.getvalue()])
+    print(json.dumps(results))
+    rc = 0
+"""
+
+
+def run_each(argvs):
+    """``cli.main(argv)`` for every argv in one capped process (one start, not one per case)
+    -> [(exit status, stderr), ...]; the whole run must stay under 1 GiB resident."""
+    proc = run_capped(CLI_EACH, json.dumps(argvs))
+    assert proc.returncode == 0, proc.stderr
+    peak = int(proc.stdout.split()[-1])
+    assert peak < 1024, f"the commands peaked at {peak} MiB"
+    return json.loads(proc.stdout.splitlines()[-2])
+
+
+@pytest.fixture(scope="module")
+def predicted(files):
+    """``tinyconv predict`` on the genuine and each forged checkpoint: case -> (path, status, stderr)."""
+    paths = {case: forge(files / "good.npz", files / f"{case}.npz", edit)
+             for case, (edit, _) in FORGED_META.items()}
+    paths.update({case: forge(files / "good.npz", files / f"{case}.npz", edit, raw)
+                  for case, (edit, raw, _) in OTHER_FORGERIES.items()})
+    paths["genuine"] = files / "good.npz"
+    image = str(files / "digit.png")
+    results = run_each([["predict", image, "--checkpoint", str(p)] for p in paths.values()])
+    return {case: (str(path), *r) for (case, path), r in zip(paths.items(), results)}
+
+
 @pytest.mark.parametrize("case", sorted(FORGED_META))
-def test_forged_metadata_is_one_line_from_predict(files, case):
-    edit, field = FORGED_META[case]
-    path = forge(files / "good.npz", files / f"{case}.npz", edit)
-    proc = run_capped(CLI, "predict", files / "digit.png", "--checkpoint", path)
-    assert_one_clear_line(proc, "tinyconv predict:", str(path), field)
+def test_forged_metadata_is_one_line_from_predict(predicted, case):
+    path, rc, err = predicted[case]
+    check_one_clear_line(rc, err, "tinyconv predict:", path, FORGED_META[case][1])
 
 
-def test_metadata_that_is_not_a_dict_is_one_line(files):
-    path = forge(files / "good.npz", files / "meta_list.npz",
-                 meta_json=lambda doc: json.dumps({**doc, "meta": [1, 2]}).encode())
-    proc = run_capped(CLI, "predict", files / "digit.png", "--checkpoint", path)
-    assert_one_clear_line(proc, str(path), "meta is a list")
+@pytest.mark.parametrize("case", sorted(OTHER_FORGERIES))
+def test_malformed_metadata_is_one_line_from_predict(predicted, case):
+    path, rc, err = predicted[case]
+    check_one_clear_line(rc, err, "tinyconv predict:", path, *OTHER_FORGERIES[case][2])
 
 
-def test_900_deep_metadata_is_refused_without_recursion_error(files):
-    path = forge(files / "good.npz", files / "deep900.npz", meta_json=nested_900)
-    proc = run_capped(CLI, "predict", files / "digit.png", "--checkpoint", path)
-    assert_one_clear_line(proc, str(path), "nested more than 100 levels")
-
-
-def test_meta_disagreeing_with_the_stored_weights_is_named(files):
-    path = forge(files / "good.npz", files / "eleven.npz", setter(11, "num_classes"))
-    proc = run_capped(CLI, "predict", files / "digit.png", "--checkpoint", path)
-    assert_one_clear_line(proc, str(path), "meta.num_classes is 11", "stored weights have 10")
-
-
-def test_the_genuine_checkpoint_still_predicts(files):
-    proc = run_capped(CLI, "predict", files / "digit.png", "--checkpoint", files / "good.npz")
-    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
-    assert len(proc.stdout.splitlines()) == 1 + 5 + 1          # the file, its top 5, the peak
+def test_the_genuine_checkpoint_still_predicts(predicted):
+    _, rc, err = predicted["genuine"]
+    assert rc == 0 and err == "", err
 
 
 # --------------------------------------------------------------------------- zip bombs
@@ -252,27 +292,21 @@ def test_zip_bomb_is_refused_by_tinyconv_load_before_inflating(bomb):
     assert_one_clear_line(proc, str(bomb), "zip bomb", peak_mib=400)
 
 
-def test_recorded_shape_must_match_the_entry_before_it_is_opened(files):
-    """A stored entry whose recorded shape needs more bytes than the zip directory declares."""
-    doc, _ = read_members(files / "good.npz")
-    key = doc["model"]["arrays"][0]
-
-    def grow(doc):
-        doc["arrays"][key]["shape"] = [2**40]
-        return json.dumps(doc).encode()
-    path = forge(files / "good.npz", files / "grown.npz", meta_json=grow)
-    proc = run_capped(CLI, "predict", files / "digit.png", "--checkpoint", path)
-    assert_one_clear_line(proc, str(path), f"arrays.{key}", "needs 4398046511104")
-
-
 # --------------------------------------------------------------------------- summary
 
 
-@pytest.mark.parametrize("flags, words", [
-    (["--num-classes", "1000000000"], "--num-classes is 1000000000"),
-    (["--in-channels", "10000000"], "--in-channels is 10000000"),
-    (["--input-shape", "1", "100000", "100000"], "--input-shape is 1 100000 100000"),
-])
-def test_summary_with_huge_sizes_is_one_line(flags, words):
-    proc = run_capped(CLI, "summary", "small28", *flags)
-    assert_one_clear_line(proc, "tinyconv summary:", words)
+SUMMARY = {      # flags -> words; each was a NumPy MemoryError traceback
+    ("--num-classes", "1000000000"): "--num-classes is 1000000000",
+    ("--in-channels", "10000000"): "--in-channels is 10000000",
+    ("--input-shape", "1", "100000", "100000"): "--input-shape is 1 100000 100000",
+}
+
+
+@pytest.fixture(scope="module")
+def summarized():
+    return dict(zip(SUMMARY, run_each([["summary", "small28", *flags] for flags in SUMMARY])))
+
+
+@pytest.mark.parametrize("flags", list(SUMMARY), ids=lambda f: f[0])
+def test_summary_with_huge_sizes_is_one_line(summarized, flags):
+    check_one_clear_line(*summarized[flags], "tinyconv summary:", SUMMARY[flags])
