@@ -57,6 +57,9 @@ MAX_DEPTH = 100
 #: deflate cannot inflate more than ~1032:1; an entry declaring more is a forged zip bomb
 _MAX_INFLATION = 1100
 _MAX_NPY_HEADER = 10_000
+#: tinyconv writes its arrays uncompressed; a re-zipped archive of real weights shrinks a few
+#: times at most, so a whole archive inflating to more than this many times its size is a bomb
+_MAX_TOTAL_INFLATION = 16
 
 
 class CheckpointError(ValueError):
@@ -377,6 +380,11 @@ def open_zip(source, bad):
     if size is not None and total > size:
         z.close()
         raise bad(f"its entries declare {total} bytes, more than the file's {size} (truncated or forged)")
+    inflated = sum(i.file_size for i in z.infolist())
+    if size is not None and inflated > _MAX_TOTAL_INFLATION * size + (1 << 20):
+        z.close()
+        raise bad(f"its entries inflate to {inflated} bytes from a {size}-byte file, more than "
+                  f"{_MAX_TOTAL_INFLATION} times its size (a zip bomb?)")
     return z
 
 
@@ -441,6 +449,26 @@ def _read_npy(z, info, want, bad):
     return np.frombuffer(buf, dtype).reshape(shape, order="F" if fortran else "C")
 
 
+def _check_declared_size(info, want, bad):
+    """The entry holding an array must declare the bytes its recorded dtype and shape need
+    (plus a ``.npy`` header), checked from the zip directory before it is opened."""
+    name = info.filename[:-4]
+    shape, dtype = want.get("shape"), want.get("dtype")
+    if not (isinstance(shape, list) and len(shape) <= 64
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+        raise bad(f"arrays.{name}.shape is {str(shape)[:80]}; expected a list of non-negative ints")
+    try:
+        itemsize = np.dtype(dtype).itemsize if isinstance(dtype, str) and len(dtype) < 16 else None
+    except (TypeError, ValueError):
+        itemsize = None
+    if itemsize is None:
+        raise bad(f"arrays.{name}.dtype is {str(dtype)[:80]!r}; expected a NumPy dtype string")
+    need = math.prod(shape) * itemsize
+    if not need + 10 <= info.file_size <= need + _MAX_NPY_HEADER + 16:
+        raise bad(f"entry {info.filename} declares {info.file_size} bytes but arrays.{name} "
+                  f"({dtype}{shape}) needs {need} plus a header (forged or corrupted)")
+
+
 def read_archive(source, bad):
     """Read and verify an archive written by :func:`write_archive` -> ``(doc, arrays)``.
 
@@ -464,6 +492,8 @@ def read_archive(source, bad):
             missing, extra = sorted(set(declared) - files), sorted(files - set(declared))
             if missing or extra or len(files) != len(infos) - 2:
                 raise bad(f"arrays missing {missing[:5]} / unexpected {extra[:5]} (truncated or edited)")
+            for key, want in declared.items():          # sizes, before anything is inflated
+                _check_declared_size(infos[f"{key}.npy"], want, bad)
             arrays = {}
             for key, info in declared.items():
                 a = _read_npy(z, infos[f"{key}.npy"], info, bad)
@@ -475,6 +505,87 @@ def read_archive(source, bad):
     except Exception as e:     # a damaged zip can raise almost anything (BadZipFile, zlib.error, ...)
         raise bad(f"{type(e).__name__}: {e} (truncated, corrupted or not a .npz file)") from None
     return doc, arrays
+
+
+# --------------------------------------------------------------------------- metadata schema
+
+
+def _int_in(lo, hi):
+    def check(v):
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            return f"an int from {lo} to {hi}"
+    return check
+
+
+def _str(max_len):
+    def check(v):
+        if not isinstance(v, str) or len(v) > max_len:
+            return f"a string of at most {max_len} characters"
+    return check
+
+
+def _numbers(positive, max_len=64):
+    def check(v):
+        if not (isinstance(v, list) and 1 <= len(v) <= max_len and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                and (x > 0 or not positive) for x in v)):
+            return f"a list of 1 to {max_len} finite{' positive' if positive else ''} numbers"
+    return check
+
+
+def _one_of(*choices):
+    def check(v):
+        if v not in choices:
+            return "one of " + ", ".join(map(repr, choices))
+    return check
+
+
+def _optional(check):
+    return lambda v: None if v is None else check(v)
+
+
+def _list_of(check, max_len):
+    def each(v):
+        if not isinstance(v, list) or len(v) > max_len or any(check(x) for x in v):
+            return f"a list of at most {max_len} items, each {check(None) or 'valid'}"
+    return each
+
+
+#: what ``tinyconv predict`` (and resuming) builds from a checkpoint's ``meta``: field -> check
+#: (a function returning None or what was expected).  Every field is optional; present, it must pass.
+MAX_IMAGE_SIDE = 4096
+META_SCHEMA = {
+    "arch": _str(100), "variant": _str(100),
+    "num_classes": _int_in(1, 100_000), "in_channels": _int_in(1, 64),
+    "input_shape": _list_of(_int_in(1, MAX_IMAGE_SIDE), 3),
+    "classes": _list_of(_str(1000), 100_000),
+    "epoch": _int_in(0, 2**62), "step": _int_in(0, 2**62),
+    "preprocess": {"mode": _one_of("L", "RGB"), "resize": _int_in(1, MAX_IMAGE_SIDE),
+                   "crop": _int_in(1, MAX_IMAGE_SIDE), "mean": _numbers(False),
+                   "std": _optional(_numbers(True)), "invert_hint": _str(1000)},
+}
+
+
+def check_meta(meta, bad, schema=META_SCHEMA, where="meta"):
+    """Raise ``bad("meta.<field> is ...; expected ...")`` for the first field of ``meta``
+    that does not fit :data:`META_SCHEMA` (types and ranges), before anything is built from it."""
+    if not isinstance(meta, dict):
+        raise bad(f"{where} is a {type(meta).__name__}; expected a dict")
+    for field, check in schema.items():
+        if field not in meta:
+            continue
+        v, name = meta[field], f"{where}.{field}"
+        if isinstance(check, dict):
+            check_meta(v, bad, check, name)
+            continue
+        expected = check(v)
+        if expected:
+            raise bad(f"{name} is {_short(v)}; expected {expected}")
+
+
+def _short(v):
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -528,7 +639,7 @@ def load_checkpoint(path):
         raise bad(f"format version {doc.get('version')!r}; this tinyconv reads version {VERSION}")
     try:
         names, keys = doc["model"]["names"], doc["model"]["arrays"]
-        return {
+        out = {
             "model_state": OrderedDict((n, arrays[k]) for n, k in zip(names, keys, strict=True)),
             "optimizer_state": unpack(doc["optimizer"], arrays),
             "rng_state": unpack(doc["rng"], arrays),
@@ -537,6 +648,8 @@ def load_checkpoint(path):
         }
     except (KeyError, TypeError, ValueError) as e:
         raise bad(f"malformed metadata ({type(e).__name__}: {e})") from None
+    check_meta(out["meta"], bad)
+    return out
 
 
 def _shape(v):

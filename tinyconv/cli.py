@@ -88,14 +88,24 @@ def _cmd_train(args):
 def _model_from_checkpoint(path):
     from . import checkpoint as ckpt
     from .models import alexnet
-    c = ckpt.load_checkpoint(path)
-    meta = c["meta"]
+    from .models.alexnet import VARIANTS
+    c = ckpt.load_checkpoint(path)                    # meta's types and ranges are checked there
+    meta, state = c["meta"], c["model_state"]
     if meta.get("arch", "alexnet") != "alexnet" or "variant" not in meta:
         raise CommandError(f"{path}: the checkpoint does not say which AlexNet variant it holds "
                            f"(meta has {sorted(meta)[:8]})")
-    num_classes = int(meta.get("num_classes") or c["model_state"][next(reversed(c["model_state"]))].shape[0])
-    model = alexnet(num_classes=num_classes, variant=meta["variant"], in_channels=meta.get("in_channels"),
-                    init="default")
+    if meta["variant"] not in VARIANTS:
+        raise CommandError(f"{path}: meta.variant is {meta['variant']!r}; expected one of {sorted(VARIANTS)}")
+    shapes = [np.shape(a) for a in state.values()]
+    if not shapes or len(shapes[0]) != 4 or len(shapes[-1]) != 1:
+        raise CommandError(f"{path}: its model_state is not an AlexNet's "
+                           f"(first array {shapes[:1]}, last {shapes[-1:]})")
+    # the model to build must fit the stored arrays (bounded by the file), not whatever meta claims
+    num_classes, in_channels = shapes[-1][0], shapes[0][1]
+    for field, have in (("num_classes", num_classes), ("in_channels", in_channels)):
+        if meta.get(field, have) != have:
+            raise CommandError(f"{path}: meta.{field} is {meta[field]}, but the stored weights have {have}")
+    model = alexnet(num_classes=num_classes, variant=meta["variant"], in_channels=in_channels, init="default")
     ckpt.check_model_state(model.state_dict(), c["model_state"], path, meta)
     model.load_state_dict(c["model_state"])
     model.eval()
@@ -112,7 +122,7 @@ def _class_names(meta, n):
     return [str(i) for i in range(n)]
 
 
-def _preprocess(meta, model):
+def _preprocess(meta, model, path="the checkpoint"):
     """The checkpoint's recipe, or the variant's usual one (ImageNet statistics for the
     ImageNet-sized nets, as torchvision's pretrained weights expect)."""
     c, h, _ = model.input_shape
@@ -123,7 +133,19 @@ def _preprocess(meta, model):
         else:
             p = {"resize": h, "crop": h, "mean": [0.0] * c, "std": None}
     p.setdefault("mode", "L" if c == 1 else "RGB")
+    p.setdefault("mean", [0.0] * c)
+    p.setdefault("crop", h)
+    if p["crop"] != h or (p["mode"] == "L") != (c == 1) or len(p["mean"]) not in (1, c) \
+            or (p.get("std") and len(p["std"]) != len(p["mean"])) or (p.get("resize") or h) > 8 * h:
+        raise CommandError(f"{path}: meta.preprocess {_short(p)} does not fit "
+                           f"the model's {c}x{h}x{h} input (crop {h}, resize {h} to {8 * h}, mode "
+                           f"{'L' if c == 1 else 'RGB'}, {c} mean/std values)")
     return p
+
+
+def _short(v):
+    r = repr(v)
+    return r if len(r) <= 120 else r[:117] + "..."
 
 
 def _load_inputs(path, p, ten_crop):
@@ -150,11 +172,11 @@ def _cmd_predict(args):
     from .checkpoint import CheckpointError
     try:
         model, meta = _model_from_checkpoint(args.checkpoint)
-    except CheckpointError as e:
-        raise CommandError(str(e)) from None
+    except (CheckpointError, ValueError, MemoryError) as e:
+        raise CommandError(str(e) or type(e).__name__) from None
     if args.device != "cpu":
         model.to(args.device)
-    p = _preprocess(meta, model)
+    p = _preprocess(meta, model, args.checkpoint)
     with tinyconv.no_grad():
         for path in args.images:
             x = _load_inputs(path, p, args.ten_crop)
@@ -173,8 +195,16 @@ def _cmd_predict(args):
 
 
 def _cmd_summary(args):
+    from .checkpoint import MAX_IMAGE_SIDE, META_SCHEMA
     from .models import alexnet
     from .nn.summary import summary
+    for flag, v, check in (("--num-classes", args.num_classes, META_SCHEMA["num_classes"]),
+                           ("--in-channels", args.in_channels, META_SCHEMA["in_channels"])):
+        if v is not None and check(v):                 # the ranges a checkpoint may declare
+            raise CommandError(f"{flag} is {v}; expected {check(v)}")
+    if args.input_shape and not all(1 <= d <= MAX_IMAGE_SIDE for d in args.input_shape):
+        raise CommandError(f"--input-shape is {' '.join(map(str, args.input_shape))}; expected sizes "
+                           f"from 1 to {MAX_IMAGE_SIDE}")
     try:
         model = alexnet(num_classes=args.num_classes, variant=args.model, in_channels=args.in_channels,
                         init="default")
@@ -183,8 +213,8 @@ def _cmd_summary(args):
     shape = tuple(args.input_shape) if args.input_shape else None
     try:
         summary(model, shape, print_fn=print)
-    except ValueError as e:
-        raise CommandError(str(e)) from None
+    except (ValueError, MemoryError) as e:
+        raise CommandError(str(e) or type(e).__name__) from None
     return 0
 
 
