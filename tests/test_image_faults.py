@@ -4,10 +4,12 @@ Every expected pixel value here is computed by hand from the formula in
 ``tinyconv.data.transforms.convert_image``'s table, for pixels written with Pillow or
 NumPy into ``tmp_path``.  Each test failed before its fix: 16-bit and float images were
 clipped by Pillow's ``convert`` (a 16-bit ramp's mean read 0.998 instead of 0.488), alpha
-was dropped, CMYK used Pillow's clipped subtraction, EXIF orientation was ignored, a
+was dropped, EXIF orientation was ignored, a
 decompression bomb raised Pillow's own error even with ``skip_bad``, a truncated JPEG
 passed the build-time check, a FIFO named ``.png`` hung ``ImageFolder`` forever, and a
-symlink loop listed files up to 41 times, some under two labels.
+symlink loop listed files up to 41 times, some under two labels.  (The CMYK test
+passed before too, with this Pillow: it pins the multiplicative formula that Pillow
+uses since version 10, where Pillow 9, which setup.py allows, clipped ``255 - C - K``.)
 
 The FIFO cases run in a child process with a timeout, so a regression fails instead of
 hanging the suite.
@@ -40,7 +42,9 @@ def pixels(path, mode):
 def test_16_bit_png_is_scaled_by_65535_not_clipped(tmp_path):
     v = np.array([[0, 257, 32896], [65535, 1000, 50000]], dtype=np.uint16)
     Image.fromarray(v).save(tmp_path / "deep.png")
+    Image.fromarray(v.astype(">u2")).save(tmp_path / "deep_b.tif")                 # big-endian "I;16B"
     assert Image.open(tmp_path / "deep.png").mode == "I;16"
+    np.testing.assert_array_equal(pixels(tmp_path / "deep.png", "L"), pixels(tmp_path / "deep_b.tif", "L"))
     # round(v * 255 / 65535): 1000 -> 3.89 -> 4, 50000 -> 194.55 -> 195
     expected = np.array([[0, 1, 128], [255, 4, 195]], dtype=np.uint8)
     np.testing.assert_array_equal(pixels(tmp_path / "deep.png", "L"), expected)
@@ -52,6 +56,17 @@ def test_16_bit_png_is_scaled_by_65535_not_clipped(tmp_path):
     # ToArray on an undecoded-mode PIL image takes the same road
     np.testing.assert_array_equal(T.ToArray("L")(Image.open(tmp_path / "deep.png")),
                                   expected[None] * np.float32(1 / 255))
+
+
+def test_16_bit_samples_in_an_int32_image_when_the_file_says_so():
+    """Pillow before 11 opens a 16-bit PNG as mode "I"; load_image passes bits=16 for PNGs."""
+    im = Image.fromarray(np.array([[0, 1000, 65535]], dtype=np.int32))
+    assert im.mode == "I"
+    np.testing.assert_array_equal(np.asarray(T.convert_image(im, "L", bits=16)), [[0, 4, 255]])
+    with pytest.raises(ValueError, match="32-bit integer pixels"):
+        T.convert_image(im, "L")
+    with pytest.raises(ValueError, match="32-bit integer pixels"):          # not 16-bit after all
+        T.convert_image(Image.fromarray(np.array([[-1, 70000]], dtype=np.int32)), "L", bits=16)
 
 
 def test_float_tiff_in_0_1_is_scaled_by_255(tmp_path):
@@ -94,6 +109,8 @@ def test_palette_is_looked_up_and_its_transparent_index_is_black(tmp_path):
     im.save(tmp_path / "pt.png", transparency=1)                      # index 1 fully transparent
     np.testing.assert_array_equal(pixels(tmp_path / "pt.png", "RGB"),
                                   [[[10, 20, 30], [0, 0, 0], [0, 255, 0]]])
+    Image.fromarray(np.array([[10, 20, 30]], dtype=np.uint8)).save(tmp_path / "lt.png", transparency=20)
+    np.testing.assert_array_equal(pixels(tmp_path / "lt.png", "L"), [[10, 0, 30]])    # grey 20 transparent
 
 
 def test_alpha_is_composited_onto_black(tmp_path):

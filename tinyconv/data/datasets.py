@@ -240,8 +240,9 @@ def _decode(path, mode):
     try:
         with _open_regular(path) as f, _open_image(f) as im:
             im.load()                   # decodes now, so a truncated file fails here
+            bits = 16 if im.format == "PNG" and im.mode == "I" else None   # PNG has no 32-bit samples
             im = ImageOps.exif_transpose(im)          # as a viewer shows it (a copy)
-            return convert_image(im, mode) if mode else im
+            return convert_image(im, mode, bits) if mode else im
     except (_BadImage, FileNotFoundError):
         raise
     except _DECODE_ERRORS as e:

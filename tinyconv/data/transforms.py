@@ -170,7 +170,7 @@ def _premultiplied(a):
     return ((colour * alpha + 127) // 255).astype(np.uint8)
 
 
-def convert_image(img, mode):
+def convert_image(img, mode, bits=None):
     """A PIL image as an 8-bit ``"L"`` or ``"RGB"`` image, each source mode converted by its
     real value range (Pillow's ``convert`` clips instead: a 16-bit image becomes nearly white).
 
@@ -180,7 +180,9 @@ def convert_image(img, mode):
     ``"I;16*"``         ``round(v * 255 / 65535)`` (unsigned 16-bit: 0..65535)
     ``"F"`` (float)     ``round(v * 255)``; values must be finite and in [0, 1], the
                         float-image convention (else a ``ValueError`` with the range)
-    ``"I"`` (int32)     refused (``ValueError``): 32-bit integers have no fixed range
+    ``"I"`` (int32)     refused (``ValueError``): 32-bit integers have no fixed range,
+                        unless ``bits=16`` says the file holds 16-bit samples (a 16-bit
+                        PNG, which Pillow before 11 opens as ``"I"``): then as ``"I;16"``
     ``"CMYK"``          ``R = round((255 - C) (255 - K) / 255)``, likewise G from M and
                         B from Y (the naive formula torchvision's JPEG decoder uses;
                         ICC profiles are ignored)
@@ -196,7 +198,7 @@ def convert_image(img, mode):
     ``"L"`` -> ``"RGB"`` repeats the plane.  Any other ``mode`` is Pillow's ``convert``.
     """
     src = img.mode
-    if src == mode:
+    if src == mode and "transparency" not in img.info:
         return img
     if mode not in ("L", "RGB"):
         return img.convert(mode)
@@ -208,7 +210,7 @@ def convert_image(img, mode):
                 raise ValueError(f"float pixels (mode 'F') must be finite and in [0, 1], found values "
                                  f"in [{lo:g}, {hi:g}]; rescale the file or pass a loader= that does")
             a8 = np.floor(a.astype(np.float64) * 255 + 0.5)
-        elif a.dtype.kind == "u" and a.dtype.itemsize == 2:
+        elif a.dtype.str[1:] == "u2" or (bits == 16 and (a.size == 0 or 0 <= a.min() <= a.max() < 2**16)):
             a8 = (a.astype(np.uint32) * 255 + 32767) // 65535
         else:
             raise ValueError(f"{a.dtype.itemsize * 8}-bit integer pixels (mode {src!r}) have no fixed "
@@ -220,10 +222,8 @@ def convert_image(img, mode):
         rgb = (a[..., :3] * a[..., 3:] + 127) // 255
         img = Image.fromarray(rgb.astype(np.uint8))
     else:
-        if src == "P":
-            img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-        elif src in ("PA", "RGBa", "La") or (src in ("L", "RGB") and "transparency" in img.info):
-            img = img.convert("LA" if src in ("La", "L") else "RGBA")
+        if src in ("PA", "RGBa", "La") or (src in ("P", "L", "RGB") and "transparency" in img.info):
+            img = img.convert("RGBA")                  # a transparent index or colour becomes alpha 0
         elif src not in ("L", "RGB", "LA", "RGBA"):
             try:
                 img = img.convert("RGB")
