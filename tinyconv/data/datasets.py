@@ -59,12 +59,21 @@ class ImageFolder(Dataset):
     or "L" for grey); without a transform it stays a PIL image.
 
     Unlike torchvision (which filters by file extension), every file is checked when
-    the dataset is built (its header is read and verified by Pillow): a corrupt or
-    non-image file raises a ``ValueError`` naming its path, or with ``skip_bad=True``
-    is skipped with a warning.  ``is_valid_file(path)`` replaces that check (for
-    files a custom ``loader`` reads).  Hidden files (``.name``) are ignored.  An empty
-    class folder (unless ``allow_empty``), a root with no class folders, or a missing
-    root is an error.
+    the dataset is built: it must be a regular file (a FIFO, socket, device or broken
+    symlink is refused without being opened), within ``PIL.Image.MAX_IMAGE_PIXELS``,
+    verified by Pillow, decoded in full (a truncated file fails here, not mid-epoch)
+    and convertible to ``mode`` (see :func:`load_image`).  A file that is not raises
+    a ``ValueError`` naming its path, or with ``skip_bad=True`` is skipped with a
+    warning and listed in ``skipped``.  ``is_valid_file(path)`` replaces that check
+    (for files a custom ``loader`` reads).  Hidden files (``.name``) are ignored.
+
+    Symlinks are followed (as torchvision does) but no directory is entered twice
+    (directories are known by ``(st_dev, st_ino)``): a symlink loop, or a link to
+    another class folder, adds nothing, with a warning.  A file reached twice in one
+    class is listed once, with a warning; one reached from two classes (a symlink or
+    hard link) would carry two labels, and is refused like a bad file.  Two class
+    folders that are one directory, an empty class folder (unless ``allow_empty``), a
+    root with no class folders, or a missing root is an error.
     """
 
     def __init__(self, root, transform=None, target_transform=None, loader=None, is_valid_file=None,
