@@ -28,15 +28,16 @@ import functools
 import gzip
 import importlib.util
 import os
+import stat
 import warnings
 
 import numpy as np
 
 from ..utils.data.dataset import Dataset
-from .transforms import ToArray
+from .transforms import ToArray, convert_image
 
 try:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 except ImportError:                    # pragma: no cover
     Image = None
 
@@ -58,12 +59,21 @@ class ImageFolder(Dataset):
     or "L" for grey); without a transform it stays a PIL image.
 
     Unlike torchvision (which filters by file extension), every file is checked when
-    the dataset is built (its header is read and verified by Pillow): a corrupt or
-    non-image file raises a ``ValueError`` naming its path, or with ``skip_bad=True``
-    is skipped with a warning.  ``is_valid_file(path)`` replaces that check (for
-    files a custom ``loader`` reads).  Hidden files (``.name``) are ignored.  An empty
-    class folder (unless ``allow_empty``), a root with no class folders, or a missing
-    root is an error.
+    the dataset is built: it must be a regular file (a FIFO, socket, device or broken
+    symlink is refused without being opened), within ``PIL.Image.MAX_IMAGE_PIXELS``,
+    verified by Pillow, decoded in full (a truncated file fails here, not mid-epoch)
+    and convertible to ``mode`` (see :func:`load_image`).  A file that is not raises
+    a ``ValueError`` naming its path, or with ``skip_bad=True`` is skipped with a
+    warning and listed in ``skipped``.  ``is_valid_file(path)`` replaces that check
+    (for files a custom ``loader`` reads).  Hidden files (``.name``) are ignored.
+
+    Symlinks are followed (as torchvision does) but no directory is entered twice
+    (directories are known by ``(st_dev, st_ino)``): a symlink loop, or a link to
+    another class folder, adds nothing, with a warning.  A file reached twice in one
+    class is listed once, with a warning; one reached from two classes (a symlink or
+    hard link) would carry two labels, and is refused like a bad file.  Two class
+    folders that are one directory, an empty class folder (unless ``allow_empty``), a
+    root with no class folders, or a missing root is an error.
     """
 
     def __init__(self, root, transform=None, target_transform=None, loader=None, is_valid_file=None,
@@ -88,27 +98,43 @@ class ImageFolder(Dataset):
                           f"(not in a class folder), e.g. {stray[0]!r}")
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
         self.samples, self.skipped = [], []
+        seen_dirs = {_file_id(self.root): self.root}      # (st_dev, st_ino) -> first path
+        seen_files = {}                                     # (st_dev, st_ino) -> (first path, class)
+
+        def refuse(path, problem):
+            if not skip_bad:
+                raise ValueError(f"ImageFolder: {path} is not a readable image ({problem}); "
+                                 "remove it or pass skip_bad=True to skip such files")
+            warnings.warn(f"ImageFolder: skipping {path}: {problem}")
+            self.skipped.append(path)
+
+        for c in self.classes:             # all class folders first: a link to one is not entered
+            folder = os.path.join(self.root, c)
+            if (first := seen_dirs.setdefault(_file_id(folder), folder)) != folder:
+                raise ValueError(f"ImageFolder: class folder {folder} is the same directory as {first} "
+                                 "(a symlink?); each class needs a folder of its own")
         for c in self.classes:
             folder = os.path.join(self.root, c)
             found = 0
-            for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for name in sorted(filenames):
-                    if name.startswith(".") or name.lower() in _IGNORED:
+            for path in _walk_files(folder, seen_dirs):
+                key = _file_id(path)
+                if key is not None and key in seen_files:
+                    first, first_class = seen_files[key]
+                    if first_class == c:
+                        warnings.warn(f"ImageFolder: skipping {path}: the same file as {first}")
+                    else:
+                        refuse(path, f"the same file as {first}, already labelled {first_class!r}")
+                    continue
+                if is_valid_file is not None:
+                    if not is_valid_file(path):
                         continue
-                    path = os.path.join(dirpath, name)
-                    if is_valid_file is not None:
-                        if not is_valid_file(path):
-                            continue
-                    elif problem := _check_image(path):
-                        if not skip_bad:
-                            raise ValueError(f"ImageFolder: {path} is not a readable image ({problem}); "
-                                             "remove it or pass skip_bad=True to skip such files")
-                        warnings.warn(f"ImageFolder: skipping {path}: {problem}")
-                        self.skipped.append(path)
-                        continue
-                    self.samples.append((path, self.class_to_idx[c]))
-                    found += 1
+                elif problem := _check_image(path, None if loader is not None else mode):
+                    refuse(path, problem)
+                    continue
+                if key is not None:
+                    seen_files[key] = (path, c)
+                self.samples.append((path, self.class_to_idx[c]))
+                found += 1
             if not found and not allow_empty:
                 raise ValueError(f"ImageFolder: class folder {folder} holds no images")
         self.imgs = self.samples
@@ -137,27 +163,130 @@ class ImageFolder(Dataset):
         return f"ImageFolder({self.root!r}, {len(self)} images, {len(self.classes)} classes)"
 
 
-def _check_image(path):
-    """None if Pillow can identify and verify ``path``, else the reason it cannot."""
+def _file_id(path):
+    """``(st_dev, st_ino)`` of what ``path`` points to (symlinks followed), or None if it
+    cannot be stat'ed (a broken symlink: the check names it)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _walk_files(folder, seen_dirs):
+    """Paths of the files under ``folder``, sorted, symlinks followed but no directory
+    entered twice (``seen_dirs``: ``(st_dev, st_ino) -> path``, shared across classes),
+    so a symlink loop or a link to another class folder adds nothing, with a warning.
+    Hidden names and operating-system litter are left out."""
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        keep = []
+        for d in sorted(d for d in dirnames if not d.startswith(".")):
+            sub = os.path.join(dirpath, d)
+            key = _file_id(sub)
+            if key is not None and (first := seen_dirs.setdefault(key, sub)) != sub:
+                warnings.warn(f"ImageFolder: not entering {sub}: it is the directory {first} "
+                              "(a symlink loop or a second link), whose files are listed once")
+            else:
+                keep.append(d)
+        dirnames[:] = keep
+        for name in sorted(filenames):
+            if not name.startswith(".") and name.lower() not in _IGNORED:
+                yield os.path.join(dirpath, name)
+
+
+_KINDS = [(stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")]
+
+
+class _BadImage(ValueError):
+    """A file that is no readable image; ``str(e)`` is the reason, without the path."""
+
+
+def _open_regular(path):
+    """``path`` opened for binary reading, only if it is a regular file (symlinks
+    followed).  A FIFO, socket or device is refused *before* it is opened (opening a FIFO
+    waits for a writer forever); the file is opened non-blocking and checked again, so a
+    file swapped in between is refused too."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise _BadImage("a broken symbolic link") from None
+        raise
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
+        raise _BadImage(f"{kind}, not a regular file")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _BadImage("not a regular file")
+    return os.fdopen(fd, "rb")
+
+
+def _open_image(f):
+    """Pillow's ``Image.open`` on a file object, with a decompression bomb (more than
+    ``PIL.Image.MAX_IMAGE_PIXELS`` pixels: Pillow warns above it and raises above twice
+    it) refused as a :class:`_BadImage`."""
+    try:
+        im = Image.open(f)
+    except Image.DecompressionBombError as e:
+        raise _BadImage(f"{e} Raise PIL.Image.MAX_IMAGE_PIXELS if the file is trusted") from None
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and im.width * im.height > limit:
+        im.close()
+        raise _BadImage(f"{im.width}x{im.height} = {im.width * im.height} pixels, more than "
+                        f"PIL.Image.MAX_IMAGE_PIXELS = {limit} (a decompression bomb?); raise that "
+                        "limit if the file is trusted")
+    return im
+
+
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
+
+
+def _decode(path, mode):
+    """``path`` fully decoded, EXIF-rotated and converted to ``mode`` (None: kept); every
+    failure that is the file's fault is a :class:`_BadImage`."""
+    try:
+        with _open_regular(path) as f, _open_image(f) as im:
+            im.load()                   # decodes now, so a truncated file fails here
+            bits = 16 if im.format == "PNG" and im.mode == "I" else None   # PNG has no 32-bit samples
+            im = ImageOps.exif_transpose(im)          # as a viewer shows it (a copy)
+            return convert_image(im, mode, bits) if mode else im
+    except (_BadImage, FileNotFoundError):
+        raise
+    except _DECODE_ERRORS as e:
+        raise _BadImage(f"{type(e).__name__}: {e}") from None
+
+
+def _check_image(path, mode):
+    """None if ``path`` is a regular file that Pillow verifies (header, PNG checksums),
+    decodes in full and converts to ``mode``, else the reason it is not."""
     ext = os.path.splitext(path)[1].lower()
     try:
-        with Image.open(path) as im:
-            im.verify()                  # header + (for PNG) chunk checksums, without decoding
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        with _open_regular(path) as f, _open_image(f) as im:
+            im.verify()                  # PNG chunk checksums, which decoding does not check
+        _decode(path, mode)
+    except _BadImage as e:
+        return str(e)
+    except _DECODE_ERRORS as e:
         return f"{type(e).__name__}: {e}" if ext in IMG_EXTENSIONS else f"not an image file ({e})"
     return None
 
 
 def load_image(path, mode="RGB", who="load_image"):
-    """Open and fully decode an image file; a failure names the file."""
+    """Open and fully decode an image file, turned as its EXIF orientation says
+    (``ImageOps.exif_transpose``; torchvision does not) and converted to ``mode`` by
+    :func:`~tinyconv.data.transforms.convert_image` ("L" and "RGB" by each source's real
+    value range: 16-bit and float images scaled, alpha composited onto black, 32-bit
+    integer images refused).  ``mode=None`` keeps the decoded mode.  Only regular files
+    are opened (a FIFO would block forever); images over ``PIL.Image.MAX_IMAGE_PIXELS``
+    are refused.  A failure is a ``ValueError`` (``FileNotFoundError``) naming the file."""
     try:
-        with Image.open(path) as im:
-            im.load()                   # decodes now, so a truncated file fails here
-            return im.convert(mode) if mode and im.mode != mode else im.copy()
+        return _decode(path, mode)
     except FileNotFoundError:
         raise FileNotFoundError(f"{who}: no such file: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"{who}: cannot decode {path} ({type(e).__name__}: {e})") from None
+    except _BadImage as e:
+        raise ValueError(f"{who}: cannot decode {path} ({e})") from None
 
 
 # --------------------------------------------------------------------------- arrays

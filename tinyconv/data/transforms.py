@@ -161,6 +161,80 @@ def _pad(img, left, top, right, bottom, fill=0, mode="constant"):
     return wrap(np.pad(a, widths, mode=_PAD_MODES[mode], **kw))
 
 
+# --------------------------------------------------------------------------- honest mode conversion
+
+
+def _premultiplied(a):
+    """uint8 colour planes ``a[..., :-1]`` composited onto black by the alpha plane ``a[..., -1]``."""
+    colour, alpha = a[..., :-1].astype(np.uint32), a[..., -1:].astype(np.uint32)
+    return ((colour * alpha + 127) // 255).astype(np.uint8)
+
+
+def convert_image(img, mode, bits=None):
+    """A PIL image as an 8-bit ``"L"`` or ``"RGB"`` image, each source mode converted by its
+    real value range (Pillow's ``convert`` clips instead: a 16-bit image becomes nearly white).
+
+    ==================  =============================================================
+    source mode         8-bit value
+    ==================  =============================================================
+    ``"I;16*"``         ``round(v * 255 / 65535)`` (unsigned 16-bit: 0..65535)
+    ``"F"`` (float)     ``round(v * 255)``; values must be finite and in [0, 1], the
+                        float-image convention (else a ``ValueError`` with the range)
+    ``"I"`` (int32)     refused (``ValueError``): 32-bit integers have no fixed range,
+                        unless ``bits=16`` says the file holds 16-bit samples (a 16-bit
+                        PNG, which Pillow before 11 opens as ``"I"``): then as ``"I;16"``
+    ``"CMYK"``          ``R = round((255 - C) (255 - K) / 255)``, likewise G from M and
+                        B from Y (the naive formula torchvision's JPEG decoder uses;
+                        ICC profiles are ignored)
+    alpha (``"RGBA"``,  composited onto black (premultiplied: ``round(c * a / 255)``), so
+    ``"LA"``, ``"PA"``, a fully transparent pixel is black whatever colour it hides;
+    ``"P"`` with a      torchvision's PIL loader (``convert("RGB")``) drops the alpha
+    transparent index)  and shows that hidden colour
+    ``"P"``, ``"1"``,   Pillow's exact conversion (palette lookup; 0/255; YCbCr -> RGB)
+    ``"YCbCr"``
+    ==================  =============================================================
+
+    ``"RGB"`` -> ``"L"`` is Pillow's ITU-R 601-2 luma (as torchvision's ``Grayscale``),
+    ``"L"`` -> ``"RGB"`` repeats the plane.  Any other ``mode`` is Pillow's ``convert``.
+    """
+    src = img.mode
+    if src == mode and "transparency" not in img.info:
+        return img
+    if mode not in ("L", "RGB"):
+        return img.convert(mode)
+    if src.startswith("I;16") or src in ("I", "F"):
+        a = np.asarray(img)
+        if src == "F":
+            lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+            if not (np.isfinite(a).all() and lo >= 0.0 and hi <= 1.0):
+                raise ValueError(f"float pixels (mode 'F') must be finite and in [0, 1], found values "
+                                 f"in [{lo:g}, {hi:g}]; rescale the file or pass a loader= that does")
+            a8 = np.floor(a.astype(np.float64) * 255 + 0.5)
+        elif a.dtype.str[1:] == "u2" or (bits == 16 and (a.size == 0 or 0 <= a.min() <= a.max() < 2**16)):
+            a8 = (a.astype(np.uint32) * 255 + 32767) // 65535
+        else:
+            raise ValueError(f"{a.dtype.itemsize * 8}-bit integer pixels (mode {src!r}) have no fixed "
+                             "value range to scale to 8 bits; save the image as 8- or 16-bit, or pass "
+                             "a loader= that scales it")
+        img = Image.fromarray(a8.astype(np.uint8))
+    elif src == "CMYK":
+        a = 255 - np.asarray(img).astype(np.uint32)
+        rgb = (a[..., :3] * a[..., 3:] + 127) // 255
+        img = Image.fromarray(rgb.astype(np.uint8))
+    else:
+        if src in ("PA", "RGBa", "La") or (src in ("P", "L", "RGB") and "transparency" in img.info):
+            img = img.convert("RGBA")                  # a transparent index or colour becomes alpha 0
+        elif src not in ("L", "RGB", "LA", "RGBA"):
+            try:
+                img = img.convert("RGB")
+            except ValueError as e:
+                raise ValueError(f"cannot convert mode {src!r} to {mode!r} ({e})") from None
+        if img.mode in ("LA", "RGBA"):
+            colour = _premultiplied(np.asarray(img))
+            img = Image.fromarray(colour[..., 0] if colour.shape[-1] == 1 else colour)
+    return img if img.mode == mode else img.convert(mode)
+
+
 # --------------------------------------------------------------------------- transforms
 
 
@@ -326,7 +400,9 @@ class ToArray:
     """PIL image (or HWC / HW uint8 array) -> CHW float32 array in [0, 1].
 
     ``mode`` ("RGB" or "L") converts the image first, so a folder of mixed greyscale,
-    palette and RGBA files gives one channel count.
+    palette and RGBA files gives one channel count; without it an image that is
+    neither becomes "RGB".  The conversion is :func:`convert_image`: 16-bit and float
+    images by their value range, alpha composited onto black.
     """
 
     def __init__(self, mode=None):
@@ -336,10 +412,10 @@ class ToArray:
 
     def __call__(self, img):
         if _is_pil(img):
-            if self.mode is not None and img.mode != self.mode:
-                img = img.convert(self.mode)
+            if self.mode is not None:
+                img = convert_image(img, self.mode)
             elif img.mode not in ("RGB", "L"):
-                img = img.convert("RGB")
+                img = convert_image(img, "RGB")
             a = np.asarray(img)
         elif isinstance(img, np.ndarray):
             a = img
@@ -360,7 +436,9 @@ class ToArray:
 
 class ToTensor:
     """torchvision's ``ToTensor``: a PIL image or an HWC / HW array -> a CHW Tensor;
-    uint8 data (and 1-bit images) scaled to float32 in [0, 1], other dtypes kept.
+    uint8 data (and 1-bit images) scaled to float32 in [0, 1], other dtypes kept
+    (as torchvision: a 16-bit image keeps its 0..65535 values; :class:`ToArray`, or
+    ``load_image(path, "L")`` before ``ToTensor``, scales it by its range).
 
     The one transform that makes a Tensor (it imports tinyconv's core when called);
     :class:`ToArray` is the same conversion to a float32 NumPy array.
