@@ -45,3 +45,14 @@ def set_rng_state(state):
     g = np.random.default_rng()
     g.bit_generator.state = state["bit_generator"]
     _state.update(seed=state["seed"], offset=state["offset"], generator=g)
+
+
+def numpy_generator(gen, who):
+    """``gen`` itself (a ``numpy.random.Generator``: PyTorch's ``torch.Generator`` has no
+    NumPy counterpart), or tinyconv's seeded global one for None; anything else is an error."""
+    if gen is None:
+        return generator()
+    if isinstance(gen, np.random.Generator):
+        return gen
+    raise TypeError(f"{who}: generator must be a numpy.random.Generator (np.random.default_rng(seed)) "
+                    f"or None, got {type(gen).__name__}")

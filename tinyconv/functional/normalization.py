@@ -106,6 +106,17 @@ class BatchNormFn(Function):
         return tuple(grads)
 
 
+def _check_affine(op, input, weight, bias, shape):
+    """``weight`` and ``bias`` (each optional) are tensors of ``shape`` and ``input``'s dtype."""
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None:
+            check_tensor(p, op, name)
+            if p.shape != shape:
+                raise ValueError(f"{op}: expected {name} of shape {shape}, got {p.shape} (input "
+                                 f"of shape {input.shape})")
+    check_same_dtype(op, input=input, weight=weight, bias=bias)
+
+
 def _stat_buffer(buf, name, x, op):
     """A running-stat buffer as a raw array of shape (C,) on x's device and dtype (or None)."""
     if buf is None:
@@ -141,13 +152,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         raise ValueError(f"{op}: expected input of shape (N, C) or (N, C, ...), got shape {input.shape}")
     check_float(input, op)
     c = input.shape[1]
-    for name, p in (("weight", weight), ("bias", bias)):
-        if p is not None:
-            check_tensor(p, op, name)
-            if p.shape != (c,):
-                raise ValueError(f"{op}: expected {name} of shape ({c},) for input of shape "
-                                 f"{input.shape}, got {p.shape}")
-    check_same_dtype(op, input=input, weight=weight, bias=bias)
+    _check_affine(op, input, weight, bias, (c,))
     rm = _stat_buffer(running_mean, "running_mean", input, op)
     rv = _stat_buffer(running_var, "running_var", input, op)
     if not isinstance(momentum, (int, float)) or isinstance(momentum, bool):
@@ -229,12 +234,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     if k == 0 or input.ndim < k or tuple(input.shape[input.ndim - k:]) != shape:
         raise ValueError(f"{op}: Given normalized_shape={list(shape)}, expected input with shape "
                          f"[*, {', '.join(map(str, shape))}], but got input of size {input.shape}")
-    for name, p in (("weight", weight), ("bias", bias)):
-        if p is not None:
-            check_tensor(p, op, name)
-            if p.shape != shape:
-                raise ValueError(f"{op}: expected {name} of shape {shape}, got {p.shape}")
-    check_same_dtype(op, input=input, weight=weight, bias=bias)
+    _check_affine(op, input, weight, bias, shape)
     y = NormalizeFn(k, _check_eps(eps, op))(input)
     return _affine(y, weight, bias, shape)
 
@@ -253,13 +253,7 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
             or c % num_groups:
         raise ValueError(f"{op}: Expected number of channels in input ({c}) to be divisible by "
                          f"num_groups, but got num_groups={num_groups!r} and input of shape {input.shape}")
-    for name, p in (("weight", weight), ("bias", bias)):
-        if p is not None:
-            check_tensor(p, op, name)
-            if p.shape != (c,):
-                raise ValueError(f"{op}: expected {name} of shape ({c},) for input of shape "
-                                 f"{input.shape}, got {p.shape}")
-    check_same_dtype(op, input=input, weight=weight, bias=bias)
+    _check_affine(op, input, weight, bias, (c,))
     n = input.shape[0]
     grouped = input.reshape(n, num_groups, -1) if input.numel() else input.reshape(n, num_groups, 0)
     y = NormalizeFn(1, _check_eps(eps, op))(grouped).reshape(*input.shape)

@@ -78,23 +78,13 @@ def _calculate_correct_fan(tensor, mode):
     return fan_in if mode == "fan_in" else fan_out
 
 
-def _generator(generator, op):
-    """``generator`` (a ``numpy.random.Generator``: PyTorch's ``torch.Generator`` has no NumPy
-    counterpart) or tinyconv's seeded global one for None."""
-    if generator is None:
-        return random.generator()
-    if isinstance(generator, np.random.Generator):
-        return generator
-    raise TypeError(f"{op}: generator must be a numpy.random.Generator or None, "
-                    f"got {type(generator).__name__}")
-
-
 def uniform_(tensor, a=0.0, b=1.0, generator=None):
     """Fill with draws from U(a, b)."""
     _check_float(tensor, "uniform_")
     if a > b:
         raise ValueError(f"uniform_: expected a <= b, got a={a}, b={b}")
-    return _fill(tensor, _generator(generator, "uniform_").uniform(a, b, tensor.shape), "uniform_")
+    draws = random.numpy_generator(generator, "uniform_").uniform(a, b, tensor.shape)
+    return _fill(tensor, draws, "uniform_")
 
 
 def normal_(tensor, mean=0.0, std=1.0, generator=None):
@@ -102,7 +92,8 @@ def normal_(tensor, mean=0.0, std=1.0, generator=None):
     _check_float(tensor, "normal_")
     if std < 0:
         raise ValueError(f"normal_: std must be >= 0, got {std}")
-    return _fill(tensor, _generator(generator, "normal_").normal(mean, std, tensor.shape), "normal_")
+    draws = random.numpy_generator(generator, "normal_").normal(mean, std, tensor.shape)
+    return _fill(tensor, draws, "normal_")
 
 
 def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
@@ -111,7 +102,7 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
     _check_float(tensor, "trunc_normal_")
     if std < 0 or a > b:
         raise ValueError(f"trunc_normal_: expected std >= 0 and a <= b, got std={std}, a={a}, b={b}")
-    gen = _generator(generator, "trunc_normal_")
+    gen = random.numpy_generator(generator, "trunc_normal_")
     values = gen.normal(mean, std, tensor.shape)
     for _ in range(1000):
         bad = (values < a) | (values > b)
@@ -172,7 +163,7 @@ def orthogonal_(tensor, gain=1, generator=None):
     _check_float(tensor, "orthogonal_")
     rows = tensor.shape[0]
     cols = tensor.numel() // rows if rows else 0
-    flat = _generator(generator, "orthogonal_").normal(0.0, 1.0, (rows, cols))
+    flat = random.numpy_generator(generator, "orthogonal_").normal(0.0, 1.0, (rows, cols))
     if rows < cols:
         flat = flat.T
     q, r = np.linalg.qr(flat)
