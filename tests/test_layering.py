@@ -1,4 +1,4 @@
-"""The layering rule: ``kernels/`` (installed as ``tinyconv.kernels``) imports nothing of tinyconv.
+"""The layering rules.  First: ``kernels/`` (installed as ``tinyconv.kernels``) imports nothing of tinyconv.
 
 Checked statically, by walking each kernel module's syntax tree: no ``import tinyconv...`` or
 ``from tinyconv... import`` other than ``tinyconv.kernels``, no relative import that climbs out
@@ -94,3 +94,90 @@ def test_the_scan_catches_each_way_in(source):
 ])
 def test_the_scan_lets_the_package_itself_through(source):
     assert violations(source) == []
+
+
+# ------------------------------------------------------------------------------------------
+# The autograd core and the ops: the dependency goes one way.  ``tinyconv.autograd`` (Tensor,
+# Function, backward) imports no op; the op modules import the core; ``tensor_methods`` imports
+# both and binds the operator methods onto ``Tensor`` once, at import.  Every import counts,
+# at the top of a module or inside a function, so a cycle cannot come back as a late import
+# (which would also run an import statement on each operator call).
+
+PACKAGE = Path(__file__).resolve().parents[1] / "tinyconv"
+CORE = ("autograd", "backend", "dtypes", "grad_mode", "tensor_protocols")
+TENSOR_MODULES = CORE + ("creation", "math_ops", "pointwise", "random", "reductions",
+                         "shape_ops", "tensor_methods")
+
+
+def tinyconv_imports(source, module="tinyconv.x"):
+    """The tinyconv modules ``source`` (the text of ``module``, not a package) imports
+    anywhere (top level or in a function), each as a top-level name under tinyconv
+    (``from .functional import loss`` -> 'functional')."""
+    package = module.rpartition(".")[0].split(".")
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            mod = ".".join(base + ([node.module] if node.module else []))
+            names = [mod + "." + a.name if not node.module else mod for a in node.names]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "tinyconv" and len(parts) > 1:
+                found.add(parts[1])
+    return found
+
+
+def _graph():
+    return {m: tinyconv_imports((PACKAGE / f"{m}.py").read_text(), f"tinyconv.{m}") - {m}
+            for m in TENSOR_MODULES}
+
+
+def test_the_import_scan_reads_relative_and_late_imports():
+    source = ("from . import backend\nfrom .math_ops import add\nimport tinyconv.random\n"
+              "def f():\n    from .functional import loss\n    from . import shape_ops\n")
+    assert tinyconv_imports(source) == {"backend", "math_ops", "random", "functional", "shape_ops"}
+
+
+def test_the_autograd_core_imports_no_op():
+    graph = _graph()
+    for module in CORE:
+        assert graph[module] <= set(CORE), f"{module} imports {graph[module] - set(CORE)}"
+
+
+def test_no_import_cycle_between_the_core_and_the_ops():
+    graph, done, path = _graph(), set(), []
+
+    def visit(m):
+        if m in path:
+            raise AssertionError("import cycle: " + " -> ".join(path[path.index(m):] + [m]))
+        if m in done or m not in graph:
+            return
+        path.append(m)
+        for n in sorted(graph[m]):
+            visit(n)
+        path.pop()
+        done.add(m)
+
+    for m in graph:
+        visit(m)
+
+
+@pytest.mark.parametrize("module", ["autograd", "math_ops", "tensor_methods"])
+def test_no_import_statement_runs_on_an_operator_call(module):
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    late = [f"line {n.lineno}" for f in ast.walk(tree)
+            if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            for n in ast.walk(f) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert late == [], f"tinyconv/{module}.py imports inside a function: {late}"
+
+
+def test_the_operators_are_bound_onto_the_core_once():
+    import tinyconv
+    from tinyconv import tensor_methods
+    from tinyconv.autograd import Tensor
+    assert Tensor.__add__ is tensor_methods.TensorMethods.__add__
+    assert Tensor.sum is tensor_methods.TensorMethods.sum
+    assert Tensor.__mro__[1:] == (tinyconv.tensor_protocols.TensorProtocols, object)

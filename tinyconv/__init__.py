@@ -18,6 +18,7 @@ Where things live (see README's code map):
   serialization.py   save / load (tinyconv, safetensors and PyTorch .pth files; never pickle)
   as_torch.py        python -m tinyconv.as_torch script.py: a PyTorch script, its imports aliased
 """
+from . import tensor_methods  # noqa: F401  (first: binds Tensor's operators onto the core, once)
 from . import functional  # noqa: F401
 from . import cuda, nn, optim  # noqa: F401
 from . import autograd  # noqa: F401  (tinyconv.autograd.grad / .backward, as torch.autograd)

@@ -30,9 +30,9 @@ import threading
 import numpy as np
 
 from . import backend
+from .dtypes import get_default_dtype
 from .grad_mode import (_grad_mode, enable_grad, is_grad_enabled, no_grad,  # noqa: F401
                         set_grad_enabled)
-from .tensor_methods import TensorMethods
 from .tensor_protocols import TensorProtocols
 
 # --------------------------------------------------------------------------- Function
@@ -408,14 +408,51 @@ def _float_dtype(dt):
     return np.dtype(dt).kind == "f"
 
 
-class Tensor(TensorMethods, TensorProtocols):
+def wrap_dim(dim, ndim):
+    """``dim`` as an index in ``range(ndim)`` (negative counts from the end), as PyTorch's check."""
+    n = max(ndim, 1)                  # a 0-d tensor takes dims 0 and -1
+    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+        raise TypeError(f"a dimension must be an int, got {type(dim).__name__} {dim!r}")
+    if not -n <= dim < n:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], "
+                         f"but got {dim})")
+    return int(dim) % n
+
+
+def view_index(base, view):
+    """Where the elements of ``view`` (an array viewing ``base``'s memory) sit in ``base``.
+
+    An index such that ``base[index]`` has ``view``'s elements in ``view``'s shape, read off
+    the memory: a grid laid out as ``base`` and numbering its elements is viewed with
+    ``view``'s offset and strides.  It lets a write into a view go into its base, as
+    PyTorch's ``CopySlices``.  None when ``base`` is not one dense block of memory.
+    """
+    xp = backend.array_module(base)
+    grid = xp.empty_like(base, dtype=np.int64)         # same layout as base, if it is dense
+    steps = [(a // base.itemsize, b // 8) for a, b, n in zip(base.strides, grid.strides,
+                                                            base.shape) if n > 1]
+    if any(a != b for a, b in steps) or view.dtype != base.dtype:
+        return None
+    grid[...] = xp.arange(base.size).reshape(base.shape)
+    offset = (_address(view) - _address(base)) // base.itemsize
+    strides = tuple(s // base.itemsize * 8 for s in view.strides)
+    flat = xp.lib.stride_tricks.as_strided(grid.ravel(order="K")[offset:], view.shape, strides)
+    return xp.unravel_index(flat.copy(), base.shape)
+
+
+def _address(a):
+    return a.data.ptr if backend.is_cuda_array(a) else a.__array_interface__["data"][0]
+
+
+class Tensor(TensorProtocols):
     """An n-dimensional array with a place in the autograd graph.
 
     ``.array`` is the raw array (numpy or cupy); ``.grad`` is a Tensor filled by
-    ``backward``.  Build one with :func:`tinyconv.tensor`.  The math (operators,
-    reductions, shape and in-place ops) is in :class:`~tinyconv.tensor_methods.TensorMethods`,
-    the Python protocols (``len``, ``bool``, ``repr``...) in
-    :class:`~tinyconv.tensor_protocols.TensorProtocols`.
+    ``backward``.  Build one with :func:`tinyconv.tensor`.  The Python protocols (``len``,
+    ``bool``, ``repr``...) are inherited from :class:`~tinyconv.tensor_protocols.TensorProtocols`.
+    The math (operators, reductions, shape and in-place ops) is bound onto this class once, when
+    tinyconv is imported, by :mod:`tinyconv.tensor_methods`, which imports the ops: the
+    dependency goes one way, ops on this core, and no operator call runs an import.
     """
 
     __array_ufunc__ = None   # make NumPy hand ``ndarray * Tensor`` to Tensor.__rmul__
@@ -477,7 +514,6 @@ class Tensor(TensorMethods, TensorProtocols):
             return self.shape
         if self.ndim == 0:
             raise IndexError(f"Dimension specified as {dim} but tensor has no dimensions")
-        from .math_ops import wrap_dim     # math_ops builds on this module
         return self.shape[wrap_dim(dim, self.ndim)]
 
     def numel(self):
@@ -572,8 +608,7 @@ class Tensor(TensorMethods, TensorProtocols):
             node.saved_versions = [(v, n, a) for v, n, a in node.saved_versions   # copies are safe
                                    if any(_shares_memory(s, a) for s in node.saved_tensors)]
         if node is not None and self._base is not None:
-            from . import math_ops
-            self._base._write(math_ops.setitem(self._base, self._index_in_base(), out), op)
+            self._base._write(self._base._setitem(self._index_in_base(), out), op)
             return self
         self.array[...] = out.array
         self._version_counter.n += 1
@@ -599,13 +634,11 @@ class Tensor(TensorMethods, TensorProtocols):
             return
         self._view_version = self._version
         if base.requires_grad:
-            from . import math_ops
             with enable_grad():
-                self._rebase(math_ops.getitem(base, self._index_in_base())._grad_fn)
+                self._rebase(base[self._index_in_base()]._grad_fn)
 
     def _index_in_base(self):
-        from . import math_ops
-        index = math_ops.view_index(self._base.array, self.array)
+        index = view_index(self._base.array, self.array)
         if index is None:
             raise RuntimeError("in-place: a view of a tensor whose memory is not one dense block "
                                "cannot follow writes through autograd; clone() the view first")
@@ -648,7 +681,6 @@ def _legacy_array(data):
     come here: it is wrapped as it is, sharing memory and dtype (tinyconv's own construction;
     PyTorch would copy it to float32, see docs/pytorch.md).
     """
-    from .dtypes import get_default_dtype
     dt = get_default_dtype()
     if not data:
         return np.empty((0,), dt)

@@ -161,15 +161,14 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=N
            requires_grad=False):
     """Draws from N(mean, std^2), PyTorch's overloads: tensor mean and/or std (shape broadcast,
     as PyTorch's), or floats with ``size``."""
-    from .autograd import Tensor as T
-    if isinstance(mean, T) or isinstance(std, T):
+    if isinstance(mean, Tensor) or isinstance(std, Tensor):
         if size is not None:
             raise TypeError("normal(): 'size' goes with float mean and std, not tensors")
-        m, s = (np.asarray(backend.to_device(v.array, "cpu")) if isinstance(v, T) else v
+        m, s = (np.asarray(backend.to_device(v.array, "cpu")) if isinstance(v, Tensor) else v
                 for v in (mean, std))
         if np.any(np.asarray(s) < 0):
             raise RuntimeError("normal expects all elements of std >= 0.0")
-        like = mean if isinstance(mean, T) else std
+        like = mean if isinstance(mean, Tensor) else std
         draws = random.generator().normal(m, s, np.broadcast_shapes(np.shape(m), np.shape(s)))
         return _make(draws, dtype or like.dtype, _dev(device, like), requires_grad)
     if std < 0:

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 
 from . import backend
-from .autograd import Function, Tensor, is_grad_enabled
+from .autograd import Function, Tensor, is_grad_enabled, wrap_dim
 from .creation import tensor
 
 # --------------------------------------------------------------------------- out=
@@ -423,31 +423,6 @@ def overwrite(x, value, op="fill_"):
     return Overwrite(backend.to_device(np.asarray(value), x.device))(x)
 
 
-def view_index(base, view):
-    """Where the elements of ``view`` (an array viewing ``base``'s memory) sit in ``base``.
-
-    An index such that ``base[index]`` has ``view``'s elements in ``view``'s shape, read off
-    the memory: a grid laid out as ``base`` and numbering its elements is viewed with
-    ``view``'s offset and strides.  It lets a write into a view go into its base, as
-    PyTorch's ``CopySlices``.  None when ``base`` is not one dense block of memory.
-    """
-    xp = backend.array_module(base)
-    grid = xp.empty_like(base, dtype=np.int64)         # same layout as base, if it is dense
-    steps = [(a // base.itemsize, b // 8) for a, b, n in zip(base.strides, grid.strides,
-                                                            base.shape) if n > 1]
-    if any(a != b for a, b in steps) or view.dtype != base.dtype:
-        return None
-    grid[...] = xp.arange(base.size).reshape(base.shape)
-    offset = (_address(view) - _address(base)) // base.itemsize
-    strides = tuple(s // base.itemsize * 8 for s in view.strides)
-    flat = xp.lib.stride_tricks.as_strided(grid.ravel(order="K")[offset:], view.shape, strides)
-    return xp.unravel_index(flat.copy(), base.shape)
-
-
-def _address(a):
-    return a.data.ptr if backend.is_cuda_array(a) else a.__array_interface__["data"][0]
-
-
 # --------------------------------------------------------------------------- comparisons
 
 _COMPARE = {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal,
@@ -594,17 +569,6 @@ def flatten(x, start_dim=0, end_dim=-1):
         raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
     n = int(np.prod(x.shape[s:e + 1]))
     return reshape(x, *x.shape[:s], n, *x.shape[e + 1:])
-
-
-def wrap_dim(dim, ndim):
-    """``dim`` as an index in ``range(ndim)`` (negative counts from the end), as PyTorch's check."""
-    n = max(ndim, 1)                  # a 0-d tensor takes dims 0 and -1
-    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
-        raise TypeError(f"a dimension must be an int, got {type(dim).__name__} {dim!r}")
-    if not -n <= dim < n:
-        raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], "
-                         f"but got {dim})")
-    return int(dim) % n
 
 
 def permute(x, *dims):

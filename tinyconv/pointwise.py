@@ -13,6 +13,8 @@ import numpy as np
 
 from . import backend, math_ops, reductions
 from .autograd import Function, Tensor
+from .dtypes import dtype_name
+from .functional import activation, loss
 from .math_ops import _as_tensor, _binary, result_type, sum_to
 
 
@@ -138,14 +140,12 @@ fix = globals()["trunc"]
 
 def relu(input):
     """max(x, 0) elementwise, as ``torch.relu`` (the fast kernel of ``functional.relu``)."""
-    from .functional import activation
     _check(input, "relu")
     return activation.relu(input)
 
 
 def softmax(input, dim=None, dtype=None):
     """``torch.softmax(x, dim)``: ``functional.softmax`` (``dim`` is required, as PyTorch's)."""
-    from .functional import loss
     _check(input, "softmax")
     if dim is None:
         raise TypeError("softmax() missing 1 required positional argument: 'dim'")
@@ -153,7 +153,6 @@ def softmax(input, dim=None, dtype=None):
 
 
 def log_softmax(input, dim=None, dtype=None):
-    from .functional import loss
     _check(input, "log_softmax")
     if dim is None:
         raise TypeError("log_softmax() missing 1 required positional argument: 'dim'")
@@ -494,5 +493,4 @@ def is_nonzero(input):
 
 
 def _torch_dtype_name(dt):
-    from .dtypes import dtype_name
     return dtype_name(dt)

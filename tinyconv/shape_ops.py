@@ -22,7 +22,8 @@ import numpy as np
 from . import backend
 from .autograd import Function, Tensor
 from .math_ops import (Clone, GetItem, MatMul, Permute, Reshape, _shape_arg, accepts_out, getitem, mul,
-                       result_type, sum_to, wrap_dim)
+                       result_type, sum_to, transpose, wrap_dim)
+from .reductions import sort
 
 _TORCH_NAMES = {"b1": "Bool", "u1": "Byte", "i1": "Char", "i2": "Short", "i4": "Int", "i8": "Long",
                 "f2": "Half", "f4": "Float", "f8": "Double"}
@@ -202,7 +203,6 @@ moveaxis = movedim
 
 
 def swapaxes(input, axis0, axis1):
-    from .math_ops import transpose
     return transpose(input, axis0, axis1)
 
 
@@ -797,7 +797,6 @@ def cumprod(input, dim, *, dtype=None):
 
 def argsort(input, dim=-1, descending=False, stable=False):
     """The indices that sort ``input`` along ``dim`` (ties keep their order)."""
-    from .reductions import sort
     return sort(input, wrap_dim(dim, input.ndim), descending, stable).indices
 
 

@@ -1,9 +1,15 @@
 """The methods of ``Tensor`` that do math: operators, reductions, shape and in-place ops.
 
 Each method here is one line that hands the work to the op that defines it, with its
-forward and backward: arithmetic and shape ops in :mod:`tinyconv.math_ops`,
-reductions and sorting in :mod:`tinyconv.reductions`.  ``Tensor`` (in
-:mod:`tinyconv.autograd`) inherits them, so the core stays about the graph.
+forward and backward: arithmetic and shape ops in :mod:`tinyconv.math_ops` and
+:mod:`tinyconv.shape_ops`, pointwise math in :mod:`tinyconv.pointwise`, reductions and
+sorting in :mod:`tinyconv.reductions`.
+
+The dependency goes one way: :mod:`tinyconv.autograd` defines ``Tensor`` and knows no op;
+the op modules build on it; this module imports both and binds the methods below onto
+``Tensor`` once, when tinyconv is imported (``_bind`` at the bottom; ``tinyconv/__init__.py``
+imports this module first), as Chainer's ``install_variable_arithmetics``.  So no operator
+call runs an import (tests/test_layering.py checks both).
 
 In-place ops (``add_``, ``x += y``, ``t[i] = v``, ...) follow PyTorch: the result is
 computed by the out-of-place op and written into the tensor's own memory (its views
@@ -12,183 +18,171 @@ tensor becomes that op's output (``Tensor._write``).
 """
 import numpy as np
 
-
-def _ops():
-    from . import math_ops   # imported late: math_ops builds on Tensor and Function
-    return math_ops
-
-
-def _pw():
-    from . import pointwise
-    return pointwise
-
-
-def _red():
-    from . import reductions
-    return reductions
-
-
-def _shp():
-    from . import shape_ops
-    return shape_ops
+from . import dtypes, math_ops, pointwise, random, reductions, shape_ops
+from .autograd import Tensor
+from .backend import device as as_device
 
 
 class TensorMethods:
-    """Mixed into :class:`~tinyconv.autograd.Tensor`; see each op's Function for the math."""
+    """Bound onto :class:`~tinyconv.autograd.Tensor` (``_bind``); see each op's Function for the math."""
 
     # -- arithmetic --------------------------------------------------------------
     def __add__(self, other):
-        return _ops().add(self, other)
+        return math_ops.add(self, other)
 
     def __radd__(self, other):
-        return _ops().add(other, self)
+        return math_ops.add(other, self)
 
     def __sub__(self, other):
-        return _ops().sub(self, other)
+        return math_ops.sub(self, other)
 
     def __rsub__(self, other):
-        return _ops().sub(other, self)
+        return math_ops.sub(other, self)
 
     def __mul__(self, other):
-        return _ops().mul(self, other)
+        return math_ops.mul(self, other)
 
     def __rmul__(self, other):
-        return _ops().mul(other, self)
+        return math_ops.mul(other, self)
 
     def __truediv__(self, other):
-        return _ops().div(self, other)
+        return math_ops.div(self, other)
 
     def __rtruediv__(self, other):
-        return _ops().div(other, self)
+        return math_ops.div(other, self)
 
     def __pow__(self, other):
-        return _ops().pow(self, other)
+        return math_ops.pow(self, other)
 
     def __rpow__(self, other):
-        return _ops().pow(other, self)
+        return math_ops.pow(other, self)
 
     def pow(self, exponent):
-        return _ops().pow(self, exponent)
+        return math_ops.pow(self, exponent)
 
     def __neg__(self):
-        return _ops().Neg()(self)
+        return math_ops.Neg()(self)
 
     def __matmul__(self, other):
-        return _ops().matmul(self, other)
+        return math_ops.matmul(self, other)
 
     def __rmatmul__(self, other):
-        return _ops().matmul(other, self)
+        return math_ops.matmul(other, self)
 
     def clamp(self, min=None, max=None):
-        return _ops().clamp(self, min, max)
+        return math_ops.clamp(self, min, max)
 
     clip = clamp
 
     # -- comparisons: bool tensors, no gradient, as in PyTorch ----------------------
     def __eq__(self, other):
-        return _ops().compare("eq", self, other)
+        return math_ops.compare("eq", self, other)
 
     def __ne__(self, other):
-        return _ops().compare("ne", self, other)
+        return math_ops.compare("ne", self, other)
 
     def __lt__(self, other):
-        return _ops().compare("lt", self, other)
+        return math_ops.compare("lt", self, other)
 
     def __le__(self, other):
-        return _ops().compare("le", self, other)
+        return math_ops.compare("le", self, other)
 
     def __gt__(self, other):
-        return _ops().compare("gt", self, other)
+        return math_ops.compare("gt", self, other)
 
     def __ge__(self, other):
-        return _ops().compare("ge", self, other)
+        return math_ops.compare("ge", self, other)
 
     __hash__ = object.__hash__
 
     # -- reductions and indices (tinyconv/reductions.py) ----------------------------
     def sum(self, *args, **kwargs):
-        return _red().sum(self, *args, **kwargs)
+        return reductions.sum(self, *args, **kwargs)
 
     def mean(self, *args, **kwargs):
-        return _red().mean(self, *args, **kwargs)
+        return reductions.mean(self, *args, **kwargs)
 
     def max(self, *args, **kwargs):
-        return _red().max(self, *args, **kwargs)
+        return reductions.max(self, *args, **kwargs)
 
     def min(self, *args, **kwargs):
-        return _red().min(self, *args, **kwargs)
+        return reductions.min(self, *args, **kwargs)
 
     def amax(self, *args, **kwargs):
-        return _red().amax(self, *args, **kwargs)
+        return reductions.amax(self, *args, **kwargs)
 
     def amin(self, *args, **kwargs):
-        return _red().amin(self, *args, **kwargs)
+        return reductions.amin(self, *args, **kwargs)
 
     def argmax(self, *args, **kwargs):
-        return _red().argmax(self, *args, **kwargs)
+        return reductions.argmax(self, *args, **kwargs)
 
     def argmin(self, *args, **kwargs):
-        return _red().argmin(self, *args, **kwargs)
+        return reductions.argmin(self, *args, **kwargs)
 
     def sort(self, *args, **kwargs):
-        return _red().sort(self, *args, **kwargs)
+        return reductions.sort(self, *args, **kwargs)
 
     def topk(self, *args, **kwargs):
-        return _red().topk(self, *args, **kwargs)
+        return reductions.topk(self, *args, **kwargs)
 
     def all(self, *args, **kwargs):
-        return _red().all(self, *args, **kwargs)
+        return reductions.all(self, *args, **kwargs)
 
     def any(self, *args, **kwargs):
-        return _red().any(self, *args, **kwargs)
+        return reductions.any(self, *args, **kwargs)
 
     def std(self, *args, **kwargs):
-        return _red().std(self, *args, **kwargs)
+        return reductions.std(self, *args, **kwargs)
 
     def var(self, *args, **kwargs):
-        return _red().var(self, *args, **kwargs)
+        return reductions.var(self, *args, **kwargs)
 
     def prod(self, *args, **kwargs):
-        return _red().prod(self, *args, **kwargs)
+        return reductions.prod(self, *args, **kwargs)
 
     def logsumexp(self, *args, **kwargs):
-        return _red().logsumexp(self, *args, **kwargs)
+        return reductions.logsumexp(self, *args, **kwargs)
 
     def maximum(self, other):
-        return _red().maximum(self, other)
+        return reductions.maximum(self, other)
 
     def minimum(self, other):
-        return _red().minimum(self, other)
+        return reductions.minimum(self, other)
 
     # -- shape ----------------------------------------------------------------------
     def __getitem__(self, index):
-        return _ops().getitem(self, index)
+        return math_ops.getitem(self, index)
 
     def __setitem__(self, index, value):
         """``t[index] = value`` in place; differentiable in ``t`` and ``value``."""
-        _ops().setitem_(self, index, value)
+        math_ops.setitem_(self, index, value)
+
+    def _setitem(self, index, value):
+        """``self`` with ``self[index] = value``, out of place (``Tensor._write`` into a view)."""
+        return math_ops.setitem(self, index, value)
 
     def reshape(self, *shape):
-        return _ops().reshape(self, *shape)
+        return math_ops.reshape(self, *shape)
 
     view = reshape
 
     def flatten(self, start_dim=0, end_dim=-1):
-        return _ops().flatten(self, start_dim, end_dim)
+        return math_ops.flatten(self, start_dim, end_dim)
 
     def permute(self, *dims):
-        return _ops().permute(self, *dims)
+        return math_ops.permute(self, *dims)
 
     def transpose(self, dim0, dim1):
-        return _ops().transpose(self, dim0, dim1)
+        return math_ops.transpose(self, dim0, dim1)
 
     @property
     def T(self):
-        return _ops().permute(self, tuple(range(self.ndim - 1, -1, -1)))
+        return math_ops.permute(self, tuple(range(self.ndim - 1, -1, -1)))
 
     def clone(self):
         """A copy in new memory, differentiable (gradient flows back unchanged)."""
-        return _ops().Clone()(self)
+        return math_ops.Clone()(self)
 
     # -- shape, indexing and products (tinyconv/shape_ops.py) -------------------------
     def nelement(self):
@@ -211,7 +205,7 @@ class TensorMethods:
         return self
 
     def t_(self):
-        return self._restride_(_shp().t(self), "t_")
+        return self._restride_(shape_ops.t(self), "t_")
 
     def transpose_(self, dim0, dim1):
         return self._restride_(self.transpose(dim0, dim1), "transpose_")
@@ -223,111 +217,111 @@ class TensorMethods:
         return self._restride_(self.unsqueeze(dim), "unsqueeze_")
 
     def squeeze(self, dim=None):
-        return _shp().squeeze(self, dim)
+        return shape_ops.squeeze(self, dim)
 
     def unsqueeze(self, dim):
-        return _shp().unsqueeze(self, dim)
+        return shape_ops.unsqueeze(self, dim)
 
     def expand(self, *sizes):
-        return _shp().expand(self, *sizes)
+        return shape_ops.expand(self, *sizes)
 
     def expand_as(self, other):
-        return _shp().expand(self, other.shape)
+        return shape_ops.expand(self, other.shape)
 
     def repeat(self, *sizes):
-        return _shp().repeat(self, *sizes)
+        return shape_ops.repeat(self, *sizes)
 
     def tile(self, *dims):
-        return _shp().tile(self, dims[0] if len(dims) == 1 else dims)
+        return shape_ops.tile(self, dims[0] if len(dims) == 1 else dims)
 
     def view_as(self, other):
-        return _shp().view_as(self, other)
+        return shape_ops.view_as(self, other)
 
     def reshape_as(self, other):
-        return _shp().reshape_as(self, other)
+        return shape_ops.reshape_as(self, other)
 
     def unflatten(self, dim, sizes):
-        return _shp().unflatten(self, dim, sizes)
+        return shape_ops.unflatten(self, dim, sizes)
 
     def t(self):
-        return _shp().t(self)
+        return shape_ops.t(self)
 
     @property
     def mT(self):
-        return _shp().mT(self)
+        return shape_ops.mT(self)
 
     def contiguous(self, memory_format=None):
-        return _shp().contiguous(self)
+        return shape_ops.contiguous(self)
 
     def is_contiguous(self, memory_format=None):
         return bool(getattr(getattr(self.array, "flags", None), "c_contiguous", True))
 
     def narrow(self, dim, start, length):
-        return _shp().narrow(self, dim, start, length)
+        return shape_ops.narrow(self, dim, start, length)
 
     def movedim(self, source, destination):
-        return _shp().movedim(self, source, destination)
+        return shape_ops.movedim(self, source, destination)
 
     moveaxis = movedim
 
     def swapaxes(self, axis0, axis1):
-        return _shp().swapaxes(self, axis0, axis1)
+        return shape_ops.swapaxes(self, axis0, axis1)
 
     swapdims = swapaxes
 
     def diagonal(self, offset=0, dim1=0, dim2=1):
-        return _shp().diagonal(self, offset, dim1, dim2)
+        return shape_ops.diagonal(self, offset, dim1, dim2)
 
     def diag(self, diagonal=0):
-        return _shp().diag(self, diagonal)
+        return shape_ops.diag(self, diagonal)
 
     def chunk(self, chunks, dim=0):
-        return _shp().chunk(self, chunks, dim)
+        return shape_ops.chunk(self, chunks, dim)
 
     def split(self, split_size, dim=0):
-        return _shp().split(self, split_size, dim)
+        return shape_ops.split(self, split_size, dim)
 
     def unbind(self, dim=0):
-        return _shp().unbind(self, dim)
+        return shape_ops.unbind(self, dim)
 
     def flip(self, *dims):
-        return _shp().flip(self, *dims)
+        return shape_ops.flip(self, *dims)
 
     def roll(self, shifts, dims=None):
-        return _shp().roll(self, shifts, dims)
+        return shape_ops.roll(self, shifts, dims)
 
     def gather(self, dim, index, *, sparse_grad=False):
-        return _shp().gather(self, dim, index)
+        return shape_ops.gather(self, dim, index)
 
     def scatter(self, dim, index, src=None, *, value=None, reduce=None):
-        return _shp().scatter(self, dim, index, src, value=value, reduce=reduce)
+        return shape_ops.scatter(self, dim, index, src, value=value, reduce=reduce)
 
     def scatter_(self, dim, index, src=None, *, value=None, reduce=None):
         return self._write(self.scatter(dim, index, src, value=value, reduce=reduce), "scatter_")
 
     def scatter_add(self, dim, index, src):
-        return _shp().scatter_add(self, dim, index, src)
+        return shape_ops.scatter_add(self, dim, index, src)
 
     def scatter_add_(self, dim, index, src):
         return self._write(self.scatter_add(dim, index, src), "scatter_add_")
 
     def index_select(self, dim, index):
-        return _shp().index_select(self, dim, index)
+        return shape_ops.index_select(self, dim, index)
 
     def masked_select(self, mask):
-        return _shp().masked_select(self, mask)
+        return shape_ops.masked_select(self, mask)
 
     def take(self, index):
-        return _shp().take(self, index)
+        return shape_ops.take(self, index)
 
     def nonzero(self, *, as_tuple=False):
-        return _shp().nonzero(self, as_tuple=as_tuple)
+        return shape_ops.nonzero(self, as_tuple=as_tuple)
 
     def tril(self, diagonal=0):
-        return _shp().tril(self, diagonal)
+        return shape_ops.tril(self, diagonal)
 
     def triu(self, diagonal=0):
-        return _shp().triu(self, diagonal)
+        return shape_ops.triu(self, diagonal)
 
     def tril_(self, diagonal=0):
         return self._write(self.tril(diagonal), "tril_")
@@ -336,28 +330,28 @@ class TensorMethods:
         return self._write(self.triu(diagonal), "triu_")
 
     def cumsum(self, dim, *, dtype=None):
-        return _shp().cumsum(self, dim, dtype=dtype)
+        return shape_ops.cumsum(self, dim, dtype=dtype)
 
     def cumprod(self, dim, *, dtype=None):
-        return _shp().cumprod(self, dim, dtype=dtype)
+        return shape_ops.cumprod(self, dim, dtype=dtype)
 
     def argsort(self, dim=-1, descending=False, stable=False):
-        return _shp().argsort(self, dim, descending, stable)
+        return shape_ops.argsort(self, dim, descending, stable)
 
     def norm(self, p="fro", dim=None, keepdim=False, dtype=None):
-        return _shp().norm(self, p, dim, keepdim, dtype)
+        return shape_ops.norm(self, p, dim, keepdim, dtype)
 
     def mm(self, mat2):
-        return _shp().mm(self, mat2)
+        return shape_ops.mm(self, mat2)
 
     def bmm(self, mat2):
-        return _shp().bmm(self, mat2)
+        return shape_ops.bmm(self, mat2)
 
     def dot(self, other):
-        return _shp().dot(self, other)
+        return shape_ops.dot(self, other)
 
     def outer(self, vec2):
-        return _shp().outer(self, vec2)
+        return shape_ops.outer(self, vec2)
 
     ger = outer
 
@@ -381,25 +375,23 @@ class TensorMethods:
         return self._write(self.clamp(min, max), "clamp_")
 
     def copy_(self, src, non_blocking=False):
-        return self._write(_ops().copy_into(self, src), "copy_")
+        return self._write(math_ops.copy_into(self, src), "copy_")
 
     def fill_(self, value):
-        return self._write(_ops().overwrite(self, value, "fill_"), "fill_")
+        return self._write(math_ops.overwrite(self, value, "fill_"), "fill_")
 
     def zero_(self):
-        return self._write(_ops().overwrite(self, 0, "zero_"), "zero_")
+        return self._write(math_ops.overwrite(self, 0, "zero_"), "zero_")
 
     def normal_(self, mean=0.0, std=1.0):
         """Fill with draws from N(mean, std^2), from tinyconv's seeded generator."""
-        from . import random
         draws = random.generator().normal(mean, std, self.shape)
-        return self._write(_ops().overwrite(self, draws, "normal_"), "normal_")
+        return self._write(math_ops.overwrite(self, draws, "normal_"), "normal_")
 
     def uniform_(self, a=0.0, b=1.0):
         """Fill with draws from U[a, b), from tinyconv's seeded generator."""
-        from . import random
         draws = random.generator().uniform(a, b, self.shape)
-        return self._write(_ops().overwrite(self, draws, "uniform_"), "uniform_")
+        return self._write(math_ops.overwrite(self, draws, "uniform_"), "uniform_")
 
     def __iadd__(self, other):
         return self.add_(other)
@@ -423,14 +415,13 @@ class TensorMethods:
         As PyTorch: positional bools after them are ``non_blocking`` and ``copy``, and
         ``copy=True`` gives new memory even when nothing changes.
         """
-        from .backend import device as as_device
         flags = []
         for a in args:
             if isinstance(a, bool):
                 flags.append(a)
             elif flags:
                 raise TypeError(f"to(): unexpected argument {a!r} after the boolean flags")
-            elif isinstance(a, TensorMethods):
+            elif isinstance(a, Tensor):
                 device, dtype = a.device, a.dtype          # to(other): other's device and dtype
             elif isinstance(a, str) or type(a).__name__ == "device":
                 device = a
@@ -445,17 +436,16 @@ class TensorMethods:
         copy = flags[1] if len(flags) > 1 else copy
         out = self
         if dtype is not None and np.dtype(dtype) != self.dtype:
-            out = _ops().Cast(np.dtype(dtype))(out)
+            out = math_ops.Cast(np.dtype(dtype))(out)
         if device is not None and as_device(device) != self.device:
-            out = _ops().ToDevice(as_device(device))(out)
+            out = math_ops.ToDevice(as_device(device))(out)
         return out.clone() if copy and out is self else out
 
     def cpu(self):
         return self.to("cpu")
 
     def cuda(self, index=0):
-        from .backend import device
-        return self.to(device("cuda", index))
+        return self.to(as_device("cuda", index))
 
     def float(self):
         return self.to(np.float32)
@@ -482,7 +472,7 @@ class TensorMethods:
 
 def _unary_method(name):
     def method(self):
-        return _pw().unary(name, self)
+        return pointwise.unary(name, self)
     method.__name__ = name
     method.__doc__ = f"``torch.{name}(self)`` (see ``tinyconv.pointwise.UNARY``)."
     return method
@@ -498,7 +488,7 @@ def _inplace(name):
 
 def _compare_method(op):
     def method(self, other):
-        return _ops().compare(op, self, other)
+        return math_ops.compare(op, self, other)
     method.__name__ = op
     return method
 
@@ -513,64 +503,64 @@ class _EverydayAPI:
     """The methods of the everyday API (mixed into TensorMethods below)."""
 
     def relu(self):
-        return _pw().relu(self)
+        return pointwise.relu(self)
 
     def softmax(self, dim, dtype=None):
-        return _pw().softmax(self, dim, dtype)
+        return pointwise.softmax(self, dim, dtype)
 
     def log_softmax(self, dim, dtype=None):
-        return _pw().log_softmax(self, dim, dtype)
+        return pointwise.log_softmax(self, dim, dtype)
 
     def add(self, other, *, alpha=1):
-        return _pw().add(self, other, alpha=alpha)
+        return pointwise.add(self, other, alpha=alpha)
 
     def sub(self, other, *, alpha=1):
-        return _pw().sub(self, other, alpha=alpha)
+        return pointwise.sub(self, other, alpha=alpha)
 
     def mul(self, other):
-        return _pw().mul(self, other)
+        return pointwise.mul(self, other)
 
     def div(self, other, *, rounding_mode=None):
-        return _pw().div(self, other, rounding_mode=rounding_mode)
+        return pointwise.div(self, other, rounding_mode=rounding_mode)
 
     def atan2(self, other):
-        return _pw().atan2(self, other)
+        return pointwise.atan2(self, other)
 
     def remainder(self, other):
-        return _pw().remainder(self, other)
+        return pointwise.remainder(self, other)
 
     def fmod(self, other):
-        return _pw().fmod(self, other)
+        return pointwise.fmod(self, other)
 
     def floor_divide(self, other):
-        return _pw().floor_divide(self, other)
+        return pointwise.floor_divide(self, other)
 
     def __abs__(self):
         return self.abs()
 
     def __floordiv__(self, other):
-        return _pw().floor_divide(self, other)
+        return pointwise.floor_divide(self, other)
 
     def __rfloordiv__(self, other):
-        return _pw().floor_divide(_ops()._as_tensor(other, self), self)
+        return pointwise.floor_divide(math_ops._as_tensor(other, self), self)
 
     def __mod__(self, other):
-        return _pw().remainder(self, other)
+        return pointwise.remainder(self, other)
 
     def __rmod__(self, other):
-        return _pw().remainder(_ops()._as_tensor(other, self), self)
+        return pointwise.remainder(math_ops._as_tensor(other, self), self)
 
     def __invert__(self):
-        return _pw().bitwise_not(self)
+        return pointwise.bitwise_not(self)
 
     def __and__(self, other):
-        return _pw().bitwise_and(self, other)
+        return pointwise.bitwise_and(self, other)
 
     def __or__(self, other):
-        return _pw().bitwise_or(self, other)
+        return pointwise.bitwise_or(self, other)
 
     def __xor__(self, other):
-        return _pw().bitwise_xor(self, other)
+        return pointwise.bitwise_xor(self, other)
 
     __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
 
@@ -581,36 +571,36 @@ class _EverydayAPI:
         return self._write(self | other, "__ior__")
 
     def matmul(self, other):
-        return _ops().matmul(self, other)
+        return math_ops.matmul(self, other)
 
     def where(self, condition, other):
         """``x.where(cond, y)`` is ``torch.where(cond, x, y)``."""
-        return _pw().where(condition, self, other)
+        return pointwise.where(condition, self, other)
 
     def masked_fill(self, mask, value):
-        return _pw().masked_fill(self, mask, value)
+        return pointwise.masked_fill(self, mask, value)
 
     def masked_fill_(self, mask, value):
-        return self._write(_pw().masked_fill(self, mask, value), "masked_fill_")
+        return self._write(pointwise.masked_fill(self, mask, value), "masked_fill_")
 
 
     def isclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False):
-        return _pw().isclose(self, other, rtol, atol, equal_nan)
+        return pointwise.isclose(self, other, rtol, atol, equal_nan)
 
     def allclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False):
-        return _pw().allclose(self, other, rtol, atol, equal_nan)
+        return pointwise.allclose(self, other, rtol, atol, equal_nan)
 
     def equal(self, other):
-        return _pw().equal(self, other)
+        return pointwise.equal(self, other)
 
     def isnan(self):
-        return _pw().isnan(self)
+        return pointwise.isnan(self)
 
     def isinf(self):
-        return _pw().isinf(self)
+        return pointwise.isinf(self)
 
     def isfinite(self):
-        return _pw().isfinite(self)
+        return pointwise.isfinite(self)
 
     # -- dtypes (tinyconv/dtypes.py) ------------------------------------------------
     def half(self):
@@ -630,7 +620,6 @@ class _EverydayAPI:
 
     def type(self, dtype=None, non_blocking=False):
         """``x.type()`` is PyTorch's type name ('torch.FloatTensor'); ``x.type(t)`` casts."""
-        from . import dtypes
         if dtype is None:
             return dtypes.type_name(self.dtype, self.device.type)
         return self.to(dtypes.parse_type(dtype))
@@ -644,7 +633,7 @@ for _name in _UNARY_METHODS + ("relu", "clamp", "clip", "atan2"):
 _EverydayAPI.neg_ = _inplace("neg")
 for _name in ("logical_not", "logical_and", "logical_or", "logical_xor", "bitwise_not",
               "bitwise_and", "bitwise_or", "bitwise_xor"):
-    setattr(_EverydayAPI, _name, (lambda n: lambda self, *a: getattr(_pw(), n)(self, *a))(_name))
+    setattr(_EverydayAPI, _name, (lambda n: lambda self, *a: getattr(pointwise, n)(self, *a))(_name))
 for _name in ("remainder", "fmod", "floor_divide", "logical_not"):
     setattr(_EverydayAPI, _name + "_", _inplace(_name))
 for _name in ("eq", "ne", "lt", "le", "gt", "ge"):
@@ -654,7 +643,17 @@ _EverydayAPI.absolute, _EverydayAPI.negative = _EverydayAPI.abs, _EverydayAPI.ne
 _EverydayAPI.multiply, _EverydayAPI.divide, _EverydayAPI.subtract = (
     _EverydayAPI.mul, _EverydayAPI.div, _EverydayAPI.sub)
 _EverydayAPI.greater, _EverydayAPI.less = _EverydayAPI.gt, _EverydayAPI.lt
-for _name, _method in vars(_EverydayAPI).items():   # bound onto TensorMethods; the ops above win
-    if _name not in ("__module__", "__qualname__", "__doc__", "__dict__", "__weakref__") \
-            and _name not in vars(TensorMethods):
-        setattr(TensorMethods, _name, _method)
+
+_NOT_METHODS = ("__module__", "__qualname__", "__doc__", "__dict__", "__weakref__")
+
+
+def _bind():
+    """Put the methods above onto ``Tensor``, once (the ops of TensorMethods win over the
+    everyday API's; the core's own attributes are never replaced)."""
+    methods = {**vars(_EverydayAPI), **vars(TensorMethods)}
+    for name, method in methods.items():
+        if name not in _NOT_METHODS and name not in vars(Tensor):
+            setattr(Tensor, name, method)
+
+
+_bind()
