@@ -51,6 +51,8 @@ import numpy as np
 import tinyconv
 import tinyconv.nn.functional as F
 import tinyconv.optim
+from tinyconv.functional.conv import conv_output_size
+from tinyconv.functional.lrn import ALEXNET_LRN
 from tinyconv import nn
 
 ROOT = Path(__file__).resolve().parent
@@ -146,10 +148,10 @@ def _layer_cases(batches):
         ("conv1", 3, 227, 96, 11, 4, 0, 1), ("conv2", 96, 27, 256, 5, 1, 2, 2),
         ("conv3", 256, 13, 384, 3, 1, 1, 1), ("conv4", 384, 13, 384, 3, 1, 1, 2),
         ("conv5", 384, 13, 256, 3, 1, 1, 2)]
-    lrn = dict(size=5, alpha=5e-4, beta=0.75, k=2.0)
+    lrn = ALEXNET_LRN
     for N in batches:
         for name, C, H, O, k, s, p, g in convs:
-            OH = (H + 2 * p - k) // s + 1
+            OH = conv_output_size(H, k, s, p)
             flops = 2 * N * O * (C // g) * k * k * OH * OH
             cases.append(dict(
                 name=name, batch=N, shapes=[(N, C, H, H), (O, C // g, k, k), (O,)], flops=flops,
@@ -273,7 +275,7 @@ def _build_tc_model(variant):
     except ImportError:   # before tinyconv.models existed: the paper net built here
         if variant != "paper":
             raise
-        lrn = dict(size=5, alpha=5e-4, beta=0.75, k=2.0)
+        lrn = ALEXNET_LRN
         features = nn.Sequential(
             nn.Conv2d(3, 96, 11, stride=4), nn.ReLU(), nn.LocalResponseNorm(**lrn), nn.MaxPool2d(3, 2),
             nn.Conv2d(96, 256, 5, padding=2, groups=2), nn.ReLU(), nn.LocalResponseNorm(**lrn),

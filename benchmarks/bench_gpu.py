@@ -48,8 +48,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-
-LRN = dict(size=5, alpha=5e-4, beta=0.75, k=2.0)     # the paper's LRN in PyTorch's convention
+from kernels._geometry import out_size  # noqa: E402  (tinyconv's one formula; imports nothing, so no CuPy yet)
 
 # (name, C_in, H, O, k, stride, pad, groups) at 227x227 input: the paper's five convolutions
 CONVS = [("conv1", 3, 227, 96, 11, 4, 0, 1), ("conv2", 96, 27, 256, 5, 1, 2, 2),
@@ -91,10 +90,6 @@ def parse_args(argv=None):
 # ---------------------------------------------------------------------------- rows: what, bytes, flops
 
 
-def conv_out(h, k, s, p):
-    return (h + 2 * p - k) // s + 1
-
-
 def layer_specs(batch, tiny=False):
     """Every per-layer row as a dict: name, kind, pass, shapes, essential bytes and flops (float32)."""
     f = 4
@@ -102,7 +97,7 @@ def layer_specs(batch, tiny=False):
     convs = [TINY["conv1"]] + [(n, min(c, 16), min(h, 9), min(o, 16), k, s, p, g)
                                for n, c, h, o, k, s, p, g in CONVS[1:]] if tiny else CONVS
     for name, C, H, O, k, s, p, G in convs:
-        OH = conv_out(H, k, s, p)
+        OH = out_size(H, k, s, p)
         fl = 2 * batch * O * OH * OH * (C // G) * k * k
         shape = dict(x=(batch, C, H, H), w=(O, C // G, k, k), stride=s, padding=p, groups=G)
         for ps in ("forward", "backward-data", "backward-filter"):
@@ -110,7 +105,7 @@ def layer_specs(batch, tiny=False):
                              bytes=None))
     for name, C, H in POOLS:
         C, H = (min(C, 8), min(H, 13)) if tiny else (C, H)
-        OH = conv_out(H, 3, 2, 0)
+        OH = out_size(H, 3, 2, 0)
         x, y = batch * C * H * H, batch * C * OH * OH
         shape = dict(x=(batch, C, H, H), k=3, stride=2)
         rows.append(dict(name=f"{name} forward", layer=name, kind="maxpool", pass_="forward", shape=shape,
@@ -265,6 +260,7 @@ def layer_fns(env, row, seed=0):
     different random numbers, as dropout does)."""
     import tinyconv
     import tinyconv.functional as F
+    from tinyconv.functional.lrn import ALEXNET_LRN as LRN
     torch = env.torch
     tF = torch.nn.functional
     sh = row["shape"]
@@ -462,6 +458,7 @@ def ceilings(env, args):
 
 
 def torch_paper_alexnet(torch, num_classes=1000):
+    from tinyconv.functional.lrn import ALEXNET_LRN as LRN
     nn = torch.nn
     return nn.Sequential(
         nn.Conv2d(3, 96, 11, stride=4), nn.ReLU(), nn.LocalResponseNorm(**LRN), nn.MaxPool2d(3, 2),

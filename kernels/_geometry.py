@@ -1,10 +1,19 @@
 """Window geometry shared by the Numba and CUDA launchers (imports nothing of tinyconv)."""
 
 
-def out_size(size, k, s, p, d=1):
+def out_size(size, k, s, p, d=1, ceil_mode=False):
     """How many windows of ``k`` taps ``d`` apart fit at stride ``s`` over ``size`` plus ``p``
-    padding each side (a window spans d*(k - 1) + 1)."""
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+    padding each side (a window spans d*(k - 1) + 1): floor((size + 2p - d(k - 1) - 1) / s) + 1.
+
+    The one output-size formula of convolution and pooling (tinyconv.functional re-exports it
+    as ``conv_output_size``).  ``ceil_mode`` (pooling) rounds up, as PyTorch, but the last
+    window must start inside the input or its left padding.
+    """
+    span = size + 2 * p - d * (k - 1) - 1
+    if not ceil_mode:
+        return span // s + 1
+    out = -(-span // s) + 1
+    return out - 1 if (out - 1) * s >= size + p else out
 
 
 def col2im_geometry(cols, x_shape, kh, kw, sh, sw, ph, pw, dh=1, dw=1):

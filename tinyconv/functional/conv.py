@@ -24,15 +24,10 @@ The matrix products always stay in NumPy/CuPy ``matmul`` (BLAS / cuBLAS).
 """
 from ..autograd import Function, Tensor
 from ..backend import array_module, is_cuda_array, kernel, recycle, recycled_empty, workspace
+from ..kernels._geometry import out_size as conv_output_size  # the one output-size formula
 from ._checks import as_2d_op, check_float, check_ndim, check_same_dtype, check_tensor, pair, single
 
 # --------------------------------------------------------------------------- references
-
-
-def conv_output_size(size, k, s, p, d=1):
-    """Output length of a window of ``k`` taps ``d`` apart (spanning d*(k - 1) + 1) sliding with
-    stride ``s`` over ``size + 2p``."""
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
 def im2col_reference(x, kh, kw, sh, sw, ph, pw, dh=1, dw=1):

@@ -36,17 +36,6 @@ def _tap(a, i, j, sh, sw, OH, OW):
     return a[..., i:i + sh * OH:sh, j:j + sw * OW:sw]
 
 
-def _pool_output_size(size, k, s, p, ceil_mode, d=1):
-    """PyTorch's pooling output length for a window spanning d*(k - 1) + 1 (``ceil_mode``
-    rounds up, but the last window must start inside the input or its left padding)."""
-    if not ceil_mode:
-        return conv_output_size(size, k, s, p, d)
-    out = -(-(size + 2 * p - d * (k - 1) - 1) // s) + 1
-    if (out - 1) * s >= size + p:
-        out -= 1
-    return out
-
-
 def _pool_args(input, kernel_size, stride, padding, op):
     """Check a pooling call's input and window arguments; return ((kh, kw), (sh, sw), (ph, pw))."""
     check_ndim(input, 4, op, "input", "N, C, H, W; or unbatched C, H, W")
@@ -64,8 +53,8 @@ def _pool_args(input, kernel_size, stride, padding, op):
 
 def _output_shape(input, k, s, p, ceil_mode, op, d=(1, 1)):
     H, W = input.shape[2:]
-    OH = _pool_output_size(H, k[0], s[0], p[0], ceil_mode, d[0])
-    OW = _pool_output_size(W, k[1], s[1], p[1], ceil_mode, d[1])
+    OH = conv_output_size(H, k[0], s[0], p[0], d[0], ceil_mode)
+    OW = conv_output_size(W, k[1], s[1], p[1], d[1], ceil_mode)
     if OH < 1 or OW < 1:
         span = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)
         dilated = f" (dilated by {d}: {span})" if d != (1, 1) else ""

@@ -33,7 +33,8 @@ The paper, layer by layer (section 3 and Figure 2), as tinyconv builds it:
 
 LRN: the paper's ``b = a / (k + alpha * sum_window a^2)^beta`` with n=5, k=2, alpha=1e-4,
 beta=0.75 uses the plain sum; PyTorch's ``LocalResponseNorm`` divides alpha by the window
-size, so the same layer is ``LocalResponseNorm(5, alpha=5 * 1e-4, beta=0.75, k=2)``.
+size, so the same layer is ``LocalResponseNorm(5, alpha=5 * 1e-4, beta=0.75, k=2)``
+(``**ALEXNET_LRN``, defined once in :mod:`tinyconv.functional.lrn`).
 The overlapping pools (3x3 windows, stride 2) are the paper's section 3.4.
 
 Initialization (``init="paper"``, section 5): every weight from N(0, 0.01); biases 1 in
@@ -45,8 +46,8 @@ import numpy as np
 
 from .. import nn, random
 from ..autograd import Tensor
-
-PAPER_LRN = dict(size=5, alpha=5 * 1e-4, beta=0.75, k=2.0)   # paper's alpha=1e-4 on the plain sum
+from ..functional.conv import conv_output_size
+from ..functional.lrn import ALEXNET_LRN   # the paper's LRN in PyTorch's convention
 
 
 class AlexNet(nn.Module):
@@ -103,11 +104,11 @@ def _paper(num_classes, in_channels):
     features = nn.Sequential(
         nn.Conv2d(in_channels, 96, kernel_size=11, stride=4),            # 0  conv1: 227 -> 55
         nn.ReLU(),
-        nn.LocalResponseNorm(**PAPER_LRN),
+        nn.LocalResponseNorm(**ALEXNET_LRN),
         nn.MaxPool2d(kernel_size=3, stride=2),                           # 3  55 -> 27
         nn.Conv2d(96, 256, kernel_size=5, padding=2, groups=2),          # 4  conv2
         nn.ReLU(),
-        nn.LocalResponseNorm(**PAPER_LRN),
+        nn.LocalResponseNorm(**ALEXNET_LRN),
         nn.MaxPool2d(kernel_size=3, stride=2),                           # 7  27 -> 13
         nn.Conv2d(256, 384, kernel_size=3, padding=1),                   # 8  conv3 (all of conv2)
         nn.ReLU(),
@@ -257,11 +258,11 @@ def _small(num_classes, in_channels, size, variant):
     features = nn.Sequential(
         nn.Conv2d(in_channels, 24, kernel_size=5, padding=2),            # 0  28 -> 28 | 32 -> 32
         nn.ReLU(),
-        nn.LocalResponseNorm(**PAPER_LRN),
+        nn.LocalResponseNorm(**ALEXNET_LRN),
         nn.MaxPool2d(kernel_size=3, stride=2),                           # 3  -> 13 | 15
         nn.Conv2d(24, 48, kernel_size=3, padding=1, groups=2),           # 4
         nn.ReLU(),
-        nn.LocalResponseNorm(**PAPER_LRN),
+        nn.LocalResponseNorm(**ALEXNET_LRN),
         nn.MaxPool2d(kernel_size=3, stride=2),                           # 7  -> 6 | 7
         nn.Conv2d(48, 64, kernel_size=3, padding=1),                     # 8
         nn.ReLU(),
@@ -277,7 +278,7 @@ def _small(num_classes, in_channels, size, variant):
 
 
 def _pooled(n, k=3, s=2):
-    return (n - k) // s + 1
+    return conv_output_size(n, k, s, 0)
 
 
 #: variant -> (builder, default in_channels, default num_classes, default init)
