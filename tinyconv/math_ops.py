@@ -1,4 +1,6 @@
-"""Tensor arithmetic, reductions and shape ops: each a Function with forward and backward.
+"""Tensor arithmetic, casts, comparisons, matmul, the view ops (reshape, permute, getitem) and
+the in-place helpers: each a Function with forward and backward (reductions are in
+:mod:`tinyconv.reductions`, the other shape ops in :mod:`tinyconv.shape_ops`).
 
 Broadcasting and type promotion follow PyTorch: a Python scalar takes the
 tensor's dtype (a float scalar with an integer tensor gives float32), a float
