@@ -447,22 +447,6 @@ class TensorMethods:
     def cuda(self, index=0):
         return self.to(as_device("cuda", index))
 
-    def float(self):
-        return self.to(np.float32)
-
-    def double(self):
-        return self.to(np.float64)
-
-    def long(self):
-        return self.to(np.int64)
-
-    def int(self):
-        return self.to(np.int32)
-
-    def bool(self):
-        return self.to(np.bool_)
-
-
 
 # ------------------------------------------------------------------------------------------
 # The everyday tensor API (issue 12): pointwise math, comparisons, selection, dtype methods.
@@ -484,6 +468,19 @@ def _inplace(name):
     method.__name__ = name + "_"
     method.__doc__ = f"``{name}`` in place."
     return method
+
+
+def _cast_method(name, dtype):
+    def method(self):
+        return self.to(dtype)
+    method.__name__ = name
+    method.__doc__ = f"``self.to({np.dtype(dtype).name})``, as ``torch.Tensor.{name}``."
+    return method
+
+
+#: x.half(), x.float(), ...: a cast to the dtype PyTorch's method names
+_CASTS = {"half": np.float16, "float": np.float32, "double": np.float64, "char": np.int8,
+          "short": np.int16, "int": np.int32, "long": np.int64, "byte": np.uint8, "bool": np.bool_}
 
 
 def _compare_method(op):
@@ -602,19 +599,7 @@ class _EverydayAPI:
     def isfinite(self):
         return pointwise.isfinite(self)
 
-    # -- dtypes (tinyconv/dtypes.py) ------------------------------------------------
-    def half(self):
-        return self.to(np.float16)
-
-    def byte(self):
-        return self.to(np.uint8)
-
-    def char(self):
-        return self.to(np.int8)
-
-    def short(self):
-        return self.to(np.int16)
-
+    # -- dtypes (tinyconv/dtypes.py); x.float(), x.long(), ... are _CASTS below -----
     def is_floating_point(self):
         return self.dtype.kind == "f"
 
@@ -627,6 +612,8 @@ class _EverydayAPI:
 
 for _name in _UNARY_METHODS:
     setattr(_EverydayAPI, _name, _unary_method(_name))
+for _name, _dtype in _CASTS.items():
+    setattr(_EverydayAPI, _name, _cast_method(_name, _dtype))
 for _name in _UNARY_METHODS + ("relu", "clamp", "clip", "atan2"):
     if _name not in ("neg",):
         setattr(_EverydayAPI, _name + "_", _inplace(_name))
