@@ -171,13 +171,13 @@ def _cmd_train(args):
 # --------------------------------------------------------------------------- models
 
 
-def _import_model(spec):
+def _import_model(spec, flag="--model"):
     """``module:Class`` -> the class (or factory) the user named, imported from the
     installed packages or the current folder (as ``python -m`` would)."""
     import importlib
     module, _, name = spec.partition(":")
     if not module or not name:
-        raise CommandError(f"--model is {spec!r}; expected module:Class (e.g. mypkg.nets:MyNet)")
+        raise CommandError(f"{flag} is {spec!r}; expected module:Class (e.g. mypkg.nets:MyNet)")
     here = os.getcwd()
     added = here not in sys.path
     if added:
@@ -187,26 +187,27 @@ def _import_model(spec):
         for part in name.split("."):
             obj = getattr(obj, part)
     except Exception as e:                                # the user's module: anything can fail
-        raise CommandError(f"--model {spec}: cannot import it ({type(e).__name__}: {e})") from None
+        raise CommandError(f"{flag} {spec}: cannot import it ({type(e).__name__}: {e})") from None
     finally:
         if added:
             sys.path.remove(here)
     return obj
 
 
-def _build_model(spec):
+def _build_model(spec, flag="--model"):
     """An instance of the ``module:Class`` the user named, built with no arguments."""
     from .nn import Module
-    cls = _import_model(spec)
+    cls = _import_model(spec, flag)
     if not callable(cls):
-        raise CommandError(f"--model {spec} is a {type(cls).__name__}; expected a Module class")
+        raise CommandError(f"{flag} {spec} is a {type(cls).__name__}; expected a Module class")
     try:
         model = cls()
     except Exception as e:
-        raise CommandError(f"--model {spec}: {spec.partition(':')[2]}() failed "
+        raise CommandError(f"{flag} {spec}: {spec.partition(':')[2]}() failed "
                            f"({type(e).__name__}: {e}); it must build with no arguments") from None
     if not isinstance(model, Module):
-        raise CommandError(f"--model {spec}() gave a {type(model).__name__}; expected a tinyconv.nn.Module")
+        raise CommandError(f"{flag} {spec}: {spec.partition(':')[2]}() gave a {type(model).__name__}; "
+                           "expected a tinyconv.nn.Module")
     return model
 
 
@@ -219,10 +220,11 @@ def _file_kind(path):
             head = f.read(16)
     except OSError:
         return None
+    from .serialization import is_safetensors_head
+    if is_safetensors_head(head):
+        return "safetensors"
     if head[:1] == b"\x80":
         return "pickle"
-    if len(head) >= 9 and head[8:9] == b"{":
-        return "safetensors"
     if head[:2] != b"PK":
         return None
     return ckpt.archive_kind(path)
@@ -238,8 +240,10 @@ def _load_weights(path, spec):
     state_dict written by tinyconv.save, torch.save or safetensors."""
     import tinyconv
     from . import checkpoint as ckpt
+    if not os.path.isfile(path):
+        raise CommandError(f"--checkpoint {path}: no such file")
     kind = _file_kind(path)
-    if kind == "checkpoint" or (kind is None and not spec) or not os.path.isfile(path):
+    if kind == "checkpoint" or (kind is None and not spec):
         c = ckpt.load_checkpoint(path)                    # meta's types and ranges are checked there
         return c["model_state"], c["meta"]
     if not spec:
@@ -451,7 +455,7 @@ def _cmd_summary(args):
             if v is not None:
                 raise CommandError(f"{flag} applies to the AlexNet variants; {args.model} is built "
                                    "with no arguments")
-        model = _build_model(args.model)
+        model = _build_model(args.model, "MODEL")
         shape = _input_shape(model, {}, shape, "summary")
     else:
         if args.model not in VARIANTS:
@@ -625,7 +629,9 @@ def _parser():
 
 def _one_line(command, msg):
     """``msg`` without a leading ``<command>: `` (the prefix main adds), its lines joined by "; "."""
-    msg = "; ".join(line.strip() for line in str(msg).splitlines() if line.strip())
+    lines, msg = str(msg).splitlines(), ""
+    for line in filter(None, (line.strip() for line in lines)):
+        msg += (" " if msg.endswith(":") else "; " if msg else "") + line
     if msg.startswith(f"{command}: "):
         msg = msg[len(command) + 2:]
     return msg
