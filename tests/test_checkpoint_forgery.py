@@ -145,7 +145,7 @@ FORGED_META = {
 
 OTHER_FORGERIES = {      # case -> (edit_meta, meta_json, words)
     "meta_a_list": (None, lambda doc: json.dumps({**doc, "meta": [1, 2]}).encode(), ["meta is a list"]),
-    "nested_900": (None, nested_900, ["nested more than 100 levels"]),          # was a RecursionError
+    "nested_900": (None, nested_900, ["meta.x[0][0][0]... is nested more than 100 levels"]),  # named no field
     "num_classes_not_the_weights": (setter(11, "num_classes"), None,            # was a multi-line error
                                     ["meta.num_classes is 11", "stored weights have 10"]),
     # a recorded shape needing more bytes than its entry declares: refused from the zip directory

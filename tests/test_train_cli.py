@@ -162,8 +162,8 @@ def test_cli_usage_errors(tmp_path, capsys):
     assert cli.main(["train", "--variant", "nope"]) == 2
     assert cli.main(["train", "--data", "/no/such/folder", "--no-progress"]) == 1
     assert "neither a bundled dataset" in capsys.readouterr().err
-    assert cli.main(["train", "--device", "tpu"]) == 1
-    assert "device must be 'cpu' or 'cuda'" in capsys.readouterr().err
+    assert cli.main(["train", "--device", "tpu"]) == 2                 # refused by the flag's own check
+    assert "--device: expected cpu, cuda or cuda:N, got 'tpu'" in capsys.readouterr().err
     assert cli.main(["convert-torch", str(tmp_path / "missing.pth"), str(tmp_path / "out.npz")]) == 1
     assert "missing.pth" in capsys.readouterr().err and not (tmp_path / "out.npz").exists()
 
@@ -183,8 +183,13 @@ def test_cli_train_on_an_image_folder(tmp_path, capsys):
                    "--batch-size", "4", "--lr", "0.01", "--out", str(tmp_path / "run"), "--no-progress",
                    "--no-plots"])
     assert rc == 0
+    out = capsys.readouterr().out
+    # no test/ folder: the figure is measured on val/, which chose best.npz, and says so
+    assert "val accuracy (no test/ split; this set chose the best checkpoint): " in out, out
+    assert "test accuracy" not in out and f"--checkpoint {tmp_path / 'run' / 'best.npz'}" in out
     meta = load_checkpoint(tmp_path / "run" / "last.npz")["meta"]
     assert meta["classes"] == ["blue", "red"] and meta["preprocess"]["crop"] == 32
+    assert meta["preprocess"]["hflip"] is True                         # the folder recipe mirrors images
     img = tmp_path / "imgs" / "val" / "red" / "0.png"
     assert cli.main(["predict", str(img), "--checkpoint", str(tmp_path / "run" / "last.npz")]) == 0
     assert "red" in capsys.readouterr().out

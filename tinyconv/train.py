@@ -778,8 +778,8 @@ def _final_message(run, r):
         measured = (f"val accuracy {figures} on {n} val images (no test/ split; this set chose the best "
                     "checkpoint, so it is no unbiased test)")
     return (f"{measured}, with {r['tested_checkpoint']} (epoch {r['best_epoch']}, the lowest validation "
-            f"top-1 error); predict with it; {run.last_path} (epoch {run.saved[run.last_path]}) is the one "
-            "to --resume")
+            f"top-1 error), the one to predict with; {run.last_path} (epoch {run.saved[run.last_path]}) "
+            "is the one to --resume")
 
 
 def _plots(model, history, out, cfg):
