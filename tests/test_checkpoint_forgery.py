@@ -295,10 +295,10 @@ def test_zip_bomb_is_refused_by_tinyconv_load_before_inflating(bomb):
 # --------------------------------------------------------------------------- summary
 
 
-SUMMARY = {      # flags -> words; each was a NumPy MemoryError traceback
-    ("--num-classes", "1000000000"): "--num-classes is 1000000000",
-    ("--in-channels", "10000000"): "--in-channels is 10000000",
-    ("--input-shape", "1", "100000", "100000"): "--input-shape is 1 100000 100000",
+SUMMARY = {      # flags -> words; each was a NumPy MemoryError traceback (now the flag's own check)
+    ("--num-classes", "1000000000"): "--num-classes: expected an int from 1 to 100000, got 1000000000",
+    ("--in-channels", "10000000"): "--in-channels: expected an int from 1 to 64, got 10000000",
+    ("--input-shape", "1", "100000", "100000"): "--input-shape: expected an int from 1 to 4096, got 100000",
 }
 
 

@@ -594,10 +594,10 @@ def _list_of(check, max_len):
 
 #: what ``tinyconv predict`` (and resuming) builds from a checkpoint's ``meta``: field -> check
 #: (a function returning None or what was expected).  Every field is optional; present, it must pass.
-MAX_IMAGE_SIDE = 4096
+MAX_IMAGE_SIDE, MAX_CLASSES, MAX_CHANNELS = 4096, 100_000, 64
 META_SCHEMA = {
     "arch": _str(100), "variant": _str(100),
-    "num_classes": _int_in(1, 100_000), "in_channels": _int_in(1, 64),
+    "num_classes": _int_in(1, MAX_CLASSES), "in_channels": _int_in(1, MAX_CHANNELS),
     "input_shape": _list_of(_int_in(1, MAX_IMAGE_SIDE), 3),
     "classes": _list_of(_str(1000), 100_000),
     "epoch": _int_in(0, 2**62), "step": _int_in(0, 2**62),

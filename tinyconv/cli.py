@@ -31,7 +31,7 @@ import sys
 
 import numpy as np
 
-from .checkpoint import short_repr
+from .checkpoint import MAX_CHANNELS, MAX_CLASSES, MAX_IMAGE_SIDE, short_repr
 
 
 class CommandError(Exception):
@@ -39,6 +39,7 @@ class CommandError(Exception):
 
 
 def _warn(command, msg):
+    sys.stdout.flush()                               # after the lines printed before it, when both are piped
     print(f"tinyconv {command}: {msg}", file=sys.stderr, flush=True)
 
 
@@ -438,11 +439,10 @@ def _dtype_of(model):
 # --------------------------------------------------------------------------- summary
 
 #: most values one sample of ``summary --input-shape`` may have (the forward pass runs on zeros)
-MAX_SUMMARY_VALUES = 3 * 4096 * 4096
+MAX_SUMMARY_VALUES = 3 * MAX_IMAGE_SIDE**2
 
 
 def _cmd_summary(args):
-    from .checkpoint import META_SCHEMA
     from .models import alexnet
     from .models.alexnet import VARIANTS
     from .nn.summary import summary
@@ -461,10 +461,6 @@ def _cmd_summary(args):
         if args.model not in VARIANTS:
             raise CommandError(f"MODEL is {args.model!r}; expected one of {', '.join(sorted(VARIANTS))} "
                                "or module:Class")
-        for flag, v, check in (("--num-classes", args.num_classes, META_SCHEMA["num_classes"]),
-                               ("--in-channels", args.in_channels, META_SCHEMA["in_channels"])):
-            if v is not None and check(v):                 # the ranges a checkpoint may declare
-                raise CommandError(f"{flag} is {v}; expected {check(v)}")
         try:
             model = alexnet(num_classes=args.num_classes, variant=args.model, in_channels=args.in_channels,
                             init="default")
@@ -599,7 +595,7 @@ def _parser():
     p.add_argument("--model", metavar="MODULE:CLASS",
                    help="the model class to load the state_dict into, imported by name (e.g. "
                         "mypkg.nets:MyNet, built with no arguments; default: the checkpoint's AlexNet)")
-    p.add_argument("--input-shape", type=_int_flag(1, 4096), nargs=3, metavar=("C", "H", "W"),
+    p.add_argument("--input-shape", type=_int_flag(1, MAX_IMAGE_SIDE), nargs=3, metavar=("C", "H", "W"),
                    help="the model's input (default: its input_shape attribute or the checkpoint's)")
     p.add_argument("--ten-crop", action="store_true",
                    help="average the paper's 10 crops (4 corners, centre and their mirror images)")
@@ -610,11 +606,11 @@ def _parser():
     s.add_argument("model", metavar="MODEL",
                    help=f"an AlexNet variant ({', '.join(_variants())}) or module:Class (a "
                         "tinyconv.nn.Module class, imported by name and built with no arguments)")
-    s.add_argument("--input-shape", type=_int_flag(1, 4096), nargs="+", metavar="N",
+    s.add_argument("--input-shape", type=_int_flag(1, MAX_IMAGE_SIDE), nargs="+", metavar="N",
                    help="one sample's shape, e.g. C H W (default: the model's input_shape)")
-    s.add_argument("--num-classes", type=_int_flag(1, 100_000), default=None,
+    s.add_argument("--num-classes", type=_int_flag(1, MAX_CLASSES), default=None,
                    help="an AlexNet variant's classes (default: its own)")
-    s.add_argument("--in-channels", type=_int_flag(1, 64), default=None,
+    s.add_argument("--in-channels", type=_int_flag(1, MAX_CHANNELS), default=None,
                    help="an AlexNet variant's input channels (default: its own)")
 
     c = parsers["convert-torch"]
