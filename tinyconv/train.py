@@ -53,6 +53,7 @@ import atexit
 import contextlib
 import dataclasses
 import math
+import operator
 import os
 import sys
 import time
@@ -427,10 +428,14 @@ def _train(cfg, callback):
     if cfg.epochs < 1 or cfg.batch_size < 1 or not cfg.lr > 0:
         raise ValueError(f"train: need epochs >= 1, batch_size >= 1 and lr > 0, got {cfg.epochs}, "
                          f"{cfg.batch_size}, {cfg.lr}")
-    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not -2**63 <= cfg.seed < 2**64:
+    try:
+        seed = None if isinstance(cfg.seed, bool) else operator.index(cfg.seed)     # ints, NumPy ints
+    except TypeError:
+        seed = None
+    if seed is None or not -2**63 <= seed < 2**64:
         raise ValueError(f"train: seed must be an int from -2**63 to 2**64 - 1 (torch.manual_seed's "
                          f"range), got {cfg.seed!r}")
-    cfg = dataclasses.replace(cfg, seed=cfg.seed % 2**64)     # a negative seed as torch.manual_seed takes it
+    cfg = dataclasses.replace(cfg, seed=seed % 2**64)         # a negative seed as torch.manual_seed takes it
     if _world() > 1:
         dist.barrier()                                      # the folder exists before anyone reads it
     with contextlib.ExitStack() as stack:
