@@ -201,10 +201,10 @@ def _torch_files(torch, folder):
 
 def test_pytorch_file_points_to_convert_torch(files, tmp_path, torch, capsys):
     """Was: "not a valid tinyconv checkpoint: no tinyconv metadata inside (a foreign zip or .npz file?)"."""
-    for path in _torch_files(torch, tmp_path):
+    for path, what in zip(_torch_files(torch, tmp_path), ("a PyTorch file (torch.save)", "a pickle")):
         rc, _, err = run(["predict", str(files / "digit.png"), "--checkpoint", str(path)], capsys)
-        one_line(rc, err, f"{path} is a PyTorch file (torch.save)", f"tinyconv convert-torch {path}",
-                 "--model module:Class", status=1)
+        one_line(rc, err, f"{path} is {what}", f"tinyconv convert-torch {path}", "--model module:Class",
+                 status=1)
     with pytest.raises(ckpt.CheckpointError, match="a PyTorch file .torch.save.*tinyconv.load reads it"):
         ckpt.load_checkpoint(tmp_path / "zip.pth")
 
@@ -266,6 +266,13 @@ class NoShape(TinyNet):
 class NeedsArgs(TinyNet):
     def __init__(self, width):
         super().__init__()
+
+
+class Flat(TinyNet):
+    input_shape = (784,)
+
+    def forward(self, x):
+        return self.fc(x)
 '''
 
 
@@ -348,6 +355,11 @@ def test_model_without_input_shape_asks_for_it(user_module, files, capsys):
     one_line(rc, err, "--input-shape", status=1)
     rc, _, err = run(["summary", "cli_user_nets:NoShape", "--input-shape", "1", "28", "28"], capsys)
     assert rc == 0, err
+    rc, _, err = run(argv[:-1] + ["cli_user_nets:Flat"], capsys)
+    one_line(rc, err, "Flat's input shape is 784; predict feeds it images: give --input-shape C H W",
+             status=1)
+    rc, _, err = run(argv[:-1] + ["cli_user_nets:Flat", "--input-shape", "1", "28", "28"], capsys)
+    one_line(rc, err, "tinyconv predict: Flat:", status=1)           # its forward refuses the images
 
 
 def test_state_dict_of_another_model_is_one_line(user_module, files, capsys):

@@ -231,9 +231,8 @@ def _file_kind(path):
     return ckpt.archive_kind(path)
 
 
-_CONVERT = ("a PyTorch file (torch.save): convert a torchvision AlexNet with "
-            "`tinyconv convert-torch {path} alexnet.npz`, or name the model class of another "
-            "state_dict with --model module:Class")
+_CONVERT = ("convert a torchvision AlexNet with `tinyconv convert-torch {path} alexnet.npz`, or name "
+            "the model class of another state_dict with --model module:Class")
 
 
 def _load_weights(path, spec):
@@ -248,8 +247,12 @@ def _load_weights(path, spec):
         c = ckpt.load_checkpoint(path)                    # meta's types and ranges are checked there
         return c["model_state"], c["meta"]
     if not spec:
-        if kind in ("torch", "pickle"):
-            raise CommandError(f"{path} is " + _CONVERT.format(path=path))
+        if kind == "torch":
+            raise CommandError(f"{path} is a PyTorch file (torch.save): " + _CONVERT.format(path=path))
+        if kind == "pickle":
+            raise CommandError(f"{path} is a pickle (PyTorch's legacy torch.save format, or pickle.dump), "
+                               "which tinyconv never loads since a pickle can run code; re-save it with a "
+                               "current torch.save, then " + _CONVERT.format(path=path))
         raise CommandError(f"{path} holds a state_dict saved with "
                            f"{'tinyconv.save' if kind == 'save' else 'safetensors'}, not a training "
                            "checkpoint; name its model class with --model module:Class")
@@ -300,16 +303,17 @@ def _alexnet_for(path, meta, state):
     return alexnet(num_classes=num_classes, variant=meta["variant"], in_channels=in_channels, init="default")
 
 
-def _input_shape(model, meta, given, flag_for="--model"):
-    """One sample's (C, H, W): --input-shape, else the model's ``input_shape``, else meta's."""
+def _input_shape(model, meta, given, command):
+    """One sample's shape: --input-shape, else the model's ``input_shape``, else meta's
+    (``predict`` takes images: C H W)."""
     shape = given or getattr(model, "input_shape", None) or meta.get("input_shape")
     if not shape:
         raise CommandError(f"{type(model).__name__} has no input_shape attribute; "
                            "give --input-shape C H W")
     shape = tuple(int(d) for d in shape)
-    if len(shape) != 3 and flag_for == "predict":
-        raise CommandError(f"--input-shape is {' '.join(map(str, shape))}; predict takes images, "
-                           "expected C H W")
+    if len(shape) != 3 and command == "predict":
+        raise CommandError(f"{type(model).__name__}'s input shape is {' '.join(map(str, shape))}; predict "
+                           "feeds it images: give --input-shape C H W")
     return shape
 
 
@@ -418,8 +422,8 @@ def _cmd_predict(args):
                 _warn("predict", note)
             try:
                 logits = model(tinyconv.tensor(x, device=args.device, dtype=_dtype_of(model)))
-            except ValueError as e:                 # a --model whose input is not these images
-                raise CommandError(str(e)) from None
+            except (ValueError, TypeError, RuntimeError) as e:    # a --model that does not take these images
+                raise CommandError(f"{type(model).__name__}: {e}") from None
             probs = F.softmax(logits, dim=1).array
             probs = tinyconv.backend.to_device(probs, "cpu").mean(axis=0)   # the 10 crops' average
             names = _class_names(meta, probs.shape[0])
@@ -471,7 +475,7 @@ def _cmd_summary(args):
                                f"takes {' '.join(map(str, model.input_shape))}")
     try:
         summary(model, shape, print_fn=print)
-    except (ValueError, TypeError, MemoryError) as e:
+    except (ValueError, TypeError, RuntimeError, MemoryError) as e:
         raise CommandError(str(e) or type(e).__name__) from None
     return 0
 
