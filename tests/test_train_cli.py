@@ -247,3 +247,11 @@ def test_negative_seed_is_taken_as_torch_takes_it(tmp_path):
     assert a["history"]["train_loss"] == b["history"]["train_loss"]
     with pytest.raises(ValueError, match=r"seed must be an int from -2\*\*63 to 2\*\*64 - 1.*got 1.5"):
         train(TrainConfig(**{**TINY, "seed": 1.5}, out=str(tmp_path / "c")))
+
+
+@pytest.mark.parametrize("field, value", [("dropout", -0.5), ("max_steps_per_epoch", -1), ("eval_limit", -1),
+                                          ("num_workers", -1)])
+def test_train_api_refuses_what_the_cli_refuses(tmp_path, field, value):
+    """Was: dropout -0.5 kept the model's own p, max_steps_per_epoch -1 ran one step."""
+    with pytest.raises(ValueError, match=rf"train: {field} must be .*got {value}"):
+        train(TrainConfig(**{**TINY, field: value}, out=str(tmp_path)))

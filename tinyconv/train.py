@@ -423,8 +423,12 @@ def _train(cfg, callback):
         cfg = dataclasses.replace(cfg, **{k: saved[k] for k in _RESUME_KEEPS if k in saved})
     if cfg.device not in ("cpu", "cuda") and not cfg.device.startswith("cuda:"):
         raise ValueError(f"train: device must be 'cpu' or 'cuda', got {cfg.device!r}")
-    if cfg.dropout > 1:
-        raise ValueError(f"train: dropout must be a probability in [0, 1], got {cfg.dropout}")
+    if not (cfg.dropout == -1 or 0 <= cfg.dropout <= 1):
+        raise ValueError(f"train: dropout must be a probability in [0, 1] (or -1: the model's own), "
+                         f"got {cfg.dropout}")
+    for name in ("max_steps_per_epoch", "eval_limit", "num_workers", "patience", "threads"):
+        if getattr(cfg, name) < 0:                           # 0 means "all" / "none" / "auto"; no silent -1
+            raise ValueError(f"train: {name} must be >= 0, got {getattr(cfg, name)}")
     if cfg.epochs < 1 or cfg.batch_size < 1 or not cfg.lr > 0:
         raise ValueError(f"train: need epochs >= 1, batch_size >= 1 and lr > 0, got {cfg.epochs}, "
                          f"{cfg.batch_size}, {cfg.lr}")
