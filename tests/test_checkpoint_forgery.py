@@ -145,7 +145,7 @@ FORGED_META = {
 
 OTHER_FORGERIES = {      # case -> (edit_meta, meta_json, words)
     "meta_a_list": (None, lambda doc: json.dumps({**doc, "meta": [1, 2]}).encode(), ["meta is a list"]),
-    "nested_900": (None, nested_900, ["nested more than 100 levels"]),          # was a RecursionError
+    "nested_900": (None, nested_900, ["meta.x[0][0][0]... is nested more than 100 levels"]),  # named no field
     "num_classes_not_the_weights": (setter(11, "num_classes"), None,            # was a multi-line error
                                     ["meta.num_classes is 11", "stored weights have 10"]),
     # a recorded shape needing more bytes than its entry declares: refused from the zip directory
@@ -295,10 +295,10 @@ def test_zip_bomb_is_refused_by_tinyconv_load_before_inflating(bomb):
 # --------------------------------------------------------------------------- summary
 
 
-SUMMARY = {      # flags -> words; each was a NumPy MemoryError traceback
-    ("--num-classes", "1000000000"): "--num-classes is 1000000000",
-    ("--in-channels", "10000000"): "--in-channels is 10000000",
-    ("--input-shape", "1", "100000", "100000"): "--input-shape is 1 100000 100000",
+SUMMARY = {      # flags -> words; each was a NumPy MemoryError traceback (now the flag's own check)
+    ("--num-classes", "1000000000"): "--num-classes: expected an int from 1 to 100000, got 1000000000",
+    ("--in-channels", "10000000"): "--in-channels: expected an int from 1 to 64, got 10000000",
+    ("--input-shape", "1", "100000", "100000"): "--input-shape: expected an int from 1 to 4096, got 100000",
 }
 
 

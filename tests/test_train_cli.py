@@ -162,8 +162,8 @@ def test_cli_usage_errors(tmp_path, capsys):
     assert cli.main(["train", "--variant", "nope"]) == 2
     assert cli.main(["train", "--data", "/no/such/folder", "--no-progress"]) == 1
     assert "neither a bundled dataset" in capsys.readouterr().err
-    assert cli.main(["train", "--device", "tpu"]) == 1
-    assert "device must be 'cpu' or 'cuda'" in capsys.readouterr().err
+    assert cli.main(["train", "--device", "tpu"]) == 2                 # refused by the flag's own check
+    assert "--device: expected cpu, cuda or cuda:N, got 'tpu'" in capsys.readouterr().err
     assert cli.main(["convert-torch", str(tmp_path / "missing.pth"), str(tmp_path / "out.npz")]) == 1
     assert "missing.pth" in capsys.readouterr().err and not (tmp_path / "out.npz").exists()
 
@@ -183,8 +183,13 @@ def test_cli_train_on_an_image_folder(tmp_path, capsys):
                    "--batch-size", "4", "--lr", "0.01", "--out", str(tmp_path / "run"), "--no-progress",
                    "--no-plots"])
     assert rc == 0
+    out = capsys.readouterr().out
+    # no test/ folder: the figure is measured on val/, which chose best.npz, and says so
+    assert "val accuracy (no test/ split; this set chose the best checkpoint): " in out, out
+    assert "test accuracy" not in out and f"--checkpoint {tmp_path / 'run' / 'best.npz'}" in out
     meta = load_checkpoint(tmp_path / "run" / "last.npz")["meta"]
     assert meta["classes"] == ["blue", "red"] and meta["preprocess"]["crop"] == 32
+    assert meta["preprocess"]["hflip"] is True                         # the folder recipe mirrors images
     img = tmp_path / "imgs" / "val" / "red" / "0.png"
     assert cli.main(["predict", str(img), "--checkpoint", str(tmp_path / "run" / "last.npz")]) == 0
     assert "red" in capsys.readouterr().out
@@ -212,3 +217,41 @@ def test_predict_class_names_and_default_preprocessing():
     p = cli._preprocess({"preprocess": {"resize": 28, "crop": 28, "mean": [0.1], "std": [0.3]}},
                         alexnet(variant="small28"))
     assert p["mode"] == "L" and p["crop"] == 28
+
+
+def test_test_split_is_measured_with_best_npz(tmp_path, monkeypatch):
+    """The accuracy train reports is the recommended checkpoint's (best.npz), not the last epoch's."""
+    from tinyconv import train as train_mod
+    real, calls = train_mod.evaluate, []
+    val_errors = iter([0.1, 0.5])                       # epoch 1 is the best, epoch 2 worse
+
+    def evaluate(model, loader, device="cpu"):
+        calls.append({k: v.numpy().copy() for k, v in model.state_dict().items()})
+        result = real(model, loader, device)
+        return (result[0], next(val_errors), result[2]) if len(calls) <= 2 else result
+    monkeypatch.setattr(train_mod, "evaluate", evaluate)
+    r = train(TrainConfig(**TINY, out=str(tmp_path)))
+    assert r["best_epoch"] == 1 and r["tested_checkpoint"] == str(tmp_path / "best.npz")
+    assert r["test_split"] == "test" and len(calls) == 3
+    best = load_checkpoint(tmp_path / "best.npz")["model_state"]
+    last = load_checkpoint(tmp_path / "last.npz")["model_state"]
+    for k, v in calls[2].items():                       # the test pass ran best.npz's weights
+        np.testing.assert_array_equal(v, best[k])
+    assert any(not np.array_equal(best[k], last[k]) for k in best)
+
+
+def test_negative_seed_is_taken_as_torch_takes_it(tmp_path):
+    one_step = {**TINY, "epochs": 1, "max_steps_per_epoch": 1}
+    a = train(TrainConfig(**{**one_step, "seed": -1}, out=str(tmp_path / "a")))
+    b = train(TrainConfig(**{**one_step, "seed": 2**64 - 1}, out=str(tmp_path / "b")))
+    assert a["history"]["train_loss"] == b["history"]["train_loss"]
+    with pytest.raises(ValueError, match=r"seed must be an int from -2\*\*63 to 2\*\*64 - 1.*got 1.5"):
+        train(TrainConfig(**{**TINY, "seed": 1.5}, out=str(tmp_path / "c")))
+
+
+@pytest.mark.parametrize("field, value", [("dropout", -0.5), ("max_steps_per_epoch", -1), ("eval_limit", -1),
+                                          ("num_workers", -1)])
+def test_train_api_refuses_what_the_cli_refuses(tmp_path, field, value):
+    """Was: dropout -0.5 kept the model's own p, max_steps_per_epoch -1 ran one step."""
+    with pytest.raises(ValueError, match=rf"train: {field} must be .*got {value}"):
+        train(TrainConfig(**{**TINY, field: value}, out=str(tmp_path)))

@@ -62,8 +62,8 @@ def test_nproc_without_a_launcher_says_how_to_get_one(tmp_path, monkeypatch, cap
     assert cli.main(["train", "--nproc", "2", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "tinyconv train:" in err and ("mpiexec" in err or "mpi4py" in err), err
-    assert cli.main(["train", "--nproc", "0", "--out", str(tmp_path)]) == 1
-    assert "--nproc must be >= 1, got 0" in capsys.readouterr().err
+    assert cli.main(["train", "--nproc", "0", "--out", str(tmp_path)]) == 2       # a usage error
+    assert "--nproc: expected an int >= 1, got 0" in capsys.readouterr().err
 
 
 @needs_mpi

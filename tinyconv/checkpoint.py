@@ -166,10 +166,11 @@ def make_tensor(array, info, dev):
     return t
 
 
-def unpack(obj, arrays, build_tensor=_cpu_tensor):
+def unpack(obj, arrays, build_tensor=_cpu_tensor, where="obj"):
     """Inverse of :meth:`Packer.pack`.  ``build_tensor(array, info)`` builds each Tensor
     (``info`` is its JSON record: device, requires_grad, parameter).  Raises
-    :class:`KeyError` / :class:`TypeError` / :class:`ValueError` for malformed JSON."""
+    :class:`KeyError` / :class:`TypeError` / :class:`ValueError` for malformed JSON; nesting
+    deeper than :data:`MAX_DEPTH` is a ValueError naming the field (``where`` names ``obj``)."""
     memo = {}
 
     def tensor(info):
@@ -178,12 +179,11 @@ def unpack(obj, arrays, build_tensor=_cpu_tensor):
             memo[key] = build_tensor(arrays[key], info)
         return memo[key]
 
-    def walk(o, depth):
-        if depth > MAX_DEPTH:
-            raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
-        d = depth + 1
+    def walk(o, path):                  # path: the keys and indices from obj down to o
+        if len(path) > MAX_DEPTH:
+            raise ValueError(f"{_field(where, path)} is nested more than {MAX_DEPTH} levels deep")
         if isinstance(o, list):
-            return [walk(v, d) for v in o]
+            return [walk(v, path + (i,)) for i, v in enumerate(o)]
         if not isinstance(o, dict):
             return o
         if set(o) == {"__array__"}:
@@ -191,14 +191,23 @@ def unpack(obj, arrays, build_tensor=_cpu_tensor):
         if "__tensor__" in o:
             return tensor(o)
         if set(o) == {"__tuple__"}:
-            return tuple(walk(v, d) for v in o["__tuple__"])
-        if set(o) == {"__items__"}:
-            return {_freeze(walk(k, d)): walk(v, d) for k, v in o["__items__"]}
-        if set(o) == {"__odict__"}:
-            return OrderedDict((_freeze(walk(k, d)), walk(v, d)) for k, v in o["__odict__"])
-        return {k: walk(v, d) for k, v in o.items()}
+            return tuple(walk(v, path + (i,)) for i, v in enumerate(o["__tuple__"]))
+        if set(o) == {"__items__"} or set(o) == {"__odict__"}:
+            pairs = o.get("__items__", o.get("__odict__"))
+            keys = [_freeze(walk(k, path + ("<key>",))) for k, _ in pairs]
+            items = [(k, walk(v, path + (k,))) for k, (_, v) in zip(keys, pairs)]
+            return dict(items) if "__items__" in o else OrderedDict(items)
+        return {k: walk(v, path + (k,)) for k, v in o.items()}
 
-    return walk(obj, 0)
+    return walk(obj, ())
+
+
+def _field(where, path, shown=4):
+    """``meta.x[0][0]...`` : the first ``shown`` steps of ``path`` below ``where``."""
+    name = where
+    for k in path[:shown]:
+        name = _child(name, k)
+    return name + ("..." if len(path) > shown else "")
 
 
 def _freeze(k):
@@ -478,6 +487,9 @@ def read_archive(source, bad):
         with open_zip(source, bad) as z:
             infos = {i.filename: i for i in z.infolist()}
             if f"{_META}.npy" not in infos or f"{_META_HASH}.npy" not in infos:
+                if _is_torch_zip(infos):
+                    raise bad("it is a PyTorch file (torch.save), not tinyconv's format; "
+                              "tinyconv.load reads it")
                 raise bad("no tinyconv metadata inside (a foreign zip or .npz file?)")
             meta_bytes = _read_npy(z, infos[f"{_META}.npy"], None, bad).tobytes()
             if hashlib.sha256(meta_bytes).hexdigest().encode() != \
@@ -505,6 +517,30 @@ def read_archive(source, bad):
     except Exception as e:     # a damaged zip can raise almost anything (BadZipFile, zlib.error, ...)
         raise bad(f"{type(e).__name__}: {e} (truncated, corrupted or not a .npz file)") from None
     return doc, arrays
+
+
+def _is_torch_zip(names):
+    return any(n.endswith("/data.pkl") and n.count("/") == 1 for n in names)
+
+
+def archive_kind(source):
+    """What a zip file holds, from its directory and metadata only (no array is read):
+    "checkpoint" (:func:`save_checkpoint`), "save" (``tinyconv.save``), "torch"
+    (``torch.save``), or None (anything else, or a damaged file)."""
+    def bad(why):
+        return CheckpointError(why)
+    try:
+        with open_zip(source, bad) as z:
+            infos = {i.filename: i for i in z.infolist()}
+            if _is_torch_zip(infos):
+                return "torch"
+            if f"{_META}.npy" not in infos:
+                return None
+            doc = json.loads(_read_npy(z, infos[f"{_META}.npy"], None, bad).tobytes().decode("utf-8"))
+    except Exception:                  # damaged: the loader that runs next says how
+        return None
+    kind = doc.get("format") if isinstance(doc, dict) else None
+    return {FORMAT: "checkpoint", "tinyconv-save": "save"}.get(kind)
 
 
 # --------------------------------------------------------------------------- metadata schema
@@ -540,6 +576,11 @@ def _one_of(*choices):
     return check
 
 
+def _bool(v):
+    if not isinstance(v, bool):
+        return "true or false"
+
+
 def _optional(check):
     return lambda v: None if v is None else check(v)
 
@@ -553,16 +594,17 @@ def _list_of(check, max_len):
 
 #: what ``tinyconv predict`` (and resuming) builds from a checkpoint's ``meta``: field -> check
 #: (a function returning None or what was expected).  Every field is optional; present, it must pass.
-MAX_IMAGE_SIDE = 4096
+MAX_IMAGE_SIDE, MAX_CLASSES, MAX_CHANNELS = 4096, 100_000, 64
 META_SCHEMA = {
     "arch": _str(100), "variant": _str(100),
-    "num_classes": _int_in(1, 100_000), "in_channels": _int_in(1, 64),
+    "num_classes": _int_in(1, MAX_CLASSES), "in_channels": _int_in(1, MAX_CHANNELS),
     "input_shape": _list_of(_int_in(1, MAX_IMAGE_SIDE), 3),
     "classes": _list_of(_str(1000), 100_000),
     "epoch": _int_in(0, 2**62), "step": _int_in(0, 2**62),
     "preprocess": {"mode": _one_of("L", "RGB"), "resize": _int_in(1, MAX_IMAGE_SIDE),
                    "crop": _int_in(1, MAX_IMAGE_SIDE), "mean": _numbers(False),
-                   "std": _optional(_numbers(True)), "invert_hint": _str(1000)},
+                   "std": _optional(_numbers(True)), "invert_hint": _str(1000),
+                   "hflip": _bool},
 }
 
 
@@ -580,12 +622,13 @@ def check_meta(meta, bad, schema=META_SCHEMA, where="meta"):
             continue
         expected = check(v)
         if expected:
-            raise bad(f"{name} is {_short(v)}; expected {expected}")
+            raise bad(f"{name} is {short_repr(v)}; expected {expected}")
 
 
-def _short(v):
+def short_repr(v, limit=60):
+    """``repr(v)``, cut to ``limit`` characters (for error messages about untrusted values)."""
     r = repr(v)
-    return r if len(r) <= 60 else r[:57] + "..."
+    return r if len(r) <= limit else r[:limit - 3] + "..."
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -634,16 +677,18 @@ def load_checkpoint(path):
 
     doc, arrays = read_archive(path, bad)
     if doc.get("format") != FORMAT:
-        raise bad(f"format {doc.get('format')!r}, expected {FORMAT!r}")
+        hint = (" (written by tinyconv.save: tinyconv.load reads it)"
+                if doc.get("format") == "tinyconv-save" else "")
+        raise bad(f"format {doc.get('format')!r}, expected {FORMAT!r}{hint}")
     if doc.get("version") != VERSION:
         raise bad(f"format version {doc.get('version')!r}; this tinyconv reads version {VERSION}")
     try:
         names, keys = doc["model"]["names"], doc["model"]["arrays"]
         out = {
             "model_state": OrderedDict((n, arrays[k]) for n, k in zip(names, keys, strict=True)),
-            "optimizer_state": unpack(doc["optimizer"], arrays),
-            "rng_state": unpack(doc["rng"], arrays),
-            "meta": unpack(doc["meta"], arrays),
+            "optimizer_state": unpack(doc["optimizer"], arrays, where="optimizer_state"),
+            "rng_state": unpack(doc["rng"], arrays, where="rng_state"),
+            "meta": unpack(doc["meta"], arrays, where="meta"),
             "path": path,
         }
     except (KeyError, TypeError, ValueError) as e:

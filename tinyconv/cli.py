@@ -5,7 +5,10 @@
     tinyconv train --resume --out runs/alexnet
     tinyconv train --nproc 2             # data-parallel on 2 MPI ranks (= mpirun -n 2 tinyconv train)
     tinyconv predict digit.png --checkpoint runs/alexnet/best.npz [--ten-crop]
-    tinyconv summary paper [--input-shape 3 227 227] [--num-classes 1000]
+    tinyconv predict x.png --checkpoint net.pt --model mypkg.nets:MyNet   # a tinyconv.save'd state_dict
+    tinyconv summary paper [--num-classes 1000]
+    tinyconv summary mypkg.nets:MyNet --input-shape 3 64 64
+    tinyconv --version
     tinyconv convert-torch alexnet-owt.pth alexnet.npz
     tinyconv walkthrough lrn             # one chapter of docs/: a layer's forward, backward, gradcheck
 
@@ -13,15 +16,96 @@ Each subcommand is one ``_cmd_<name>(args)`` function registered in :data:`COMMA
 by :func:`_parser`; a new one (the docs' ``walkthrough``) adds its parser lines there
 and its function below.  ``main(argv)`` returns the exit status (0 ok, 1 error,
 2 usage, 130 Ctrl-C), so tests call it directly.
+
+Every error is one line on stderr, ``tinyconv <cmd>: <what>``: a bad flag says the flag,
+the range it takes (PyTorch's, where PyTorch has the same parameter) and what it got,
+before anything is loaded; a failure later says the file or device it concerns.
+``--model module:Class`` imports the named class (explicitly: the user names the code
+to run); a checkpoint file itself never executes anything.
 """
 import argparse
+import math
+import os
+import pickle
 import sys
 
 import numpy as np
 
+from .checkpoint import MAX_CHANNELS, MAX_CLASSES, MAX_IMAGE_SIDE, short_repr
+
 
 class CommandError(Exception):
     """A user-facing failure: printed as ``tinyconv <cmd>: <message>`` with exit status 1."""
+
+
+def _warn(command, msg):
+    sys.stdout.flush()                               # after the lines printed before it, when both are piped
+    print(f"tinyconv {command}: {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- flag types
+# argparse ``type=`` functions: each gives one line "--flag: expected <range>, got <value>"
+
+
+def _int_flag(lo=None, hi=None, note=""):
+    """An int in [lo, hi] (either end open when None)."""
+    if lo is not None and hi is not None:
+        want = f"an int from {lo} to {hi}"
+    elif lo is not None:
+        want = f"an int >= {lo}"
+    else:
+        want = "an int"
+    want += note
+
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {want}, got {text!r}") from None
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"expected {want}, got {v}")
+        return v
+    return parse
+
+
+def _float_flag(want, ok):
+    """A finite float for which ``ok(v)`` holds; ``want`` says which (for the error)."""
+    def parse(text):
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {want}, got {text!r}") from None
+        if not (math.isfinite(v) and ok(v)):
+            raise argparse.ArgumentTypeError(f"expected {want}, got {v:g}")
+        return v
+    return parse
+
+
+def _seed(text):
+    """``torch.manual_seed``'s range, -2**63 to 2**64 - 1; a negative seed is taken modulo
+    2**64 as PyTorch does (-1 is the seed 2**64 - 1)."""
+    v = _int_flag(-2**63, 2**64 - 1)(text)
+    return v % 2**64
+
+
+def _device(text):
+    from .backend import device
+    try:
+        device(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda or cuda:N, got {text!r}") from None
+    return text
+
+
+def _out_folder(text):
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"expected a folder (for last.npz, best.npz and the plots), "
+                                         f"got {text!r}, which is a file")
+    return text
+
+
+_POSITIVE = _int_flag(1)
+_COUNT = _int_flag(0)
 
 
 # --------------------------------------------------------------------------- train
@@ -58,8 +142,6 @@ def _launch(args):
 
 def _cmd_train(args):
     from .train import TrainConfig, TrainingDiverged, train
-    if args.nproc < 1:
-        raise CommandError(f"--nproc must be >= 1, got {args.nproc}")
     if args.nproc > 1:
         return _launch(args)
     cfg = TrainConfig(variant=args.variant, data=args.data, device=args.device, epochs=args.epochs,
@@ -73,27 +155,140 @@ def _cmd_train(args):
                       threads=args.threads)
     try:
         result = train(cfg)
-    except (TrainingDiverged, ValueError, FileNotFoundError, ImportError) as e:
+    except (TrainingDiverged, ValueError, OSError, ImportError) as e:
         raise CommandError(str(e)) from None   # bad data, checkpoint or arguments: the message says which
     if result.get("rank", 0) != 0:
         return 0
-    print(f"test accuracy: {result['test_accuracy']:.2%}   (top-5 error {result['test_top5_error']:.2%}; "
+    split = ("test accuracy" if result["test_split"] == "test" else
+             "val accuracy (no test/ split; this set chose the best checkpoint)")
+    print(f"{split}: {result['test_accuracy']:.2%}   (top-5 error {result['test_top5_error']:.2%}; "
           f"{result['wall_time']:.0f} s)")
+    best = result["tested_checkpoint"]
+    print(f"use {best} (epoch {result['best_epoch']}, the lowest validation error): "
+          f"tinyconv predict IMAGE --checkpoint {best}")
     return 0
 
 
-# --------------------------------------------------------------------------- predict
+# --------------------------------------------------------------------------- models
 
 
-def _model_from_checkpoint(path):
+def _import_model(spec, flag="--model"):
+    """``module:Class`` -> the class (or factory) the user named, imported from the
+    installed packages or the current folder (as ``python -m`` would)."""
+    import importlib
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise CommandError(f"{flag} is {spec!r}; expected module:Class (e.g. mypkg.nets:MyNet)")
+    here = os.getcwd()
+    added = here not in sys.path
+    if added:
+        sys.path.insert(0, here)
+    try:
+        obj = importlib.import_module(module)
+        for part in name.split("."):
+            obj = getattr(obj, part)
+    except Exception as e:                                # the user's module: anything can fail
+        raise CommandError(f"{flag} {spec}: cannot import it ({type(e).__name__}: {e})") from None
+    finally:
+        if added:
+            sys.path.remove(here)
+    return obj
+
+
+def _build_model(spec, flag="--model"):
+    """An instance of the ``module:Class`` the user named, built with no arguments."""
+    from .nn import Module
+    cls = _import_model(spec, flag)
+    if not callable(cls):
+        raise CommandError(f"{flag} {spec} is a {type(cls).__name__}; expected a Module class")
+    try:
+        model = cls()
+    except Exception as e:
+        raise CommandError(f"{flag} {spec}: {spec.partition(':')[2]}() failed "
+                           f"({type(e).__name__}: {e}); it must build with no arguments") from None
+    if not isinstance(model, Module):
+        raise CommandError(f"{flag} {spec}: {spec.partition(':')[2]}() gave a {type(model).__name__}; "
+                           "expected a tinyconv.nn.Module")
+    return model
+
+
+def _file_kind(path):
+    """What a weights file is, from its first bytes and zip directory (nothing is run):
+    "checkpoint" (tinyconv train), "save" (tinyconv.save), "torch", "pickle", "safetensors", None."""
     from . import checkpoint as ckpt
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return None
+    from .serialization import is_safetensors_head
+    if is_safetensors_head(head):
+        return "safetensors"
+    if head[:1] == b"\x80":
+        return "pickle"
+    if head[:2] != b"PK":
+        return None
+    return ckpt.archive_kind(path)
+
+
+_CONVERT = ("convert a torchvision AlexNet with `tinyconv convert-torch {path} alexnet.npz`, or name "
+            "the model class of another state_dict with --model module:Class")
+
+
+def _load_weights(path, spec):
+    """(model_state, meta) of ``path``: a training checkpoint, or with ``--model`` also a
+    state_dict written by tinyconv.save, torch.save or safetensors."""
+    import tinyconv
+    from . import checkpoint as ckpt
+    if not os.path.isfile(path):
+        raise CommandError(f"--checkpoint {path}: no such file")
+    kind = _file_kind(path)
+    if kind == "checkpoint" or (kind is None and not spec):
+        c = ckpt.load_checkpoint(path)                    # meta's types and ranges are checked there
+        return c["model_state"], c["meta"]
+    if not spec:
+        if kind == "torch":
+            raise CommandError(f"{path} is a PyTorch file (torch.save): " + _CONVERT.format(path=path))
+        if kind == "pickle":
+            raise CommandError(f"{path} is a pickle (PyTorch's legacy torch.save format, or pickle.dump), "
+                               "which tinyconv never loads since a pickle can run code; re-save it with a "
+                               "current torch.save, then " + _CONVERT.format(path=path))
+        raise CommandError(f"{path} holds a state_dict saved with "
+                           f"{'tinyconv.save' if kind == 'save' else 'safetensors'}, not a training "
+                           "checkpoint; name its model class with --model module:Class")
+    obj = tinyconv.load(path, map_location="cpu")
+    if isinstance(obj, dict):
+        for key in ("model_state", "state_dict", "model"):        # a {"state_dict": ..., ...} checkpoint
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not (isinstance(obj, dict) and obj and all(hasattr(v, "shape") for v in obj.values())):
+        raise CommandError(f"{path} holds a {type(obj).__name__}, not a state_dict "
+                           "(a dict of parameter name -> tensor)")
+    return obj, {}
+
+
+def _model_from_checkpoint(path, spec=None):
+    """(model in eval mode, meta) for ``predict``: the AlexNet a training checkpoint
+    describes, or the ``--model`` class with the file's state_dict."""
+    from . import checkpoint as ckpt
+    state, meta = _load_weights(path, spec)
+    if spec:
+        model = _build_model(spec)
+    else:
+        model = _alexnet_for(path, meta, state)
+    ckpt.check_model_state(model.state_dict(), state, path, meta)
+    model.load_state_dict(state)
+    model.eval()
+    return model, meta
+
+
+def _alexnet_for(path, meta, state):
     from .models import alexnet
     from .models.alexnet import VARIANTS
-    c = ckpt.load_checkpoint(path)                    # meta's types and ranges are checked there
-    meta, state = c["meta"], c["model_state"]
     if meta.get("arch", "alexnet") != "alexnet" or "variant" not in meta:
         raise CommandError(f"{path}: the checkpoint does not say which AlexNet variant it holds "
-                           f"(meta has {sorted(meta)[:8]})")
+                           f"(meta has {sorted(meta)[:8]}); name its model class with --model module:Class")
     if meta["variant"] not in VARIANTS:
         raise CommandError(f"{path}: meta.variant is {meta['variant']!r}; expected one of {sorted(VARIANTS)}")
     shapes = [np.shape(a) for a in state.values()]
@@ -105,11 +300,24 @@ def _model_from_checkpoint(path):
     for field, have in (("num_classes", num_classes), ("in_channels", in_channels)):
         if meta.get(field, have) != have:
             raise CommandError(f"{path}: meta.{field} is {meta[field]}, but the stored weights have {have}")
-    model = alexnet(num_classes=num_classes, variant=meta["variant"], in_channels=in_channels, init="default")
-    ckpt.check_model_state(model.state_dict(), c["model_state"], path, meta)
-    model.load_state_dict(c["model_state"])
-    model.eval()
-    return model, meta
+    return alexnet(num_classes=num_classes, variant=meta["variant"], in_channels=in_channels, init="default")
+
+
+def _input_shape(model, meta, given, command):
+    """One sample's shape: --input-shape, else the model's ``input_shape``, else meta's
+    (``predict`` takes images: C H W)."""
+    shape = given or getattr(model, "input_shape", None) or meta.get("input_shape")
+    if not shape:
+        raise CommandError(f"{type(model).__name__} has no input_shape attribute; "
+                           "give --input-shape C H W")
+    shape = tuple(int(d) for d in shape)
+    if len(shape) != 3 and command == "predict":
+        raise CommandError(f"{type(model).__name__}'s input shape is {' '.join(map(str, shape))}; predict "
+                           "feeds it images: give --input-shape C H W")
+    return shape
+
+
+# --------------------------------------------------------------------------- predict
 
 
 def _class_names(meta, n):
@@ -122,10 +330,10 @@ def _class_names(meta, n):
     return [str(i) for i in range(n)]
 
 
-def _preprocess(meta, model, path="the checkpoint"):
+def _preprocess(meta, model, path="the checkpoint", shape=None):
     """The checkpoint's recipe, or the variant's usual one (ImageNet statistics for the
     ImageNet-sized nets, as torchvision's pretrained weights expect)."""
-    c, h, _ = model.input_shape
+    c, h, _ = shape or model.input_shape
     p = dict(meta.get("preprocess") or {})
     if not p:
         if h >= 200:
@@ -135,20 +343,29 @@ def _preprocess(meta, model, path="the checkpoint"):
     p.setdefault("mode", "L" if c == 1 else "RGB")
     p.setdefault("mean", [0.0] * c)
     p.setdefault("crop", h)
-    if p["crop"] != h or (p["mode"] == "L") != (c == 1) or len(p["mean"]) not in (1, c) \
+    if c not in (1, 3) or p["crop"] != h or (p["mode"] == "L") != (c == 1) or len(p["mean"]) not in (1, c) \
             or (p.get("std") and len(p["std"]) != len(p["mean"])) or (p.get("resize") or h) > 8 * h:
-        raise CommandError(f"{path}: meta.preprocess {_short(p)} does not fit "
+        raise CommandError(f"{path}: meta.preprocess {short_repr(p, 120)} does not fit "
                            f"the model's {c}x{h}x{h} input (crop {h}, resize {h} to {8 * h}, mode "
-                           f"{'L' if c == 1 else 'RGB'}, {c} mean/std values)")
+                           f"{'L' if c == 1 else 'RGB'}, {c} mean/std values; images have 1 or 3 channels)")
     return p
 
 
-def _short(v):
-    r = repr(v)
-    return r if len(r) <= 120 else r[:117] + "..."
+def _trained_with_flips(meta):
+    """Whether the training run mirrored its images: True, False, or None (not recorded)."""
+    flips = (meta.get("preprocess") or {}).get("hflip")
+    if flips is not None:
+        return bool(flips)
+    config = meta.get("config")
+    if isinstance(config, dict):                          # checkpoints from before "hflip" was recorded
+        from .data import BUNDLED
+        if config.get("augment") is False or config.get("data") in BUNDLED:
+            return False                                  # the bundled digits get random crops only
+    return None
 
 
 def _load_inputs(path, p, ten_crop):
+    """(the network's input batch, the image's mean brightness in [0, 1])."""
     from .data import load_image
     from .data import transforms as T
     try:
@@ -162,8 +379,20 @@ def _load_inputs(path, p, ten_crop):
     x = T.ToArray()(T.Resize(resize)(img))
     norm = T.Normalize(p["mean"], p.get("std"))
     if ten_crop:
-        return np.stack([norm(v) for v in T.TenCrop(crop)(x)])
-    return norm(T.CenterCrop(crop)(x))[None]
+        return np.stack([norm(v) for v in T.TenCrop(crop)(x)]), float(x.mean())
+    return norm(T.CenterCrop(crop)(x))[None], float(x.mean())
+
+
+def _inverted_note(path, brightness, p):
+    """The checkpoint's ``invert_hint`` when the image's brightness is on the other side of
+    0.5 from the training images' mean (a black-on-white drawing for MNIST), else None."""
+    hint, trained = p.get("invert_hint"), float(np.mean(p["mean"]))
+    if not hint or (brightness < 0.5) == (trained < 0.5):
+        return None
+    light = "light" if brightness >= 0.5 else "dark"
+    return (f"note: {path} is mostly {light} (mean brightness {brightness:.2f}; the training images' is "
+            f"{trained:.2f}): {hint}; invert the image first (PIL.ImageOps.invert) if its strokes are the "
+            "other way round")
 
 
 def _cmd_predict(args):
@@ -171,16 +400,31 @@ def _cmd_predict(args):
     import tinyconv.nn.functional as F
     from .checkpoint import CheckpointError
     try:
-        model, meta = _model_from_checkpoint(args.checkpoint)
-    except (CheckpointError, ValueError, MemoryError) as e:
+        model, meta = _model_from_checkpoint(args.checkpoint, args.model)
+    except (CheckpointError, ValueError, MemoryError, pickle.UnpicklingError) as e:
         raise CommandError(str(e) or type(e).__name__) from None
     if args.device != "cpu":
-        model.to(args.device)
-    p = _preprocess(meta, model, args.checkpoint)
+        try:
+            model.to(args.device)
+        except (RuntimeError, ValueError, ImportError) as e:
+            raise CommandError(f"--device {args.device}: {e}") from None
+    shape = _input_shape(model, meta, args.input_shape, "predict")
+    p = _preprocess(meta, model, args.checkpoint, shape)
+    if args.ten_crop and _trained_with_flips(meta) is False:
+        _warn("predict", "warning: --ten-crop averages 5 crops and their mirror images, but this model was "
+                         "trained without horizontal flips (mirrored digits or letters are other shapes); "
+                         "the average may be worse than the centre crop alone")
     with tinyconv.no_grad():
         for path in args.images:
-            x = _load_inputs(path, p, args.ten_crop)
-            probs = F.softmax(model(tinyconv.tensor(x, device=args.device)), dim=1).array
+            x, brightness = _load_inputs(path, p, args.ten_crop)
+            note = _inverted_note(path, brightness, p)
+            if note:
+                _warn("predict", note)
+            try:
+                logits = model(tinyconv.tensor(x, device=args.device, dtype=_dtype_of(model)))
+            except (ValueError, TypeError, RuntimeError) as e:    # a --model that does not take these images
+                raise CommandError(f"{type(model).__name__}: {e}") from None
+            probs = F.softmax(logits, dim=1).array
             probs = tinyconv.backend.to_device(probs, "cpu").mean(axis=0)   # the 10 crops' average
             names = _class_names(meta, probs.shape[0])
             top = np.argsort(-probs, kind="stable")[:min(args.top, probs.shape[0])]
@@ -191,29 +435,47 @@ def _cmd_predict(args):
     return 0
 
 
+def _dtype_of(model):
+    params = list(model.parameters())
+    return params[0].dtype if params else None
+
+
 # --------------------------------------------------------------------------- summary
+
+#: most values one sample of ``summary --input-shape`` may have (the forward pass runs on zeros)
+MAX_SUMMARY_VALUES = 3 * MAX_IMAGE_SIDE**2
 
 
 def _cmd_summary(args):
-    from .checkpoint import MAX_IMAGE_SIDE, META_SCHEMA
     from .models import alexnet
+    from .models.alexnet import VARIANTS
     from .nn.summary import summary
-    for flag, v, check in (("--num-classes", args.num_classes, META_SCHEMA["num_classes"]),
-                           ("--in-channels", args.in_channels, META_SCHEMA["in_channels"])):
-        if v is not None and check(v):                 # the ranges a checkpoint may declare
-            raise CommandError(f"{flag} is {v}; expected {check(v)}")
-    if args.input_shape and not all(1 <= d <= MAX_IMAGE_SIDE for d in args.input_shape):
-        raise CommandError(f"--input-shape is {' '.join(map(str, args.input_shape))}; expected sizes "
-                           f"from 1 to {MAX_IMAGE_SIDE}")
-    try:
-        model = alexnet(num_classes=args.num_classes, variant=args.model, in_channels=args.in_channels,
-                        init="default")
-    except ValueError as e:
-        raise CommandError(str(e)) from None
     shape = tuple(args.input_shape) if args.input_shape else None
+    if shape and math.prod(shape) > MAX_SUMMARY_VALUES:
+        raise CommandError(f"--input-shape is {' '.join(map(str, shape))} ({math.prod(shape):,} values); "
+                           f"expected at most {MAX_SUMMARY_VALUES:,} values per sample")
+    if ":" in args.model:
+        for flag, v in (("--num-classes", args.num_classes), ("--in-channels", args.in_channels)):
+            if v is not None:
+                raise CommandError(f"{flag} applies to the AlexNet variants; {args.model} is built "
+                                   "with no arguments")
+        model = _build_model(args.model, "MODEL")
+        shape = _input_shape(model, {}, shape, "summary")
+    else:
+        if args.model not in VARIANTS:
+            raise CommandError(f"MODEL is {args.model!r}; expected one of {', '.join(sorted(VARIANTS))} "
+                               "or module:Class")
+        try:
+            model = alexnet(num_classes=args.num_classes, variant=args.model, in_channels=args.in_channels,
+                            init="default")
+        except ValueError as e:
+            raise CommandError(str(e)) from None
+        if shape and shape != tuple(model.input_shape):
+            raise CommandError(f"--input-shape is {' '.join(map(str, shape))}; AlexNet {args.model!r} "
+                               f"takes {' '.join(map(str, model.input_shape))}")
     try:
         summary(model, shape, print_fn=print)
-    except (ValueError, MemoryError) as e:
+    except (ValueError, TypeError, RuntimeError, MemoryError) as e:
         raise CommandError(str(e) or type(e).__name__) from None
     return 0
 
@@ -246,7 +508,7 @@ def _cmd_walkthrough(args):
 COMMANDS = {
     "train": (_cmd_train, "train an AlexNet (default: small28 on the bundled MNIST digits, CPU)"),
     "predict": (_cmd_predict, "print the top-5 classes of images with a trained checkpoint"),
-    "summary": (_cmd_summary, "print an AlexNet variant's layers, output shapes, parameters and FLOPs"),
+    "summary": (_cmd_summary, "print a model's layers, output shapes, parameters and FLOPs"),
     "convert-torch": (_cmd_convert_torch, "turn a torchvision AlexNet .pth into a tinyconv checkpoint"),
     "walkthrough": (_cmd_walkthrough, "run one chapter of docs/: a layer's forward, backward and "
                                       "gradient check, printed"),
@@ -258,11 +520,30 @@ def _variants():
     return sorted(VARIANTS)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors: ``tinyconv train: --lr: expected ..., got -1``."""
+
+    def error(self, message):
+        message = message[len("argument "):] if message.startswith("argument ") else message
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _version():
+    """tinyconv's installed version, as ``python -m pip show tinyconv`` gives it."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("tinyconv")
+    except PackageNotFoundError:                      # run from a source tree that is not installed
+        from . import __version__
+        return __version__
+
+
 def _parser():
     from .data import BUNDLED
     from .train import TrainConfig
     d = TrainConfig()
-    ap = argparse.ArgumentParser(prog="tinyconv", description="tinyconv: AlexNet from scratch on NumPy/CuPy")
+    ap = _Parser(prog="tinyconv", description="tinyconv: AlexNet from scratch on NumPy/CuPy")
+    ap.add_argument("--version", action="version", version=f"tinyconv {_version()}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     parsers = {name: sub.add_parser(name, help=h, description=h) for name, (_, h) in COMMANDS.items()}
@@ -272,48 +553,69 @@ def _parser():
                    help=f"AlexNet variant (default {d.variant})")
     t.add_argument("--data", default=d.data,
                    help=f"a bundled set ({', '.join(sorted(BUNDLED))}) or a folder with train/ and val/ "
-                        f"image-class folders (default {d.data})")
-    t.add_argument("--device", default=d.device, help="cpu or cuda (default cpu)")
-    t.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
-    t.add_argument("--batch-size", type=int, default=d.batch_size,
+                        f"(and optionally test/) image-class folders (default {d.data})")
+    t.add_argument("--device", type=_device, default=d.device, help="cpu, cuda or cuda:N (default cpu)")
+    t.add_argument("--epochs", type=_POSITIVE, default=d.epochs, help=f"at least 1 (default {d.epochs})")
+    t.add_argument("--batch-size", type=_POSITIVE, default=d.batch_size,
                    help=f"images per step per process (default {d.batch_size}; the global batch is "
                         "this times the number of processes)")
-    t.add_argument("--lr", type=float, default=d.lr, help=f"initial learning rate (default {d.lr})")
-    t.add_argument("--patience", type=int, default=d.patience,
+    t.add_argument("--lr", type=_float_flag("a finite float > 0", lambda v: v > 0), default=d.lr,
+                   help=f"initial learning rate, > 0 (default {d.lr})")
+    t.add_argument("--patience", type=_COUNT, default=d.patience,
                    help=f"epochs without a better validation error before lr /= 10 (default {d.patience})")
-    t.add_argument("--seed", type=int, default=d.seed, help=f"default {d.seed}")
-    t.add_argument("--out", default=d.out, help=f"folder for checkpoints and plots (default {d.out})")
+    t.add_argument("--seed", type=_seed, default=d.seed,
+                   help=f"-2**63 to 2**64-1, a negative one taken modulo 2**64 as torch.manual_seed does "
+                        f"(default {d.seed})")
+    t.add_argument("--out", type=_out_folder, default=d.out,
+                   help=f"folder for checkpoints and plots (default {d.out})")
     t.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
                    help="continue from OUT/last.npz (or the given checkpoint)")
-    t.add_argument("--workers", type=int, default=d.num_workers, help="data loader threads")
-    t.add_argument("--threads", type=int, default=0,
-                   help="CPU threads for the kernels and BLAS (default: 1 for the small nets, else all)")
+    t.add_argument("--workers", type=_COUNT, default=d.num_workers,
+                   help=f"data loader threads, >= 0 (0: load in the training thread; "
+                        f"default {d.num_workers})")
+    t.add_argument("--threads", type=_COUNT, default=0,
+                   help="CPU threads for the kernels and BLAS (default 0: 1 for the small nets, else all)")
     t.add_argument("--init", choices=["paper", "default", "kaiming"],
                    help="weight initialization (default: the variant's own)")
     t.add_argument("--kernels", choices=["fast", "reference"], help="force the kernel mode")
     t.add_argument("--no-augment", action="store_true", help="no random crops/flips/colour noise")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.add_argument("--no-plots", action="store_true", help="no PNG plots at the end")
-    t.add_argument("--dropout", type=float, help="override every dropout layer's p (default: the model's)")
-    t.add_argument("--max-steps", type=int, default=0, help="cut each epoch after this many batches (0: all)")
-    t.add_argument("--nproc", type=int, default=1, metavar="N",
+    t.add_argument("--dropout", type=_float_flag("a probability from 0 to 1", lambda v: 0 <= v <= 1),
+                   help="override every dropout layer's p, 0 to 1 (default: the model's)")
+    t.add_argument("--max-steps", type=_COUNT, default=0,
+                   help="cut each epoch after this many batches (default 0: all)")
+    t.add_argument("--nproc", type=_POSITIVE, default=1, metavar="N",
                    help="train data-parallel on N processes: relaunches this command under the MPI "
                         "launcher (mpiexec -n N); --batch-size is per process, the global batch N times it")
-    t.add_argument("--eval-limit", type=int, default=0,
-                   help="evaluate on the first N validation/test images only (0: all)")
+    t.add_argument("--eval-limit", type=_COUNT, default=0,
+                   help="evaluate on the first N validation/test images only (default 0: all)")
 
     p = parsers["predict"]
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
-    p.add_argument("--checkpoint", required=True, help="a tinyconv checkpoint (.npz)")
-    p.add_argument("--ten-crop", action="store_true", help="average the paper's 10 crops")
-    p.add_argument("--top", type=int, default=5, help="how many classes to show (default 5)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--checkpoint", required=True,
+                   help="a checkpoint of tinyconv train (.npz); with --model also a state_dict saved by "
+                        "tinyconv.save, torch.save or safetensors")
+    p.add_argument("--model", metavar="MODULE:CLASS",
+                   help="the model class to load the state_dict into, imported by name (e.g. "
+                        "mypkg.nets:MyNet, built with no arguments; default: the checkpoint's AlexNet)")
+    p.add_argument("--input-shape", type=_int_flag(1, MAX_IMAGE_SIDE), nargs=3, metavar=("C", "H", "W"),
+                   help="the model's input (default: its input_shape attribute or the checkpoint's)")
+    p.add_argument("--ten-crop", action="store_true",
+                   help="average the paper's 10 crops (4 corners, centre and their mirror images)")
+    p.add_argument("--top", type=_POSITIVE, default=5, help="how many classes to show, >= 1 (default 5)")
+    p.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N (default cpu)")
 
     s = parsers["summary"]
-    s.add_argument("model", choices=_variants(), metavar="MODEL", help=f"one of {', '.join(_variants())}")
-    s.add_argument("--input-shape", type=int, nargs="+", metavar="N", help="C H W of one sample")
-    s.add_argument("--num-classes", type=int, default=None)
-    s.add_argument("--in-channels", type=int, default=None)
+    s.add_argument("model", metavar="MODEL",
+                   help=f"an AlexNet variant ({', '.join(_variants())}) or module:Class (a "
+                        "tinyconv.nn.Module class, imported by name and built with no arguments)")
+    s.add_argument("--input-shape", type=_int_flag(1, MAX_IMAGE_SIDE), nargs="+", metavar="N",
+                   help="one sample's shape, e.g. C H W (default: the model's input_shape)")
+    s.add_argument("--num-classes", type=_int_flag(1, MAX_CLASSES), default=None,
+                   help="an AlexNet variant's classes (default: its own)")
+    s.add_argument("--in-channels", type=_int_flag(1, MAX_CHANNELS), default=None,
+                   help="an AlexNet variant's input channels (default: its own)")
 
     c = parsers["convert-torch"]
     c.add_argument("input", help="a torchvision AlexNet state_dict (.pth)")
@@ -325,19 +627,29 @@ def _parser():
     return ap
 
 
+def _one_line(command, msg):
+    """``msg`` without a leading ``<command>: `` (the prefix main adds), its lines joined by "; "."""
+    lines, msg = str(msg).splitlines(), ""
+    for line in filter(None, (line.strip() for line in lines)):
+        msg += (" " if msg.endswith(":") else "; " if msg else "") + line
+    if msg.startswith(f"{command}: "):
+        msg = msg[len(command) + 2:]
+    return msg
+
+
 def main(argv=None):
     """Run the ``tinyconv`` command line; returns the exit status."""
     ap = _parser()
     try:
         args = ap.parse_args(argv)
-    except SystemExit as e:                          # --help or a usage error
+    except SystemExit as e:                          # --help, --version or a usage error
         return int(e.code or 0)
     args.argv = list(sys.argv[1:] if argv is None else argv)     # what --nproc relaunches
     func = COMMANDS[args.command][0]
     try:
         return func(args)
     except CommandError as e:
-        print(f"tinyconv {args.command}: {e}", file=sys.stderr)
+        print(f"tinyconv {args.command}: {_one_line(args.command, e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"tinyconv {args.command}: interrupted", file=sys.stderr)
@@ -346,4 +658,3 @@ def main(argv=None):
 
 if __name__ == "__main__":                          # python -m tinyconv.cli
     sys.exit(main())
-

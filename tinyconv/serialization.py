@@ -113,6 +113,8 @@ def load(f, map_location=None, *, weights_only=None):
     head = _peek(f, 16)
     if head[:2] == b"PK":
         return _load_zip(f, name, map_location, bad)
+    if is_safetensors_head(head):             # before the pickle test: a 128-byte header starts with 0x80
+        return _load_safetensors(f, map_location, name, bad)
     if head[:1] == b"\x80":
         raise bad("it is a pickle: PyTorch's legacy (pre-1.6) format or a plain pickle, which "
                   "tinyconv never unpickles because a pickle can run any code. Re-save it with a "
@@ -120,9 +122,13 @@ def load(f, map_location=None, *, weights_only=None):
                   ".safetensors")
     if head[:6] == b"\x93NUMPY":
         raise bad("it is a single .npy array; read it with numpy.load(..., allow_pickle=False)")
-    if len(head) >= 9 and head[8:9] == b"{":
-        return _load_safetensors(f, map_location, name, bad)
     raise bad("not a tinyconv, PyTorch (zip) or safetensors file")
+
+
+def is_safetensors_head(head):
+    """Whether a file's first bytes are a safetensors header: its length (8 bytes, little
+    endian) and then the JSON's opening brace."""
+    return len(head) >= 9 and head[8:9] == b"{"
 
 
 def _peek(f, n):

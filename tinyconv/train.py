@@ -18,7 +18,9 @@
   keep the last good epochs and the message says which epoch each holds (``tinyconv
   train`` then exits with status 1); Ctrl-C leaves them intact and says where they are;
 * at the end ``OUT/curves.png`` (the learning curves), ``OUT/filters.png`` (the first
-  layer's kernels, the paper's Figure 3) and the test-split accuracy.
+  layer's kernels, the paper's Figure 3) and the test-split accuracy of ``best.npz``'s
+  model, the checkpoint to predict with (a folder without ``test/`` is measured on
+  ``val/``, which chose that checkpoint, and the message says so).
 
 Data parallelism: launched by MPI (``mpirun -n N tinyconv train`` or ``tinyconv train
 --nproc N``, see :func:`launch_command`) ``train`` joins the process group and trains
@@ -43,13 +45,15 @@ optionally ``test/``) sub-folders in ImageFolder layout.
 Checkpoint metadata (``meta`` of :func:`tinyconv.checkpoint.load_checkpoint`), which
 ``tinyconv predict`` reads: ``arch`` ("alexnet"), ``variant``, ``num_classes``,
 ``in_channels``, ``classes`` (names by label), ``preprocess`` (``mode`` "L"/"RGB",
-``resize``, ``crop``, ``mean``, ``std``), ``epoch`` (completed epochs), ``step``,
+``resize``, ``crop``, ``mean``, ``std``, ``hflip``: whether training mirrored images,
+``invert_hint`` for the bundled digits), ``epoch`` (completed epochs), ``step``,
 ``history``, ``config``, ``loader``, ``scheduler``, ``best_val_error``, ``best_epoch``.
 """
 import atexit
 import contextlib
 import dataclasses
 import math
+import operator
 import os
 import sys
 import time
@@ -149,7 +153,8 @@ def build_data(cfg, model_shape):
             parts["train"].transform = norm
         parts["val"].transform = parts["test"].transform = norm
         preprocess = {"mode": mode, "resize": h, "crop": h, "mean": mean.tolist(), "std": std.tolist(),
-                      "invert_hint": "MNIST digits are light strokes on a dark background"}
+                      "invert_hint": "MNIST digits are light strokes on a dark background",
+                      "hflip": False}                     # random crops only (a mirrored 7 is no 7)
         return parts["train"], parts["val"], parts["test"], parts["train"].classes, preprocess
 
     root = cfg.data
@@ -179,7 +184,8 @@ def build_data(cfg, model_shape):
         if ds.classes != train.classes:
             raise ValueError(f"train: {name}/ has classes {ds.classes[:5]}..., train/ has "
                              f"{train.classes[:5]}...; they must be the same folders")
-    preprocess = {"mode": mode, "resize": resize, "crop": crop, "mean": mean.tolist(), "std": None}
+    preprocess = {"mode": mode, "resize": resize, "crop": crop, "mean": mean.tolist(), "std": None,
+                  "hflip": bool(cfg.augment)}
     return train, val, test, train.classes, preprocess
 
 
@@ -403,7 +409,11 @@ def train(cfg=None, callback=None, **overrides):
 def _train(cfg, callback):
     import tinyconv
     if _rank() == 0:
-        os.makedirs(cfg.out, exist_ok=True)
+        try:
+            os.makedirs(cfg.out, exist_ok=True)
+        except OSError as e:                                # a file in the way, no permission
+            raise ValueError(f"train: cannot use {cfg.out!r} as the output folder: "
+                             f"{e.strerror or e}") from None
     resumed = None
     if cfg.resume:
         path = cfg.resume_path or os.path.join(cfg.out, "last.npz")
@@ -413,11 +423,23 @@ def _train(cfg, callback):
         cfg = dataclasses.replace(cfg, **{k: saved[k] for k in _RESUME_KEEPS if k in saved})
     if cfg.device not in ("cpu", "cuda") and not cfg.device.startswith("cuda:"):
         raise ValueError(f"train: device must be 'cpu' or 'cuda', got {cfg.device!r}")
-    if cfg.dropout > 1:
-        raise ValueError(f"train: dropout must be a probability in [0, 1], got {cfg.dropout}")
+    if not (cfg.dropout == -1 or 0 <= cfg.dropout <= 1):
+        raise ValueError(f"train: dropout must be a probability in [0, 1] (or -1: the model's own), "
+                         f"got {cfg.dropout}")
+    for name in ("max_steps_per_epoch", "eval_limit", "num_workers", "patience", "threads"):
+        if getattr(cfg, name) < 0:                           # 0 means "all" / "none" / "auto"; no silent -1
+            raise ValueError(f"train: {name} must be >= 0, got {getattr(cfg, name)}")
     if cfg.epochs < 1 or cfg.batch_size < 1 or not cfg.lr > 0:
         raise ValueError(f"train: need epochs >= 1, batch_size >= 1 and lr > 0, got {cfg.epochs}, "
                          f"{cfg.batch_size}, {cfg.lr}")
+    try:
+        seed = None if isinstance(cfg.seed, bool) else operator.index(cfg.seed)     # ints, NumPy ints
+    except TypeError:
+        seed = None
+    if seed is None or not -2**63 <= seed < 2**64:
+        raise ValueError(f"train: seed must be an int from -2**63 to 2**64 - 1 (torch.manual_seed's "
+                         f"range), got {cfg.seed!r}")
+    cfg = dataclasses.replace(cfg, seed=seed % 2**64)         # a negative seed as torch.manual_seed takes it
     if _world() > 1:
         dist.barrier()                                      # the folder exists before anyone reads it
     with contextlib.ExitStack() as stack:
@@ -517,6 +539,7 @@ class _Run:
             raise ValueError(f"train: batch_size {self.global_batch}{per} is larger than the training set "
                              f"({len(train_set)} images), and an epoch takes whole batches only; use "
                              f"--batch-size {len(train_set) // self.world} or less")
+        self.test_split = "val" if test_set is val_set else "test"     # a folder without test/
         if cfg.eval_limit:
             val_set, test_set = _first(val_set, cfg.eval_limit), _first(test_set, cfg.eval_limit)
         self.train_set, self.val_set, self.test_set = train_set, val_set, test_set
@@ -586,6 +609,16 @@ class _Run:
             return "no checkpoint was written yet"
         msg = f"the last good checkpoint is {self.last_path} (epoch {last})"
         return msg + (f", the best {self.best_path} (epoch {best})" if best is not None else "")
+
+    def use_best(self):
+        """Load ``best.npz``'s weights for the test evaluation (the checkpoint to predict
+        with); -> its path and epoch (last.npz's when there is no best.npz)."""
+        best = self.saved[self.best_path]
+        if best is None or not os.path.exists(self.best_path):
+            return {"tested_checkpoint": self.last_path, "best_epoch": self.saved[self.last_path]}
+        if best != self.saved[self.last_path]:
+            self.model.load_state_dict(ckpt.load_checkpoint(self.best_path)["model_state"])
+        return {"tested_checkpoint": self.best_path, "best_epoch": best}
 
     def diverged(self, what):
         return TrainingDiverged(f"train: {what} (lr {self.opt.param_groups[0]['lr']:g}); stopping, no file "
@@ -736,14 +769,30 @@ def _run(cfg, resumed, callback):
     result = {"history": history, "rank": run.rank, "world_size": run.world,
               "checkpoint": run.last_path, "best_checkpoint": run.best_path,
               "wall_time": time.perf_counter() - t_run, "classes": list(run.classes)}
+    result.update(run.use_best())
     test_loader = _eval_loader(run.test_set, cfg)
     test_loss, t1, t5 = evaluate(run.model, test_loader, cfg.device)
-    result.update(test_loss=test_loss, test_top1_error=t1, test_top5_error=t5, test_accuracy=1 - t1)
+    result.update(test_loss=test_loss, test_top1_error=t1, test_top5_error=t5, test_accuracy=1 - t1,
+                  test_split=run.test_split)
     if cfg.plots and run.rank == 0:
         result.update(_plots(run.model, history, cfg.out, cfg))
-    _log(f"test accuracy {1 - t1:.2%} (top-1 error {t1:.2%}, top-5 error {t5:.2%}) on "
-         f"{len(run.test_set)} test images; checkpoint {run.last_path}")
+    _log(_final_message(run, result))
     return result
+
+
+def _final_message(run, r):
+    """Which checkpoint to use and why, and what its accuracy was measured on."""
+    n = len(run.test_set)
+    figures = f"{r['test_accuracy']:.2%} (top-1 error {r['test_top1_error']:.2%}, top-5 error " \
+              f"{r['test_top5_error']:.2%})"
+    if run.test_split == "test":
+        measured = f"test accuracy {figures} on {n} test images"
+    else:
+        measured = (f"val accuracy {figures} on {n} val images (no test/ split; this set chose the best "
+                    "checkpoint, so it is no unbiased test)")
+    return (f"{measured}, with {r['tested_checkpoint']} (epoch {r['best_epoch']}, the lowest validation "
+            f"top-1 error), the one to predict with; {run.last_path} (epoch {run.saved[run.last_path]}) "
+            "is the one to --resume")
 
 
 def _plots(model, history, out, cfg):
