@@ -204,7 +204,8 @@ class WinogradConv2dFunction(Function):
                        out=workspace("winograd.M", (a * a, G, K // G, P), x.dtype, x))
         y = _transform("output_transform", x)(Mt.reshape(a * a, K, P), AT, m, N, OH, OW, b)
         self.geometry = (x.shape, OH, OW, th, tw)
-        self.save_for_backward(V if self.needs_input_grad[1] else None, U if self.needs_input_grad[0] else None)
+        need_x, need_w = self.needs_input_grad[:2]
+        self.save_for_backward(V if need_w else None, U if need_x else None)
         return y
 
     def release(self):
@@ -258,9 +259,9 @@ def applies(x, weight, stride, dilation):
 def choose(algorithm, x, weight, stride, dilation, groups):
     """The tile size m (2 or 4) conv2d should use for this call, or None for im2col.
 
-    ``"auto"`` picks by shape, as measured by ``benchmarks/bench_conv_algos.py``: Winograd
-    pays where the GEMMs dominate, i.e. with many channels per group; with few, its four
-    transforms cost more than the multiplies it saves.  Deterministic: no timing at run time.
+    ``"auto"`` picks by shape from the measured rule ``AUTO_MIN_CHANNELS``: Winograd pays
+    only where its a*a per-position GEMMs run near the rate of im2col's one large GEMM
+    per group.  Deterministic: no timing at run time.
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"tinyconv.backends.conv_algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
@@ -271,13 +272,17 @@ def choose(algorithm, x, weight, stride, dilation, groups):
     if algorithm in ("winograd", "winograd4x4"):
         return 4
     C, K = x.shape[1] // groups, weight.shape[0] // groups
-    return 4 if min(C, K) >= AUTO_MIN_CHANNELS else None
+    return 4 if AUTO_MIN_CHANNELS is not None and min(C, K) >= AUTO_MIN_CHANNELS else None
 
 
-#: ``"auto"`` uses Winograd for 3x3 stride-1 layers with at least this many input and
-#: output channels per group (below it the transforms dominate; measured in
-#: benchmarks/results/conv-algos-*.md).
-AUTO_MIN_CHANNELS = 64
+#: ``"auto"`` uses Winograd F(4x4, 3x3) for 3x3 stride-1 layers with at least this many input
+#: and output channels per group; None: never.  Measured by benchmarks/bench_conv_algos.py
+#: (benchmarks/results/conv-algos-*.md) on the 2-core development machine, Winograd lost to
+#: im2col on every AlexNet layer: each BLAS call wakes and joins its thread pool, and the
+#: 36 (or 16) per-position GEMMs per group pay that 36 times where im2col pays it once,
+#: which on a busy machine costs more than the multiplies Winograd saves.  So None, until a
+#: measurement on the machine at hand says otherwise.
+AUTO_MIN_CHANNELS = None
 
 
 def winograd_conv2d(input, weight, bias, padding, extra, groups, m):
@@ -323,12 +328,36 @@ def error_bound(x, w, padding=(1, 1), groups=1, m=2, extra=(0, 0)):
     return gamma * output_transform_reference(Mt, AT, m, N, OH, OW)
 
 
-def flops(N, C, K, OH, OW, groups=1, m=None):
-    """Multiply-adds of the GEMMs: im2col's N*K*(C/G)*9*OH*OW, Winograd's a*a per m*m outputs."""
-    if m is None:
-        return N * K * (C // groups) * 9 * OH * OW
+def backward_error_bounds(x, w, gy, padding=(1, 1), groups=1, m=2, extra=(0, 0)):
+    """Componentwise bounds (on gx, on gw) of the Winograd backward, by the model of :func:`error_bound`.
+
+    Same argument, for the transposed algorithm run on absolute values: gx's chain is the
+    output adjoint (2a), the filter transform (2*(3 + 1)), the GEMM over K/groups, the input
+    adjoint (2a) and the overlap-add of up to ceil(a/m)^2 tiles; gw's is the output adjoint
+    (2a), the input transform (2a), the GEMM over all P tiles and the filter adjoint
+    (two passes of a terms, G rounded: 2*(a + 1)).
+    """
+    a = m + 2
+    N, C, H, W = x.shape
+    K = w.shape[0]
+    OH, OW = gy.shape[2:]
     th, tw = tiles(OH, OW, m)
-    return N * K * (C // groups) * (m + 2) ** 2 * th * tw
+    u = np.finfo(x.dtype).eps / 2
+    gamma = lambda n: n * u / (1 - n * u)           # noqa: E731
+    BT, G, AT = transforms(m, np.float64, absolute=True)
+    xa, wa, ga = (np.abs(t).astype(np.float64) for t in (x, w, gy))
+    V = input_transform_reference(xa, BT, m, padding[0], padding[1], th, tw)
+    V = V.reshape(a * a, groups, C // groups, -1)
+    U = filter_transform_reference(wa, G).reshape(a * a, groups, K // groups, C // groups)
+    gM = output_adjoint_reference(ga, AT, m).reshape(a * a, groups, K // groups, -1)
+    gV = (U.transpose(0, 1, 3, 2) @ gM).reshape(a * a, C, -1)
+    gx = input_adjoint_reference(gV, BT, m, padding[0], padding[1], th, tw, x.shape)
+    gU = (gM @ V.transpose(0, 1, 3, 2)).reshape(a * a, K, C // groups)
+    gw = filter_adjoint_reference(gU, G)
+    n_gx = 2 * a + 8 + K // groups + 2 * a + (-(-a // m)) ** 2
+    n_gw = 2 * a + 2 * a + N * th * tw + 2 * (a + 1)
+    return gamma(n_gx) * gx, gamma(n_gw) * gw
 
 
-__all__ = ["WinogradConv2dFunction", "winograd_conv2d", "error_bound", "choose", "TRANSFORMS"]
+__all__ = ["WinogradConv2dFunction", "winograd_conv2d", "error_bound", "backward_error_bounds", "choose",
+           "TRANSFORMS"]
