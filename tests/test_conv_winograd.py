@@ -187,9 +187,14 @@ def test_auto_and_im2col_choices():
         W.choose("fft", x, w, (1, 1), (1, 1), 1)
 
 
+def test_float16_uses_im2col():
+    x = np.zeros((1, 64, 8, 8), np.float16)
+    assert W.choose("winograd", x, tc.zeros(64, 64, 3, 3), (1, 1), (1, 1), 1) is None
+
+
 def test_cuda_like_arrays_never_use_winograd():
     class NotNumpy:
-        shape = (1, 64, 8, 8)
+        shape, dtype = (1, 64, 8, 8), np.dtype(np.float32)
     assert W.choose("winograd", NotNumpy(), tc.zeros(64, 64, 3, 3), (1, 1), (1, 1), 1) is None
 
 

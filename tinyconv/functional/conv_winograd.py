@@ -251,8 +251,8 @@ ALGORITHMS = ("auto", "im2col", "winograd", "winograd2x2", "winograd4x4")
 
 
 def applies(x, weight, stride, dilation):
-    """Whether Winograd F(m x m, 3 x 3) can compute this conv2d: CPU, 3x3, stride 1, dilation 1."""
-    return (isinstance(x, np.ndarray) and weight.shape[2:] == (3, 3)
+    """Whether Winograd F(m x m, 3 x 3) can do this conv2d: CPU, float32/64, 3x3, stride 1, dilation 1."""
+    return (isinstance(x, np.ndarray) and x.dtype in (np.float32, np.float64) and weight.shape[2:] == (3, 3)
             and stride == (1, 1) and dilation == (1, 1))
 
 
