@@ -29,8 +29,8 @@ def _read(page):
         return f.read()
 
 
-def test_seven_chapters_and_an_index():
-    assert [c[:3] for c in CHAPTERS] == ["01-", "02-", "03-", "04-", "05-", "06-", "07-"]
+def test_eight_chapters_and_an_index():
+    assert [c[:3] for c in CHAPTERS] == ["01-", "02-", "03-", "04-", "05-", "06-", "07-", "08-"]
     index = _read("README.md")
     for c in CHAPTERS:
         assert f"]({c})" in index, f"docs/README.md does not link {c}"

@@ -7,3 +7,10 @@ nothing in tinyconv (its convolutions are its own kernels, and CuPy matmul does 
 unless CuPy is told to).
 """
 from . import cuda, cudnn, mps  # noqa: F401
+
+# tinyconv-specific (no torch.backends counterpart): how conv2d computes a convolution on the
+# CPU, like the algorithm cuDNN picks.  "im2col" (unroll + GEMM), "winograd" (= "winograd4x4",
+# F(4x4, 3x3)), "winograd2x2" (F(2x2, 3x3), more accurate) for 3x3 stride-1 layers, or "auto":
+# by shape from a measured rule (tinyconv/functional/conv_winograd.py ``choose``).  Read at each
+# call; layers Winograd cannot do (other kernels, strides, dilations, CUDA) always use im2col.
+conv_algorithm = "auto"

@@ -335,8 +335,19 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if bias is not None and bias.shape != (O,):
         raise ValueError(f"{op}: expected bias of shape ({O},) (out_channels), got {bias.shape}")
 
+    m = _winograd_tile(input.array, weight, stride, dilation, groups)   # the algorithm: conv_winograd.py
+    if m is not None:
+        from .conv_winograd import winograd_conv2d
+        return winograd_conv2d(input, weight, bias, padding, extra, groups, m)
     fn = Conv2dFunction(stride, padding, groups, dilation, extra)
     return fn(input, weight) if bias is None else fn(input, weight, bias)
+
+
+def _winograd_tile(x, weight, stride, dilation, groups):
+    """Winograd's tile size for this call under ``tinyconv.backends.conv_algorithm``, or None for im2col."""
+    from .. import backends
+    from .conv_winograd import choose
+    return choose(backends.conv_algorithm, x, weight, stride, dilation, groups)
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):

@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Per-layer, per-algorithm convolution timing and accuracy: im2col vs Winograd vs PyTorch.
+
+    python benchmarks/bench_conv_algos.py                 # batch 16, 2 threads, 5 repeats
+    python benchmarks/bench_conv_algos.py --batch 32 --repeats 3 --threads 1
+
+For AlexNet's conv2 (5x5, pad 2, 96 -> 256 in 2 groups at 27x27) and conv3-5 (3x3, pad 1 at
+13x13; conv4/5 in 2 groups, as the paper), forward+backward of one conv2d (gx, gw, gb) in
+float32 by
+
+* ``im2col``, ``winograd2x2`` (F(2x2, 3x3)), ``winograd4x4`` (F(4x4, 3x3)) through
+  ``tinyconv.backends.conv_algorithm`` (Winograd only for the 3x3 layers);
+* ``torch``: ``torch.nn.functional.conv2d`` on the CPU (oneDNN underneath), in this process.
+
+The implementations take turns within each repeat, so that other load on the machine hits
+all of them alike; each time is the median over the repeats and the ratios to torch are
+what to quote.  Accuracy: each algorithm's float32 result (y, gx, gw) against float64 im2col
+on the same float32 data, as the largest error relative to the largest |exact| value.
+
+Writes ``benchmarks/results/conv-algos-<date>.json`` and ``.md``; ``run()`` returns the
+same dict, for ``bench_cpu.py`` to call.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import tinyconv
+import tinyconv.backends
+import tinyconv.functional as F
+
+ROOT = Path(__file__).resolve().parent
+# name: (C, K, size, kernel, padding, groups)
+LAYERS = {"conv2": (96, 256, 27, 5, 2, 2), "conv3": (256, 384, 13, 3, 1, 1),
+          "conv4": (384, 384, 13, 3, 1, 2), "conv5": (384, 256, 13, 3, 1, 2)}
+ALGOS = ("im2col", "winograd2x2", "winograd4x4")
+
+
+def _data(layer, N, seed=0):
+    C, K, S, k, p, g = LAYERS[layer]
+    r = np.random.default_rng(seed)
+    x = r.standard_normal((N, C, S, S), dtype=np.float32)
+    w = (r.standard_normal((K, C // g, k, k)) / np.sqrt(k * k * C / g)).astype(np.float32)
+    b = r.standard_normal(K).astype(np.float32)
+    gy = r.standard_normal((N, K, S + 2 * p - k + 1, S + 2 * p - k + 1), dtype=np.float32)
+    return x, w, b, gy
+
+
+def tinyconv_step(algorithm, x, w, b, gy, p, g):
+    """One forward+backward of conv2d by ``algorithm``; returns (y, gx, gw) as arrays."""
+    previous, tinyconv.backends.conv_algorithm = tinyconv.backends.conv_algorithm, algorithm
+    try:
+        xt, wt, bt = (tinyconv.tensor(a, requires_grad=True) for a in (x, w, b))
+        y = F.conv2d(xt, wt, bt, padding=p, groups=g)
+        y.backward(tinyconv.tensor(gy))
+        return y.array, xt.grad.array, wt.grad.array
+    finally:
+        tinyconv.backends.conv_algorithm = previous
+
+
+def torch_step(torch, x, w, b, gy, p, g):
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    y = torch.nn.functional.conv2d(xt, wt, bt, padding=p, groups=g)
+    y.backward(torch.tensor(gy))
+    return y.detach().numpy(), xt.grad.numpy(), wt.grad.numpy()
+
+
+def accuracy(layer, N=1):
+    """{algorithm: [rel. error of y, gx, gw]} of float32 against float64 im2col, at batch N."""
+    x, w, b, gy = _data(layer, N, seed=1)
+    p, g = LAYERS[layer][4:]
+    exact = tinyconv_step("im2col", *(a.astype(np.float64) for a in (x, w, b, gy)), p, g)
+    out = {}
+    for algo in _algos(layer):
+        got = tinyconv_step(algo, x, w, b, gy, p, g)
+        out[algo] = [float(np.abs(a - e).max() / np.abs(e).max()) for a, e in zip(got, exact)]
+    return out
+
+
+def _algos(layer):
+    return ALGOS if LAYERS[layer][3] == 3 else ALGOS[:1]
+
+
+def run(batch=16, repeats=5, threads=2, layers=tuple(LAYERS)):
+    import torch
+    tinyconv.set_num_threads(threads)
+    torch.set_num_threads(threads)
+    tinyconv.warmup() if hasattr(tinyconv, "warmup") else None
+    result = {"batch": batch, "repeats": repeats, "threads": threads, "layers": {},
+              "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                          "load_avg_start": os.getloadavg()[0]},
+              "torch": torch.__version__, "numpy": np.__version__,
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    for layer in layers:
+        args = (*_data(layer, batch), *LAYERS[layer][4:])          # x, w, b, gy, padding, groups
+        impls = {a: (lambda a=a, args=args: tinyconv_step(a, *args)) for a in _algos(layer)}
+        impls["torch"] = lambda args=args: torch_step(torch, *args)
+        times = {k: [] for k in impls}
+        for f in impls.values():                # warm: compile, map the scratch buffers
+            f()
+        for _ in range(repeats):
+            for k, f in impls.items():
+                t = time.perf_counter()
+                f()
+                times[k].append(time.perf_counter() - t)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        result["layers"][layer] = {"seconds": med, "vs_torch": {k: med[k] / med["torch"] for k in med},
+                                   "float32_rel_error": accuracy(layer)}
+        print(layer, {k: round(v, 3) for k, v in result["layers"][layer]["vs_torch"].items()}, flush=True)
+    result["machine"]["load_avg_end"] = os.getloadavg()[0]
+    return result
+
+
+def markdown(r):
+    m = r["machine"]
+    lines = [f"# Convolution algorithms, forward+backward, float32 (batch {r['batch']}, "
+             f"{r['threads']} threads)",
+             "", f"{r['date']}; {m['cores']} cores, load average {m['load_avg_start']:.1f} "
+             f"at the start and {m['load_avg_end']:.1f} at the end; torch {r['torch']}, "
+             f"numpy {r['numpy']}; median of {r['repeats']} interleaved repeats.", "",
+             "| layer | algorithm | seconds | / torch | rel. error y | gx | gw |",
+             "|---|---|---|---|---|---|---|"]
+    for layer, d in r["layers"].items():
+        for k, s in d["seconds"].items():
+            e = d["float32_rel_error"].get(k)
+            err = " | ".join(f"{v:.1e}" for v in e) if e else "(oneDNN) | | "
+            lines.append(f"| {layer} | {k} | {s:.3f} | {d['vs_torch'][k]:.2f} | {err} |")
+    lines += ["", "Errors: largest |float32 - float64 im2col| over the largest |float64 value|, batch 1.", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--layers", nargs="*", default=list(LAYERS), choices=list(LAYERS))
+    a = ap.parse_args(argv)
+    r = run(a.batch, a.repeats, a.threads, tuple(a.layers))
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M")
+    out = ROOT / "results" / f"conv-algos-{stamp}"
+    out.with_suffix(".json").write_text(json.dumps(r, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(r))
+    print(markdown(r))
+    print(f"wrote {out}.json and .md", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,363 @@
+"""Winograd (Toom-Cook) convolution for 3x3, stride-1 layers: F(2x2, 3x3) and F(4x4, 3x3).
+
+**1-d F(m, r)**: m outputs of an r-tap correlation ``y[k] = sum_j d[k + j] g[j]`` read
+a = m + r - 1 inputs.  Done directly that is m*r multiplies; Winograd's minimal
+algorithm needs only a::
+
+    y = A^T [ (G g) * (B^T d) ]          (* elementwise; A^T is m x a, G a x r, B^T a x a)
+
+Derivation (Lavin & Gray 2016, after Winograd 1980): correlation is the transpose of
+polynomial multiplication.  Multiplying g(t) (degree r - 1) by e(t) (degree m - 1) gives
+a polynomial of degree a - 1, which a values determine: evaluate both at a - 1 points
+p_k and at infinity (the leading coefficient), multiply the a values pairwise, and
+interpolate back (Lagrange).  Written as matrices, evaluation of g is ``G`` (row k =
+(1, p_k, p_k^2) / N_k with the Lagrange denominator N_k = prod_{l != k} (p_k - p_l) moved
+into it), evaluation of e is ``A`` (row k = (1, p_k, ..., p_k^(m-1))) and interpolation
+is ``B``; transposing the whole bilinear algorithm (the roles of e and the product swap)
+turns it into correlation, with A^T, G and B^T as above.
+
+F(2, 3), points 0, 1, -1 and infinity, by hand: with ``d = (d0, d1, d2, d3)``::
+
+    m1 = (d0 - d2) g0                    y0 = d0 g0 + d1 g1 + d2 g2 = m1 + m2 + m3
+    m2 = (d1 + d2) (g0 + g1 + g2) / 2    y1 = d1 g0 + d2 g1 + d3 g2 = m2 - m3 - m4
+    m3 = (d2 - d1) (g0 - g1 + g2) / 2
+    m4 = (d1 - d3) g2
+
+4 multiplies instead of 6 (the factors of g are computed once per filter, not per tile)::
+
+    B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
+    G   = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]]
+    A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]
+
+F(4, 3) uses the points 0, 1, -1, 2, -2 and infinity: 6 multiplies for 4 outputs instead
+of 12 (matrices in ``TRANSFORMS``).  Its entries 1/6, 1/12, 1/24 are not exact in binary,
+and B^T's entries up to 5 grow the values, so it is less accurate (see ``error_bound``).
+
+**2-d F(m x m, 3 x 3)** nests the 1-d algorithm along rows and columns: an a x a input tile
+``d`` gives an m x m output tile::
+
+    Y = A^T [ (G g G^T) * (B^T d B) ] A          (a*a multiplies instead of m*m*9)
+
+With C input channels the sum over channels moves inside, because the transforms are
+linear: ``Y = A^T [ sum_c U_c * V_c ] A`` with ``U = G g G^T`` and ``V = B^T d B``.  For each
+of the a*a positions (i, j) in the tile, that sum over c for every output channel and
+every tile is one matrix product, which BLAS does at its full rate::
+
+    M[i, j] (K, P) = U[i, j] (K, C) @ V[i, j] (C, P)        K out channels, P = N * tiles
+
+(per group, with groups).  The output tiles cover the output; a size not divisible by m
+gets a last, partly outside tile, whose input is zero padding and whose extra outputs
+are dropped.
+
+**Backward** is the same algorithm transposed (each step is linear, so its adjoint is the
+transposed matrix), sharing one transform of ``gy``::
+
+    gM = A gy A^T                 per output tile (zero where the tile passes the edge)
+    gU = gM @ V^T                 per position: (K, P) @ (P, C); gw = G^T gU G
+    gV = U^T @ gM                 per position: (C, K) @ (K, P); gx = overlap-add of B gV B^T
+
+so gw too is computed by Winograd, from the V kept from forward (about a*a/m^2 times
+the size of x: 4x for F(2,3), 2.25x for F(4,3), where im2col keeps 9x).  The grad input
+is a correlation of gy with the flipped kernel; the transposed algorithm computes it
+with the same a*a multiplies per tile.
+
+The readable NumPy references are below; ``kernels/winograd_numba.py`` has Numba
+versions of the transforms (same signatures), the matrix products stay in ``np.matmul``.
+CPU only: on CUDA, conv2d always uses im2col.
+"""
+
+import numpy as np
+
+from ..autograd import Function
+from ..backend import kernel, recycle, recycled_empty, workspace
+from .conv import conv_output_size
+
+_F23 = dict(
+    BT=[[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+    G=[[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]],
+    AT=[[1, 1, 1, 0], [0, 1, -1, -1]])
+_F43 = dict(
+    BT=[[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+        [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
+    G=[[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+       [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
+    AT=[[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]])
+
+#: m (outputs per tile side) -> the float64 matrices B^T (a x a), G (a x 3), A^T (m x a).
+TRANSFORMS = {m: {k: np.array(v, dtype=np.float64) for k, v in t.items()} for m, t in ((2, _F23), (4, _F43))}
+
+
+def transforms(m, dtype, absolute=False):
+    """(B^T, G, A^T) of F(m x m, 3 x 3) in ``dtype``; ``absolute`` takes entrywise |.| (for error_bound)."""
+    t = TRANSFORMS[m]
+    return tuple((np.abs(t[k]) if absolute else t[k]).astype(dtype) for k in ("BT", "G", "AT"))
+
+
+def tiles(OH, OW, m):
+    """Tile rows and columns covering an OH x OW output with m x m tiles."""
+    return -(-OH // m), -(-OW // m)
+
+
+# --------------------------------------------------------------------------- NumPy references
+# Layouts: V and gV (a*a, C, P), U (a*a, K, C), M and gM (a*a, K, P), with position
+# s = i*a + j of the tile and tile p = (n*th + ty)*tw + tx.  Tile (ty, tx) reads the input
+# rows ty*m - top ... ty*m - top + a - 1 (and columns likewise): ``top``/``left`` is the padding.
+
+
+def input_transform_reference(x, BT, m, top, left, th, tw):
+    """V[i*a + j, c, p] = (B^T d B)[i, j] for the a x a input tile d of tile p of x (N, C, H, W)."""
+    a = BT.shape[0]
+    N, C, H, W = x.shape
+    canvas = np.zeros((N, C, th * m + a - m, tw * m + a - m), dtype=x.dtype)   # x inside its padding
+    canvas[:, :, top:top + H, left:left + W] = x[:, :, :th * m + a - m - top, :tw * m + a - m - left]
+    d = np.empty((a, a, C, N, th, tw), dtype=x.dtype)
+    for u in range(a):
+        for v in range(a):                  # d[u, v] = pixel (u, v) of every tile
+            d[u, v] = canvas[:, :, u:u + th * m:m, v:v + tw * m:m].transpose(1, 0, 2, 3)
+    return np.einsum("iu,jv,uvcnyx->ijcnyx", BT, BT, d, optimize=True).reshape(a * a, C, N * th * tw)
+
+
+def input_adjoint_reference(gV, BT, m, top, left, th, tw, x_shape):
+    """The adjoint of input_transform: gx (N, C, H, W) = overlap-add of the tiles B gV B^T."""
+    a = BT.shape[0]
+    N, C, H, W = x_shape
+    gd = np.einsum("iu,jv,ijcnyx->uvncyx", BT, BT, gV.reshape(a, a, C, N, th, tw), optimize=True)
+    canvas = np.zeros((N, C, th * m + a - m, tw * m + a - m), dtype=gV.dtype)
+    for u in range(a):
+        for v in range(a):                  # tiles overlap by a - m pixels: add, do not assign
+            canvas[:, :, u:u + th * m:m, v:v + tw * m:m] += gd[u, v]
+    gx = np.zeros(x_shape, dtype=gV.dtype)
+    hh, ww = min(H, canvas.shape[2] - top), min(W, canvas.shape[3] - left)
+    gx[:, :, :hh, :ww] = canvas[:, :, top:top + hh, left:left + ww]
+    return gx
+
+
+def filter_transform_reference(w, G):
+    """U[i*a + j, k, c] = (G g G^T)[i, j] for the 3x3 kernel g = w[k, c] of w (K, C, 3, 3)."""
+    a = G.shape[0]
+    return np.einsum("iu,jv,kcuv->ijkc", G, G, w, optimize=True).reshape(a * a, *w.shape[:2])
+
+
+def filter_adjoint_reference(gU, G):
+    """The adjoint of filter_transform: gw (K, C, 3, 3) = G^T gU G per (k, c)."""
+    a = G.shape[0]
+    return np.einsum("iu,jv,ijkc->kcuv", G, G, gU.reshape(a, a, *gU.shape[1:]), optimize=True)
+
+
+def output_transform_reference(M, AT, m, N, OH, OW, bias=None):
+    """y (N, K, OH, OW): the m x m tile A^T M A of every tile, cropped to OH x OW (+ bias)."""
+    a = AT.shape[1]
+    th, tw = tiles(OH, OW, m)
+    Y = np.einsum("ki,lj,ijonyx->noykxl", AT, AT, M.reshape(a, a, M.shape[1], N, th, tw), optimize=True)
+    y = np.ascontiguousarray(Y.reshape(N, M.shape[1], th * m, tw * m)[:, :, :OH, :OW])
+    if bias is not None:
+        y += bias.reshape(1, -1, 1, 1)
+    return y
+
+
+def output_adjoint_reference(gy, AT, m):
+    """The adjoint of output_transform: gM (a*a, K, P) = A gy_tile A^T, gy zero-padded to whole tiles."""
+    a = AT.shape[1]
+    N, K, OH, OW = gy.shape
+    th, tw = tiles(OH, OW, m)
+    g = np.zeros((N, K, th * m, tw * m), dtype=gy.dtype)
+    g[:, :, :OH, :OW] = gy
+    gM = np.einsum("ki,lj,noykxl->ijonyx", AT, AT, g.reshape(N, K, th, m, tw, m), optimize=True)
+    return gM.reshape(a * a, K, N * th * tw)
+
+
+def _transform(name, like):
+    return kernel("winograd", name, like) or globals()[name + "_reference"]
+
+
+# --------------------------------------------------------------------------- the op
+
+
+class WinogradConv2dFunction(Function):
+    """conv2d for 3x3 kernels, stride 1, dilation 1, by Winograd F(m x m, 3 x 3); see the module docstring.
+
+    Same results as ``Conv2dFunction`` up to float rounding (the error model is
+    :func:`error_bound`).  ``padding`` (top, left) pads symmetrically, ``extra`` adds
+    rows / columns at the bottom / right (``padding="same"``); they only set the output
+    size and where each tile reads.  Groups split the channel dims of U and V, so each
+    position is one batched matmul over the groups.
+    """
+
+    def __init__(self, padding, groups, m, extra=(0, 0)):
+        self.padding, self.groups, self.m, self.extra = padding, groups, m, extra
+
+    def forward(self, x, w, b=None):
+        G, m = self.groups, self.m
+        (ph, pw), (eh, ew) = self.padding, self.extra
+        x = np.ascontiguousarray(x)
+        N, C, H, W = x.shape
+        K = w.shape[0]
+        OH, OW = conv_output_size(H + eh, 3, 1, ph), conv_output_size(W + ew, 3, 1, pw)
+        th, tw = tiles(OH, OW, m)
+        BT, Gm, AT = transforms(m, x.dtype)
+        a, P = m + 2, N * th * tw
+        V = _transform("input_transform", x)(x, BT, m, ph, pw, th, tw)
+        if self.needs_input_grad[1]:        # kept for gw; its memory goes back in release()
+            V = _keep(V)
+        U = _transform("filter_transform", x)(np.ascontiguousarray(w), Gm)
+        Mt = np.matmul(U.reshape(a * a, G, K // G, C // G), V.reshape(a * a, G, C // G, P),
+                       out=workspace("winograd.M", (a * a, G, K // G, P), x.dtype, x))
+        y = _transform("output_transform", x)(Mt.reshape(a * a, K, P), AT, m, N, OH, OW, b)
+        self.geometry = (x.shape, OH, OW, th, tw)
+        need_x, need_w = self.needs_input_grad[:2]
+        self.save_for_backward(V if need_w else None, U if need_x else None)
+        return y
+
+    def release(self):
+        V = self.saved_tensors[0] if self.saved_tensors else None
+        super().release()
+        if V is not None:
+            recycle(V)
+
+    def backward(self, gy):
+        V, U = self.saved_tensors
+        G, m = self.groups, self.m
+        (ph, pw) = self.padding
+        x_shape, OH, OW, th, tw = self.geometry
+        C, K = x_shape[1], gy.shape[1]
+        BT, Gm, AT = transforms(m, gy.dtype)
+        a, P = m + 2, V.shape[2] if V is not None else x_shape[0] * th * tw
+        gM = _transform("output_adjoint", gy)(np.ascontiguousarray(gy), AT, m)
+        gMg = gM.reshape(a * a, G, K // G, P)
+        gx = gw = None
+        if self.needs_input_grad[0]:        # gV = U^T @ gM per position, then the input adjoint
+            gV = np.matmul(U.reshape(a * a, G, K // G, C // G).transpose(0, 1, 3, 2), gMg,
+                           out=workspace("winograd.gV", (a * a, G, C // G, P), gy.dtype, gy))
+            gx = _transform("input_adjoint", gy)(gV.reshape(a * a, C, P), BT, m, ph, pw, th, tw, x_shape)
+        if self.needs_input_grad[1]:        # gU = gM @ V^T per position, then the filter adjoint
+            gU = gMg @ V.reshape(a * a, G, C // G, P).transpose(0, 1, 3, 2)
+            gw = _transform("filter_adjoint", gy)(np.ascontiguousarray(gU.reshape(a * a, K, C // G)), Gm)
+        if len(self.needs_input_grad) == 2:
+            return gx, gw
+        gb = gy.sum(axis=(0, 2, 3)) if self.needs_input_grad[2] else None
+        return gx, gw, gb
+
+
+def _keep(V):
+    """V in an array recycled across steps (its page faults cost more than the transform)."""
+    kept = recycled_empty(V.shape, V.dtype, V)
+    kept[...] = V
+    return kept
+
+
+# --------------------------------------------------------------------------- algorithm choice
+
+ALGORITHMS = ("auto", "im2col", "winograd", "winograd2x2", "winograd4x4")
+
+
+def applies(x, weight, stride, dilation):
+    """Whether Winograd F(m x m, 3 x 3) can do this conv2d: CPU, float32/64, 3x3, stride 1, dilation 1."""
+    return (isinstance(x, np.ndarray) and x.dtype in (np.float32, np.float64) and weight.shape[2:] == (3, 3)
+            and stride == (1, 1) and dilation == (1, 1))
+
+
+def choose(algorithm, x, weight, stride, dilation, groups):
+    """The tile size m (2 or 4) conv2d should use for this call, or None for im2col.
+
+    ``"auto"`` picks by shape from the measured rule ``AUTO_MIN_CHANNELS``: Winograd pays
+    only where its a*a per-position GEMMs run near the rate of im2col's one large GEMM
+    per group.  Deterministic: no timing at run time.
+    """
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"tinyconv.backends.conv_algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    if algorithm == "im2col" or not applies(x, weight, stride, dilation):
+        return None
+    if algorithm == "winograd2x2":
+        return 2
+    if algorithm in ("winograd", "winograd4x4"):
+        return 4
+    C, K = x.shape[1] // groups, weight.shape[0] // groups
+    return 4 if AUTO_MIN_CHANNELS is not None and min(C, K) >= AUTO_MIN_CHANNELS else None
+
+
+#: ``"auto"`` uses Winograd F(4x4, 3x3) for 3x3 stride-1 layers with at least this many input
+#: and output channels per group; None: never.  Measured by benchmarks/bench_conv_algos.py
+#: (benchmarks/results/conv-algos-*.md) on the 2-core development machine, Winograd lost to
+#: im2col on every AlexNet layer: each BLAS call wakes and joins its thread pool, and the
+#: 36 (or 16) per-position GEMMs per group pay that 36 times where im2col pays it once,
+#: which on a busy machine costs more than the multiplies Winograd saves.  So None, until a
+#: measurement on the machine at hand says otherwise.
+AUTO_MIN_CHANNELS = None
+
+
+def winograd_conv2d(input, weight, bias, padding, extra, groups, m):
+    """conv2d by Winograd F(m x m, 3 x 3); the arguments already checked by ``conv2d``."""
+    fn = WinogradConv2dFunction(padding, groups, m, extra)
+    return fn(input, weight) if bias is None else fn(input, weight, bias)
+
+
+# --------------------------------------------------------------------------- error model
+
+
+def error_bound(x, w, padding=(1, 1), groups=1, m=2, extra=(0, 0)):
+    """A componentwise bound on |y_float32 - y_exact| of the Winograd forward, as an array like y.
+
+    The model (Higham, *Accuracy and Stability of Numerical Algorithms*, 3.1): a sum of n
+    rounded products computed in any order has error at most gamma_n = n*u / (1 - n*u)
+    times the same sum of absolute values (u = 2^-24 in float32).  Each output is such a
+    chain: the input transform (two passes of a terms: 2a), the filter transform (two
+    passes of 3 terms, with G's entries themselves rounded: 2*(3 + 1)), the GEMM (C/groups
+    terms), the output transform (2a), the bias (1).  So::
+
+        |y_computed - y| <= gamma_n * |A^T| [ sum_c (|G| |g| |G^T|) * (|B^T| |d| |B|) ] |A|,
+        n = 4a + 8 + C/groups + 1
+
+    where the right-hand side is the same algorithm run on absolute values (in float64).
+    This is a worst case; typical errors are far below it (rounding errors mostly cancel),
+    and a wrong transform or index errs by O(1), far above it.
+    """
+    a = m + 2
+    n = 4 * a + 8 + x.shape[1] // groups + 1
+    u = np.finfo(x.dtype).eps / 2
+    gamma = n * u / (1 - n * u)
+    BT, G, AT = transforms(m, np.float64, absolute=True)
+    xa, wa = np.abs(x).astype(np.float64), np.abs(w).astype(np.float64)
+    N, C, H, W = x.shape
+    OH, OW = H + extra[0] + 2 * padding[0] - 2, W + extra[1] + 2 * padding[1] - 2
+    th, tw = tiles(OH, OW, m)
+    V = input_transform_reference(xa, BT, m, padding[0], padding[1], th, tw)
+    U = filter_transform_reference(wa, G)
+    K = w.shape[0]
+    Mt = np.matmul(U.reshape(a * a, groups, K // groups, C // groups),
+                   V.reshape(a * a, groups, C // groups, -1)).reshape(a * a, K, -1)
+    return gamma * output_transform_reference(Mt, AT, m, N, OH, OW)
+
+
+def backward_error_bounds(x, w, gy, padding=(1, 1), groups=1, m=2, extra=(0, 0)):
+    """Componentwise bounds (on gx, on gw) of the Winograd backward, by the model of :func:`error_bound`.
+
+    Same argument, for the transposed algorithm run on absolute values: gx's chain is the
+    output adjoint (2a), the filter transform (2*(3 + 1)), the GEMM over K/groups, the input
+    adjoint (2a) and the overlap-add of up to ceil(a/m)^2 tiles; gw's is the output adjoint
+    (2a), the input transform (2a), the GEMM over all P tiles and the filter adjoint
+    (two passes of a terms, G rounded: 2*(a + 1)).
+    """
+    a = m + 2
+    N, C, H, W = x.shape
+    K = w.shape[0]
+    OH, OW = gy.shape[2:]
+    th, tw = tiles(OH, OW, m)
+    u = np.finfo(x.dtype).eps / 2
+    gamma = lambda n: n * u / (1 - n * u)           # noqa: E731
+    BT, G, AT = transforms(m, np.float64, absolute=True)
+    xa, wa, ga = (np.abs(t).astype(np.float64) for t in (x, w, gy))
+    V = input_transform_reference(xa, BT, m, padding[0], padding[1], th, tw)
+    V = V.reshape(a * a, groups, C // groups, -1)
+    U = filter_transform_reference(wa, G).reshape(a * a, groups, K // groups, C // groups)
+    gM = output_adjoint_reference(ga, AT, m).reshape(a * a, groups, K // groups, -1)
+    gV = (U.transpose(0, 1, 3, 2) @ gM).reshape(a * a, C, -1)
+    gx = input_adjoint_reference(gV, BT, m, padding[0], padding[1], th, tw, x.shape)
+    gU = (gM @ V.transpose(0, 1, 3, 2)).reshape(a * a, K, C // groups)
+    gw = filter_adjoint_reference(gU, G)
+    n_gx = 2 * a + 8 + K // groups + 2 * a + (-(-a // m)) ** 2
+    n_gw = 2 * a + 2 * a + N * th * tw + 2 * (a + 1)
+    return gamma(n_gx) * gx, gamma(n_gw) * gw
+
+
+__all__ = ["WinogradConv2dFunction", "winograd_conv2d", "error_bound", "backward_error_bounds", "choose",
+           "TRANSFORMS"]
