@@ -415,7 +415,17 @@ class Stream:
         pass
 
 
-cupy.cuda.Event, cupy.cuda.Stream = Event, Stream
+class Device(cupy.cuda.Device):
+    """The fake's device, remembering which one each rank made current."""
+    def __init__(self, index=None):
+        super().__init__(0 if index is None else index)
+    def use(self):
+        used.append(self.id)
+
+
+used = []
+cupy.cuda.Event, cupy.cuda.Stream, cupy.cuda.Device = Event, Stream, Device
+cupy.cuda.runtime.getDeviceCount = lambda: 4                 # one machine with 4 "GPUs"
 cupy.cuda.get_current_stream = lambda: Stream()
 cupy.cuda.nccl = types.SimpleNamespace(
     get_unique_id=lambda: tuple(int(b) for b in np.random.default_rng().integers(-128, 128, 128)),
@@ -431,8 +441,11 @@ def test_nccl_backend_bootstraps_and_calls_nccl_on_fake_cupy(tmp_path):
     communicator made with (world, uid, rank), all_reduce/broadcast of "device" arrays through
     NCCL's calls (done here by MPI at the addresses given), everything else staged on the host."""
     r = run_ranks(tmp_path, FAKE_NCCL + textwrap.dedent("""
+        import os
         dist.init_process_group("nccl")
         r = dist.get_rank()
+        assert os.environ["MPI_LOCALRANKID"] == str(r)         # MPICH's Hydra says the local rank
+        assert used == [r] and dist.get_local_rank() == r, used  # each rank made its own GPU current
         (ndev, uid, rank), = made
         assert (ndev, rank, len(uid)) == (2, r, 128)
         uids = MPI.COMM_WORLD.allgather(uid)
@@ -451,6 +464,36 @@ def test_nccl_backend_bootstraps_and_calls_nccl_on_fake_cupy(tmp_path):
         assert [np.asarray(o.array).tolist() for o in outs] == [[0.0, 0.0], [1.0, 1.0]]
         dist.destroy_process_group()
         assert made[-1] == "destroyed"
+        for name in dist.LOCAL_RANK_VARS:                      # no launcher variable: MPI's node split
+            os.environ.pop(name, None)
+        os.environ["LOCAL_RANK"] = str(5 + r)                  # torchrun's variable comes first: 5 % 4
+        dist.init_process_group("nccl")
+        assert used[-1] == (5 + r) % 4, used
+        del os.environ["LOCAL_RANK"]
+        assert dist.get_local_rank() == r                      # both ranks share this machine
+        dist.destroy_process_group()
+        dist.init_process_group("nccl", device_id="cuda:3")    # an explicit device wins
+        assert used[-1] == 3, used
+        dist.destroy_process_group()
+        try:
+            dist.init_process_group("nccl", device_id=4)
+        except ValueError as e:
+            assert "device_id 4 is not one of the 4 GPU(s)" in str(e), e
+        else:
+            raise AssertionError("device_id 4 of 4 GPUs was taken")
+        assert not dist.is_initialized()
         done(r)
     """), pythonpath=[ROOT / "tests" / "fake_cupy"])
     check_ok(r)
+
+
+def test_local_rank_comes_from_the_launchers_variables(monkeypatch):
+    for name in dist.LOCAL_RANK_VARS:
+        monkeypatch.delenv(name, raising=False)
+    assert dist.get_local_rank() == 0                          # a process on its own
+    for i, name in enumerate(reversed(dist.LOCAL_RANK_VARS)):  # the first in the list wins
+        monkeypatch.setenv(name, str(i + 1))
+        assert dist.get_local_rank() == i + 1, name
+    monkeypatch.setenv("LOCAL_RANK", "x")
+    with pytest.raises(ValueError, match="get_local_rank: environment variable LOCAL_RANK='x' is not"):
+        dist.get_local_rank()

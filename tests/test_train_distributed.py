@@ -151,3 +151,53 @@ def test_mpirun_two_ranks_resume_exactly_and_only_rank_0_writes(tmp_path):
     out = r.stdout + r.stderr
     assert out.count("training AlexNet") == 3 and out.count("resumed from") == 1, out
     assert out.count("data-parallel on 2 ranks x batch 8 = global batch 16") == 3, out
+
+
+SAVE_FAILS = """
+    import os, signal
+    import tinyconv.checkpoint as ck
+    from tinyconv import train as T
+
+    how = sys.argv[2]
+    save = ck.save_checkpoint
+
+    def failing_save(path, *a, **k):
+        if how == "raise":
+            raise OSError(28, "No space left on device")
+        os.kill(os.getpid(), signal.SIGKILL)                  # rank 0 dies in the middle of the save
+
+    ck.save_checkpoint = failing_save                          # only rank 0 ever calls it
+    try:
+        T.train(epochs=2, batch_size=8, max_steps_per_epoch=2, eval_limit=50, seed=1, progress=False,
+                num_workers=0, plots=False, out="run")
+    except BaseException as e:
+        from mpi4py import MPI
+        print(f"rank {MPI.COMM_WORLD.Get_rank()} stopped: {e!r}", flush=True)
+        raise
+    print("NOT REACHED", flush=True)
+"""
+
+
+@needs_mpi
+@needs_digits
+def test_rank_0_raising_during_a_save_stops_every_rank_with_its_error(tmp_path):
+    """The group's timeout is 30 minutes; the run ends as soon as rank 0's write fails
+    (the subprocess timeout bounds it), every rank saying why."""
+    r = run_ranks(tmp_path, SAVE_FAILS, args=("fast", "raise"), timeout=180)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "NOT REACHED" not in out, out
+    assert "rank 0 stopped: OSError(28, 'No space left on device')" in out, out
+    assert ("rank 1 stopped: RuntimeError('train: rank 0 failed to write the checkpoint run/last.npz "
+            "(OSError: [Errno 28] No space left on device); rank 1 stops too')") in out, out
+    assert not (tmp_path / "run" / "last.npz").exists()
+
+
+@needs_mpi
+@needs_digits
+def test_rank_0_killed_during_a_save_ends_the_job(tmp_path):
+    """SIGKILL in the middle of the save: the launcher ends rank 1 (waiting for rank 0's
+    word) at once, not after the group's 30-minute timeout; the job fails saying so."""
+    r = run_ranks(tmp_path, SAVE_FAILS, args=("fast", "kill"), timeout=180)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and "NOT REACHED" not in out, out
+    assert "KILLED BY SIGNAL: 9" in out or "signal 9" in out or "Killed" in out, out

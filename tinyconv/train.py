@@ -33,7 +33,8 @@ process up to float32 summation order (with dropout: each rank draws its own mas
 seeded by (seed, epoch, rank)).  Validation and test are sharded by whole batches of 256
 (every image is evaluated in the same batch as in one process) and the counts are
 summed, so the accuracies are exactly one process's.  Only rank 0 prints, writes
-checkpoints and plots (the others wait at a barrier after each save); ``resume`` reads
+checkpoints and plots (the others wait for its word after each save, and stop with its
+error if the write failed); ``resume`` reads
 the checkpoint on every rank (a shared folder, as for one machine).
 
 Data: ``data`` names a bundled real set (``"mnist5k"``, the default, or ``"digits"``;
@@ -309,6 +310,34 @@ def _launcher_version(mpiexec):
         return ""
 
 
+#: bytes of rank 0's error message that a failed save sends the other ranks
+_SAVE_MESSAGE_BYTES = 512
+
+
+def _save_outcome(path, failure):
+    """Every rank learns whether rank 0 wrote ``path``: rank 0 broadcasts ``failure``'s
+    message (empty: written) and re-raises it; the others raise a :class:`RuntimeError`
+    quoting it, so nobody waits for a checkpoint that will never come."""
+    import tinyconv
+    msg = np.zeros(_SAVE_MESSAGE_BYTES, np.uint8)
+    if failure is not None:
+        text = f"{type(failure).__name__}: {failure}".encode("utf-8", "replace")[:_SAVE_MESSAGE_BYTES - 1]
+        msg[:len(text)] = np.frombuffer(text, np.uint8)
+        msg[-1] = 1                                          # a flag: even an empty message is a failure
+    t = tinyconv.tensor(msg)
+    dist.broadcast(t, 0)
+    if failure is not None:
+        failure._every_rank_raised = True
+        raise failure
+    got = t.numpy()
+    if got[-1]:
+        text = bytes(got[:-1]).rstrip(b"\0").decode("utf-8", "replace")
+        error = RuntimeError(f"train: rank 0 failed to write the checkpoint {path} ({text}); "
+                             f"rank {_rank()} stops too")
+        error._every_rank_raised = True
+        raise error
+
+
 class _ShardLoader(D.DataLoader):
     """The one-process loader of global batches (``batch_size x world``), serving this
     rank's slice of each: its position and ``state_dict`` are the same on every rank."""
@@ -387,13 +416,20 @@ def train(cfg=None, callback=None, **overrides):
     cfg = dataclasses.replace(cfg or TrainConfig(), **overrides)
     if dist.is_initialized() or launched_world_size() == 1:
         return _train(cfg, callback)
-    dist.init_process_group("mpi")                          # mpirun -n N tinyconv train
+    # mpirun -n N tinyconv train: NCCL between GPUs (each rank on its local GPU), else MPI
+    if cfg.device.startswith("cuda") and dist.is_nccl_available():
+        dist.init_process_group("nccl", device_id=cfg.device if ":" in cfg.device else None)
+    else:
+        dist.init_process_group("mpi")
     try:
         result = _train(cfg, callback)
-    except BaseException:
-        # a rank that stops must stop the others (they would wait in a collective, and this
-        # one in MPI_Finalize): abort the whole launch at exit, after the error is printed
-        atexit.register(_abort_launch)
+    except BaseException as e:
+        if getattr(e, "_every_rank_raised", False):     # all ranks stop together (a failed save):
+            dist.destroy_process_group()                # each leaves normally with its own error
+        else:
+            # a rank that stops must stop the others (they would wait in a collective, and this
+            # one in MPI_Finalize): abort the whole launch at exit, after the error is printed
+            atexit.register(_abort_launch)
         raise
     # left only after a success: a failed collective's broken group must reach the MPI_Abort at exit
     dist.destroy_process_group()
@@ -679,11 +715,22 @@ class _Run:
             self.save(self.best_path, epoch)
 
     def save(self, path, epoch):
-        """Rank 0 writes (atomically), the others wait for it; all record what the file holds."""
-        if self.rank == 0:
+        """Rank 0 writes (atomically), the others wait for it; all record what the file holds.
+
+        In a process group rank 0 then broadcasts how the write went (see
+        :func:`_save_outcome`): an exception on rank 0 (a full disk, Ctrl-C) stops every
+        rank at once with rank 0's error; a rank 0 that dies is reported by the launcher,
+        which ends the others."""
+        if self.world == 1:
             self._write(path, epoch)
-        if self.world > 1:
-            dist.barrier()
+        else:
+            failure = None
+            if self.rank == 0:
+                try:
+                    self._write(path, epoch)
+                except BaseException as e:
+                    failure = e
+            _save_outcome(path, failure)
         self.saved[path] = epoch
 
     def _write(self, path, epoch):
