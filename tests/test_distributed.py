@@ -570,3 +570,27 @@ def test_sharded_counter_gives_each_rank_its_slice_of_the_global_dropout_masks(k
     assert not np.array_equal(r0[0], r0[1])
     with pytest.raises(ValueError, match="shard_counter: need 0 <= rank < world, got rank 2, world 2"):
         shard_counter(2, 2)
+
+
+@needs_mpi
+def test_bench_distributed_quick_writes_well_formed_results(tmp_path):
+    """The scaling benchmark's smoke run (small28, 1 and 2 ranks, 2 steps): its JSON and
+    Markdown are written and hold every figure; no timing is asserted."""
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_distributed.py"), "--quick",
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (js,), (md,) = tmp_path.glob("distributed-*-quick.json"), tmp_path.glob("distributed-*-quick.md")
+    import json
+    data = json.loads(js.read_text())
+    assert {"date_utc", "cpu", "logical_cores", "load_average_at_start"} <= set(data["machine"])
+    one, two = data["results"]
+    assert (one["ranks"], two["ranks"], one["net"], two["net"]) == (1, 2, "small28", "small28")
+    assert two["global_batch"] == 2 * two["batch_per_rank"] and two["backend"] == "mpi"
+    for res in (one, two):
+        assert len(res["step_times_s"]) == 2 and res["images_per_s"] > 0 and res["efficiency"] > 0
+        for key in ("step_s", "forward_s", "backward_s", "optimizer_s", "wait_s", "skew_s",
+                    "allreduce_alone_s"):
+            assert isinstance(res[key], float) and res[key] >= 0, (key, res[key])
+    assert one["efficiency"] == 1.0 and one["hidden_share"] is None
+    assert two["allreduce_alone_s"] > 0 and 0 <= two["hidden_share"] <= 1
+    assert "| small28 | 2 | 32 |" in md.read_text()

@@ -70,16 +70,17 @@ def test_nproc_without_a_launcher_says_how_to_get_one(tmp_path, monkeypatch, cap
 
 @needs_mpi
 @needs_digits
-def test_nproc_2_trains_as_one_process_with_the_global_batch(tmp_path):
-    """``--nproc 2 --batch-size 16`` = one process with ``--batch-size 32``: same batches,
-    gradients averaged over the ranks.  The weights agree to float32 rounding only:
+def test_nproc_2_trains_as_one_process(tmp_path):
+    """``--nproc 2 --batch-size 32`` = one process with ``--batch-size 32`` (the global
+    batch; 16 per rank): same batches, same dropout masks, gradients averaged over the
+    ranks.  The weights agree to float32 rounding only:
     a rank's mean over 16 images then the average over 2 ranks sums in another order
     than one mean over 32 (measured: at most 6e-8 on weights of size ~0.3 after 6
     steps, i.e. an ulp or two); the evaluation is sharded by whole batches, so the
     accuracies are exactly equal."""
     one = _cli([*CLI_TINY, "--batch-size", "32", "--out", "one"], tmp_path)
     assert one.returncode == 0, one.stdout + one.stderr
-    two = _cli([*CLI_TINY, "--nproc", "2", "--batch-size", "16", "--out", "two"], tmp_path)
+    two = _cli([*CLI_TINY, "--nproc", "2", "--batch-size", "32", "--out", "two"], tmp_path)
     out = two.stdout + two.stderr
     assert two.returncode == 0, out
     assert "launching: " in out and f"{MPIEXEC} -n 2" in out.replace(os.path.realpath(MPIEXEC), MPIEXEC), out
@@ -94,7 +95,8 @@ def test_nproc_2_trains_as_one_process_with_the_global_batch(tmp_path):
     m1, m2 = (load_checkpoint(tmp_path / d / "last.npz")["meta"] for d in ("one", "two"))
     assert m1["step"] == m2["step"] == 6 and m1["loader"] == m2["loader"]
     assert (m1["world_size"], m2["world_size"]) == (1, 2)
-    assert m2["hyper"]["global_batch_size"] == 32 and m2["hyper"]["batch_size"] == 16
+    assert m2["hyper"]["global_batch_size"] == m2["hyper"]["batch_size"] == 32
+    assert m2["hyper"]["rank_batch_size"] == 16 and m1["hyper"]["rank_batch_size"] == 32
     for key in ("val_top1_error", "val_top5_error"):
         assert m1["history"][key] == m2["history"][key]
     np.testing.assert_allclose(m2["history"]["train_loss"], m1["history"]["train_loss"], rtol=1e-5)
@@ -102,10 +104,13 @@ def test_nproc_2_trains_as_one_process_with_the_global_batch(tmp_path):
     assert acc[0].split("(")[0] == acc[1].split("(")[0], acc
     assert sorted(os.listdir(tmp_path / "two")) == sorted(os.listdir(tmp_path / "one"))
 
-    # a two-rank checkpoint resumes in one process (saying the global batch changed)
+    # a two-rank checkpoint resumes in one process, the global batch unchanged
     more = _cli([*CLI_TINY, "--epochs", "3", "--resume", "--out", "two"], tmp_path)
     assert more.returncode == 0, more.stdout + more.stderr
-    assert "written by a run on 2 rank(s) (global batch 32); this one runs 1 (global batch 16)" in more.stdout
+    assert "written by a run on 2 rank(s) (global batch 32); this one runs 1 (global batch 32)" in more.stdout
+    odd = _cli([*CLI_TINY, "--nproc", "2", "--batch-size", "33", "--out", "odd"], tmp_path)
+    assert odd.returncode != 0
+    assert "batch_size 33 (the global batch) does not split evenly over 2 ranks" in odd.stdout + odd.stderr
     assert load_checkpoint(tmp_path / "two" / "last.npz")["meta"]["epoch"] == 3
 
 
@@ -126,7 +131,7 @@ def test_mpirun_two_ranks_resume_exactly_and_only_rank_0_writes(tmp_path):
         save, plots = ck.save_checkpoint, T._plots
         ck.save_checkpoint = lambda path, *a, **k: (calls.append(path), save(path, *a, **k))[1]
         T._plots = lambda *a, **k: (calls.append("plots"), plots(*a, **k))[1]
-        tiny = dict(batch_size=8, max_steps_per_epoch=3, eval_limit=100, seed=1, progress=False,
+        tiny = dict(batch_size=16, max_steps_per_epoch=3, eval_limit=100, seed=1, progress=False,
                     num_workers=0)
         full = T.train(epochs=2, out="full", plots=True, **tiny)
         assert dist.is_initialized() is False              # train() left and destroyed its group

@@ -276,8 +276,8 @@ def _parser():
     t.add_argument("--device", default=d.device, help="cpu or cuda (default cpu)")
     t.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")
     t.add_argument("--batch-size", type=int, default=d.batch_size,
-                   help=f"images per step per process (default {d.batch_size}; the global batch is "
-                        "this times the number of processes)")
+                   help=f"images per step, over all processes (default {d.batch_size}; with --nproc N "
+                        "each process takes 1/N of them)")
     t.add_argument("--lr", type=float, default=d.lr, help=f"initial learning rate (default {d.lr})")
     t.add_argument("--patience", type=int, default=d.patience,
                    help=f"epochs without a better validation error before lr /= 10 (default {d.patience})")
@@ -298,7 +298,8 @@ def _parser():
     t.add_argument("--max-steps", type=int, default=0, help="cut each epoch after this many batches (0: all)")
     t.add_argument("--nproc", type=int, default=1, metavar="N",
                    help="train data-parallel on N processes: relaunches this command under the MPI "
-                        "launcher (mpiexec -n N); --batch-size is per process, the global batch N times it")
+                        "launcher (mpiexec -n N); --batch-size stays the global batch, each process "
+                        "takes 1/N of it (the one-process run, split)")
     t.add_argument("--eval-limit", type=int, default=0,
                    help="evaluate on the first N validation/test images only (0: all)")
 

@@ -22,14 +22,17 @@
 
 Data parallelism: launched by MPI (``mpirun -n N tinyconv train`` or ``tinyconv train
 --nproc N``, see :func:`launch_command`) ``train`` joins the process group and trains
-data-parallel, as PyTorch's DDP recipe: ``batch_size`` is per rank, the **global batch**
-is ``batch_size x N`` and ``lr`` applies to its mean gradient unchanged (no automatic
-scaling; both are reported when the run starts).  The loader draws the one-process
+data-parallel.  ``batch_size`` is the **global batch**, the recipe's (the paper's 128,
+the demo's 64), whatever the number of ranks: each of N ranks takes ``batch_size / N``
+images of every step (N must divide it), and ``lr`` applies to the mean gradient over
+the whole batch, so ``mpirun -n N tinyconv train`` is the one-process run, only split.
+(PyTorch's own DDP scripts pass a per-process batch instead; here the per-rank and
+global figures are both printed when the run starts.)  The loader draws the one-process
 order of global batches and rank ``r`` takes the ``r``-th slice of each (augmentation is
 seeded per sample, so the union is exactly the one-process batch); gradients are
 averaged by :class:`~tinyconv.nn.parallel.DistributedDataParallel`, the step's loss and
-the epoch's counts are all-reduced, so ``N x B`` on N ranks trains as ``N*B`` on one
-process up to float32 summation order.  Dropout too: every rank keeps the one seed
+the epoch's counts are all-reduced, so a run on N ranks trains as one process up to
+float32 summation order.  Dropout too: every rank keeps the one seed
 and draws its slice of the global batch's counter range
 (:func:`tinyconv.random.shard_counter`), so with the fast CPU kernels rank ``r``'s
 masks are exactly the ``r``-th slice of the one-process masks (with the reference or
@@ -553,12 +556,16 @@ class _Run:
         del probe
         train_set, val_set, test_set, self.classes, self.preprocess = build_data(cfg, model_shape)
         self.world, self.rank = _world(), _rank()
-        self.global_batch = cfg.batch_size * self.world
+        self.global_batch = cfg.batch_size
+        if cfg.batch_size % self.world:
+            raise ValueError(f"train: batch_size {cfg.batch_size} (the global batch) does not split evenly "
+                             f"over {self.world} ranks; use a multiple of {self.world}, e.g. "
+                             f"--batch-size {max(1, cfg.batch_size // self.world) * self.world}")
+        self.rank_batch = cfg.batch_size // self.world
         if len(train_set) < self.global_batch:
-            per = (f" ({cfg.batch_size} per rank x {self.world} ranks)" if self.world > 1 else "")
-            raise ValueError(f"train: batch_size {self.global_batch}{per} is larger than the training set "
+            raise ValueError(f"train: batch_size {self.global_batch} is larger than the training set "
                              f"({len(train_set)} images), and an epoch takes whole batches only; use "
-                             f"--batch-size {len(train_set) // self.world} or less")
+                             f"--batch-size {len(train_set)} or less")
         if cfg.eval_limit:
             val_set, test_set = _first(val_set, cfg.eval_limit), _first(test_set, cfg.eval_limit)
         self.train_set, self.val_set, self.test_set = train_set, val_set, test_set
@@ -585,7 +592,7 @@ class _Run:
             from .nn.parallel import DistributedDataParallel
             self.net = DistributedDataParallel(model)
         loader_args = dict(shuffle=True, drop_last=True, seed=cfg.seed, num_workers=cfg.num_workers)
-        self.loader = (_ShardLoader(train_set, cfg.batch_size, self.rank, self.world, **loader_args)
+        self.loader = (_ShardLoader(train_set, self.rank_batch, self.rank, self.world, **loader_args)
                        if self.world > 1 else D.DataLoader(train_set, cfg.batch_size, **loader_args))
         self.val_loader = _eval_loader(val_set, cfg)
         self.history = {k: [] for k in ("train_loss", "train_error", "val_loss", "val_top1_error",
@@ -612,10 +619,10 @@ class _Run:
             self.best_epoch = meta.get("best_epoch") or errors.index(self.best) + 1
         self.saved[self.last_path] = self.start_epoch
         before = int(meta.get("world_size", 1))
-        if before != self.world:
+        before_batch = int(meta.get("hyper", {}).get("global_batch_size", self.global_batch))
+        if before != self.world or before_batch != self.global_batch:
             _log(f"note: {resumed['path']} was written by a run on {before} rank(s) (global batch "
-                 f"{self.cfg.batch_size * before}); this one runs {self.world} "
-                 f"(global batch {self.global_batch})")
+                 f"{before_batch}); this one runs {self.world} (global batch {self.global_batch})")
         if os.path.exists(self.best_path):
             self.saved[self.best_path] = self.best_epoch
         _log(f"resumed from {resumed['path']} after epoch {self.start_epoch} (step {self.step})")
@@ -748,7 +755,7 @@ class _Run:
                 "world_size": self.world,
                 "hyper": {"lr": opt.param_groups[0]["lr"], "momentum": cfg.momentum,
                           "weight_decay": cfg.weight_decay, "batch_size": cfg.batch_size,
-                          "global_batch_size": self.global_batch}}
+                          "global_batch_size": self.global_batch, "rank_batch_size": self.rank_batch}}
         ckpt.save_checkpoint(path, self.model.state_dict(), opt.state_dict(), meta, tinyconv.get_rng_state())
 
 
@@ -761,7 +768,7 @@ def _run(cfg, resumed, callback):
     _log(f"training AlexNet {cfg.variant!r} ({n_params:,} parameters) on {cfg.data!r}: "
          f"{len(run.train_set)} train / {len(run.val_set)} val / {len(run.test_set)} test images, "
          f"{len(run.classes)} classes, device {cfg.device}, kernels {tinyconv.kernel_mode()}")
-    per_rank = (f"data-parallel on {run.world} ranks x batch {cfg.batch_size} = " if run.world > 1 else "")
+    per_rank = (f"data-parallel on {run.world} ranks x batch {run.rank_batch} = " if run.world > 1 else "")
     _log(f"{per_rank}global batch {run.global_batch}, lr {run.opt.param_groups[0]['lr']:g} "
          f"(momentum {cfg.momentum:g}, weight decay {cfg.weight_decay:g})")
     t_run = time.perf_counter()
