@@ -39,7 +39,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -243,20 +242,14 @@ def render(results, machine):
 
 
 def machine_info(args):
-    cpu = platform.processor() or ""
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """bench_cpu's record of the machine (CPU, cores, BLAS, load), with mpi4py's version and the note."""
+    sys.path.insert(0, str(ROOT))
+    from bench_cpu import machine_info as cpu_machine_info
     import mpi4py
-    return {"date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "cpu": cpu, "logical_cores": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "numpy": np.__version__, "mpi4py": mpi4py.__version__,
-            "load_average_at_start": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg")
-            else None, "note": args.note}
+    info = cpu_machine_info(args.threads)
+    info["load_average_at_start"] = [round(v, 2) for v in info["load_average_at_start"] or ()]
+    info.update(mpi4py=mpi4py.__version__, note=args.note)
+    return info
 
 
 def main(argv=None):
