@@ -594,3 +594,40 @@ def test_bench_distributed_quick_writes_well_formed_results(tmp_path):
     assert one["efficiency"] == 1.0 and one["hidden_share"] is None
     assert two["allreduce_alone_s"] > 0 and 0 <= two["hidden_share"] <= 1
     assert "| small28 | 2 | 32 |" in md.read_text()
+
+
+def _gpus_for_nccl():
+    """How many GPUs CuPy sees where it has NCCL (0 without either, or on the fake CuPy)."""
+    if not dist.is_nccl_available():
+        return 0
+    import cupy
+    if cupy.__version__.endswith("fake"):
+        return 0
+    try:
+        return cupy.cuda.runtime.getDeviceCount()
+    except Exception:
+        return 0
+
+
+@needs_mpi
+@pytest.mark.gpu
+@pytest.mark.skipif(_gpus_for_nccl() < 2, reason="needs CuPy with NCCL and at least 2 CUDA GPUs")
+def test_nccl_on_two_gpus_each_rank_on_its_own_and_ddp_matches_one_process(tmp_path):
+    check_ok(run_ranks(tmp_path, DDP_COMMON.replace('dist.init_process_group("mpi")',
+                                                    'dist.init_process_group("nccl")') + textwrap.dedent("""
+        import cupy
+        assert cupy.cuda.runtime.getDevice() == r and dist.get_backend() == "nccl"
+        t = tinyconv.tensor(np.arange(4.0) * (r + 1), device="cuda")
+        dist.all_reduce(t)
+        assert np.array_equal(t.cpu().numpy(), np.arange(4.0) * 3)
+        net = make_net().to("cuda")
+        model = DDP(net)
+        ref = make_net().to("cuda")
+        X, y = batches(0, 2 * B)
+        X, y = X.to("cuda"), y.to("cuda")
+        loss_fn(model(X[r * B:(r + 1) * B]), y[r * B:(r + 1) * B]).backward()
+        loss_fn(ref(X), y).backward()
+        for (name, p), q in zip(net.named_parameters(), ref.parameters()):
+            close(p.grad.cpu(), q.grad.cpu(), name)
+        done(r)
+    """)))
