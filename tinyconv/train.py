@@ -32,16 +32,16 @@ order of global batches and rank ``r`` takes the ``r``-th slice of each (augment
 seeded per sample, so the union is exactly the one-process batch); gradients are
 averaged by :class:`~tinyconv.nn.parallel.DistributedDataParallel`, the step's loss and
 the epoch's counts are all-reduced, so a run on N ranks trains as one process up to
-float32 summation order.  Dropout too: every rank keeps the one seed
-and draws its slice of the global batch's counter range
-(:func:`tinyconv.random.shard_counter`), so with the fast CPU kernels rank ``r``'s
-masks are exactly the ``r``-th slice of the one-process masks (with the reference or
-CUDA kernels they are other, independent draws).  Validation and test are sharded by whole batches of 256
-(every image is evaluated in the same batch as in one process) and the counts are
-summed, so the accuracies are exactly one process's.  Only rank 0 prints, writes
-checkpoints and plots (the others wait for its word after each save, and stop with its
-error if the write failed); ``resume`` reads
-the checkpoint on every rank (a shared folder, as for one machine).
+float32 summation order.  Dropout too: every rank keeps the one seed and draws its
+slice of the global batch's counter range (:func:`tinyconv.random.shard_counter`), so
+with the fast CPU kernels rank ``r``'s masks are exactly the ``r``-th slice of the
+one-process masks (with the reference or CUDA kernels they are other, independent
+draws).  Validation and test are sharded by whole batches of 256 (every image is
+evaluated in the same batch as in one process) and the counts are summed, so the
+accuracies are exactly one process's.  Only rank 0 prints, writes checkpoints and
+plots (the others wait for its word after each save, and stop with its error if the
+write failed); ``resume`` reads the checkpoint on every rank (a shared folder, as for
+one machine).  With ``device="cuda"`` the ranks use NCCL, each on its local GPU.
 
 Data: ``data`` names a bundled real set (``"mnist5k"``, the default, or ``"digits"``;
 see :mod:`tinyconv.data.datasets`), or a folder with ``train/`` and ``val/`` (and
