@@ -12,6 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import tinyconv
@@ -268,6 +269,52 @@ def test_ddp_two_ranks_match_one_process_with_twice_the_batch(tmp_path, kernel_m
 
 
 @needs_mpi
+def test_ddp_in_float32_is_as_accurate_as_one_process(tmp_path, kernel_mode):
+    """float32: 2 ranks x B against one process with 2B, both against the float64 truth.
+
+    The two runs compute the same sums in different orders (a rank's mean over B then
+    the average of 2, against one mean over 2B; the GEMMs' inner sums split likewise),
+    so they differ by float32 rounding: each result's error is bounded by
+    gamma_K * sum|terms| (K the terms summed, u = 2^-24), and no finer claim holds
+    element by element.  What must hold is that neither order is worse: over each
+    parameter, the norm of the two-rank error against the float64 run (same data, same
+    start) is within twice the one-process float32 error, plus a floor of 16 u times
+    the gradient's norm for a parameter whose one-process error happens to be tiny.
+    A wrong average (a sum, a stale or missing bucket) is off by O(1), 10^6 u or more."""
+    check_ok(run_ranks(tmp_path, DDP_COMMON + textwrap.dedent("""
+        u = 2.0 ** -24
+
+        def check(ours, theirs, exact, what):
+            for (name, a), b, c in zip(ours, theirs, exact):
+                a, b, c = (np.asarray(t.detach().numpy(), np.float64) for t in (a, b, c))
+                mine, one = np.linalg.norm(a - c), np.linalg.norm(b - c)
+                assert 0 < one < 1e-5 * np.linalg.norm(c), (what, name, one)   # float32 rounding, > 0
+                assert mine <= 2 * one + 16 * u * np.linalg.norm(c), (what, name, mine, one)
+
+        net = make_net().float()
+        model = DDP(net)
+        opt = tinyconv.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        ref, exact = make_net().float(), make_net()
+        ref_opt = tinyconv.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
+        exact_opt = tinyconv.optim.SGD(exact.parameters(), lr=0.1, momentum=0.9)
+        for step in range(3):
+            X, y = batches(step, 2 * B)
+            X32 = X.float()
+            for o in (opt, ref_opt, exact_opt):
+                o.zero_grad()
+            loss_fn(model(X32[r * B:(r + 1) * B]), y[r * B:(r + 1) * B]).backward()
+            loss_fn(ref(X32), y).backward()
+            loss_fn(exact(X), y).backward()
+            grads = lambda m: [p.grad for p in m.parameters()]
+            check([(n, p.grad) for n, p in net.named_parameters()], grads(ref), grads(exact), f"grad {step}")
+            for o in (opt, ref_opt, exact_opt):
+                o.step()
+        check(list(net.named_parameters()), list(ref.parameters()), list(exact.parameters()), "weights")
+        done(r)
+    """), args=(kernel_mode,)))
+
+
+@needs_mpi
 def test_ddp_no_sync_accumulates_locally_then_averages(tmp_path):
     check_ok(run_ranks(tmp_path, DDP_COMMON + textwrap.dedent("""
         net = make_net()
@@ -415,7 +462,17 @@ class Stream:
         pass
 
 
-cupy.cuda.Event, cupy.cuda.Stream = Event, Stream
+class Device(cupy.cuda.Device):
+    """The fake's device, remembering which one each rank made current."""
+    def __init__(self, index=None):
+        super().__init__(0 if index is None else index)
+    def use(self):
+        used.append(self.id)
+
+
+used = []
+cupy.cuda.Event, cupy.cuda.Stream, cupy.cuda.Device = Event, Stream, Device
+cupy.cuda.runtime.getDeviceCount = lambda: 4                 # one machine with 4 "GPUs"
 cupy.cuda.get_current_stream = lambda: Stream()
 cupy.cuda.nccl = types.SimpleNamespace(
     get_unique_id=lambda: tuple(int(b) for b in np.random.default_rng().integers(-128, 128, 128)),
@@ -431,8 +488,11 @@ def test_nccl_backend_bootstraps_and_calls_nccl_on_fake_cupy(tmp_path):
     communicator made with (world, uid, rank), all_reduce/broadcast of "device" arrays through
     NCCL's calls (done here by MPI at the addresses given), everything else staged on the host."""
     r = run_ranks(tmp_path, FAKE_NCCL + textwrap.dedent("""
+        import os
         dist.init_process_group("nccl")
         r = dist.get_rank()
+        assert os.environ["MPI_LOCALRANKID"] == str(r)         # MPICH's Hydra says the local rank
+        assert used == [r] and dist.get_local_rank() == r, used  # each rank made its own GPU current
         (ndev, uid, rank), = made
         assert (ndev, rank, len(uid)) == (2, r, 128)
         uids = MPI.COMM_WORLD.allgather(uid)
@@ -451,6 +511,123 @@ def test_nccl_backend_bootstraps_and_calls_nccl_on_fake_cupy(tmp_path):
         assert [np.asarray(o.array).tolist() for o in outs] == [[0.0, 0.0], [1.0, 1.0]]
         dist.destroy_process_group()
         assert made[-1] == "destroyed"
+        for name in dist.LOCAL_RANK_VARS:                      # no launcher variable: MPI's node split
+            os.environ.pop(name, None)
+        os.environ["LOCAL_RANK"] = str(5 + r)                  # torchrun's variable comes first: 5 % 4
+        dist.init_process_group("nccl")
+        assert used[-1] == (5 + r) % 4, used
+        del os.environ["LOCAL_RANK"]
+        assert dist.get_local_rank() == r                      # both ranks share this machine
+        dist.destroy_process_group()
+        dist.init_process_group("nccl", device_id="cuda:3")    # an explicit device wins
+        assert used[-1] == 3, used
+        dist.destroy_process_group()
+        try:
+            dist.init_process_group("nccl", device_id=4)
+        except ValueError as e:
+            assert "device_id 4 is not one of the 4 GPU(s)" in str(e), e
+        else:
+            raise AssertionError("device_id 4 of 4 GPUs was taken")
+        assert not dist.is_initialized()
         done(r)
     """), pythonpath=[ROOT / "tests" / "fake_cupy"])
     check_ok(r)
+
+
+def test_local_rank_comes_from_the_launchers_variables(monkeypatch):
+    for name in dist.LOCAL_RANK_VARS:
+        monkeypatch.delenv(name, raising=False)
+    assert dist.get_local_rank() == 0                          # a process on its own
+    for i, name in enumerate(reversed(dist.LOCAL_RANK_VARS)):  # the first in the list wins
+        monkeypatch.setenv(name, str(i + 1))
+        assert dist.get_local_rank() == i + 1, name
+    monkeypatch.setenv("LOCAL_RANK", "x")
+    with pytest.raises(ValueError, match="get_local_rank: environment variable LOCAL_RANK='x' is not"):
+        dist.get_local_rank()
+
+
+def test_sharded_counter_gives_each_rank_its_slice_of_the_global_dropout_masks(kernel_mode):
+    """Two "ranks" (shard_counter(r, 2)) with one seed: with the counter-keyed fast kernels
+    their masks of B rows are the halves of the one-process masks of 2B rows, over two
+    calls; with the reference kernels they are at least different draws per rank."""
+    import tinyconv.nn.functional as F
+    from tinyconv.random import shard_counter
+
+    def masks(rows, rank=0, world=1):
+        tinyconv.manual_seed(5)
+        shard_counter(rank, world)
+        try:
+            x = tinyconv.ones(rows, 40)
+            return [F.dropout(x, 0.5).numpy() for _ in range(2)]
+        finally:
+            shard_counter()
+
+    one, r0, r1 = masks(6), masks(3, 0, 2), masks(3, 1, 2)
+    if kernel_mode == "fast":
+        for k in range(2):
+            np.testing.assert_array_equal(np.concatenate([r0[k], r1[k]]), one[k])
+    assert not np.array_equal(r0[0], r1[0]) and not np.array_equal(r0[1], r1[1])
+    assert not np.array_equal(r0[0], r0[1])
+    with pytest.raises(ValueError, match="shard_counter: need 0 <= rank < world, got rank 2, world 2"):
+        shard_counter(2, 2)
+
+
+@needs_mpi
+def test_bench_distributed_quick_writes_well_formed_results(tmp_path):
+    """The scaling benchmark's smoke run (small28, 1 and 2 ranks, 2 steps): its JSON and
+    Markdown are written and hold every figure; no timing is asserted."""
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_distributed.py"), "--quick",
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (js,), (md,) = tmp_path.glob("distributed-*-quick.json"), tmp_path.glob("distributed-*-quick.md")
+    import json
+    data = json.loads(js.read_text())
+    assert {"date_utc", "cpu", "logical_cores", "load_average_at_start"} <= set(data["machine"])
+    one, two = data["results"]
+    assert (one["ranks"], two["ranks"], one["net"], two["net"]) == (1, 2, "small28", "small28")
+    assert two["global_batch"] == 2 * two["batch_per_rank"] and two["backend"] == "mpi"
+    for res in (one, two):
+        assert len(res["step_times_s"]) == 2 and res["images_per_s"] > 0 and res["efficiency"] > 0
+        for key in ("step_s", "forward_s", "backward_s", "optimizer_s", "wait_s", "skew_s",
+                    "allreduce_alone_s"):
+            assert isinstance(res[key], float) and res[key] >= 0, (key, res[key])
+    assert one["efficiency"] == 1.0 and one["hidden_share"] is None
+    assert two["allreduce_alone_s"] > 0 and 0 <= two["hidden_share"] <= 1
+    assert "| small28 | 2 | 32 |" in md.read_text()
+
+
+def _gpus_for_nccl():
+    """How many GPUs CuPy sees where it has NCCL (0 without either, or on the fake CuPy)."""
+    if not dist.is_nccl_available():
+        return 0
+    import cupy
+    if cupy.__version__.endswith("fake"):
+        return 0
+    try:
+        return cupy.cuda.runtime.getDeviceCount()
+    except Exception:
+        return 0
+
+
+@needs_mpi
+@pytest.mark.gpu
+@pytest.mark.skipif(_gpus_for_nccl() < 2, reason="needs CuPy with NCCL and at least 2 CUDA GPUs")
+def test_nccl_on_two_gpus_each_rank_on_its_own_and_ddp_matches_one_process(tmp_path):
+    check_ok(run_ranks(tmp_path, DDP_COMMON.replace('dist.init_process_group("mpi")',
+                                                    'dist.init_process_group("nccl")') + textwrap.dedent("""
+        import cupy
+        assert cupy.cuda.runtime.getDevice() == r and dist.get_backend() == "nccl"
+        t = tinyconv.tensor(np.arange(4.0) * (r + 1), device="cuda")
+        dist.all_reduce(t)
+        assert np.array_equal(t.cpu().numpy(), np.arange(4.0) * 3)
+        net = make_net().to("cuda")
+        model = DDP(net)
+        ref = make_net().to("cuda")
+        X, y = batches(0, 2 * B)
+        X, y = X.to("cuda"), y.to("cuda")
+        loss_fn(model(X[r * B:(r + 1) * B]), y[r * B:(r + 1) * B]).backward()
+        loss_fn(ref(X), y).backward()
+        for (name, p), q in zip(net.named_parameters(), ref.parameters()):
+            close(p.grad.cpu(), q.grad.cpu(), name)
+        done(r)
+    """)))

@@ -557,8 +557,8 @@ def _parser():
     t.add_argument("--device", type=_device, default=d.device, help="cpu, cuda or cuda:N (default cpu)")
     t.add_argument("--epochs", type=_POSITIVE, default=d.epochs, help=f"at least 1 (default {d.epochs})")
     t.add_argument("--batch-size", type=_POSITIVE, default=d.batch_size,
-                   help=f"images per step per process (default {d.batch_size}; the global batch is "
-                        "this times the number of processes)")
+                   help=f"images per step, over all processes (default {d.batch_size}; with --nproc N "
+                        "each process takes 1/N of them)")
     t.add_argument("--lr", type=_float_flag("a finite float > 0", lambda v: v > 0), default=d.lr,
                    help=f"initial learning rate, > 0 (default {d.lr})")
     t.add_argument("--patience", type=_COUNT, default=d.patience,
@@ -587,7 +587,8 @@ def _parser():
                    help="cut each epoch after this many batches (default 0: all)")
     t.add_argument("--nproc", type=_POSITIVE, default=1, metavar="N",
                    help="train data-parallel on N processes: relaunches this command under the MPI "
-                        "launcher (mpiexec -n N); --batch-size is per process, the global batch N times it")
+                        "launcher (mpiexec -n N); --batch-size stays the global batch, each process "
+                        "takes 1/N of it (the one-process run, split)")
     t.add_argument("--eval-limit", type=_COUNT, default=0,
                    help="evaluate on the first N validation/test images only (default 0: all)")
 

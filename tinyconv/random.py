@@ -7,6 +7,7 @@ an offset (:func:`philox_seed_offset`), so a mask can be regenerated, never stor
 import numpy as np
 
 _state = {"seed": None, "generator": np.random.default_rng(), "offset": 0}
+_counter_shard = {"rank": 0, "world": 1}      # data parallelism: see shard_counter
 
 
 def manual_seed(seed):
@@ -29,9 +30,26 @@ def philox_seed_offset(n):
     """
     if _state["seed"] is None:
         _state["seed"] = int(_state["generator"].integers(2**62))
-    seed, offset = _state["seed"], _state["offset"]
-    _state["offset"] += int(n)
+    rank, world = _counter_shard["rank"], _counter_shard["world"]
+    seed, offset = _state["seed"], _state["offset"] + rank * int(n)
+    _state["offset"] += world * int(n)
     return seed, offset
+
+
+def shard_counter(rank=0, world=1):
+    """Data parallelism: each counter draw of ``n`` numbers becomes rank ``rank``'s
+    ``n`` of one draw of ``world * n`` (``shard_counter()`` undoes it).
+
+    With the same seed on every rank, the ranks' offsets then tile the counter range one
+    process would draw for the global batch: rank r draws at ``offset + r * n`` and
+    every rank advances by ``world * n``.  A dropout input whose first dimension is the
+    batch is the r-th slice of the global batch's, so where a kernel keys element i by
+    counter ``offset + i`` (the CPU fast path) rank r's mask is exactly the r-th slice of
+    the one-process mask; elsewhere the ranks draw different masks (different offsets)."""
+    rank, world = int(rank), int(world)
+    if not 0 <= rank < world:
+        raise ValueError(f"shard_counter: need 0 <= rank < world, got rank {rank}, world {world}")
+    _counter_shard.update(rank=rank, world=world)
 
 
 def get_rng_state():

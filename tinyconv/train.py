@@ -24,19 +24,26 @@
 
 Data parallelism: launched by MPI (``mpirun -n N tinyconv train`` or ``tinyconv train
 --nproc N``, see :func:`launch_command`) ``train`` joins the process group and trains
-data-parallel, as PyTorch's DDP recipe: ``batch_size`` is per rank, the **global batch**
-is ``batch_size x N`` and ``lr`` applies to its mean gradient unchanged (no automatic
-scaling; both are reported when the run starts).  The loader draws the one-process
+data-parallel.  ``batch_size`` is the **global batch**, the recipe's (the paper's 128,
+the demo's 64), whatever the number of ranks: each of N ranks takes ``batch_size / N``
+images of every step (N must divide it), and ``lr`` applies to the mean gradient over
+the whole batch, so ``mpirun -n N tinyconv train`` is the one-process run, only split.
+(PyTorch's own DDP scripts pass a per-process batch instead; here the per-rank and
+global figures are both printed when the run starts.)  The loader draws the one-process
 order of global batches and rank ``r`` takes the ``r``-th slice of each (augmentation is
 seeded per sample, so the union is exactly the one-process batch); gradients are
 averaged by :class:`~tinyconv.nn.parallel.DistributedDataParallel`, the step's loss and
-the epoch's counts are all-reduced, so ``N x B`` on N ranks trains as ``N*B`` on one
-process up to float32 summation order (with dropout: each rank draws its own masks,
-seeded by (seed, epoch, rank)).  Validation and test are sharded by whole batches of 256
-(every image is evaluated in the same batch as in one process) and the counts are
-summed, so the accuracies are exactly one process's.  Only rank 0 prints, writes
-checkpoints and plots (the others wait at a barrier after each save); ``resume`` reads
-the checkpoint on every rank (a shared folder, as for one machine).
+the epoch's counts are all-reduced, so a run on N ranks trains as one process up to
+float32 summation order.  Dropout too: every rank keeps the one seed and draws its
+slice of the global batch's counter range (:func:`tinyconv.random.shard_counter`), so
+with the fast CPU kernels rank ``r``'s masks are exactly the ``r``-th slice of the
+one-process masks (with the reference or CUDA kernels they are other, independent
+draws).  Validation and test are sharded by whole batches of 256 (every image is
+evaluated in the same batch as in one process) and the counts are summed, so the
+accuracies are exactly one process's.  Only rank 0 prints, writes checkpoints and
+plots (the others wait for its word after each save, and stop with its error if the
+write failed); ``resume`` reads the checkpoint on every rank (a shared folder, as for
+one machine).  With ``device="cuda"`` the ranks use NCCL, each on its local GPU.
 
 Data: ``data`` names a bundled real set (``"mnist5k"``, the default, or ``"digits"``;
 see :mod:`tinyconv.data.datasets`), or a folder with ``train/`` and ``val/`` (and
@@ -315,6 +322,34 @@ def _launcher_version(mpiexec):
         return ""
 
 
+#: bytes of rank 0's error message that a failed save sends the other ranks
+_SAVE_MESSAGE_BYTES = 512
+
+
+def _save_outcome(path, failure):
+    """Every rank learns whether rank 0 wrote ``path``: rank 0 broadcasts ``failure``'s
+    message (empty: written) and re-raises it; the others raise a :class:`RuntimeError`
+    quoting it, so nobody waits for a checkpoint that will never come."""
+    import tinyconv
+    msg = np.zeros(_SAVE_MESSAGE_BYTES, np.uint8)
+    if failure is not None:
+        text = f"{type(failure).__name__}: {failure}".encode("utf-8", "replace")[:_SAVE_MESSAGE_BYTES - 1]
+        msg[:len(text)] = np.frombuffer(text, np.uint8)
+        msg[-1] = 1                                          # a flag: even an empty message is a failure
+    t = tinyconv.tensor(msg)
+    dist.broadcast(t, 0)
+    if failure is not None:
+        failure._every_rank_raised = True
+        raise failure
+    got = t.numpy()
+    if got[-1]:
+        text = bytes(got[:-1]).rstrip(b"\0").decode("utf-8", "replace")
+        error = RuntimeError(f"train: rank 0 failed to write the checkpoint {path} ({text}); "
+                             f"rank {_rank()} stops too")
+        error._every_rank_raised = True
+        raise error
+
+
 class _ShardLoader(D.DataLoader):
     """The one-process loader of global batches (``batch_size x world``), serving this
     rank's slice of each: its position and ``state_dict`` are the same on every rank."""
@@ -393,13 +428,20 @@ def train(cfg=None, callback=None, **overrides):
     cfg = dataclasses.replace(cfg or TrainConfig(), **overrides)
     if dist.is_initialized() or launched_world_size() == 1:
         return _train(cfg, callback)
-    dist.init_process_group("mpi")                          # mpirun -n N tinyconv train
+    # mpirun -n N tinyconv train: NCCL between GPUs (each rank on its local GPU), else MPI
+    if cfg.device.startswith("cuda") and dist.is_nccl_available():
+        dist.init_process_group("nccl", device_id=cfg.device if ":" in cfg.device else None)
+    else:
+        dist.init_process_group("mpi")
     try:
         result = _train(cfg, callback)
-    except BaseException:
-        # a rank that stops must stop the others (they would wait in a collective, and this
-        # one in MPI_Finalize): abort the whole launch at exit, after the error is printed
-        atexit.register(_abort_launch)
+    except BaseException as e:
+        if getattr(e, "_every_rank_raised", False):     # all ranks stop together (a failed save):
+            dist.destroy_process_group()                # each leaves normally with its own error
+        else:
+            # a rank that stops must stop the others (they would wait in a collective, and this
+            # one in MPI_Finalize): abort the whole launch at exit, after the error is printed
+            atexit.register(_abort_launch)
         raise
     # left only after a success: a failed collective's broken group must reach the MPI_Abort at exit
     dist.destroy_process_group()
@@ -447,6 +489,9 @@ def _train(cfg, callback):
             stack.enter_context(tinyconv.use_kernels(cfg.kernels))
         if cfg.device == "cpu":
             stack.enter_context(_cpu_threads(cpu_threads(cfg)))
+        if _world() > 1:                  # rank r's dropout masks: the r-th slice of the global batch's
+            tinyconv.random.shard_counter(_rank(), _world())
+            stack.callback(tinyconv.random.shard_counter)
         return _run(cfg, resumed, callback)
 
 
@@ -533,12 +578,16 @@ class _Run:
         del probe
         train_set, val_set, test_set, self.classes, self.preprocess = build_data(cfg, model_shape)
         self.world, self.rank = _world(), _rank()
-        self.global_batch = cfg.batch_size * self.world
+        self.global_batch = cfg.batch_size
+        if cfg.batch_size % self.world:
+            raise ValueError(f"train: batch_size {cfg.batch_size} (the global batch) does not split evenly "
+                             f"over {self.world} ranks; use a multiple of {self.world}, e.g. "
+                             f"--batch-size {max(1, cfg.batch_size // self.world) * self.world}")
+        self.rank_batch = cfg.batch_size // self.world
         if len(train_set) < self.global_batch:
-            per = (f" ({cfg.batch_size} per rank x {self.world} ranks)" if self.world > 1 else "")
-            raise ValueError(f"train: batch_size {self.global_batch}{per} is larger than the training set "
+            raise ValueError(f"train: batch_size {self.global_batch} is larger than the training set "
                              f"({len(train_set)} images), and an epoch takes whole batches only; use "
-                             f"--batch-size {len(train_set) // self.world} or less")
+                             f"--batch-size {len(train_set)} or less")
         self.test_split = "val" if test_set is val_set else "test"     # a folder without test/
         if cfg.eval_limit:
             val_set, test_set = _first(val_set, cfg.eval_limit), _first(test_set, cfg.eval_limit)
@@ -566,7 +615,7 @@ class _Run:
             from .nn.parallel import DistributedDataParallel
             self.net = DistributedDataParallel(model)
         loader_args = dict(shuffle=True, drop_last=True, seed=cfg.seed, num_workers=cfg.num_workers)
-        self.loader = (_ShardLoader(train_set, cfg.batch_size, self.rank, self.world, **loader_args)
+        self.loader = (_ShardLoader(train_set, self.rank_batch, self.rank, self.world, **loader_args)
                        if self.world > 1 else D.DataLoader(train_set, cfg.batch_size, **loader_args))
         self.val_loader = _eval_loader(val_set, cfg)
         self.history = {k: [] for k in ("train_loss", "train_error", "val_loss", "val_top1_error",
@@ -593,10 +642,10 @@ class _Run:
             self.best_epoch = meta.get("best_epoch") or errors.index(self.best) + 1
         self.saved[self.last_path] = self.start_epoch
         before = int(meta.get("world_size", 1))
-        if before != self.world:
+        before_batch = int(meta.get("hyper", {}).get("global_batch_size", self.global_batch))
+        if before != self.world or before_batch != self.global_batch:
             _log(f"note: {resumed['path']} was written by a run on {before} rank(s) (global batch "
-                 f"{self.cfg.batch_size * before}); this one runs {self.world} "
-                 f"(global batch {self.global_batch})")
+                 f"{before_batch}); this one runs {self.world} (global batch {self.global_batch})")
         if os.path.exists(self.best_path):
             self.saved[self.best_path] = self.best_epoch
         _log(f"resumed from {resumed['path']} after epoch {self.start_epoch} (step {self.step})")
@@ -631,9 +680,6 @@ class _Run:
         import tinyconv.nn.functional as F
         cfg, model, opt, loader = self.cfg, self.net, self.opt, self.loader
         model.train()
-        if self.world > 1:                  # each rank its own dropout masks, as reproducible as one process
-            seq = np.random.SeedSequence([cfg.seed, epoch, self.rank])
-            tinyconv.manual_seed(int(seq.generate_state(1)[0]))
         t0 = time.perf_counter()
         seen = correct = 0
         loss_sum = 0.0
@@ -712,11 +758,22 @@ class _Run:
             self.save(self.best_path, epoch)
 
     def save(self, path, epoch):
-        """Rank 0 writes (atomically), the others wait for it; all record what the file holds."""
-        if self.rank == 0:
+        """Rank 0 writes (atomically), the others wait for it; all record what the file holds.
+
+        In a process group rank 0 then broadcasts how the write went (see
+        :func:`_save_outcome`): an exception on rank 0 (a full disk, Ctrl-C) stops every
+        rank at once with rank 0's error; a rank 0 that dies is reported by the launcher,
+        which ends the others."""
+        if self.world == 1:
             self._write(path, epoch)
-        if self.world > 1:
-            dist.barrier()
+        else:
+            failure = None
+            if self.rank == 0:
+                try:
+                    self._write(path, epoch)
+                except BaseException as e:
+                    failure = e
+            _save_outcome(path, failure)
         self.saved[path] = epoch
 
     def _write(self, path, epoch):
@@ -731,7 +788,7 @@ class _Run:
                 "world_size": self.world,
                 "hyper": {"lr": opt.param_groups[0]["lr"], "momentum": cfg.momentum,
                           "weight_decay": cfg.weight_decay, "batch_size": cfg.batch_size,
-                          "global_batch_size": self.global_batch}}
+                          "global_batch_size": self.global_batch, "rank_batch_size": self.rank_batch}}
         ckpt.save_checkpoint(path, self.model.state_dict(), opt.state_dict(), meta, tinyconv.get_rng_state())
 
 
@@ -744,7 +801,7 @@ def _run(cfg, resumed, callback):
     _log(f"training AlexNet {cfg.variant!r} ({n_params:,} parameters) on {cfg.data!r}: "
          f"{len(run.train_set)} train / {len(run.val_set)} val / {len(run.test_set)} test images, "
          f"{len(run.classes)} classes, device {cfg.device}, kernels {tinyconv.kernel_mode()}")
-    per_rank = (f"data-parallel on {run.world} ranks x batch {cfg.batch_size} = " if run.world > 1 else "")
+    per_rank = (f"data-parallel on {run.world} ranks x batch {run.rank_batch} = " if run.world > 1 else "")
     _log(f"{per_rank}global batch {run.global_batch}, lr {run.opt.param_groups[0]['lr']:g} "
          f"(momentum {cfg.momentum:g}, weight decay {cfg.weight_decay:g})")
     t_run = time.perf_counter()

@@ -28,7 +28,8 @@ from .. import backend
 from ..autograd import Tensor
 
 __all__ = ["DistBackendError", "ReduceOp", "Work", "all_gather", "all_reduce", "barrier", "broadcast",
-           "destroy_process_group", "get_backend", "get_rank", "get_world_size", "init_process_group",
+           "destroy_process_group", "get_backend", "get_local_rank", "get_rank", "get_world_size",
+           "init_process_group",
            "is_available", "is_initialized", "is_mpi_available", "is_nccl_available", "reduce_scatter"]
 
 default_pg_timeout = datetime.timedelta(minutes=30)
@@ -69,6 +70,7 @@ class _Group:
     def __init__(self, backend_name, comm, timeout, nccl_comm=None):
         self.backend, self.comm, self.timeout, self.nccl = backend_name, comm, timeout, nccl_comm
         self.rank, self.size, self.broken = comm.Get_rank(), comm.Get_size(), False
+        self.device = None                  # the GPU index the "nccl" backend made current
 
 
 _group = None
@@ -92,19 +94,68 @@ def _seconds(timeout):
     return seconds
 
 
-def _env_int(name):
+def _env_int(name, who="init_process_group"):
     value = os.environ.get(name)
     if value is None:
         return None
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"init_process_group: environment variable {name}={value!r} is not an "
-                         "integer") from None
+        raise ValueError(f"{who}: environment variable {name}={value!r} is not an integer") from None
+
+
+#: the environment variables by which launchers give a process's rank among those on its
+#: machine: torchrun, Open MPI, MPICH/Hydra and Intel MPI, PMIx, Slurm (the first one set wins)
+LOCAL_RANK_VARS = ("LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "PMI_LOCAL_RANK",
+                   "PMIX_LOCAL_RANK", "SLURM_LOCALID")
+
+
+def get_local_rank():
+    """This process's rank among the ranks on its machine (0 ... ranks per machine - 1).
+
+    From the launcher's variables (:data:`LOCAL_RANK_VARS`: ``LOCAL_RANK`` as torchrun
+    sets it, ``OMPI_COMM_WORLD_LOCAL_RANK``, ``MPI_LOCALRANKID``, ...); where none is set,
+    MPI's own answer (the rank in the shared-memory split of the world) once in a process
+    group, and 0 for a process on its own."""
+    for name in LOCAL_RANK_VARS:
+        value = _env_int(name, "get_local_rank")
+        if value is not None:
+            return value
+    if _group is not None:
+        MPI = _mpi()
+        node = _group.comm.Split_type(MPI.COMM_TYPE_SHARED)
+        try:
+            return node.Get_rank()
+        finally:
+            node.Free()
+    return 0
+
+
+def _use_local_gpu(device_id, rank):
+    """Make ``device_id`` (None: local rank modulo the GPUs seen) CuPy's current device."""
+    import cupy
+    count = cupy.cuda.runtime.getDeviceCount()
+    if count < 1:
+        raise RuntimeError(f"init_process_group: rank {rank} sees no GPU for the 'nccl' backend")
+    index = get_local_rank() % count if device_id is None else _device_index(device_id)
+    if not 0 <= index < count:
+        raise ValueError(f"init_process_group: device_id {device_id!r} is not one of the {count} GPU(s) "
+                         f"rank {rank} sees")
+    cupy.cuda.Device(index).use()
+    return index
+
+
+def _device_index(device_id):
+    if isinstance(device_id, int) and not isinstance(device_id, bool):
+        return device_id
+    dev = backend.device(device_id)
+    if dev.type != "cuda":
+        raise ValueError(f"init_process_group: device_id must be a CUDA device, got {device_id!r}")
+    return 0 if dev.index is None else dev.index
 
 
 def init_process_group(backend="mpi", init_method=None, timeout=None, world_size=-1, rank=-1,
-                       store=None, group_name="", pg_options=None):
+                       store=None, group_name="", pg_options=None, device_id=None):
     """Join the default process group.
 
     Rank and world size come from the MPI launcher (``mpiexec -n N``; a plain
@@ -112,6 +163,11 @@ def init_process_group(backend="mpi", init_method=None, timeout=None, world_size
     ``RANK``/``WORLD_SIZE`` environment variables, where given, must agree with it.
     ``init_method`` and ``MASTER_ADDR``/``MASTER_PORT`` are not needed: MPI already
     connects the ranks.
+
+    With ``"nccl"`` each rank first makes its GPU CuPy's current device: ``device_id``
+    (an index, ``"cuda:N"``) where given, else its local rank (:func:`get_local_rank`)
+    modulo the GPUs it sees, so ``mpirun -n 8`` on an 8-GPU machine puts one rank on
+    each GPU, as torchrun users' ``set_device(LOCAL_RANK)`` does.
     """
     global _group
     if _group is not None:
@@ -133,7 +189,13 @@ def init_process_group(backend="mpi", init_method=None, timeout=None, world_size
     group = _Group(backend, comm, seconds)
     if backend == "nccl":
         from . import nccl
-        group.nccl = nccl.Communicator(comm, group.rank, group.size)
+        _group = group                                      # get_local_rank may ask MPI
+        try:
+            group.device = _use_local_gpu(device_id, group.rank)
+            group.nccl = nccl.Communicator(comm, group.rank, group.size)
+        except BaseException:
+            _group = None
+            raise
     _group = group
     atexit.register(_abort_if_broken)
 

@@ -2,8 +2,8 @@
 
 Rank 0 makes NCCL's unique id; MPI broadcasts its 128 bytes to the other ranks (as a
 NumPy buffer); each rank then joins ``NcclCommunicator(world_size, uid, rank)``.  Each
-rank uses CuPy's current device: pick it before ``init_process_group`` (for instance
-``cupy.cuda.Device(local_rank).use()``).
+rank uses CuPy's current device, which ``init_process_group`` sets first (its
+``device_id``, else the launcher's local rank modulo the GPUs seen).
 
 The collectives run on a side stream that first waits for the current stream (so it
 sees the values the compute wrote), and record an event when done.  ``wait`` polls

@@ -10,10 +10,12 @@ registration (roughly the order backward produces their gradients), into buckets
 at most ``bucket_cap_mb``.  A post-accumulate-grad hook marks a parameter ready; when
 a bucket's last parameter is ready its gradients are copied into one flat buffer and
 a non-blocking all-reduce (MPI ``Iallreduce``; NCCL on a side stream) starts, while
-backward goes on with earlier layers.  At the end of backward (a callback queued with
-:func:`tinyconv.autograd.queue_callback`) every bucket is waited for and its mean is
-copied back into each ``.grad``.  A parameter that got no gradient this pass
-contributes zeros (every rank must reduce the same buckets).
+backward goes on with earlier layers.  MPI progresses a non-blocking collective only
+inside MPI calls, so every later hook tests the launched buckets.  At the end of
+backward (a callback queued with :func:`tinyconv.autograd.queue_callback`) every
+bucket is waited for and its mean is copied back into each ``.grad``.  A parameter
+that got no gradient this pass contributes zeros (every rank must reduce the same
+buckets).
 
 ``no_sync()`` skips the reduction, so gradients accumulate locally; the next synced
 backward then averages the accumulated sums.  With ``broadcast_buffers=True`` (the
@@ -127,6 +129,9 @@ class DistributedDataParallel(Module):
         bucket.ready.add(id(p))
         if len(bucket.ready) == len(bucket.params) and bucket.work is None:
             bucket.launch()
+        for b in self._buckets:             # MPI moves a non-blocking collective's data only
+            if b.work is not None:          # inside MPI calls: a test at each hook lets the
+                b.work.is_completed()       # launched buckets progress while backward goes on
 
     def _finish_backward(self):
         """End of backward: launch what is left (in bucket order, the same on every rank), wait all."""
