@@ -116,3 +116,12 @@ def _cublas_gemm(a, b, out, trans_a, trans_b, M, N, K, accumulate, tf32):
                       pb, _CUDA_R_32F, ldb, pa, _CUDA_R_32F, lda,
                       beta.ctypes.data, out.data.ptr, _CUDA_R_32F, ldc, compute, cublas.CUBLAS_GEMM_DEFAULT)
     return out
+
+
+def blas_matrix(x):
+    """``x`` itself when :func:`gemm` takes it as it is (rows or columns contiguous), else a
+    C-contiguous copy: the one copy a caller with arbitrary strided input may need."""
+    if x.ndim == 2 and (x.flags.c_contiguous or x.flags.f_contiguous):
+        return x
+    xp = _cupy() if type(x).__module__.split(".")[0] == "cupy" else np
+    return xp.ascontiguousarray(x)
