@@ -231,7 +231,8 @@ def _gemm(fn, dtype, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ld
     """C = alpha op(A) op(B) + beta C, all column-major, checked as cuBLAS checks them."""
     ops = (cublas.CUBLAS_OP_N, cublas.CUBLAS_OP_T)
     if transa not in ops or transb not in ops or min(m, n, k) < 0:
-        raise CUBLASError(f"{fn}: CUBLAS_STATUS_INVALID_VALUE (trans {transa}, {transb}; m, n, k = {m}, {n}, {k})")
+        raise CUBLASError(f"{fn}: CUBLAS_STATUS_INVALID_VALUE (trans {transa}, {transb}; "
+                          f"m, n, k = {m}, {n}, {k})")
     ra = m if transa == cublas.CUBLAS_OP_N else k        # rows of A as stored
     rb = k if transb == cublas.CUBLAS_OP_N else n
     if lda < max(1, ra) or ldb < max(1, rb) or ldc < max(1, m):
@@ -261,7 +262,8 @@ def _gemmEx(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb
             computeType, algo):
     types_ = {0: _np.float32, 1: _np.float64}
     if not (Atype == Btype == Ctype) or Atype not in types_:
-        raise CUBLASError(f"gemmEx: fake supports CUDA_R_32F / CUDA_R_64F only, got {Atype}, {Btype}, {Ctype}")
+        raise CUBLASError(f"gemmEx: the fake takes CUDA_R_32F / CUDA_R_64F only, "
+                          f"got {Atype}, {Btype}, {Ctype}")
     dtype = types_[Atype]
     ok = {_np.float32: (cublas.CUBLAS_COMPUTE_32F, cublas.CUBLAS_COMPUTE_32F_PEDANTIC,
                         cublas.CUBLAS_COMPUTE_32F_FAST_TF32),
