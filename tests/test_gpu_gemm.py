@@ -256,3 +256,20 @@ def test_fake_matmul_shows_what_cupy_matmul_would_do(cp, monkeypatch):
         fn="matmul:gemmStridedBatchedEx", tf32=False, dtype=np.float32)
     cp.ones((3, 4), np.float32) @ cp.ones((5, 4), np.float32).T
     assert cp.copies["matmul"] == 1 and cp.cuda.cublas.calls[-1]["tf32"] is True
+
+
+def test_tf32_flags_default_as_pytorch():
+    torch = pytest.importorskip("torch", reason="PyTorch (the test oracle) is not installed")
+    assert tinyconv.backends.cudnn.allow_tf32 is torch.backends.cudnn.allow_tf32 is True
+    assert tinyconv.backends.cuda.matmul.allow_tf32 is torch.backends.cuda.matmul.allow_tf32 is False
+
+
+@pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
+def test_gemm_on_numpy_is_matmul(ta, tb, rng):
+    """The CPU path: NumPy's matmul on the transposed views (TF32 means nothing there)."""
+    a = rng.standard_normal((7, 5) if ta else (5, 7))
+    b = rng.standard_normal((3, 7) if tb else (7, 3))
+    out = np.empty((5, 3))
+    want = (a.T if ta else a) @ (b.T if tb else b)
+    np.testing.assert_array_equal(gemm(a, b, out, trans_a=ta, trans_b=tb, tf32=True), want)
+    np.testing.assert_array_equal(gemm(a, b, out, trans_a=ta, trans_b=tb, accumulate=True), 2 * want)
