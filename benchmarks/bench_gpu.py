@@ -26,10 +26,11 @@ the measured GEMM rate.  Training steps also report the peak GPU memory of each 
 (CuPy's pool, high-water mark of bytes in use; ``torch.cuda.max_memory_allocated``).
 Every row first checks that both sides compute the same thing (relative error).
 
-Precision: ``fp32`` turns TF32 off on both sides (CUPY_TF32=0; PyTorch's
-``allow_tf32`` off for cuBLAS and cuDNN); ``tf32`` turns it on for both.  CuPy reads
-CUPY_TF32 at import, so ``--precision both`` runs itself once per precision in a
-subprocess and merges the results.
+Precision: ``fp32`` turns TF32 off on both sides (the ``allow_tf32`` flags of
+``torch.backends`` and ``tinyconv.backends``: ``cuda.matmul`` for the matmuls, ``cudnn``
+for the convolutions; and CUPY_TF32=0 for any CuPy matmul); ``tf32`` turns it on for
+both.  CuPy reads CUPY_TF32 at import, so ``--precision both`` runs itself once per
+precision in a subprocess and merges the results.
 
 Writes ``gpu-<device>-<date>.json`` and ``.md`` into ``--out`` (default
 ``benchmarks/results``), with CUDA, driver, CuPy, PyTorch and cuDNN versions.
@@ -592,6 +593,7 @@ def run_one(args, precision):
     if not env.cpu:
         set_precision(precision, env.torch)
     import tinyconv  # noqa: F401  (after CUPY_TF32 is set)
+    tinyconv.backends.cuda.matmul.allow_tf32 = tinyconv.backends.cudnn.allow_tf32 = precision == "tf32"
     result = dict(precision=precision, versions=versions(env), rows=[])
     ceil = ceilings(env, args)
     result["ceilings"] = ceil

@@ -25,7 +25,7 @@ functions by name.
 import numpy as np
 from numba import njit, prange, uintp
 
-from ._geometry import col2im_geometry, out_size
+from ._geometry import batched_geometry, check_out, col2im_geometry, out_size
 from ._numba_dtypes import float16_via_float32
 from ._numba_threads import threads_for
 
@@ -174,15 +174,6 @@ def col2im(cols, x_shape, kh, kw, sh, sw, ph, pw, dh=1, dw=1):
 # (``batched=True``) instead of an im2col followed by a transposing copy.
 
 
-def _check_out(out, shape, dtype, name):
-    """``out`` as given to a kernel: exactly ``shape`` and ``dtype``, C-contiguous."""
-    if out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous:
-        raise ValueError(f"{name}: expected a C-contiguous out of shape {shape} and dtype {dtype}, "
-                         f"got shape {out.shape}, dtype {out.dtype}, "
-                         f"C-contiguous={out.flags.c_contiguous}")
-    return out
-
-
 @float16_via_float32
 def im2col_batched(x, kh, kw, sh, sw, ph, pw, groups, out=None, dh=1, dw=1):
     """im2col written straight into conv2d's GEMM layout (G, K, N*L) (into ``out`` if given).
@@ -195,7 +186,7 @@ def im2col_batched(x, kh, kw, sh, sw, ph, pw, groups, out=None, dh=1, dw=1):
     shape = (groups, C * kh * kw // groups, N * OH * OW)
     if out is None:
         out = np.empty(shape, dtype=x.dtype)
-    _check_out(out, shape, x.dtype, "im2col_batched")
+    check_out(out, shape, x.dtype, "im2col_batched")
     with threads_for(out.size):
         _im2col(x, out, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW, True)
     return out
@@ -208,15 +199,10 @@ def col2im_batched(gcols, x_shape, kh, kw, sh, sw, ph, pw, out=None, dh=1, dw=1)
     Equals ``col2im_reference(gcols.reshape(G, K, N, L).transpose(2, 0, 1, 3).reshape(N, G*K, L), ...)``.
     """
     gcols = np.ascontiguousarray(gcols)
-    N, C, H, W = (int(s) for s in x_shape)
-    OH, OW = out_size(H, kh, sh, ph, dh), out_size(W, kw, sw, pw, dw)
-    L, CK = OH * OW, C * kh * kw
-    if gcols.size != CK * N * L or gcols.ndim != 3 or gcols.shape[2] != N * L:
-        raise ValueError(f"col2im_batched: expected gcols of shape (G, {CK}/G, {N * L}) for x_shape "
-                         f"{tuple(x_shape)}, got {gcols.shape}")
+    N, C, H, W, OH, OW = batched_geometry(gcols, x_shape, kh, kw, sh, sw, ph, pw, dh, dw)
     if out is None:
         out = np.empty((N, C, H, W), dtype=gcols.dtype)
-    _check_out(out, (N, C, H, W), gcols.dtype, "col2im_batched")
+    check_out(out, (N, C, H, W), gcols.dtype, "col2im_batched")
     with threads_for(gcols.size):
         _col2im(gcols, out, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW, True)
     return out

@@ -287,6 +287,74 @@ def test_dilated_im2col_col2im_match_reference(host, case, dtype, rng):
     close(conv_cuda.col2im(gcols, x.shape, *g), CV.col2im_reference(gcols, x.shape, *g), dtype)
 
 
+# (N, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, groups): conv2d's batched GEMM layout (G, K, N*L)
+BATCHED_CONV_CASES = [
+    (1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1),      # everything one
+    (3, 4, 7, 6, 3, 2, 2, 3, 1, 0, 1, 1, 2),      # rectangular, odd N, groups
+    (2, 6, 9, 8, 3, 3, 1, 2, 2, 1, 2, 3, 3),      # dilated, three groups
+    (1, 2, 4, 4, 6, 6, 1, 1, 1, 1, 1, 1, 2),      # kernel == padded input: L = 1
+    (5, 2, 9, 9, 2, 2, 4, 4, 0, 0, 1, 1, 1),      # stride > kernel: pixels nobody reads
+    (2, 3, 27, 27, 11, 11, 4, 4, 2, 2, 1, 1, 1),  # AlexNet conv1 geometry
+    (2, 4, 13, 13, 3, 3, 1, 1, 1, 1, 1, 1, 4),    # conv4-like, depthwise-grouped
+]
+
+
+def _batched_reference(x, g, groups):
+    """The batched layout by definition: the contract's columns, transposed (N, G, K, L) -> (G, K, N*L)."""
+    cols = CV.im2col_reference(x, *g)
+    N, CK, L = cols.shape
+    return np.ascontiguousarray(cols.reshape(N, groups, CK // groups, L).transpose(1, 2, 0, 3)).reshape(
+        groups, CK // groups, N * L)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", BATCHED_CONV_CASES)
+def test_batched_im2col_col2im_match_reference(host, case, dtype, rng):
+    N, C, H, W, *g, groups = case
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    want = _batched_reference(x, g, groups)
+    np.testing.assert_array_equal(conv_cuda.im2col_batched(x, *g[:6], groups, dh=g[6], dw=g[7]), want)
+    out = np.empty_like(want)
+    assert conv_cuda.im2col_batched(x, *g[:6], groups, out=out, dh=g[6], dw=g[7]) is out
+    np.testing.assert_array_equal(out, want)
+    gcols = rng.standard_normal(want.shape).astype(dtype)
+    K, L = want.shape[1], want.shape[2] // N
+    contract = np.ascontiguousarray(gcols.reshape(groups, K, N, L).transpose(2, 0, 1, 3)).reshape(N, -1, L)
+    ref = CV.col2im_reference(contract, x.shape, *g)
+    gx = np.empty(x.shape, dtype)
+    assert conv_cuda.col2im_batched(gcols, x.shape, *g[:6], out=gx, dh=g[6], dw=g[7]) is gx
+    close(gx, ref, dtype)
+    # the two layouts fold in the same order per pixel: bit for bit the contract kernel's result
+    np.testing.assert_array_equal(gx, conv_cuda.col2im(contract, x.shape, *g))
+
+
+def test_batched_launchers_check_shapes_before_launching(host):
+    n_calls = len(host.calls)
+    x = np.ones((2, 3, 5, 5))
+    with pytest.raises(ValueError, match=r"im2col_batched: expected a C-contiguous out of shape \(1, 27, 50"):
+        conv_cuda.im2col_batched(x, 3, 3, 1, 1, 1, 1, 1, out=np.empty((1, 27, 49)))
+    with pytest.raises(ValueError, match="im2col_batched: expected a C-contiguous out"):
+        conv_cuda.im2col_batched(x, 3, 3, 1, 1, 1, 1, 1, out=np.empty((1, 27, 50), np.float32))
+    with pytest.raises(ValueError, match="im2col_batched: expected a C-contiguous out"):
+        conv_cuda.im2col_batched(x, 3, 3, 1, 1, 1, 1, 1, out=np.empty((1, 50, 27)).transpose(0, 2, 1))
+    with pytest.raises(ValueError, match="groups=2 does not divide C\\*kh\\*kw = 27"):
+        conv_cuda.im2col_batched(x, 3, 3, 1, 1, 1, 1, 2)
+    with pytest.raises(ValueError, match=r"col2im_batched: expected gcols of shape \(G, 27/G, 50\)"):
+        conv_cuda.col2im_batched(np.ones((1, 27, 49)), x.shape, 3, 3, 1, 1, 1, 1)
+    with pytest.raises(ValueError, match=r"col2im_batched: expected a C-contiguous out of shape \(2, 3, 5"):
+        conv_cuda.col2im_batched(np.ones((3, 9, 50)), x.shape, 3, 3, 1, 1, 1, 1, out=np.empty((2, 3, 5, 4)))
+    assert len(host.calls) == n_calls
+
+
+def test_batched_launch_covers_more_items_than_threads(host, rng, monkeypatch):
+    monkeypatch.setattr(cuda_loader, "MAX_GRID", 2)
+    x = rng.standard_normal((3, 4, 12, 11))
+    g = (3, 3, 1, 1, 1, 1, 1, 1)
+    want = _batched_reference(x, g, 2)
+    np.testing.assert_array_equal(conv_cuda.im2col_batched(x, *g[:6], 2), want)
+    assert host.calls[-1][2] == 2 and x.size > 2 * cuda_loader.BLOCK
+
+
 def test_im2col_launch_covers_more_items_than_threads(host, rng, monkeypatch):
     """Grid-stride loop: with the grid capped at 2 blocks every thread handles many items."""
     monkeypatch.setattr(cuda_loader, "MAX_GRID", 2)
@@ -647,6 +715,8 @@ def test_launch_without_gpu_or_emulation_says_so():
 
 LAUNCHERS = {
     ("conv", "im2col"): conv_cuda.im2col, ("conv", "col2im"): conv_cuda.col2im,
+    ("conv", "im2col_batched"): conv_cuda.im2col_batched,
+    ("conv", "col2im_batched"): conv_cuda.col2im_batched,
     ("pooling", "max_pool2d_forward"): pooling_cuda.max_pool2d_forward,
     ("pooling", "max_pool2d_backward"): pooling_cuda.max_pool2d_backward,
     ("lrn", "lrn_forward"): lrn_cuda.lrn_forward, ("lrn", "lrn_backward"): lrn_cuda.lrn_backward,
@@ -672,9 +742,6 @@ def ops_on_cuda_launchers(host, monkeypatch):
     from tinyconv import backend
     for (fam, name), fn in LAUNCHERS.items():
         monkeypatch.setitem(backend._kernel_cache, (fam, name, "numba"), fn)
-    # CPU-only optional kernels that conv_cuda.py does not offer: None, as on a GPU
-    for name in ("im2col_batched", "col2im_batched"):
-        monkeypatch.setitem(backend._kernel_cache, ("conv", name, "numba"), None)
     with tinyconv.use_kernels("fast"):
         yield
 

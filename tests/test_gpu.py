@@ -144,10 +144,16 @@ def test_gpu_suite_script_is_valid_bash():
 # ---------------------------------------------------------------------------- GPU only
 
 @pytest.fixture
-def cp():
-    """CuPy, for the tests marked ``gpu``; skips them with the reason where there is no GPU."""
+def cp(monkeypatch):
+    """CuPy, for the tests marked ``gpu``; skips them with the reason where there is no GPU.
+
+    TF32 off for the convolutions too (``backends.cudnn.allow_tf32`` is True by default, as
+    PyTorch's): these tests compare with the CPU at FP32 tolerances.
+    """
     if not tinyconv.cuda.is_available():
         pytest.skip(GPU_REASON)
+    monkeypatch.setattr(tinyconv.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(tinyconv.backends.cuda.matmul, "allow_tf32", False)
     import cupy
     if os.environ.get("TINYCONV_IN_SANITIZER"):
         # no memory pool: each array its own cudaMalloc, so memcheck sees its true bounds
@@ -235,6 +241,36 @@ def test_gpu_kernels_match_cpu_references(cp, dtype):
     yl = rng.standard_normal((128, 4096)).astype(dtype)
     b = rng.standard_normal(4096).astype(dtype)
     np.testing.assert_array_equal(K.linear.bias_add(cp.asarray(yl), cp.asarray(b)).get(), yl + b)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("flag", ["cudnn", "matmul"])
+def test_gpu_tf32_flags_change_the_gemms(cp, monkeypatch, flag):
+    """On the GPU: with its TF32 flag, conv2d (cudnn.allow_tf32) / linear (cuda.matmul.allow_tf32)
+    differ from strict FP32 by TF32's rounding (about 2^-11 relative), not more; float64 never."""
+    rng = np.random.default_rng(0)
+    if flag == "cudnn":
+        arrays = [rng.standard_normal((8, 16, 13, 13)), rng.standard_normal((32, 16, 3, 3))]
+        op = lambda x, w: F.conv2d(x, w, padding=1)                     # noqa: E731
+        where = tinyconv.backends.cudnn
+    else:
+        arrays = [rng.standard_normal((64, 512)), rng.standard_normal((256, 512))]
+        op, where = F.linear, tinyconv.backends.cuda.matmul
+
+    def run(dtype, allow):
+        monkeypatch.setattr(where, "allow_tf32", allow)
+        ins = [tinyconv.tensor(a.astype(dtype), requires_grad=True, device="cuda") for a in arrays]
+        y = op(*ins)
+        y.backward(tinyconv.tensor(np.ones(y.shape, dtype), device="cuda"))
+        return [t.array.get() for t in [y] + [i.grad for i in ins]]
+
+    strict, fast = run(np.float32, False), run(np.float32, True)
+    for s, f in zip(strict, fast):
+        scale = np.abs(s).max()
+        assert np.abs(f - s).max() > 1e-6 * scale          # TF32 was used (an H100 rounds the inputs)
+        np.testing.assert_allclose(f, s, rtol=1e-2, atol=1e-2 * scale)
+    for a, b in zip(run(np.float64, False), run(np.float64, True)):
+        np.testing.assert_array_equal(a, b)                 # dgemm: no TF32 for doubles
 
 
 @pytest.mark.gpu

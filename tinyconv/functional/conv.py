@@ -18,13 +18,18 @@ the input into one column of a matrix, and a convolution becomes one matrix prod
 The references below are plain array code written against ``xp`` (NumPy or CuPy), so
 they run on either device.  Fast versions with the same signatures plug in through
 ``kernel("conv", "im2col", x)`` (``kernels/conv_numba.py``, ``kernels/conv_cuda.py``);
-optional ``im2col_batched`` / ``col2im_batched`` kernels work in conv2d's batched GEMM
-layout (G, K, N*L) directly, saving the transposing copies around the GEMM.
-The matrix products always stay in NumPy/CuPy ``matmul`` (BLAS / cuBLAS).
+``im2col_batched`` / ``col2im_batched`` kernels (Numba and CUDA) work in conv2d's batched
+GEMM layout (G, K, N*L) directly, saving the transposing copies around the GEMM.
+The matrix products are BLAS / cuBLAS calls through ``kernels/gemm.py``: 2-d, one per
+group, on slices of the arrays with the transposes as flags, so no operand is copied;
+on CUDA in TF32 when ``tinyconv.backends.cudnn.allow_tf32`` is True (the default, as
+PyTorch's flag for its cuDNN convolutions), else strict FP32; float64 is always dgemm.
 """
 from ..autograd import Function, Tensor
 from ..backend import array_module, is_cuda_array, kernel, recycle, recycled_empty, workspace
 from ..kernels._geometry import out_size as conv_output_size  # the one output-size formula
+from ..backends import cudnn
+from ..kernels.gemm import gemm
 from ._checks import as_2d_op, check_float, check_ndim, check_same_dtype, check_tensor, pair, single
 
 # --------------------------------------------------------------------------- references
@@ -121,6 +126,11 @@ def _col2im_batched(gcols, x_shape, kh, kw, sh, sw, ph, pw, dh, dw, out):
 CPU_CHUNK_BYTES = 256 << 20
 
 
+#: On CUDA, conv2d keeps its columns for backward only while they take at most this many
+#: times the bytes of x; beyond that, backward unrolls x again (see ``Conv2dFunction``).
+RECOMPUTE_COLS_RATIO = 4
+
+
 def batch_chunks(x, N, per_sample_bytes):
     """Split a batch of N into ``(start, stop)`` chunks, each done as one GEMM per group.
 
@@ -164,13 +174,34 @@ class Conv2dFunction(Function):
     right before the symmetric padding: ``padding="same"`` with an odd total d*(k - 1)
     puts the odd one there, as PyTorch does; backward crops them off gx again.
 
-    What backward keeps: ``W`` (for gx), and for gW the columns, only when the weight
-    needs a gradient.  They sit in an array that goes back for reuse once backward is
-    done (``recycled_empty`` / ``recycle`` in :meth:`release`), so the next step's
-    forward finds them already mapped.  A batch done in chunks keeps ``x`` instead and
-    backward unrolls it again, chunk by chunk: the columns are about kh*kw/(sh*sw)
-    times the size of x, and beyond ``CPU_CHUNK_BYTES`` the memory matters more than
-    the one extra im2col.
+    The GEMMs (``kernels/gemm.py``) are 2-d, one per group, on slices: Wg is a block of
+    rows of W, cols_g and gy_g blocks of the workspaces, and every transpose above is a
+    BLAS flag, so no operand is ever copied.  Layout passes that remain: forward writes
+    y_g as (O/G, n*L) and one pass turns it into NCHW, adding the bias on the way (the
+    pass a bias add costs anyway); backward does the reverse pass on gy, as both its
+    products need the samples side by side.  A chunk of one sample needs neither: its
+    (O/G, L) blocks already are NCHW rows, so the GEMMs read and write y and gy in place.
+    On CUDA, float32 GEMMs use TF32 when ``tinyconv.backends.cudnn.allow_tf32`` is True
+    (the flag as it is when each GEMM runs), as PyTorch's cuDNN convolutions do.
+
+    What backward keeps: ``W`` (for gx), and for gW, only when the weight needs a
+    gradient, either the columns or ``x``, from which backward unrolls them again.  The
+    columns are about kh*kw/(sh*sw) times the bytes of x (AlexNet: 7 to 25 times; 2.3 GB
+    over its five layers at batch 128).  The rule, by bytes:
+
+    * a batch done in chunks (CPU, more than ``CPU_CHUNK_BYTES`` of columns) keeps x:
+      only one chunk's columns exist at a time;
+    * on CUDA, where the whole batch is one chunk, the columns are kept only while they
+      take at most ``RECOMPUTE_COLS_RATIO`` (4) times the bytes of x.  Past that,
+      recomputing saves at least 3/4 of what keeping costs, for one im2col pass
+      (writing the columns once more) in backward, whose memory the gcols product then
+      reuses.  So every AlexNet layer recomputes; a 1x1 or a stride >= kernel conv keeps;
+    * otherwise (the CPU, one chunk) the columns are kept: there the extra im2col is a
+      measurable share of the step, and ``CPU_CHUNK_BYTES`` already bounds the columns.
+
+    Kept columns sit in an array that goes back for reuse once backward is done
+    (``recycled_empty`` / ``recycle`` in :meth:`release`), so the next step's forward
+    finds them already mapped.
     """
 
     def __init__(self, stride, padding, groups, dilation=(1, 1), extra=(0, 0)):
@@ -186,35 +217,52 @@ class Conv2dFunction(Function):
         K, L = Cg * kh * kw, OH * OW
         return O, OH, OW, K, L, batch_chunks(like, N, G * K * L * like.itemsize)
 
+    def _keep_cols(self, x, chunks, cols_bytes):
+        """Keep the columns for gW (True), or keep x and unroll it again in backward (False)?"""
+        if len(chunks) != 1:                  # in chunks, or an empty batch
+            return False
+        return not is_cuda_array(x) or cols_bytes <= RECOMPUTE_COLS_RATIO * x.nbytes
+
     def forward(self, x, w, b=None):
         xp = array_module(x)
         (sh, sw), (ph, pw), (dh, dw), G = self.stride, self.padding, self.dilation, self.groups
         self.in_shape = x.shape
         eh, ew = self.extra
         x = xp.pad(x, ((0, 0), (0, 0), (0, eh), (0, ew))) if eh or ew else xp.ascontiguousarray(x)
+        w = xp.ascontiguousarray(w)
         O, OH, OW, K, L, chunks = self._plan(x.shape, w.shape, x)
-        kh, kw, M = w.shape[2], w.shape[3], O // G
+        N, kh, kw, M = x.shape[0], w.shape[2], w.shape[3], O // G
         wg = w.reshape(G, M, K)
+        tf32 = cudnn.allow_tf32
 
-        keep_cols = self.needs_input_grad[1] and len(chunks) == 1
-        y = xp.empty((x.shape[0], O, L), dtype=x.dtype)
+        keep_cols = self.needs_input_grad[1] and self._keep_cols(x, chunks, G * K * N * L * x.itemsize)
+        y = xp.empty((N, O, L), dtype=x.dtype)
         for n0, n1 in chunks:
             n = n1 - n0
             shape = (G, K, n * L)
             cols = _im2col_batched(x[n0:n1], kh, kw, sh, sw, ph, pw, dh, dw, G,
                                    out=recycled_empty(shape, x.dtype, x) if keep_cols
                                    else workspace("conv2d.cols", shape, x.dtype, x))
-            # y = Wg @ cols, one GEMM per group: (G, O/G, K) @ (G, K, n*L) -> (G, O/G, n*L);
+            if n == 1:
+                # one sample: y_g = Wg @ cols_g is rows g*O/G ... of y[n0], written in place
+                for g in range(G):
+                    gemm(wg[g], cols[g], out=y[n0, g * M:(g + 1) * M], tf32=tf32)
+                if b is not None:
+                    y[n0] += b.reshape(O, 1)
+                continue
+            # y_g = Wg @ cols_g, one GEMM per group: (O/G, K) @ (K, n*L) -> yg[g] (O/G, n*L);
             # then (G, O/G, n, L) -> (n, G, O/G, L) is NCHW again (a copy of whole rows of
             # L), with the bias added on the way
-            yg = xp.matmul(wg, cols, out=workspace("conv2d.y", (G, M, n * L), x.dtype, x))
+            yg = workspace("conv2d.y", (G, M, n * L), x.dtype, x)
+            for g in range(G):
+                gemm(wg[g], cols[g], out=yg[g], tf32=tf32)
             yg = yg.reshape(G, M, n, L).transpose(2, 0, 1, 3)
             out = y[n0:n1].reshape(n, G, M, L)
             if b is None:
                 out[...] = yg
             else:
                 xp.add(yg, b.reshape(1, G, M, 1), out=out)
-        y = y.reshape(x.shape[0], O, OH, OW)
+        y = y.reshape(N, O, OH, OW)
 
         self.x_shape = x.shape
         need_x = self.needs_input_grad[1] and not keep_cols
@@ -237,31 +285,50 @@ class Conv2dFunction(Function):
         kh, kw, M = w.shape[2], w.shape[3], O // G
         need_x, need_w = self.needs_input_grad[:2]
         gy = xp.ascontiguousarray(gy).reshape(N, O, L)
-        wg_t = xp.ascontiguousarray(w.reshape(G, M, K).transpose(0, 2, 1))     # Wg^T: (G, K, O/G)
+        wg = w.reshape(G, M, K)                      # w was saved C-contiguous: a view
+        tf32 = cudnn.allow_tf32
+        on_cpu = not is_cuda_array(gy)
 
         gx = xp.empty(self.x_shape, dtype=gy.dtype) if need_x else None
-        gw_t = xp.zeros((G, K, M), dtype=gy.dtype) if need_w else None      # gWg^T, summed over chunks
+        if need_w:       # the CPU sums gWg^T over the chunks; CUDA (one chunk) writes gWg in place
+            alloc = xp.empty if chunks else xp.zeros         # an empty batch: a zero gradient
+            gw = alloc((G, K, M) if on_cpu else (G, M, K), dtype=gy.dtype)
         for n0, n1 in chunks:
             n = n1 - n0
-            # gy (n, O, L) -> (G, O/G, n*L): per group, the samples side by side as in cols
-            gyc = workspace("conv2d.gy", (G, M, n * L), gy.dtype, gy)
-            gyc.reshape(G, M, n, L)[...] = gy[n0:n1].reshape(n, G, M, L).transpose(1, 2, 0, 3)
+            if n == 1:                               # one sample: gy[n0] already is (G, O/G, L)
+                gyc = gy[n0].reshape(G, M, L)
+            else:
+                # gy (n, O, L) -> (G, O/G, n*L): per group, the samples side by side as in cols
+                gyc = workspace("conv2d.gy", (G, M, n * L), gy.dtype, gy)
+                gyc.reshape(G, M, n, L)[...] = gy[n0:n1].reshape(n, G, M, L).transpose(1, 2, 0, 3)
+            cols = kept_cols
             if need_w:
-                cols = kept_cols
-                if cols is None:                     # a batch in chunks: unroll this one again
+                if cols is None:                     # unroll x again (see the class docstring)
                     cols = _im2col_batched(x[n0:n1], kh, kw, sh, sw, ph, pw, dh, dw, G,
                                            out=workspace("conv2d.cols", (G, K, n * L), x.dtype, x))
-                # gW^T += cols @ gy^T: (G, K, n*L) @ (G, n*L, O/G) -> (G, K, O/G); the sum over
-                # samples is the GEMM's inner dimension.  Computed as gW^T, not gy @ cols^T:
-                # same numbers, but OpenBLAS runs this orientation faster for AlexNet's shapes.
-                gw_t += cols @ gyc.transpose(0, 2, 1)
+                for g in range(G):
+                    if on_cpu:
+                        # gWg^T += cols_g @ gy_g^T: (K, n*L) @ (n*L, O/G); the sum over samples is
+                        # the GEMM's inner dimension.  Same numbers as gy_g @ cols_g^T, but
+                        # OpenBLAS runs this orientation faster for AlexNet's shapes.
+                        gemm(cols[g], gyc[g], out=gw[g], trans_b=True, accumulate=n0 > 0)
+                    else:
+                        # gWg = gy_g @ cols_g^T: (O/G, n*L) @ (n*L, K), straight into gW's rows
+                        gemm(gyc[g], cols[g], out=gw[g], trans_b=True, tf32=tf32)
             if need_x:
-                # (G, K, O/G) @ (G, O/G, n*L) -> (G, K, n*L) = gcols, folded back to pixels by col2im
-                gcols = xp.matmul(wg_t, gyc, out=workspace("conv2d.gcols", (G, K, n * L), gy.dtype, gy))
+                # gcols_g = Wg^T @ gy_g: (K, O/G) @ (O/G, n*L), folded back to pixels by col2im.
+                # Unrolled-again columns are spent once gW has read them: gcols takes their place.
+                spent = cols is not None and cols is not kept_cols
+                gcols = cols if spent else workspace("conv2d.gcols", (G, K, n * L), gy.dtype, gy)
+                for g in range(G):
+                    gemm(wg[g], gyc[g], out=gcols[g], trans_a=True, tf32=tf32)
                 _col2im_batched(gcols, (n, C, H, W), kh, kw, sh, sw, ph, pw, dh, dw, out=gx[n0:n1])
         if need_x and self.extra != (0, 0):          # drop the rows / columns forward appended
             gx = xp.ascontiguousarray(gx[:, :, :self.in_shape[2], :self.in_shape[3]])
-        gw = gw_t.transpose(0, 2, 1).reshape(w.shape) if need_w else None
+        if need_w:
+            gw = (gw.transpose(0, 2, 1) if on_cpu else gw).reshape(w.shape)
+        else:
+            gw = None
         if len(self.needs_input_grad) == 2:
             return gx, gw
         gb = gy.sum(axis=(0, 2)) if self.needs_input_grad[2] else None

@@ -3,7 +3,9 @@
     y = x W^T + b        x (..., in),  W (out, in),  b (out,)  ->  y (..., out)
 
 The leading dimensions of ``x`` are flattened into one batch dimension M, so the
-op is one (M, in) x (in, out) GEMM, which stays in NumPy/CuPy ``matmul`` (BLAS).
+op is one (M, in) x (in, out) GEMM, a BLAS / cuBLAS call through ``kernels/gemm.py``
+with the transposes as flags; on CUDA in TF32 when
+``tinyconv.backends.cuda.matmul.allow_tf32`` is True (False by default, as PyTorch's).
 
 Kernel seam (family ``linear``), both optional, chosen by ``kernel("linear", name, y)``:
 
@@ -16,6 +18,8 @@ import math
 
 from ..autograd import Function
 from ..backend import array_module, kernel
+from ..backends.cuda import matmul as matmul_flags
+from ..kernels.gemm import blas_matrix, gemm
 from ._checks import check_float, check_ndim, check_same_dtype, check_tensor
 
 
@@ -42,8 +46,11 @@ class LinearFn(Function):
 
     def forward(self, x, w, b=None):
         self.x_shape = x.shape
-        x2 = x.reshape(math.prod(x.shape[:-1]), w.shape[1])   # (M, in): leading dims form the batch
-        y = x2 @ w.T                            # (M, out)
+        xp = array_module(x)
+        x2 = blas_matrix(x.reshape(math.prod(x.shape[:-1]), w.shape[1]))   # (M, in): the leading dims
+        w = blas_matrix(w)
+        y = gemm(x2, w, xp.empty((x2.shape[0], w.shape[0]), dtype=x.dtype), trans_b=True,   # (M, out)
+                 tf32=matmul_flags.allow_tf32)
         if b is not None:
             b = array_module(b).ascontiguousarray(b)
             y = (kernel("linear", "bias_add", y) or bias_add_reference)(y, b)
@@ -52,9 +59,13 @@ class LinearFn(Function):
 
     def backward(self, gy):
         x2, w = self.saved_tensors
-        g2 = gy.reshape(-1, w.shape[0])         # (M, out)
-        gx = (g2 @ w).reshape(self.x_shape) if self.needs_input_grad[0] else None
-        gw = g2.T @ x2 if self.needs_input_grad[1] else None
+        xp, tf32 = array_module(gy), matmul_flags.allow_tf32
+        g2 = blas_matrix(gy.reshape(-1, w.shape[0]))         # (M, out)
+        gx = gw = None
+        if self.needs_input_grad[0]:
+            gx = gemm(g2, w, xp.empty(x2.shape, dtype=gy.dtype), tf32=tf32).reshape(self.x_shape)
+        if self.needs_input_grad[1]:
+            gw = gemm(g2, x2, xp.empty(w.shape, dtype=gy.dtype), trans_a=True, tf32=tf32)   # G^T X
         if len(self.needs_input_grad) == 2:
             return gx, gw
         gb = None

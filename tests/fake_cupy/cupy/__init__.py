@@ -9,10 +9,22 @@ module is ``cupy`` (so ``tinyconv.backend`` treats them as device arrays and pic
 goes through its real GPU path — module, name expression, grid, argument tuple — and the
 GPU tests' own code runs end to end.
 
+cuBLAS is modelled from raw pointers, as the library sees its arguments: ``cupy.cuda.cublas``'s
+``gemmEx``, ``sgemm`` and ``dgemm`` rebuild each column-major operand from (pointer, leading
+dimension), check the leading dimensions as cuBLAS does, round the inputs to TF32 under
+``CUBLAS_COMPUTE_32F_FAST_TF32``, and log every call in ``cublas.calls``.  ``matmul`` logs
+what real CuPy's would call: a 2-d product one ``gemmEx`` whose compute type follows
+``CUPY_TF32``, a stacked (>2-d) one ``gemmStridedBatchedEx`` in strict FP32 after copying
+every operand that is not C-contiguous.  Copies that real CuPy would make
+(``ascontiguousarray`` of a non-contiguous array, ``copy``, ``astype``, ``array``, those
+inside ``matmul``) are counted in ``copies`` (kind -> count).
+
 What it cannot tell: whether a NumPy function that tinyconv calls through ``xp`` exists in
 real CuPy, anything about speed, memory, streams or concurrency.  It is never used by the
 normal test run, and it is not a substitute for running tests/test_gpu.py on a GPU.
 """
+import collections
+import ctypes
 import os
 import sys
 import tempfile
@@ -37,6 +49,26 @@ class ndarray(_np.ndarray):
     def get(self):
         """Copy to the host (a plain NumPy array)."""
         return _np.array(self.view(_np.ndarray))
+
+    def __matmul__(self, other):
+        return matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return matmul(other, self)
+
+    @property
+    def data(self):
+        """CuPy's ``MemoryPointer`` of the first element (``.ptr``), as cuBLAS calls take it."""
+        return types.SimpleNamespace(ptr=self.ctypes.data)
+
+    def copy(self, order="C"):
+        copies["copy"] += 1
+        return super().copy(order=order)
+
+    def astype(self, dtype, order="K", casting="unsafe", subok=True, copy=True):
+        if copy or _np.dtype(dtype) != self.dtype:
+            copies["astype"] += 1
+        return super().astype(dtype, order=order, casting=casting, subok=subok, copy=copy)
 
     @property
     def device(self):
@@ -65,6 +97,10 @@ def _unwrap(a):
     return a.view(_np.ndarray) if isinstance(a, ndarray) else a
 
 
+#: copies of device arrays that real CuPy would make, by kind (see the module docstring)
+copies = collections.Counter()
+
+
 def asarray(a, dtype=None, order=None):
     if isinstance(a, ndarray) and (dtype is None or a.dtype == dtype):
         return a
@@ -72,11 +108,41 @@ def asarray(a, dtype=None, order=None):
 
 
 def array(a, dtype=None, copy=True, order="K"):
+    if isinstance(a, ndarray):
+        copies["array"] += 1
     return _np.array(_unwrap(a), dtype=dtype, order=order).view(ndarray)
 
 
 def ascontiguousarray(a, dtype=None):
-    return _np.ascontiguousarray(_unwrap(a), dtype=dtype).view(ndarray)
+    out = _np.ascontiguousarray(_unwrap(a), dtype=dtype)
+    if isinstance(a, ndarray) and out.ctypes.data != a.ctypes.data:
+        copies["ascontiguousarray"] += 1
+    return out.view(ndarray)
+
+
+def matmul(a, b, out=None, **kwargs):
+    """numpy.matmul, logging the cuBLAS call and the copies real CuPy's matmul makes.
+
+    CuPy 14 (cupy/_core/_routines_linalg.pyx): up to 2-d, ``dot`` -> one ``gemmEx`` whose
+    compute type is TF32 iff ``CUPY_TF32`` was set; an operand neither C- nor F-contiguous
+    is copied.  Beyond 2-d, both operands go through ``ascontiguousarray`` and the product
+    is one ``gemmStridedBatchedEx`` with ``CUDA_R_32F`` compute: strict FP32 whatever
+    ``CUPY_TF32`` says.
+    """
+    a_, b_ = _unwrap(a), _unwrap(b)
+    if max(a_.ndim, b_.ndim) <= 2:
+        for x in (a_, b_):
+            if not (x.flags.c_contiguous or x.flags.f_contiguous):
+                copies["matmul"] += 1
+        tf32 = int(os.environ.get("CUPY_TF32", "0")) > 0 and a_.dtype == _np.float32
+        cublas.calls.append(dict(fn="matmul:gemmEx", tf32=tf32, dtype=a_.dtype))
+    else:
+        for x in (a_, b_):
+            if not x.flags.c_contiguous:
+                copies["matmul"] += 1
+        cublas.calls.append(dict(fn="matmul:gemmStridedBatchedEx", tf32=False, dtype=a_.dtype))
+    res = _np.matmul(a_, b_, out=None if out is None else _unwrap(out), **kwargs)
+    return _wrap(res) if out is None else out
 
 
 def __getattr__(name):
@@ -134,8 +200,98 @@ runtime = types.SimpleNamespace(
     runtimeGetVersion=lambda: 13000, driverGetVersion=lambda: 13000,
     getDeviceProperties=lambda i: {"name": b"fake GPU (host emulation)", "multiProcessorCount": 1,
                                    "major": 9, "minor": 0})
+
+
+# ---------------------------------------------------------------------------- cuBLAS from raw pointers
+
+
+class CUBLASError(RuntimeError):
+    pass
+
+
+def _colmajor(ptr, dtype, rows, cols, ld):
+    """The column-major rows x cols matrix at address ``ptr`` with leading dimension ``ld``."""
+    dtype = _np.dtype(dtype)
+    count = (cols - 1) * ld + rows
+    flat = _np.frombuffer((ctypes.c_char * (count * dtype.itemsize)).from_address(ptr), dtype=dtype)
+    return _np.lib.stride_tricks.as_strided(flat, (rows, cols), (dtype.itemsize, ld * dtype.itemsize))
+
+
+def _scalar(ptr, dtype):
+    return _np.frombuffer((ctypes.c_char * _np.dtype(dtype).itemsize).from_address(ptr), dtype=dtype)[0]
+
+
+def _tf32(x):
+    """float32 -> TF32 (10 mantissa bits), round to nearest, ties away from zero (cvt.rna.tf32.f32)."""
+    u = _np.ascontiguousarray(x, dtype=_np.float32).view(_np.uint32)
+    return ((u + _np.uint32(0x1000)) & _np.uint32(0xFFFFE000)).view(_np.float32)
+
+
+def _gemm(fn, dtype, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, compute):
+    """C = alpha op(A) op(B) + beta C, all column-major, checked as cuBLAS checks them."""
+    ops = (cublas.CUBLAS_OP_N, cublas.CUBLAS_OP_T)
+    if transa not in ops or transb not in ops or min(m, n, k) < 0:
+        raise CUBLASError(f"{fn}: CUBLAS_STATUS_INVALID_VALUE (trans {transa}, {transb}; "
+                          f"m, n, k = {m}, {n}, {k})")
+    ra = m if transa == cublas.CUBLAS_OP_N else k        # rows of A as stored
+    rb = k if transb == cublas.CUBLAS_OP_N else n
+    if lda < max(1, ra) or ldb < max(1, rb) or ldc < max(1, m):
+        raise CUBLASError(f"{fn}: CUBLAS_STATUS_INVALID_VALUE (lda {lda}, ldb {ldb}, ldc {ldc} for m, n, k = "
+                          f"{m}, {n}, {k})")
+    tf32 = compute == cublas.CUBLAS_COMPUTE_32F_FAST_TF32
+    cublas.calls.append(dict(fn=fn, tf32=tf32, dtype=_np.dtype(dtype), m=m, n=n, k=k,
+                             transa=transa, transb=transb))
+    if m == 0 or n == 0:
+        return
+    a = _colmajor(A, dtype, ra, m if transa == cublas.CUBLAS_OP_T else k, lda)
+    b = _colmajor(B, dtype, rb, n if transb == cublas.CUBLAS_OP_N else k, ldb) if k else None
+    c = _colmajor(C, dtype, m, n, ldc)
+    opa = a.T if transa == cublas.CUBLAS_OP_T else a
+    opb = b.T if b is not None and transb == cublas.CUBLAS_OP_T else b
+    if k == 0:
+        prod = _np.zeros((m, n), dtype)
+    elif tf32:
+        prod = _tf32(opa) @ _tf32(opb)
+    else:
+        prod = _np.asarray(opa) @ _np.asarray(opb)
+    al, be = _scalar(alpha, dtype), _scalar(beta, dtype)
+    c[...] = al * prod if be == 0 else al * prod + be * c        # beta = 0: C is not read
+
+
+def _gemmEx(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc,
+            computeType, algo):
+    types_ = {0: _np.float32, 1: _np.float64}
+    if not (Atype == Btype == Ctype) or Atype not in types_:
+        raise CUBLASError(f"gemmEx: the fake takes CUDA_R_32F / CUDA_R_64F only, "
+                          f"got {Atype}, {Btype}, {Ctype}")
+    dtype = types_[Atype]
+    ok = {_np.float32: (cublas.CUBLAS_COMPUTE_32F, cublas.CUBLAS_COMPUTE_32F_PEDANTIC,
+                        cublas.CUBLAS_COMPUTE_32F_FAST_TF32),
+          _np.float64: (cublas.CUBLAS_COMPUTE_64F, cublas.CUBLAS_COMPUTE_64F_PEDANTIC)}[dtype]
+    if computeType not in ok:
+        raise CUBLASError(f"gemmEx: CUBLAS_STATUS_NOT_SUPPORTED (compute type {computeType} for {Atype})")
+    _gemm("gemmEx", dtype, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, computeType)
+
+
+cublas = types.SimpleNamespace(
+    CUBLAS_OP_N=0, CUBLAS_OP_T=1, CUBLAS_OP_C=2, CUBLAS_GEMM_DEFAULT=-1, CUBLAS_GEMM_DEFAULT_TENSOR_OP=99,
+    CUBLAS_DEFAULT_MATH=0, CUBLAS_TENSOR_OP_MATH=1, CUBLAS_POINTER_MODE_HOST=0, CUBLAS_POINTER_MODE_DEVICE=1,
+    CUBLAS_COMPUTE_32F=68, CUBLAS_COMPUTE_32F_PEDANTIC=69, CUBLAS_COMPUTE_32F_FAST_TF32=77,
+    CUBLAS_COMPUTE_64F=70, CUBLAS_COMPUTE_64F_PEDANTIC=71, CUBLASError=CUBLASError,
+    gemmEx=_gemmEx,
+    # the handle's math mode is CUBLAS_DEFAULT_MATH (CuPy never leaves it otherwise): strict FP32
+    sgemm=lambda h, ta, tb, m, n, k, al, A, lda, B, ldb, be, C, ldc: _gemm(
+        "sgemm", _np.float32, ta, tb, m, n, k, al, A, lda, B, ldb, be, C, ldc, 68),
+    dgemm=lambda h, ta, tb, m, n, k, al, A, lda, B, ldb, be, C, ldc: _gemm(
+        "dgemm", _np.float64, ta, tb, m, n, k, al, A, lda, B, ldb, be, C, ldc, 70),
+    getMathMode=lambda h: 0, getPointerMode=lambda h: 0,
+    calls=[])
+sys.modules[__name__ + ".cuda.cublas"] = cublas
+
 cuda = types.SimpleNamespace(Device=_Device, runtime=runtime, get_current_stream=lambda: _Stream(),
-                             nvrtc=types.SimpleNamespace(getVersion=lambda: (13, 0)))
+                             nvrtc=types.SimpleNamespace(getVersion=lambda: (13, 0)), cublas=cublas,
+                             device=types.SimpleNamespace(get_cublas_handle=lambda: 1),
+                             get_cublas_handle=lambda: 1)
 sys.modules[__name__ + ".cuda"] = cuda
 
 
