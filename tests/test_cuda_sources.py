@@ -232,8 +232,9 @@ def build_host_libs(out):
     libs = {}
     for fam in FAMILIES:
         coop = cooperative_kernels(fam)
-        exports = "\n".join(f"TC_HOST_EXPORT{'_COOPERATIVE' if e.split('<')[0] in coop else ''}({_symbol(e)}, {e})"
-                             for e in cuda_loader.name_expressions(fam))
+        exports = "\n".join(
+            f"TC_HOST_EXPORT{'_COOPERATIVE' if e.split('<')[0] in coop else ''}({_symbol(e)}, {e})"
+            for e in cuda_loader.name_expressions(fam))
         unit = os.path.join(out, f"{fam}_host.cpp")
         with open(unit, "w") as f:
             f.write(f'#include "cuda_host_emulation.h"\n#include "{fam}.cu"\n{exports}\n')
@@ -704,6 +705,108 @@ def test_dropout_backward_rejects_a_foreign_mask(host):
         activation_cuda.dropout_backward(np.ones((2, 8), np.float32), mask, 0.5)
 
 
+def _f32(*shape):
+    return np.ones(shape, np.float32)
+
+
+# (launcher call, the error it must raise): shapes or dtypes that disagree, caught before a launch
+BAD_LAUNCHES = [
+    (lambda: activation_cuda.relu_backward(_f32(4), _f32(5)),
+     ValueError, r"relu_backward: expected y of shape \(4,\), got \(5,\)"),
+    (lambda: activation_cuda.relu_backward(_f32(4), np.ones(4)),
+     TypeError, "relu_backward: expected y of dtype float32, got float64"),
+    (lambda: lrn_cuda.lrn_backward(_f32(1, 3, 2, 2), _f32(1, 3, 2, 2), _f32(1, 3, 2, 2), _f32(1, 4, 2, 2),
+                                   3, 1e-4, 0.75),
+     ValueError, r"lrn_backward: expected scale of shape \(1, 3, 2, 2\), got \(1, 4, 2, 2\)"),
+    (lambda: lrn_cuda.lrn_forward(_f32(4), 3, 1e-4, 0.75, 1.0), ValueError, "lrn_forward: expected x of shape"),
+    (lambda: loss_cuda.softmax_cross_entropy_backward(_f32(3), _f32(4, 5), np.zeros(4, np.int64)),
+     ValueError, r"softmax_cross_entropy_backward: expected gloss of shape \(4,\)"),
+    (lambda: loss_cuda.softmax_cross_entropy_backward(_f32(4), _f32(4, 5), np.zeros(3, np.int64)),
+     ValueError, r"softmax_cross_entropy_backward: expected target of shape \(4,\), got \(3,\)"),
+    (lambda: loss_cuda.softmax_cross_entropy_forward(_f32(4, 5), np.zeros(4)),
+     TypeError, "softmax_cross_entropy_forward: expected integer class indices"),
+    (lambda: loss_cuda.softmax_cross_entropy_forward(_f32(20), np.zeros(4, np.int64)),
+     ValueError, "softmax_cross_entropy_forward: expected logits to be 2-d"),
+    (lambda: linear_cuda.bias_add(_f32(3, 4), _f32(5)),
+     ValueError, r"bias_add: expected b of shape \(4,\), got \(5,\)"),
+    (lambda: linear_cuda.bias_add(_f32(3, 4), np.ones(4)), TypeError, "bias_add: expected b of dtype float32"),
+    (lambda: pooling_cuda.max_pool2d_backward(_f32(1, 2, 3, 3), np.zeros((1, 2, 3, 3), np.int64),
+                                              (1, 2, 11, 11), (3, 3), (2, 2), (0, 0)),
+     ValueError, r"max_pool2d_backward: expected gy of shape \(1, 2, 5, 5\) for x_shape \(1, 2, 11, 11\)"),
+    (lambda: pooling_cuda.max_pool2d_backward(_f32(1, 2, 2, 2), np.zeros((1, 2, 3, 3), np.int64),
+                                              (1, 2, 5, 5), (3, 3), (2, 2), (0, 0)),
+     ValueError, r"max_pool2d_backward: expected argmax of shape \(1, 2, 2, 2\), got \(1, 2, 3, 3\)"),
+    (lambda: pooling_cuda.max_pool2d_backward(_f32(1, 2, 2, 2), np.zeros((1, 2, 2, 2), np.int32),
+                                              (1, 2, 5, 5), (3, 3), (2, 2), (0, 0)),
+     TypeError, "max_pool2d_backward: expected argmax of dtype int64, got int32"),
+    (lambda: pooling_cuda.max_pool2d_forward(_f32(2, 5, 5), 3, 3, 2, 2, 0, 0),
+     ValueError, "max_pool2d_forward: expected x to be 4-d"),
+    (lambda: optim_cuda.sgd_update(_f32(4), _f32(3), None, 0.1),
+     ValueError, r"sgd_update: grad has shape \(3,\), w has \(4,\)"),
+    (lambda: optim_cuda.sgd_update(_f32(4), _f32(4), _f32(4)[::2], 0.1, 0.9),
+     ValueError, "sgd_update: v must be C-contiguous"),
+    (lambda: activation_cuda.dropout_backward(_f32(4), activation_cuda.PhiloxMask(1, 0, (5,), 0.5, np), 0.5),
+     ValueError, "dropout_backward: mask is for shape"),
+]
+
+
+@pytest.mark.parametrize("call,error,message", BAD_LAUNCHES)
+def test_launchers_check_shapes_before_launching(host, call, error, message):
+    n_calls = len(host.calls)
+    with pytest.raises(error, match=message):
+        call()
+    assert len(host.calls) == n_calls              # nothing reached a kernel
+
+
+def test_launch_runs_on_the_arrays_device_and_caches_kernels(monkeypatch):
+    """On CuPy arrays: the RawKernel is built once per (family, expression, device) and launched
+    under ``cupy.cuda.Device(<the arrays' GPU>)``, not the current device; mixed GPUs are refused."""
+    import types
+    entered, built, launched = [None], [], []       # entered: the stack of current devices
+
+    class Device:
+        def __init__(self, i):
+            self.id = i
+
+        def __enter__(self):
+            entered.append(self.id)
+
+        def __exit__(self, *exc):
+            entered.pop()
+
+    class RawModule:
+        def __init__(self, code, options, name_expressions):
+            pass
+
+        def get_function(self, expr):
+            built.append((expr, entered[-1]))
+            return lambda grid, block, args: launched.append((expr, entered[-1]))
+
+    fake = types.ModuleType("cupy")
+    fake.RawModule = RawModule
+    fake.cuda = types.SimpleNamespace(Device=Device, runtime=types.SimpleNamespace(getDevice=lambda: 0))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setattr(cuda_loader, "xp_of", lambda a: fake if isinstance(a, Arr) else np)
+    cuda_loader.clear_cache()
+
+    class Arr:
+        __module__ = "cupy"
+
+        def __init__(self, dev):
+            self.device = Device(dev)
+
+    try:
+        for dev in (1, 1, 0, 1):
+            cuda_loader.launch("activation", "relu_forward_kernel", np.float32, 10,
+                               (Arr(dev), Arr(dev), np.int64(10)))
+        assert built == [("relu_forward_kernel<float>", 1), ("relu_forward_kernel<float>", 0)]
+        assert launched == [("relu_forward_kernel<float>", d) for d in (1, 1, 0, 1)]
+        with pytest.raises(ValueError, match=r"activation.relu_forward_kernel: the arrays are on different GPUs"):
+            cuda_loader.launch("activation", "relu_forward_kernel", np.float32, 10, (Arr(0), Arr(1), np.int64(10)))
+    finally:
+        cuda_loader.clear_cache()
+
+
 def test_launchers_reject_other_dtypes(host):
     with pytest.raises(TypeError, match="float32 or float64"):
         activation_cuda.relu_forward(np.ones(3, dtype=np.int32))
@@ -805,7 +908,8 @@ def test_dilated_ops_through_cuda_launchers_match_reference_mode(ops_on_cuda_lau
     n_calls = len(host.calls)
     got = run()
     launched = {expr.split("<")[0] for _, expr, _, _ in host.calls[n_calls:]}
-    assert {"im2col_kernel", "col2im_kernel", "max_pool2d_forward_kernel", "max_pool2d_backward_kernel"} <= launched
+    assert {"im2col_kernel", "col2im_kernel", "max_pool2d_forward_kernel",
+            "max_pool2d_backward_kernel"} <= launched
     with tinyconv.use_kernels("reference"):
         want = run()
     for g, r in zip(got, want):

@@ -73,11 +73,18 @@ try:
     message = None
 except ValueError as e:
     message = str(e)
+with tinyconv.use_kernels("reference"):              # the check in CuPy ops, not the kernel
+    ref_bad = F.nll_loss(F.log_softmax(logits, 1), tinyconv.tensor(np.array([-5, 3]), device="cuda"))
+    try:
+        ref_bad.item()
+        ref_message = None
+    except ValueError as e:
+        ref_message = str(e)
 ignored = F.cross_entropy(logits, tinyconv.tensor(np.array([3, -100]), device="cuda")).item()
 alone = F.cross_entropy(logits[:1], tinyconv.tensor(np.array([3]), device="cuda")).item()
 print(json.dumps({"marks": marks, "logged": logged, "end": end, "loss": loss, "cpu_loss": cpu_loss,
                   "seen": seen, "before": before, "quiet": quiet, "message": message,
-                  "ignored": ignored, "alone": alone}))
+                  "ignored": ignored, "alone": alone, "ref_message": ref_message}))
 '''
 
 
@@ -118,4 +125,6 @@ def test_gpu_bad_target_is_reported_at_the_next_read(steps):
     assert _diff(r["before"], r["quiet"])["d2h"] == 0                  # the op itself read nothing
     assert r["message"] == ("cross_entropy: target 12 is out of range for 10 classes "
                             "(expected 0 <= target < 10 or target == ignore_index (-100))")
+    assert r["ref_message"] == ("nll_loss: target -5 is out of range for 10 classes "
+                                "(expected 0 <= target < 10 or target == ignore_index (-100))")
     assert r["ignored"] == pytest.approx(r["alone"], rel=1e-6)          # ignore_index: the mean of the rest

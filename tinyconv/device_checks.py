@@ -57,7 +57,7 @@ def raise_pending():
             n = items[i][0].size
             host[i] = np.asarray(flat[start:start + n])
             start += n
-    for (record, make_error), h in zip(items, host):
+    for (_, make_error), h in zip(items, host):
         err = make_error(h)
         if err is not None:
             raise err

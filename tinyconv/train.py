@@ -610,10 +610,11 @@ class _Run:
     steps per epoch: :meth:`train_epoch`, :meth:`evaluate_epoch`, :meth:`checkpoint`.
 
     Divergence guard: the loss is checked at every logging point (every step on the CPU,
-    every ``LOG_EVERY`` steps on a GPU, where it is read anyway), the parameters and optimizer buffers before every save, and the
-    validation metrics before they can choose ``best.npz``; anything non-finite raises
-    :class:`TrainingDiverged` before a file is touched, so ``last.npz`` and
-    ``best.npz`` keep the last good epochs and the message says which ones they hold.
+    every ``LOG_EVERY`` steps on a GPU, where it is read anyway), the parameters and
+    optimizer buffers before every save, and the validation metrics before they can
+    choose ``best.npz``; anything non-finite raises :class:`TrainingDiverged` before a
+    file is touched, so ``last.npz`` and ``best.npz`` keep the last good epochs and the
+    message says which ones they hold.
     """
 
     def __init__(self, cfg, callback):
@@ -728,7 +729,7 @@ class _Run:
         device (see :class:`_StepMetrics` and :class:`_Prefetch`).
         """
         import tinyconv
-        cfg, model, opt, loader = self.cfg, self.net, self.opt, self.loader
+        cfg, model, loader = self.cfg, self.net, self.loader
         model.train()
         if self.world > 1:                  # each rank its own dropout masks, as reproducible as one process
             seq = np.random.SeedSequence([cfg.seed, epoch, self.rank])
