@@ -718,7 +718,8 @@ BAD_LAUNCHES = [
     (lambda: lrn_cuda.lrn_backward(_f32(1, 3, 2, 2), _f32(1, 3, 2, 2), _f32(1, 3, 2, 2), _f32(1, 4, 2, 2),
                                    3, 1e-4, 0.75),
      ValueError, r"lrn_backward: expected scale of shape \(1, 3, 2, 2\), got \(1, 4, 2, 2\)"),
-    (lambda: lrn_cuda.lrn_forward(_f32(4), 3, 1e-4, 0.75, 1.0), ValueError, "lrn_forward: expected x of shape"),
+    (lambda: lrn_cuda.lrn_forward(_f32(4), 3, 1e-4, 0.75, 1.0),
+     ValueError, "lrn_forward: expected x of shape"),
     (lambda: loss_cuda.softmax_cross_entropy_backward(_f32(3), _f32(4, 5), np.zeros(4, np.int64)),
      ValueError, r"softmax_cross_entropy_backward: expected gloss of shape \(4,\)"),
     (lambda: loss_cuda.softmax_cross_entropy_backward(_f32(4), _f32(4, 5), np.zeros(3, np.int64)),
@@ -729,7 +730,8 @@ BAD_LAUNCHES = [
      ValueError, "softmax_cross_entropy_forward: expected logits to be 2-d"),
     (lambda: linear_cuda.bias_add(_f32(3, 4), _f32(5)),
      ValueError, r"bias_add: expected b of shape \(4,\), got \(5,\)"),
-    (lambda: linear_cuda.bias_add(_f32(3, 4), np.ones(4)), TypeError, "bias_add: expected b of dtype float32"),
+    (lambda: linear_cuda.bias_add(_f32(3, 4), np.ones(4)),
+     TypeError, "bias_add: expected b of dtype float32"),
     (lambda: pooling_cuda.max_pool2d_backward(_f32(1, 2, 3, 3), np.zeros((1, 2, 3, 3), np.int64),
                                               (1, 2, 11, 11), (3, 3), (2, 2), (0, 0)),
      ValueError, r"max_pool2d_backward: expected gy of shape \(1, 2, 5, 5\) for x_shape \(1, 2, 11, 11\)"),
@@ -802,7 +804,8 @@ def test_launch_runs_on_the_arrays_device_and_caches_kernels(monkeypatch):
         assert built == [("relu_forward_kernel<float>", 1), ("relu_forward_kernel<float>", 0)]
         assert launched == [("relu_forward_kernel<float>", d) for d in (1, 1, 0, 1)]
         with pytest.raises(ValueError, match=r"activation.relu_forward_kernel: the arrays are on different GPUs"):
-            cuda_loader.launch("activation", "relu_forward_kernel", np.float32, 10, (Arr(0), Arr(1), np.int64(10)))
+            cuda_loader.launch("activation", "relu_forward_kernel", np.float32, 10,
+                               (Arr(0), Arr(1), np.int64(10)))
     finally:
         cuda_loader.clear_cache()
 

@@ -115,7 +115,7 @@ def test_bench_gpu_dry_run_writes_markdown_and_json(tmp_path, capsys):
     doc = json.loads((tmp_path / files[0]).read_text())
     assert doc["dry_run"] is True and [r["precision"] for r in doc["results"]] == ["fp32", "tf32"]
     rows = {r["name"]: r for r in doc["results"][0]["rows"]}
-    assert len(rows) == 15 + 9 + 4 + 2 + 4 + 6 + 2       # convs, pools, LRNs, ReLU, dropouts, FCs, steps
+    assert len(rows) == 15 + 6 + 4 + 2 + 4 + 6 + 2       # convs, pools, LRNs, ReLU, dropouts, FCs, steps
     conv1 = rows["conv1 forward"]
     assert conv1["flops"] == 2 * 128 * 96 * 55 * 55 * 3 * 11 * 11          # about 105 GFLOP
     assert rows["pool1 forward"]["bytes"] == 4 * 128 * 96 * 55 * 55 + 12 * 128 * 96 * 27 * 27
@@ -139,6 +139,37 @@ def test_gpu_suite_script_is_valid_bash():
         pytest.skip("bash is not installed")
     r = subprocess.run([bash, "-n", script], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_gpu_suite_dry_run_runs_on_the_cpu(tmp_path):
+    """``TINYCONV_SUITE_DRY_RUN=1 bash benchmarks/gpu_suite.sh``: every phase's CPU side (test
+    collection, the sanitizer's small training step on the CPU, the benchmark's writers),
+    so that a broken suite shows here and not in the first minutes of a lent GPU."""
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("bash is not installed")
+    env = dict(os.environ, TINYCONV_SUITE_DRY_RUN="1", PYTHON=sys.executable, OUT=str(tmp_path))
+    r = subprocess.run([bash, os.path.join(ROOT, "benchmarks", "gpu_suite.sh")], capture_output=True,
+                       text=True, env=env, timeout=600)
+    assert r.returncode == 0, f"{r.stdout[-4000:]}\n{r.stderr[-2000:]}"
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert {"suite.log", "tests.log", "sanitizer.log", "bench.log"} <= set(files) and len(files) <= 8
+    assert any(f.endswith("-dry-run.md") for f in files)
+    assert "status 0" in (tmp_path / "suite.log").read_text()
+    assert "mean loss" in (tmp_path / "sanitizer.log").read_text()
+    assert "test_gpu_kernels_match_cpu_references" in (tmp_path / "tests.log").read_text()
+
+
+def test_bench_gpu_datasheet_peaks():
+    bench = _bench_module()
+    assert bench.datasheet_peaks("NVIDIA H200", "tf32") == dict(card="H200", TFLOPs=494.7, GBps=4800.0)
+    assert bench.datasheet_peaks("NVIDIA H100 80GB HBM3", "fp32")["GBps"] == 3350.0
+    assert bench.datasheet_peaks("NVIDIA H100 PCIe", "fp32")["card"] == "H100 PCIe"
+    assert bench.datasheet_peaks("some other card", "fp32") is None
+    row = bench.finish_row(dict(bytes=4e9, flops=None, tinyconv=dict(median_ms=1.0)), dict(copy_GBps=3200.0),
+                           dict(card="H200", TFLOPs=67.0, GBps=4800.0))
+    assert row["tinyconv"]["GBps"] == 4000.0 and row["tinyconv"]["frac_bw"] == 1.25
+    assert abs(row["tinyconv"]["frac_peak_bw"] - 4000 / 4800) < 1e-12
 
 
 # ---------------------------------------------------------------------------- GPU only

@@ -252,7 +252,7 @@ runtime = types.SimpleNamespace(
     getDeviceProperties=lambda i: {"name": b"fake GPU (host emulation)", "multiProcessorCount": 1,
                                    "major": 9, "minor": 0})
 cuda = types.SimpleNamespace(Device=_Device, runtime=runtime, get_current_stream=_current_stream,
-                             Stream=_Stream, Event=_Event,
+                             Stream=_Stream, Event=_Event, set_allocator=lambda allocator=None: None,
                              nvrtc=types.SimpleNamespace(getVersion=lambda: (13, 0)))
 sys.modules[__name__ + ".cuda"] = cuda
 
