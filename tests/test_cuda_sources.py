@@ -803,7 +803,7 @@ def test_launch_runs_on_the_arrays_device_and_caches_kernels(monkeypatch):
                                (Arr(dev), Arr(dev), np.int64(10)))
         assert built == [("relu_forward_kernel<float>", 1), ("relu_forward_kernel<float>", 0)]
         assert launched == [("relu_forward_kernel<float>", d) for d in (1, 1, 0, 1)]
-        with pytest.raises(ValueError, match=r"activation.relu_forward_kernel: the arrays are on different GPUs"):
+        with pytest.raises(ValueError, match=r"relu_forward_kernel: the arrays are on different GPUs"):
             cuda_loader.launch("activation", "relu_forward_kernel", np.float32, 10,
                                (Arr(0), Arr(1), np.int64(10)))
     finally:
