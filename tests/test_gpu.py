@@ -265,6 +265,30 @@ def test_gpu_kernels_match_cpu_references(cp, dtype):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_ignore_index_and_bad_targets_on_gpu(cp, dtype):
+    """The GPU's fused path handles ignore_index in its kernels and checks the targets on the
+    device: the same loss and gradient as the CPU, and a bad target raised at the next read."""
+    rng = np.random.default_rng(8)
+    z = rng.standard_normal((6, 5)).astype(dtype)
+    t = np.array([1, -100, 4, 0, -100, 2])
+    for reduction in ("mean", "sum", "none"):
+        outs = {}
+        for dev in ("cpu", "cuda"):
+            x = tinyconv.tensor(z, requires_grad=True, device=dev)
+            y = F.cross_entropy(x, tinyconv.tensor(t, device=dev), reduction=reduction)
+            y.backward(tinyconv.ones_like(y))
+            outs[dev] = [backend.to_device(a, "cpu") for a in (y.array, x.grad.array)]
+        for got, want in zip(outs["cuda"], outs["cpu"]):
+            _close(got, want, dtype)
+    x = tinyconv.tensor(z, device="cuda")
+    bad = F.cross_entropy(x, tinyconv.tensor(np.array([1, 2, 5, 0, 3, 9]), device="cuda"))
+    with pytest.raises(ValueError, match=r"cross_entropy: target 5 is out of range for 5 classes"):
+        bad.item()
+    assert F.cross_entropy(x, tinyconv.tensor(np.array([1, 2, 3, 0, 3, 4]), device="cuda")).item() > 0
+
+
+@pytest.mark.gpu
 def test_gpu_dropout_mask_matches_its_definition(cp):
     from test_cuda_sources import _keep_numpy
     K = _launchers()
