@@ -35,12 +35,12 @@ def softmax_cross_entropy_forward(logits, target, ignore_index=-100):
     xp = xp_of(logits)
     check(op, "logits", logits, ndim=2)
     N, K = logits.shape
+    if K == 0:
+        raise ValueError(f"{op}: expected at least one class, got logits of shape {(N, K)}")
     target = _targets(op, target, N)
     logits = xp.ascontiguousarray(logits)
     loss = xp.empty((N,), dtype=logits.dtype)
     probs = xp.empty_like(logits)
-    if K == 0:
-        raise ValueError(f"{op}: expected at least one class, got logits of shape {(N, K)}")
     launch("loss", "softmax_cross_entropy_forward_kernel", logits.dtype, N,
            (logits, target, loss, probs, np.int64(N), np.int32(K), np.int64(ignore_index)),
            grid=_rows_grid(N), block=ROW_BLOCK)

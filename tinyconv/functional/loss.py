@@ -229,7 +229,8 @@ def _defer_target_check(t, k, ignore_index, op):
     entries not ignored], checked at the next host read.  Returns the not-ignored count."""
     xp = array_module(t)
     flat = t.reshape(-1)
-    ignore = -(2 ** 63) if ignore_index is None else int(ignore_index)   # no int64 target equals it
+    # without an ignore_index, int64's least value stands in (a target that far out is bad anyway)
+    ignore = -(2 ** 63) if ignore_index is None else int(ignore_index)
     check = kernel("loss", "class_targets_check", flat)
     if check is not None:
         record = check(flat, k, ignore)                         # one launch, no sync
