@@ -113,9 +113,6 @@ def layer_specs(batch, tiny=False):
                          bytes=f * x + f * y + 8 * y, flops=None))
         rows.append(dict(name=f"{name} backward", layer=name, kind="maxpool", pass_="backward", shape=shape,
                          bytes=f * y + 8 * y + f * x, flops=None))
-        if not tiny:   # the gather kernel, which needs the window geometry the op does not pass yet
-            rows.append(dict(name=f"{name} backward (gather kernel)", layer=name, kind="maxpool",
-                             pass_="backward-gather", shape=shape, bytes=f * y + 8 * y + f * x, flops=None))
     for name, C, H in LRNS:
         C, H = (min(C, 8), min(H, 13)) if tiny else (C, H)
         n = batch * C * H * H
@@ -317,15 +314,8 @@ def layer_fns(env, row, seed=0):
                 return torch.ops.aten.max_pool2d_with_indices(xt_data, [3, 3], [2, 2], [0, 0], [1, 1],
                                                               False)[0]
         else:
-            if ps == "backward-gather":
-                from tinyconv.kernels import pooling_cuda
-                argmax = fn.saved_tensors[0]
-
-                def ours():
-                    return pooling_cuda.max_pool2d_backward(gy, argmax, x.shape, (3, 3), (2, 2), (0, 0))
-            else:
-                def ours():
-                    return fn.backward(gy)[0]
+            def ours():                 # the op's backward: the gather kernel, one thread per input pixel
+                return fn.backward(gy)[0]
 
             def theirs():
                 return torch.ops.aten.max_pool2d_with_indices_backward(tgy, xt_data, [3, 3], [2, 2], [0, 0],
@@ -435,6 +425,21 @@ def layer_fns(env, row, seed=0):
 
 
 # ---------------------------------------------------------------------------- ceilings
+
+#: the vendor's datasheet peaks (dense; leads, not measurements): name fragment ->
+#: (FP32 TFLOP/s, TF32 tensor-core TFLOP/s, memory TB/s).  Longest fragment first.
+DATASHEET = [("H200", (67.0, 494.7, 4.8)), ("H100 PCIe", (51.2, 378.0, 2.0)),
+             ("H100 NVL", (60.0, 417.5, 3.9)), ("H100", (67.0, 494.7, 3.35)),
+             ("A100-SXM4-80GB", (19.5, 156.0, 2.039)), ("A100", (19.5, 156.0, 1.555))]
+
+
+def datasheet_peaks(device, precision):
+    """(TFLOP/s, GB/s) of the card's datasheet in the run's precision, or None for an unknown card."""
+    for fragment, (fp32, tf32, tbps) in DATASHEET:
+        if fragment.lower() in (device or "").lower():
+            return dict(card=fragment, TFLOPs=tf32 if precision == "tf32" else fp32, GBps=tbps * 1000)
+    return None
+
 
 
 def ceilings(env, args):
@@ -567,8 +572,9 @@ def versions(env):
     return v
 
 
-def finish_row(row, ceil):
-    """Add the derived columns: ratio, achieved GB/s or TFLOP/s, fractions of the ceilings."""
+def finish_row(row, ceil, peak=None):
+    """Add the derived columns: ratio, achieved GB/s or TFLOP/s, fractions of the measured
+    ceilings and of the card's datasheet ``peak``."""
     for side in ("tinyconv", "torch"):
         t = row.get(side)
         if not t or t.get("median_ms") is None:
@@ -577,9 +583,11 @@ def finish_row(row, ceil):
         if row.get("bytes"):
             t["GBps"] = row["bytes"] / sec / 1e9
             t["frac_bw"] = t["GBps"] / ceil["copy_GBps"] if ceil else None
+            t["frac_peak_bw"] = t["GBps"] / peak["GBps"] if peak else None
         if row.get("flops"):
             t["TFLOPs"] = row["flops"] / sec / 1e12
             t["frac_gemm"] = t["TFLOPs"] / ceil["gemm_TFLOPs"] if ceil else None
+            t["frac_peak_flops"] = t["TFLOPs"] / peak["TFLOPs"] if peak else None
     if row.get("tinyconv", {}).get("median_ms") and row.get("torch", {}).get("median_ms"):
         row["ratio"] = row["tinyconv"]["median_ms"] / row["torch"]["median_ms"]
     return row
@@ -597,6 +605,7 @@ def run_one(args, precision):
     result = dict(precision=precision, versions=versions(env), rows=[])
     ceil = ceilings(env, args)
     result["ceilings"] = ceil
+    peak = result["datasheet"] = None if env.cpu else datasheet_peaks(result["versions"]["device"], precision)
     batch = min(args.batch, 4) if env.cpu else args.batch
     tol = 1e-2 if precision == "tf32" else 1e-4       # both sides compute the same function
     if args.only in ("all", "layers"):
@@ -607,13 +616,13 @@ def run_one(args, precision):
             env.sync()
             row["tinyconv"] = env.time(ours, args.warmup, args.repeat, torch_side=False)
             row["torch"] = env.time(theirs, args.warmup, args.repeat, torch_side=True)
-            result["rows"].append(finish_row(row, ceil))
+            result["rows"].append(finish_row(row, ceil, peak))
             print(f"  [{precision}] {row['name']:<26} tinyconv {row['tinyconv']['median_ms']:9.3f} ms   "
                   f"torch {row['torch']['median_ms']:9.3f} ms   x{row.get('ratio', float('nan')):.2f}  "
                   f"err {row['rel_err']:.1e}", file=sys.stderr, flush=True)
     if args.only in ("all", "steps"):
         for row in step_rows(env, args, [min(b, 8) for b in args.steps] if env.cpu else args.steps):
-            result["rows"].append(finish_row(row, ceil))
+            result["rows"].append(finish_row(row, ceil, peak))
             print(f"  [{precision}] {row['name']:<26} tinyconv {row['tinyconv']['median_ms']:9.3f} ms   "
                   f"torch {row['torch']['median_ms']:9.3f} ms   x{row.get('ratio', float('nan')):.2f}",
                   file=sys.stderr, flush=True)
@@ -641,6 +650,12 @@ def fmt(v, spec):
     return "–" if v is None else format(v, spec)
 
 
+def _fracs(of_ceiling, of_peak):
+    """'62% / 48%': a rate against the measured ceiling and against the datasheet peak."""
+    pct = lambda f: "–" if f is None else f"{100 * f:.0f}%"      # noqa: E731
+    return "–" if of_ceiling is None and of_peak is None else f"{pct(of_ceiling)} / {pct(of_peak)}"
+
+
 def markdown(doc):
     lines = [f"# GPU benchmark: tinyconv vs PyTorch — {doc['device']}", ""]
     lines.append(f"Date {doc['date']}. " + ", ".join(f"{k} {v}" for k, v in doc["versions"].items()
@@ -657,9 +672,13 @@ def markdown(doc):
             lines.append(f"Ceilings measured in this run: copy {ceil['copy_GBps']:.0f} GB/s (read + write), "
                          f"GEMM {ceil['gemm_n']}³ {ceil['gemm_TFLOPs']:.1f} TFLOP/s (CuPy/cuBLAS), "
                          f"{ceil['torch_gemm_TFLOPs']:.1f} TFLOP/s (PyTorch).")
+            peak = res.get("datasheet")
+            if peak:
+                lines.append(f"Datasheet peaks ({peak['card']}, dense): {peak['TFLOPs']:.1f} TFLOP/s "
+                             f"{res['precision'].upper()}, {peak['GBps']:.0f} GB/s memory.")
             lines.append("")
-        lines.append("| row | tinyconv ms | PyTorch ms | ratio | tinyconv GB/s or TFLOP/s | of ceiling | "
-                     "PyTorch GB/s or TFLOP/s | of ceiling | rel. err / note |")
+        lines.append("| row | tinyconv ms | PyTorch ms | ratio | tinyconv GB/s or TFLOP/s | "
+                     "of ceiling / peak | PyTorch GB/s or TFLOP/s | of ceiling / peak | rel. err / note |")
         lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
         for r in res["rows"]:
             cells = []
@@ -667,10 +686,10 @@ def markdown(doc):
                 t = r.get(side) or {}
                 if r.get("bytes"):
                     cells += [fmt(t.get("GBps"), ".0f") + " GB/s" if t.get("GBps") else "–",
-                              fmt(100 * t["frac_bw"], ".0f") + "%" if t.get("frac_bw") else "–"]
+                              _fracs(t.get("frac_bw"), t.get("frac_peak_bw"))]
                 elif r.get("flops"):
                     cells += [fmt(t.get("TFLOPs"), ".1f") + " TFLOP/s" if t.get("TFLOPs") else "–",
-                              fmt(100 * t["frac_gemm"], ".0f") + "%" if t.get("frac_gemm") else "–"]
+                              _fracs(t.get("frac_gemm"), t.get("frac_peak_flops"))]
                 else:
                     cells += ["–", "–"]
             note = fmt(r.get("rel_err"), ".1e") if "rel_err" in r else ""

@@ -7,20 +7,16 @@ nothing of tinyconv.
 """
 import numpy as np
 
-from .cuda_loader import launch, xp_of
+from .cuda_loader import check, contiguous, launch, xp_of
 
 KERNELS = {"relu_forward_kernel": True, "relu_backward_kernel": True, "dropout_kernel": True,
            "dropout_mask_kernel": False, "philox4x32_10_kernel": False}
 
 
-def _contiguous(a):
-    """``a`` C-contiguous with its own shape (``ascontiguousarray`` makes a 0-d array 1-d)."""
-    return xp_of(a).ascontiguousarray(a).reshape(a.shape)
-
-
 def relu_forward(x):
     xp = xp_of(x)
-    x = _contiguous(x)
+    check("relu_forward", "x", x)
+    x = contiguous(x)
     y = xp.empty_like(x)
     launch("activation", "relu_forward_kernel", x.dtype, x.size, (x, y, np.int64(x.size)))
     return y
@@ -28,7 +24,9 @@ def relu_forward(x):
 
 def relu_backward(gy, y):
     xp = xp_of(gy)
-    gy, y = _contiguous(gy), _contiguous(y)
+    check("relu_backward", "gy", gy)
+    check("relu_backward", "y", y, shape=gy.shape, dtype=gy.dtype)
+    gy, y = contiguous(gy), contiguous(y)
     gx = xp.empty_like(gy)
     launch("activation", "relu_backward_kernel", gy.dtype, gy.size, (gy, y, gx, np.int64(gy.size)))
     return gx
@@ -61,7 +59,8 @@ class PhiloxMask:
 
 def _dropout(x, mask):
     xp = xp_of(x)
-    x = _contiguous(x)
+    check("dropout", "x", x, shape=mask.shape)
+    x = contiguous(x)
     y = xp.empty_like(x)
     launch("activation", "dropout_kernel", x.dtype, (x.size + 3) // 4,
            (x, y, np.int64(x.size), np.float64(mask.p), np.uint64(mask.seed), np.uint64(mask.offset)))

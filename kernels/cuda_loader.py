@@ -82,16 +82,40 @@ def expression(name, dtype=None):
 
 
 _modules = {}
+_kernels = {}
 
 
-def _module(family):
-    """The compiled ``cupy.RawModule`` of a family, for the current device."""
+def _module(family, device_id):
+    """The compiled ``cupy.RawModule`` of a family on GPU ``device_id`` (one per device)."""
     import cupy
-    key = (family, cupy.cuda.runtime.getDevice())
+    key = (family, device_id)
     if key not in _modules:
-        _modules[key] = cupy.RawModule(code=source(family), options=NVRTC_OPTIONS,
-                                       name_expressions=name_expressions(family))
+        with cupy.cuda.Device(device_id):
+            _modules[key] = cupy.RawModule(code=source(family), options=NVRTC_OPTIONS,
+                                           name_expressions=name_expressions(family))
     return _modules[key]
+
+
+def cuda_kernel(family, expr, device_id):
+    """The ``cupy.RawKernel`` of name expression ``expr`` on GPU ``device_id``, built once.
+
+    ``RawModule.get_function`` makes a new ``RawKernel`` object on every call (its Python
+    set-up costs about as much as the launch itself), so the kernels are cached here by
+    (family, expression, device).
+    """
+    key = (family, expr, device_id)
+    fn = _kernels.get(key)
+    if fn is None:
+        import cupy
+        with cupy.cuda.Device(device_id):
+            fn = _kernels[key] = _module(family, device_id).get_function(expr)
+    return fn
+
+
+def clear_cache():
+    """Forget every compiled module and kernel (tests; CuPy's disk cache stays)."""
+    _modules.clear()
+    _kernels.clear()
 
 
 def grid_for(n):
@@ -119,22 +143,67 @@ def use_host_emulation(runner):
         _host_runner = previous
 
 
-def launch(family, name, dtype, n, args):
+def _device_of(family, name, arrays):
+    """The one GPU every array of a launch lives on (a kernel reads them all through one context)."""
+    ids = {a.device.id for a in arrays}
+    if len(ids) > 1:
+        raise ValueError(f"{family}.{name}: the arrays are on different GPUs {sorted(ids)}; "
+                         "move them to one device first")
+    return ids.pop()
+
+
+def launch(family, name, dtype, n, args, grid=None, block=BLOCK):
     """Run kernel ``name`` (the ``dtype`` instance) of ``family`` over ``n`` work items.
 
     ``args`` are the kernel's parameters in order: arrays, and NumPy scalars whose types
     match the C parameter types exactly (``np.int64`` for ``long long``, ``np.int32`` for
     ``int``, ``np.float64`` for ``double``, ``np.uint64`` for ``unsigned long long``).
+    ``grid`` defaults to one thread per item (:func:`grid_for`); kernels that give a whole
+    block to each item pass their own.  The launch runs on the GPU that holds the arrays
+    (``with cupy.cuda.Device``), whichever device is current, on the current stream.
     """
     if n <= 0:
         return
     expr = expression(name, dtype)
-    grid = grid_for(n)
+    grid = grid_for(n) if grid is None else int(grid)
     arrays = [a for a in args if isinstance(a, np.ndarray) or xp_of(a) is not np]
     if arrays and xp_of(arrays[0]) is not np:
-        _module(family).get_function(expr)((grid,), (BLOCK,), tuple(args))
+        import cupy
+        dev = _device_of(family, name, arrays)
+        fn = cuda_kernel(family, expr, dev)
+        with cupy.cuda.Device(dev):
+            fn((grid,), (block,), tuple(args))
     elif _host_runner is not None:
-        _host_runner(family, expr, grid, BLOCK, tuple(args))
+        _host_runner(family, expr, grid, block, tuple(args))
     else:
         raise TypeError(f"{family}.{name}: CUDA kernels take CuPy arrays, got NumPy arrays "
                         "(the NumPy path is the reference in tinyconv.functional)")
+
+
+# ---------------------------------------------------------------------------- launcher checks
+
+
+def contiguous(a):
+    """``a`` C-contiguous with its own shape (``ascontiguousarray`` makes a 0-d array 1-d)."""
+    return xp_of(a).ascontiguousarray(a).reshape(a.shape)
+
+
+def check(kernel, name, a, shape=None, dtype=None, ndim=None, in_place=False):
+    """Check launcher argument ``name`` of ``kernel`` before the GPU indexes it.
+
+    A kernel trusts its sizes: an array of the wrong shape is read or written out of
+    bounds, silently.  ``shape`` is the expected tuple, ``dtype`` the expected dtype,
+    ``ndim`` the expected rank; ``in_place`` arrays (updated by the kernel) must be
+    C-contiguous already, since a contiguous copy would take the update instead.
+    """
+    if not hasattr(a, "shape") or not hasattr(a, "dtype"):
+        raise TypeError(f"{kernel}: {name} must be an array, got {type(a).__name__}")
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{kernel}: expected {name} to be {ndim}-d, got shape {tuple(a.shape)}")
+    if shape is not None and tuple(a.shape) != tuple(shape):
+        raise ValueError(f"{kernel}: expected {name} of shape {tuple(shape)}, got {tuple(a.shape)}")
+    if dtype is not None and a.dtype != np.dtype(dtype):
+        raise TypeError(f"{kernel}: expected {name} of dtype {np.dtype(dtype)}, got {a.dtype}")
+    if in_place and not a.flags.c_contiguous:
+        raise ValueError(f"{kernel}: {name} must be C-contiguous (the kernel updates it in place)")
+    return a

@@ -15,7 +15,8 @@ Contract::
         first element in scan order (i, then j); a NaN always takes over, so the last NaN
         in scan order wins (as in PyTorch); a window of only -inf reports its first tap
         inside the image.
-    max_pool2d_backward(gy, argmax, x_shape) -> gx   (scatter-add gy to argmax)
+    max_pool2d_backward(gy, argmax, x_shape, kernel_size, stride, padding, dilation) -> gx
+                                                     (scatter-add gy to argmax)
 
 One (n, c) plane per parallel task.  Forward copies the plane once into a padded,
 phase-split buffer (see ``_max_pool_fwd``) so that every kernel tap becomes one long
@@ -140,8 +141,11 @@ def _max_pool_bwd(gy, arg, gx):
 
 
 @float16_via_float32
-def max_pool2d_backward(gy, argmax, x_shape):
-    """Scatter-add each output gradient to its arg-max input; equals ``max_pool2d_backward_reference``."""
+def max_pool2d_backward(gy, argmax, x_shape, *geometry):
+    """Scatter-add each output gradient to its arg-max input; equals ``max_pool2d_backward_reference``.
+
+    The window ``geometry`` (kernel_size, stride, padding, dilation) that the op passes is
+    not needed here: one task per plane scatters, with no pixel-to-window search."""
     gy = np.ascontiguousarray(gy)
     argmax = np.ascontiguousarray(argmax, dtype=np.int64)
     gx = np.empty(tuple(int(s) for s in x_shape), dtype=gy.dtype)

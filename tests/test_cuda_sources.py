@@ -46,7 +46,7 @@ ARCHS = ("sm_80", "sm_90")
 #: of CuPy's own headers is unused by sources that include nothing
 CUPY_ADDED_OPTIONS = ("-ftz=true", "--device-as-default-execution-space")
 #: kernels that read their output buffer (updated in place, or accumulated into zeros): not poisoned
-IN_PLACE = {"bias_add_kernel", "sgd_update_kernel", "adam_update_kernel", "max_pool2d_backward_plane_kernel"}
+IN_PLACE = {"bias_add_kernel", "sgd_update_kernel", "adam_update_kernel"}
 
 
 def need(ok, reason):
@@ -205,11 +205,36 @@ def _symbol(expr):
     return "tc_host_" + expr.replace("<", "__").replace(">", "")
 
 
+def cooperative_kernels(fam):
+    """The kernels of a family whose threads cooperate (its launcher's ``COOPERATIVE``)."""
+    return set(getattr(importlib.import_module(f"tinyconv.kernels.{fam}_cuda"), "COOPERATIVE", ()))
+
+
+def _kernel_bodies(fam):
+    """{kernel: its source text up to the next kernel}."""
+    src = cuda_loader.source(fam)
+    starts = [(m.group(1), m.start()) for m in re.finditer(r"__global__ void (\w+)\(", src)]
+    return {name: src[a:b] for (name, a), (_, b) in zip(starts, starts[1:] + [("", len(src))])}
+
+
+def test_cooperative_kernels_are_declared():
+    """A kernel using shared memory or barriers must run as cooperating threads in the emulation."""
+    for fam in FAMILIES:
+        for name, body in _kernel_bodies(fam).items():
+            uses = "__shared__" in body or "__syncthreads" in body or "tc_block_reduce" in body
+            assert uses == (name in cooperative_kernels(fam)), (fam, name)
+    src = cuda_loader.source("loss")
+    assert f"#define TC_ROW_BLOCK {loss_cuda.ROW_BLOCK}\n" in src
+
+
 def build_host_libs(out):
     """Compile every family with g++ and the host-emulation header; {family: ctypes.CDLL}."""
     libs = {}
     for fam in FAMILIES:
-        exports = "\n".join(f"TC_HOST_EXPORT({_symbol(e)}, {e})" for e in cuda_loader.name_expressions(fam))
+        coop = cooperative_kernels(fam)
+        exports = "\n".join(
+            f"TC_HOST_EXPORT{'_COOPERATIVE' if e.split('<')[0] in coop else ''}({_symbol(e)}, {e})"
+            for e in cuda_loader.name_expressions(fam))
         unit = os.path.join(out, f"{fam}_host.cpp")
         with open(unit, "w") as f:
             f.write(f'#include "cuda_host_emulation.h"\n#include "{fam}.cu"\n{exports}\n')
@@ -391,12 +416,8 @@ def test_max_pool_matches_reference(host, case, dtype, ties, rng):
     assert arg.dtype == np.int64
     gy = rng.standard_normal(y.shape).astype(dtype)
     ref = PO.max_pool2d_backward_reference(gy, arg_ref, shape)
-    bounds = pooling_cuda.max_pool2d_backward(gy, arg, shape)                       # the contract call
-    close(bounds, ref, dtype)
     gather = pooling_cuda.max_pool2d_backward(gy, arg, shape, (kh, kw), (sh, sw), (ph, pw))
-    plane = pooling_cuda.max_pool2d_backward(gy, arg, shape, method="plane")
-    np.testing.assert_array_equal(gather, bounds)       # one summation order: bit for bit
-    np.testing.assert_array_equal(plane, bounds)
+    close(gather, ref, dtype)
 
 
 # (N, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw)
@@ -421,10 +442,8 @@ def test_dilated_max_pool_matches_reference(host, case, dtype, ties, rng):
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(arg, arg_ref)
     gy = rng.standard_normal(y.shape).astype(dtype)
-    bounds = pooling_cuda.max_pool2d_backward(gy, arg, shape)
-    close(bounds, PO.max_pool2d_backward_reference(gy, arg_ref, shape), dtype)
     gather = pooling_cuda.max_pool2d_backward(gy, arg, shape, (kh, kw), (sh, sw), (ph, pw), dilation=(dh, dw))
-    np.testing.assert_array_equal(gather, bounds)       # one summation order: bit for bit
+    close(gather, PO.max_pool2d_backward_reference(gy, arg_ref, shape), dtype)
 
 
 def test_max_pool_nan_propagates_like_reference(host):
@@ -527,6 +546,59 @@ def test_softmax_cross_entropy_matches_reference(host, shape, dtype, rng):
     gloss = rng.standard_normal(shape[0]).astype(dtype)
     close(loss_cuda.softmax_cross_entropy_backward(gloss, probs_ref, target),
           LO.softmax_cross_entropy_backward_reference(gloss, probs_ref, target), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(3, 1), (2, 255), (2, 256), (3, 257), (2, 1000)])
+def test_softmax_cross_entropy_block_per_row_edges(host, shape, dtype, rng):
+    """Rows shorter and longer than the block (K < 256, = 256, a tail past it), one block a row."""
+    logits = (rng.standard_normal(shape) * 10).astype(dtype)
+    target = rng.integers(0, shape[1], shape[0]).astype(np.int64)
+    loss, probs = loss_cuda.softmax_cross_entropy_forward(logits, target)
+    assert host.calls[-1][2:] == (shape[0], loss_cuda.ROW_BLOCK)        # grid = rows, block = ROW_BLOCK
+    loss_ref, probs_ref = LO.softmax_cross_entropy_forward_reference(logits, target)
+    close(loss, loss_ref, dtype, rtol=1e-5 if dtype == np.float32 else None)
+    close(probs, probs_ref, dtype, rtol=1e-5 if dtype == np.float32 else None)
+
+
+def test_softmax_cross_entropy_rows_beyond_the_grid(host, rng, monkeypatch):
+    """More rows than blocks: each block strides over several rows (and reuses its shared memory)."""
+    monkeypatch.setattr(loss_cuda, "MAX_ROWS_GRID", 3)
+    logits = rng.standard_normal((10, 300))
+    target = rng.integers(0, 300, 10)
+    loss, probs = loss_cuda.softmax_cross_entropy_forward(logits, target)
+    assert host.calls[-1][2] == 3
+    loss_ref, probs_ref = LO.softmax_cross_entropy_forward_reference(logits, target)
+    close(loss, loss_ref, np.float64)
+    close(probs, probs_ref, np.float64)
+    gl = rng.standard_normal(10)
+    close(loss_cuda.softmax_cross_entropy_backward(gl, probs_ref, target),
+          LO.softmax_cross_entropy_backward_reference(gl, probs_ref, target), np.float64)
+
+
+def test_softmax_cross_entropy_ignore_index_and_bad_targets(host, rng):
+    """An ignored sample: loss 0, gradient 0; a bad target is never read through (NaN loss, no
+    out-of-bounds read), and class_targets_check reports the first one with the kept count."""
+    logits = rng.standard_normal((5, 7))
+    target = np.array([2, -100, 6, 9, -3])
+    loss, probs = loss_cuda.softmax_cross_entropy_forward(logits, target, ignore_index=-100)
+    loss_ref, probs_ref = LO.softmax_cross_entropy_forward_reference(logits, np.array([2, 0, 6, 0, 0]))
+    close(probs, probs_ref, np.float64)
+    np.testing.assert_allclose(loss[[0, 2]], loss_ref[[0, 2]], rtol=1e-13)
+    assert loss[1] == 0 and np.isnan(loss[3]) and np.isnan(loss[4])
+    g = loss_cuda.softmax_cross_entropy_backward(np.ones(5), probs_ref, target, ignore_index=-100)
+    np.testing.assert_array_equal(g[1], 0)
+    close(g[[0, 2]], LO.softmax_cross_entropy_backward_reference(np.ones(2), probs_ref[[0, 2]],
+                                                                 np.array([2, 6])), np.float64)
+    np.testing.assert_array_equal(loss_cuda.class_targets_check(target, 7, -100), [3, 9, 4])
+    np.testing.assert_array_equal(loss_cuda.class_targets_check(np.array([0, 6, 1]), 7, -100), [3, 0, 3])
+    np.testing.assert_array_equal(loss_cuda.class_targets_check(np.array([0, 3, 1]), 7, 3), [3, 0, 2])
+    many = rng.integers(0, 10, 1000)
+    many[::7] = -100
+    many[[701, 900]] = [10, -1]
+    want_kept = int((many != -100).sum())
+    np.testing.assert_array_equal(loss_cuda.class_targets_check(many, 10, -100), [701, 10, want_kept])
+    np.testing.assert_array_equal(loss_cuda.class_targets_check(np.zeros(0, np.int64), 10, -100), [0, 0, 0])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -701,6 +773,111 @@ def test_dropout_backward_rejects_a_foreign_mask(host):
         activation_cuda.dropout_backward(np.ones((2, 8), np.float32), mask, 0.5)
 
 
+def _f32(*shape):
+    return np.ones(shape, np.float32)
+
+
+# (launcher call, the error it must raise): shapes or dtypes that disagree, caught before a launch
+BAD_LAUNCHES = [
+    (lambda: activation_cuda.relu_backward(_f32(4), _f32(5)),
+     ValueError, r"relu_backward: expected y of shape \(4,\), got \(5,\)"),
+    (lambda: activation_cuda.relu_backward(_f32(4), np.ones(4)),
+     TypeError, "relu_backward: expected y of dtype float32, got float64"),
+    (lambda: lrn_cuda.lrn_backward(_f32(1, 3, 2, 2), _f32(1, 3, 2, 2), _f32(1, 3, 2, 2), _f32(1, 4, 2, 2),
+                                   3, 1e-4, 0.75),
+     ValueError, r"lrn_backward: expected scale of shape \(1, 3, 2, 2\), got \(1, 4, 2, 2\)"),
+    (lambda: lrn_cuda.lrn_forward(_f32(4), 3, 1e-4, 0.75, 1.0),
+     ValueError, "lrn_forward: expected x of shape"),
+    (lambda: loss_cuda.softmax_cross_entropy_backward(_f32(3), _f32(4, 5), np.zeros(4, np.int64)),
+     ValueError, r"softmax_cross_entropy_backward: expected gloss of shape \(4,\)"),
+    (lambda: loss_cuda.softmax_cross_entropy_backward(_f32(4), _f32(4, 5), np.zeros(3, np.int64)),
+     ValueError, r"softmax_cross_entropy_backward: expected target of shape \(4,\), got \(3,\)"),
+    (lambda: loss_cuda.softmax_cross_entropy_forward(_f32(4, 5), np.zeros(4)),
+     TypeError, "softmax_cross_entropy_forward: expected integer class indices"),
+    (lambda: loss_cuda.softmax_cross_entropy_forward(_f32(20), np.zeros(4, np.int64)),
+     ValueError, "softmax_cross_entropy_forward: expected logits to be 2-d"),
+    (lambda: linear_cuda.bias_add(_f32(3, 4), _f32(5)),
+     ValueError, r"bias_add: expected b of shape \(4,\), got \(5,\)"),
+    (lambda: linear_cuda.bias_add(_f32(3, 4), np.ones(4)),
+     TypeError, "bias_add: expected b of dtype float32"),
+    (lambda: pooling_cuda.max_pool2d_backward(_f32(1, 2, 3, 3), np.zeros((1, 2, 3, 3), np.int64),
+                                              (1, 2, 11, 11), (3, 3), (2, 2), (0, 0)),
+     ValueError, r"max_pool2d_backward: expected gy of shape \(1, 2, 5, 5\) for x_shape \(1, 2, 11, 11\)"),
+    (lambda: pooling_cuda.max_pool2d_backward(_f32(1, 2, 2, 2), np.zeros((1, 2, 3, 3), np.int64),
+                                              (1, 2, 5, 5), (3, 3), (2, 2), (0, 0)),
+     ValueError, r"max_pool2d_backward: expected argmax of shape \(1, 2, 2, 2\), got \(1, 2, 3, 3\)"),
+    (lambda: pooling_cuda.max_pool2d_backward(_f32(1, 2, 2, 2), np.zeros((1, 2, 2, 2), np.int32),
+                                              (1, 2, 5, 5), (3, 3), (2, 2), (0, 0)),
+     TypeError, "max_pool2d_backward: expected argmax of dtype int64, got int32"),
+    (lambda: pooling_cuda.max_pool2d_forward(_f32(2, 5, 5), 3, 3, 2, 2, 0, 0),
+     ValueError, "max_pool2d_forward: expected x to be 4-d"),
+    (lambda: optim_cuda.sgd_update(_f32(4), _f32(3), None, 0.1),
+     ValueError, r"sgd_update: grad has shape \(3,\), w has \(4,\)"),
+    (lambda: optim_cuda.sgd_update(_f32(4), _f32(4), _f32(4)[::2], 0.1, 0.9),
+     ValueError, "sgd_update: v must be C-contiguous"),
+    (lambda: activation_cuda.dropout_backward(_f32(4), activation_cuda.PhiloxMask(1, 0, (5,), 0.5, np), 0.5),
+     ValueError, "dropout_backward: mask is for shape"),
+]
+
+
+@pytest.mark.parametrize("call,error,message", BAD_LAUNCHES)
+def test_launchers_check_shapes_before_launching(host, call, error, message):
+    n_calls = len(host.calls)
+    with pytest.raises(error, match=message):
+        call()
+    assert len(host.calls) == n_calls              # nothing reached a kernel
+
+
+def test_launch_runs_on_the_arrays_device_and_caches_kernels(monkeypatch):
+    """On CuPy arrays: the RawKernel is built once per (family, expression, device) and launched
+    under ``cupy.cuda.Device(<the arrays' GPU>)``, not the current device; mixed GPUs are refused."""
+    import types
+    entered, built, launched = [None], [], []       # entered: the stack of current devices
+
+    class Device:
+        def __init__(self, i):
+            self.id = i
+
+        def __enter__(self):
+            entered.append(self.id)
+
+        def __exit__(self, *exc):
+            entered.pop()
+
+    class RawModule:
+        def __init__(self, code, options, name_expressions):
+            pass
+
+        def get_function(self, expr):
+            built.append((expr, entered[-1]))
+            return lambda grid, block, args: launched.append((expr, entered[-1]))
+
+    fake = types.ModuleType("cupy")
+    fake.RawModule = RawModule
+    fake.cuda = types.SimpleNamespace(Device=Device, runtime=types.SimpleNamespace(getDevice=lambda: 0))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setattr(cuda_loader, "xp_of", lambda a: fake if isinstance(a, Arr) else np)
+    cuda_loader.clear_cache()
+
+    class Arr:
+        __module__ = "cupy"
+
+        def __init__(self, dev):
+            self.device = Device(dev)
+
+    try:
+        for dev in (1, 1, 0, 1):
+            cuda_loader.launch("activation", "relu_forward_kernel", np.float32, 10,
+                               (Arr(dev), Arr(dev), np.int64(10)))
+        assert built == [("relu_forward_kernel<float>", 1), ("relu_forward_kernel<float>", 0)]
+        assert launched == [("relu_forward_kernel<float>", d) for d in (1, 1, 0, 1)]
+        with pytest.raises(ValueError, match=r"relu_forward_kernel: the arrays are on different GPUs"):
+            cuda_loader.launch("activation", "relu_forward_kernel", np.float32, 10,
+                               (Arr(0), Arr(1), np.int64(10)))
+    finally:
+        cuda_loader.clear_cache()
+
+
 def test_launchers_reject_other_dtypes(host):
     with pytest.raises(TypeError, match="float32 or float64"):
         activation_cuda.relu_forward(np.ones(3, dtype=np.int32))
@@ -774,7 +951,8 @@ def test_ops_through_cuda_launchers_match_reference_mode(ops_on_cuda_launchers, 
     loss, grads = run()
     launched = {expr.split("<")[0] for _, expr, _, _ in host.calls[n_calls:]}
     assert {"im2col_kernel", "col2im_kernel", "relu_forward_kernel", "lrn_forward_kernel",
-            "max_pool2d_forward_kernel", "softmax_xent_forward_kernel", "bias_add_kernel"} <= launched
+            "max_pool2d_forward_kernel", "max_pool2d_backward_kernel", "softmax_cross_entropy_forward_kernel",
+            "softmax_cross_entropy_backward_kernel", "bias_add_kernel"} <= launched
     with tinyconv.use_kernels("reference"):
         loss_ref, grads_ref = run()
     rtol = 1e-5 if dtype == np.float32 else 1e-12
@@ -800,7 +978,8 @@ def test_dilated_ops_through_cuda_launchers_match_reference_mode(ops_on_cuda_lau
     n_calls = len(host.calls)
     got = run()
     launched = {expr.split("<")[0] for _, expr, _, _ in host.calls[n_calls:]}
-    assert {"im2col_kernel", "col2im_kernel", "max_pool2d_forward_kernel"} <= launched
+    assert {"im2col_kernel", "col2im_kernel", "max_pool2d_forward_kernel",
+            "max_pool2d_backward_kernel"} <= launched
     with tinyconv.use_kernels("reference"):
         want = run()
     for g, r in zip(got, want):

@@ -113,6 +113,8 @@ def to_device(a, dev):
     if device_of(a) == dev:
         return a
     if dev.type == "cpu":
+        from . import device_checks
+        device_checks.raise_pending()           # a host read: report the deferred device checks
         return a.get()
     cupy = _import_cupy(dev.index)
     with cupy.cuda.Device(dev.index):

@@ -59,6 +59,8 @@ def synchronize(device=None):
     with cupy.cuda.Device(index):
         cupy.cuda.get_current_stream().synchronize()
         cupy.cuda.runtime.deviceSynchronize()
+    from . import device_checks
+    device_checks.raise_pending()               # the GPU's work is done: report its deferred checks
 
 
 def memory_allocated():

@@ -60,6 +60,9 @@ class TensorProtocols:
     def item(self):
         if self.array.size != 1:
             raise RuntimeError(f"a Tensor with {self.array.size} elements cannot be converted to Scalar")
+        if backend.is_cuda_array(self.array):       # a host read: report the deferred device checks
+            from . import device_checks
+            device_checks.raise_pending()
         return self.array.reshape(()).item()
 
     def tolist(self):

@@ -420,9 +420,10 @@ def train(cfg=None, callback=None, **overrides):
     """Run training as configured; returns a dict with ``history``, ``test_top1_error``,
     ``test_top5_error``, ``test_accuracy`` and the paths written.
 
-    ``callback(event, info)`` (optional) is called with ``"step"`` after every
-    optimizer step (info: epoch, step, loss) and ``"epoch"`` after every checkpoint;
-    tests use it to interrupt a run.
+    ``callback(event, info)`` (optional) is called with ``"step"`` at every logging
+    point (info: epoch, step, loss: the mean loss since the last one) -- after every
+    optimizer step on the CPU, every ``LOG_EVERY`` steps and at the epoch's end on a GPU --
+    and ``"epoch"`` after every checkpoint; tests use it to interrupt a run.
     """
 
     cfg = dataclasses.replace(cfg or TrainConfig(), **overrides)
@@ -545,15 +546,142 @@ def _all_finite(arrays):
     return all(bool(xp.stack(c).all()) for xp, c in checks.items())
 
 
+#: on a GPU, the steps between two reads of the loss and accuracy (the logging points)
+LOG_EVERY = 25
+
+
+class _StepMetrics:
+    """The training loss and accuracy, summed on the step's device and read at logging points.
+
+    :meth:`add` records a step with device operations only (a product, an arg-max, two
+    sums); :meth:`flush` reads the sums since the last flush in one transfer -- which also
+    reports any deferred device check (a bad class target; see
+    :mod:`tinyconv.device_checks`) -- checks them for divergence, updates the bar and
+    calls the run's ``"step"`` callback.  On the CPU the loop flushes after every step.
+    """
+
+    def __init__(self, run, epoch, t0, bar):
+        self.run, self.epoch, self.t0, self.bar = run, epoch, t0, bar
+        self.loss_sum, self.correct, self.seen = 0.0, 0, 0
+        self.pending, self.first_step, self.images = 0, run.step + 1, 0
+        self.acc = None                      # [sum of loss * n, hits] of the pending steps, on the device
+
+    def add(self, loss, logits, labels, n):
+        from .backend import array_module
+        xp = array_module(loss)
+        hits = (xp.argmax(logits, axis=1) == labels).sum()
+        step = xp.stack([loss.astype(xp.float64) * n, hits.astype(xp.float64)])
+        self.acc = step if self.acc is None else self.acc + step
+        self.pending += 1
+        self.images += n
+
+    def flush(self):
+        if not self.pending:
+            return
+        from .backend import to_device
+        run = self.run
+        loss_sum, hits = (float(v) for v in to_device(self.acc, "cpu"))
+        value = loss_sum / self.images                     # the mean loss of the pending steps
+        if run.world > 1:                                  # the global batch's loss: every rank sees a NaN
+            value = float(_all_reduce_sum([value])[0]) / run.world
+        steps = (f"step {run.step}" if self.pending == 1
+                 else f"steps {self.first_step}-{run.step} (their mean)")
+        if not math.isfinite(value):
+            raise run.diverged(f"the loss became {value} at epoch {self.epoch + 1}, {steps}")
+        self.loss_sum += loss_sum
+        self.correct += int(round(hits))
+        self.seen += self.images
+        self.acc, self.pending, self.images, self.first_step = None, 0, 0, run.step + 1
+        bar = self.bar
+        if bar is not run.loader:
+            rate = self.seen * run.world / max(time.perf_counter() - self.t0, 1e-9)
+            bar.set_postfix(loss=f"{self.loss_sum / self.seen:.3f}", acc=f"{self.correct / self.seen:.1%}",
+                            img_s=f"{rate:.0f}", refresh=False)
+        if run.callback is not None:
+            run.callback("step", {"epoch": self.epoch, "step": run.step, "loss": value})
+
+
+class _Prefetch:
+    """(x, y, n) Tensors on ``device`` for the batches of ``loader``, at most ``limit`` of them.
+
+    On a GPU the next batch is copied while the current step computes: the host batch is
+    written into a pinned (page-locked) buffer, and its copy to the device is queued on a
+    side stream, asynchronously.  Stream ordering:
+
+    * the device buffers are allocated on the compute stream, and the side stream first
+      waits for an event recorded on it then: memory the pool hands back may still be
+      read by compute queued earlier, and the copy must not overwrite it;
+    * the compute stream waits for the copy's event before the step that uses the batch
+      (``wait_event``: the GPU waits, the host does not);
+    * a pinned buffer is reused only once its copy's event is done (a query, never a
+      wait); otherwise a fresh one is taken from CuPy's pinned pool.
+
+    On the CPU it only wraps the arrays in Tensors.
+    """
+
+    def __init__(self, loader, device, limit):
+        self.loader, self.device, self.limit = loader, device, limit
+
+    def __iter__(self):
+        import tinyconv
+        if self.device == "cpu":
+            for i, (images, labels) in enumerate(self.loader):
+                if i >= self.limit:
+                    return
+                yield tinyconv.tensor(images), tinyconv.tensor(labels), len(labels)
+            return
+        from .backend import _import_cupy, device
+        index = device(self.device).index or 0
+        cupy = _import_cupy(index)
+        with cupy.cuda.Device(index):
+            self.side = cupy.cuda.Stream(non_blocking=True)
+            self.buffers = []                               # (pinned array, the event of its last copy)
+            batches = iter(self.loader)
+            ahead = None
+            for i in range(self.limit + 1):
+                batch = next(batches, None) if i < self.limit else None
+                staged = None if batch is None else self._stage(cupy, *batch)   # overlaps the step below
+                if ahead is not None:
+                    x, y, n, ready = ahead
+                    cupy.cuda.get_current_stream().wait_event(ready)
+                    yield tinyconv.Tensor(x), tinyconv.Tensor(y), n
+                if staged is None:
+                    return
+                ahead = staged
+
+    def _pinned(self, cupy, a):
+        import cupyx
+        for i, (buf, event) in enumerate(self.buffers):
+            if buf.shape == a.shape and buf.dtype == a.dtype and event.done:
+                return self.buffers.pop(i)[0]
+        return cupyx.empty_pinned(a.shape, a.dtype)
+
+    def _stage(self, cupy, images, labels):
+        compute = cupy.cuda.get_current_stream()
+        freed = compute.record()                    # the pool may hand out memory compute still reads
+        pairs = []
+        for a in (np.ascontiguousarray(images), np.ascontiguousarray(labels, dtype=np.int64)):
+            host = self._pinned(cupy, a)
+            host[...] = a
+            pairs.append((host, cupy.empty(a.shape, a.dtype)))
+        self.side.wait_event(freed)
+        for host, dev in pairs:
+            dev.set(host, stream=self.side)
+        ready = self.side.record()
+        self.buffers += [(host, ready) for host, _ in pairs]
+        return pairs[0][1], pairs[1][1], len(labels), ready
+
+
 class _Run:
     """One run's model, optimizer, loaders and bookkeeping; :func:`_run` drives its three
     steps per epoch: :meth:`train_epoch`, :meth:`evaluate_epoch`, :meth:`checkpoint`.
 
-    Divergence guard: the loss is checked at every step (the loop reads it to the host
-    anyway), the parameters and optimizer buffers before every save, and the
-    validation metrics before they can choose ``best.npz``; anything non-finite raises
-    :class:`TrainingDiverged` before a file is touched, so ``last.npz`` and
-    ``best.npz`` keep the last good epochs and the message says which ones they hold.
+    Divergence guard: the loss is checked at every logging point (every step on the CPU,
+    every ``LOG_EVERY`` steps on a GPU, where it is read anyway), the parameters and
+    optimizer buffers before every save, and the validation metrics before they can
+    choose ``best.npz``; anything non-finite raises :class:`TrainingDiverged` before a
+    file is touched, so ``last.npz`` and ``best.npz`` keep the last good epochs and the
+    message says which ones they hold.
     """
 
     def __init__(self, cfg, callback):
@@ -675,48 +803,30 @@ class _Run:
 
     # -- the three steps of an epoch ---------------------------------------------------
     def train_epoch(self, epoch):
-        """One epoch of SGD steps -> (mean loss, error, images seen, seconds)."""
-        import tinyconv
-        import tinyconv.nn.functional as F
-        cfg, model, opt, loader = self.cfg, self.net, self.opt, self.loader
+        """One epoch of SGD steps -> (mean loss, error, images seen, seconds).
+
+        The step's loss and correct count are summed where the step ran, and read on the
+        host only at a logging point (every step on the CPU, every :data:`LOG_EVERY` steps
+        and at the epoch's end on a GPU): between them a GPU step never waits for the
+        device (see :class:`_StepMetrics` and :class:`_Prefetch`).
+        """
+        cfg, model, loader = self.cfg, self.net, self.loader
         model.train()
         t0 = time.perf_counter()
-        seen = correct = 0
-        loss_sum = 0.0
         steps_this_epoch = len(loader) - loader.batch
         if cfg.max_steps_per_epoch:
             steps_this_epoch = min(steps_this_epoch, cfg.max_steps_per_epoch)
         bar = _progress(loader, steps_this_epoch, f"epoch {epoch + 1}/{cfg.epochs}", cfg.progress)
-        for i, (images, labels) in enumerate(bar):
-            x = tinyconv.tensor(images, device=cfg.device)
-            y = tinyconv.tensor(labels, device=cfg.device)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            value = float(loss.item())                    # the loop's one host sync per step
-            if self.world > 1:                            # the global batch's loss: every rank sees a NaN
-                value = float(_all_reduce_sum([value])[0]) / self.world
-            if not math.isfinite(value):
-                raise self.diverged(f"the loss became {value} at epoch {epoch + 1}, step {self.step + 1}")
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            self.step += 1
-            n = len(labels)
-            pred = np.argmax(tinyconv.backend.to_device(logits.array, "cpu"), axis=1)
-            correct += int((pred == labels).sum())
-            seen += n
-            loss_sum += value * n
-            if bar is not loader:
-                rate = seen * self.world / max(time.perf_counter() - t0, 1e-9)
-                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.1%}",
-                                img_s=f"{rate:.0f}", refresh=False)
-            if self.callback is not None:
-                self.callback("step", {"epoch": epoch, "step": self.step, "loss": value})
-            if cfg.max_steps_per_epoch and i + 1 >= cfg.max_steps_per_epoch:
-                break
+        metrics = _StepMetrics(self, epoch, t0, bar)
+        for x, y, n in _Prefetch(bar, cfg.device, steps_this_epoch):
+            self.train_step(x, y, metrics, n)
+            if metrics.pending >= (1 if cfg.device == "cpu" else LOG_EVERY):
+                metrics.flush()
+        metrics.flush()
         if hasattr(bar, "close") and bar is not loader:
             bar.close()
         loader.epoch, loader.batch = epoch + 1, 0           # an epoch cut short still counts as one
+        loss_sum, correct, seen = metrics.loss_sum, metrics.correct, metrics.seen
         if self.world > 1:                                  # the epoch's figures over every rank's images
             loss_sum, correct, seen = _all_reduce_sum([loss_sum, correct, seen]).tolist()
             seen = int(seen)
@@ -726,9 +836,22 @@ class _Run:
                                 f"{self.step}, the loss was still finite)")
         return loss_sum / seen, 1 - correct / seen, seen, time.perf_counter() - t0
 
+    def train_step(self, x, y, metrics, n):
+        """One SGD step on batch (x, y) of ``n`` images; its loss and hits go to ``metrics``,
+        on the step's device (nothing is read back here)."""
+        import tinyconv.nn.functional as F
+        logits = self.net(x)
+        loss = F.cross_entropy(logits, y)
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        self.step += 1
+        metrics.add(loss.array, logits.array, y.array, n)
+
     def state_finite(self):
         """Every parameter, buffer and optimizer buffer finite (checked before every save)."""
-        arrays = [v.array for v in self.model.state_dict().values()]
+        # the live arrays, where they are (state_dict() would copy each to the host first)
+        arrays = [v.array for v in (*self.model.parameters(), *self.model.buffers())]
         arrays += [v.array if hasattr(v, "array") else v for s in self.opt.state.values()
                    for v in s.values() if hasattr(v, "dtype")]
         return _all_finite(arrays)

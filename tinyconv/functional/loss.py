@@ -31,7 +31,8 @@ import warnings
 import numpy as np
 
 from ..autograd import Function, Tensor
-from ..backend import array_module, kernel
+from .. import device_checks
+from ..backend import array_module, is_cuda_array, kernel
 from ..math_ops import sum_to
 from ._checks import check_float, check_same_dtype, check_tensor
 
@@ -151,6 +152,8 @@ def _reduce(loss, reduction, total=None):
     if reduction == "sum":
         return xp.asarray(loss.sum(), dtype=loss.dtype)
     total = loss.size if total is None else total
+    if is_cuda_array(total):            # a count on the GPU: not read back (0/0 is NaN there too)
+        return xp.asarray(loss.sum() / total, dtype=loss.dtype)
     if not total:                       # mean of nothing: NaN, as PyTorch (without a warning)
         return xp.asarray(float("nan"), dtype=loss.dtype)
     return xp.asarray(loss.sum() / total, dtype=loss.dtype)
@@ -162,7 +165,10 @@ def _unreduce(gy, reduction, shape, total=None):
     if reduction == "none":
         return xp.ascontiguousarray(gy)
     total = math.prod(shape) if total is None else total
-    g = gy / total if reduction == "mean" and total else gy   # (an empty batch has nothing to share)
+    if reduction == "mean" and is_cuda_array(total):     # a count on the GPU: divide there, unread
+        g = gy / xp.where(total != 0, total, 1)
+    else:
+        g = gy / total if reduction == "mean" and total else gy   # (an empty batch has nothing to share)
     out = xp.empty(shape, dtype=gy.dtype)       # a real array, not a broadcast view:
     out[...] = g                                # kernels take C-contiguous arrays
     return out
@@ -179,11 +185,15 @@ def _target_array(input, target, op, what):
 
 
 def _class_targets(input, target, op, ignore_index=None):
-    """Check integer class ``target`` against ``input`` (N, C, d1, ...); return it as int64 (N, d1, ...).
+    """Check integer class ``target`` against ``input`` (N, C, d1, ...).
 
+    Returns ``(t, kept)``: t as int64 (N, d1, ...), and on a GPU the number of entries
+    that are not ``ignore_index`` as a device int64 scalar (None on the CPU).
     ``target`` may be an int64 (or other integer) Tensor, a NumPy/CuPy integer array,
     or a list of ints; it is moved to ``input``'s device.  Every entry must be a class
-    in [0, C), or equal ``ignore_index``.
+    in [0, C), or equal ``ignore_index``.  On the CPU a bad entry raises here; on a GPU
+    the check runs on the device and raises at the next host read (see
+    :mod:`tinyconv.device_checks`), with the same message.
     """
     if isinstance(target, Tensor) and target.requires_grad:
         raise TypeError(f"{op}: target must not require grad (it holds class indices)")
@@ -199,15 +209,45 @@ def _class_targets(input, target, op, ignore_index=None):
     xp = array_module(t)
     t = xp.ascontiguousarray(t, dtype=xp.int64)
     k = input.shape[1]
+    if is_cuda_array(t):
+        return t, _defer_target_check(t, k, ignore_index, op)
     bad = (t < 0) | (t >= k)
     if ignore_index is not None:
         bad &= t != ignore_index
     if t.size and bool(bad.any()):
-        raise ValueError(f"{op}: target {int(t[bad].ravel()[0])} is out of range for {k} classes "
-                         f"(expected 0 <= target < {k}"
-                         + (f" or target == ignore_index ({ignore_index}))" if ignore_index is not None
-                            else ")"))
-    return t
+        raise ValueError(_target_message(op, int(t[bad].ravel()[0]), k, ignore_index))
+    return t, None
+
+
+def _target_message(op, value, k, ignore_index):
+    return (f"{op}: target {value} is out of range for {k} classes (expected 0 <= target < {k}"
+            + (f" or target == ignore_index ({ignore_index}))" if ignore_index is not None else ")"))
+
+
+def _defer_target_check(t, k, ignore_index, op):
+    """The GPU's target check: a device record [first bad position (size if none), its value,
+    entries not ignored], checked at the next host read.  Returns the not-ignored count."""
+    xp = array_module(t)
+    flat = t.reshape(-1)
+    # without an ignore_index, int64's least value stands in (a target that far out is bad anyway)
+    ignore = -(2 ** 63) if ignore_index is None else int(ignore_index)
+    check = kernel("loss", "class_targets_check", flat)
+    if check is not None:
+        record = check(flat, k, ignore)                         # one launch, no sync
+    elif flat.size == 0:
+        record = xp.zeros(3, dtype=xp.int64)
+    else:                                                       # reference mode: the same, in CuPy ops
+        n = flat.size
+        bad = ((flat < 0) | (flat >= k)) & (flat != ignore)
+        first = xp.where(bad, xp.arange(n), n).min()
+        record = xp.stack([first, xp.where(first < n, flat[xp.minimum(first, n - 1)], 0),
+                           (flat != ignore).sum()]).astype(xp.int64)
+    n = flat.size
+
+    def error(host):
+        return ValueError(_target_message(op, int(host[1]), k, ignore_index)) if host[0] < n else None
+    device_checks.defer(record, error)
+    return record[2]
 
 
 def _class_weight(weight, input, op):
@@ -280,22 +320,25 @@ class CrossEntropyFn(Function):
         dx_ij = g_i * (p_ij - onehot(t_i)_j)
     """
 
-    def __init__(self, target, reduction="mean"):
-        self.target, self.reduction = target, reduction
+    def __init__(self, target, reduction="mean", ignore_index=None, total=None):
+        # ignore_index and total (the not-ignored count, a device scalar): the GPU kernels'
+        # own handling of ignored targets, so that the op need not look at them on the host
+        self.target, self.reduction, self.total = target, reduction, total
+        self.kw = {} if ignore_index is None else {"ignore_index": ignore_index}
 
     def forward(self, logits):
         fwd = (kernel("loss", "softmax_cross_entropy_forward", logits)
                or softmax_cross_entropy_forward_reference)
-        loss, probs = fwd(array_module(logits).ascontiguousarray(logits), self.target)
+        loss, probs = fwd(array_module(logits).ascontiguousarray(logits), self.target, **self.kw)
         self.save_for_backward(probs)
-        return _reduce(loss, self.reduction)
+        return _reduce(loss, self.reduction, self.total)
 
     def backward(self, gy):
         (probs,) = self.saved_tensors
-        gloss = _unreduce(gy, self.reduction, (probs.shape[0],))
+        gloss = _unreduce(gy, self.reduction, (probs.shape[0],), self.total)
         bwd = (kernel("loss", "softmax_cross_entropy_backward", probs)
                or softmax_cross_entropy_backward_reference)
-        return bwd(gloss, probs, self.target)
+        return bwd(gloss, probs, self.target, **self.kw)
 
 
 def _check_smoothing(label_smoothing, op):
@@ -385,9 +428,14 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     w = _class_weight(weight, input, op)
     if tuple(getattr(target, "shape", ())) == input.shape:      # class probabilities, as PyTorch decides
         return _probability_cross_entropy(input, target, w, ignore_index, reduction, eps, op)
-    t = _class_targets(input, target, op, ignore_index)
-    if w is None and not eps and input.ndim == 2 and not bool((t == ignore_index).any()):
-        return CrossEntropyFn(t, reduction)(input)                # the fused fast path
+    t, kept = _class_targets(input, target, op, ignore_index)
+    if w is None and not eps and input.ndim == 2:
+        if kept is not None and is_cuda_array(input.array) and kernel("loss", "softmax_cross_entropy_forward",
+                                                                    input.array) is not None:
+            # the GPU's fused path: ignored targets handled by the kernels, nothing read back
+            return CrossEntropyFn(t, reduction, ignore_index, kept)(input)
+        if not bool((t == ignore_index).any()):
+            return CrossEntropyFn(t, reduction)(input)            # the fused fast path
     logp = log_softmax(input, 1)
     wt, index, keep = _position_weights(t, w, ignore_index, input.dtype)
     nll = NLLLossFn(index, wt, keep, reduction)(logp)
@@ -452,7 +500,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
         return _as_batch_of_one(nll_loss, input, target, reduction, op, weight=weight,
                                 ignore_index=ignore_index)
     w = _class_weight(weight, input, op)
-    t = _class_targets(input, target, op, ignore_index)
+    t, _ = _class_targets(input, target, op, ignore_index)
     wt, index, keep = _position_weights(t, w, ignore_index, input.dtype)
     return NLLLossFn(index, wt, keep, reduction)(input)
 

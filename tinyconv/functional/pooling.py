@@ -189,9 +189,12 @@ class MaxPool2dFunction(Function):
 
     def backward(self, gy):
         (argmax,) = self.saved_tensors
-        xp = array_module(gy)
-        return ((kernel("pooling", "max_pool2d_backward", gy) or max_pool2d_backward_reference)(
-            xp.ascontiguousarray(gy), argmax, self.x_shape),)
+        gy = array_module(gy).ascontiguousarray(gy)
+        fast = kernel("pooling", "max_pool2d_backward", gy)
+        if fast is None:
+            return (max_pool2d_backward_reference(gy, argmax, self.x_shape),)
+        # the geometry lets the CUDA kernel gather per input pixel (the CPU kernel ignores it)
+        return (fast(gy, argmax, self.x_shape, self.kernel_size, self.stride, self.padding, self.dilation),)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,

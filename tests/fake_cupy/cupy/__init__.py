@@ -20,8 +20,21 @@ every operand that is not C-contiguous.  Copies that real CuPy would make
 inside ``matmul``) are counted in ``copies`` (kind -> count).
 
 What it cannot tell: whether a NumPy function that tinyconv calls through ``xp`` exists in
-real CuPy, anything about speed, memory, streams or concurrency.  It is never used by the
-normal test run, and it is not a substitute for running tests/test_gpu.py on a GPU.
+real CuPy, anything about speed, memory, streams or concurrency.  It is not a substitute
+for running tests/test_gpu.py on a GPU.
+
+It does count, in :data:`counts`, what would make the host wait for the GPU or move data:
+
+* ``"d2h"``: a device-to-host read -- ``ndarray.get()``, ``cupy.asnumpy``, ``int()``,
+  ``float()``, ``bool()``, ``operator.index()``, ``.item()``, ``.tolist()`` of a device array;
+* ``"sync"``: ``Stream.synchronize``, ``Device.synchronize``, ``Event.synchronize``,
+  ``cuda.runtime.deviceSynchronize``;
+* ``"h2d_pageable"`` / ``"h2d_pinned"``: host-to-device copies from ordinary memory (which a
+  real GPU cannot overlap with compute) and from pinned buffers (``cupyx.empty_pinned``);
+* ``"get_function"``: ``RawModule.get_function`` calls (each builds a ``RawKernel``).
+
+A NumPy function applied to a device array directly (``np.asarray(x)``) is not seen: real
+CuPy refuses it, the fake lets it through uncounted.
 """
 import collections
 import ctypes
@@ -33,6 +46,13 @@ import types
 import numpy as _np
 
 __version__ = "0.0-fake"
+
+#: what the process did that a real GPU would make it wait for, or copy (see above)
+counts = collections.Counter()
+
+
+def _count(kind):
+    counts[kind] += 1
 
 
 class ndarray(_np.ndarray):
@@ -46,8 +66,9 @@ class ndarray(_np.ndarray):
         out = super().__getitem__(index)
         return out if isinstance(out, _np.ndarray) else _np.asarray(out).view(ndarray)
 
-    def get(self):
+    def get(self, stream=None, out=None):
         """Copy to the host (a plain NumPy array)."""
+        _count("d2h")
         return _np.array(self.view(_np.ndarray))
 
     def __matmul__(self, other):
@@ -69,6 +90,35 @@ class ndarray(_np.ndarray):
         if copy or _np.dtype(dtype) != self.dtype:
             copies["astype"] += 1
         return super().astype(dtype, order=order, casting=casting, subok=subok, copy=copy)
+    def set(self, arr, stream=None):
+        """Copy host array ``arr`` into this device array."""
+        _count_h2d(arr)
+        self.view(_np.ndarray)[...] = arr
+
+    # each of these reads the value on the host: a device-to-host copy and a wait
+    def __bool__(self):
+        _count("d2h")
+        return bool(self.view(_np.ndarray))
+
+    def __int__(self):
+        _count("d2h")
+        return int(self.view(_np.ndarray))
+
+    def __float__(self):
+        _count("d2h")
+        return float(self.view(_np.ndarray))
+
+    def __index__(self):
+        _count("d2h")
+        return self.view(_np.ndarray).__index__()
+
+    def item(self, *args):
+        _count("d2h")
+        return self.view(_np.ndarray).item(*args)
+
+    def tolist(self):
+        _count("d2h")
+        return self.view(_np.ndarray).tolist()
 
     @property
     def device(self):
@@ -101,16 +151,29 @@ def _unwrap(a):
 copies = collections.Counter()
 
 
-def asarray(a, dtype=None, order=None):
+def _count_h2d(a):
+    if isinstance(a, _np.ndarray) and not isinstance(a, ndarray):
+        _count("h2d_pinned" if getattr(a, "_fake_pinned", False) else "h2d_pageable")
+
+
+def asarray(a, dtype=None, order=None, blocking=False):
     if isinstance(a, ndarray) and (dtype is None or a.dtype == dtype):
         return a
+    _count_h2d(a)
     return _np.array(_unwrap(a), dtype=dtype, order=order or "K").view(ndarray)
 
 
-def array(a, dtype=None, copy=True, order="K"):
+def array(a, dtype=None, copy=True, order="K", blocking=False):
     if isinstance(a, ndarray):
         copies["array"] += 1
+    _count_h2d(a)
     return _np.array(_unwrap(a), dtype=dtype, order=order).view(ndarray)
+
+
+def asnumpy(a, stream=None, order="C", out=None, blocking=True):
+    if isinstance(a, ndarray):
+        return a.get()
+    return _np.asarray(a)
 
 
 def ascontiguousarray(a, dtype=None):
@@ -160,7 +223,7 @@ def __getattr__(name):
 
 class _Device:
     def __init__(self, index=0):
-        self.id = int(index)
+        self.id = int(getattr(index, "id", index) or 0)
 
     def __enter__(self):
         return self
@@ -168,10 +231,62 @@ class _Device:
     def __exit__(self, *exc):
         return False
 
+    def synchronize(self):
+        _count("sync")
+
+    def use(self):
+        pass
+
+
+class _Event:
+    """A CUDA event: everything runs at once here, so it is always done."""
+
+    def __init__(self, block=False, disable_timing=False, interprocess=False):
+        self.done = True
+
+    def record(self, stream=None):
+        pass
+
+    def synchronize(self):
+        _count("sync")
+
 
 class _Stream:
+    _stack = []
+
+    def __init__(self, null=False, non_blocking=False, ptds=False):
+        self.ptr = 0 if null else id(self)
+        self.waited = []                 # the events this stream was told to wait for (tests)
+
+    def __enter__(self):
+        _Stream._stack.append(self)
+        return self
+
+    def __exit__(self, *exc):
+        _Stream._stack.pop()
+        return False
+
     def synchronize(self):
-        pass
+        _count("sync")
+
+    def record(self, event=None):
+        event = event or _Event()
+        event.record(self)
+        return event
+
+    def wait_event(self, event):
+        self.waited.append(event)
+
+    def use(self):
+        _Stream._stack[:] = [self]
+        return self
+
+
+_null_stream = _Stream(null=True)
+
+
+def _current_stream():
+    return _Stream._stack[-1] if _Stream._stack else _null_stream
 
 
 class _Pool:
@@ -196,7 +311,7 @@ def get_default_memory_pool():
 
 
 runtime = types.SimpleNamespace(
-    getDeviceCount=lambda: 1, getDevice=lambda: 0, deviceSynchronize=lambda: None,
+    getDeviceCount=lambda: 1, getDevice=lambda: 0, deviceSynchronize=lambda: _count("sync"),
     runtimeGetVersion=lambda: 13000, driverGetVersion=lambda: 13000,
     getDeviceProperties=lambda i: {"name": b"fake GPU (host emulation)", "multiProcessorCount": 1,
                                    "major": 9, "minor": 0})
@@ -288,7 +403,8 @@ cublas = types.SimpleNamespace(
     calls=[])
 sys.modules[__name__ + ".cuda.cublas"] = cublas
 
-cuda = types.SimpleNamespace(Device=_Device, runtime=runtime, get_current_stream=lambda: _Stream(),
+cuda = types.SimpleNamespace(Device=_Device, runtime=runtime, get_current_stream=_current_stream,
+                             Stream=_Stream, Event=_Event, set_allocator=lambda allocator=None: None,
                              nvrtc=types.SimpleNamespace(getVersion=lambda: (13, 0)), cublas=cublas,
                              device=types.SimpleNamespace(get_cublas_handle=lambda: 1),
                              get_cublas_handle=lambda: 1)
@@ -327,5 +443,6 @@ class RawModule:
         self.exprs = set(name_expressions)
 
     def get_function(self, expr):
+        _count("get_function")
         assert expr in self.exprs, f"{expr} was not among the name expressions {sorted(self.exprs)}"
         return _Function(self.family, expr)
