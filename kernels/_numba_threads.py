@@ -7,18 +7,11 @@ therefore run with one thread (same code, same results: prange splits only indep
 work, so the answer never depends on the thread count).
 """
 import contextlib
-import os
 
-# GNU OpenMP (Numba's default threading layer here) keeps its threads spinning after each
-# parallel region.  On a machine with few cores that spin steals the cores from BLAS's
-# threads and from everything else, and when the cores are busy a region then waits a
-# whole scheduler time slice for its other thread: measured on 2 cores, a 0.2 ms LRN took
-# 15 ms with two spinning threads and 0.2 ms with passive ones.  So, unless the user chose
-# a policy, Numba's threads sleep as soon as their work is done.  The variable is read
-# when Numba starts its OpenMP runtime (its first parallel call), which comes after this.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import numba  # noqa: E402
+# Nothing here sets the OpenMP wait policy: importing or calling tinyconv leaves the
+# process's environment alone.  ``tinyconv.tune_process()`` (tinyconv/threads.py) is the
+# opt-in that makes Numba's OpenMP threads sleep as soon as their work is done.
+import numba
 
 SMALL = 1 << 15   # elements of work below which one thread is faster
 

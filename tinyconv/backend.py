@@ -139,8 +139,10 @@ def keep_freed_memory():
     mark, as with PyTorch's caching allocators.  Arrays over 32 MB are still mapped
     afresh; conv2d keeps its own (``workspace``, ``recycled_empty``).
 
-    Called when tinyconv is imported, on Linux with glibc only, unless the environment
-    sets ``TINYCONV_MALLOC=system``.  Returns the settings applied, or None.
+    It changes the whole process's allocator, so it is never applied behind the host's
+    back: :func:`tinyconv.tune_process` applies it on request (``tinyconv train`` and the
+    benchmarks ask), on Linux with glibc only, unless the environment sets
+    ``TINYCONV_MALLOC=system``.  Returns the settings applied, or None.
     """
     global malloc_settings
     import ctypes
@@ -156,9 +158,6 @@ def keep_freed_memory():
     if all(libc.mallopt(codes[k], v) == 1 for k, v in settings.items()):
         malloc_settings = settings
     return malloc_settings
-
-
-keep_freed_memory()
 
 
 # --------------------------------------------------------------------------- scratch buffers
