@@ -219,6 +219,32 @@ def recycle(a):
             free.append(a)
 
 
+#: gradients at least this large go back to the pool when dropped (smaller ones are cheap to map)
+RECYCLE_GRAD_BYTES = 1 << 20
+
+
+def drop_grad(param):
+    """``param.grad = None``, giving a large CPU gradient array back for :func:`recycled_empty`.
+
+    ``zero_grad()`` calls this.  A fully connected layer's weight gradient is as large as
+    its weight (AlexNet's fc6: 151 MB), far over malloc's mmap threshold, so each step
+    would map it afresh and pay a page fault per 4 KiB page; ``linear``'s backward takes
+    it from the pool instead.  The array is given back only when nothing else can reach
+    it: the Tensor held by ``.grad`` alone, and its array by that Tensor alone (a
+    reference kept by the user, ``g = p.grad``, or any view of it, keeps it out).
+    """
+    import sys
+    g = param.grad
+    param.grad = None
+    if g is None or not hasattr(sys, "getrefcount") or sys.getrefcount(g) != 2:
+        return                              # 2: the local name g and getrefcount's argument
+    a = g.array
+    del g
+    if (isinstance(a, np.ndarray) and a.nbytes >= RECYCLE_GRAD_BYTES and a.base is None
+            and a.flags.c_contiguous and a.flags.writeable and sys.getrefcount(a) == 2):
+        recycle(a)
+
+
 def free_workspace():
     """Release the CPU memory kept for reuse: this thread's scratch buffers and recycled arrays."""
     _scratch.__dict__.pop("buffers", None)

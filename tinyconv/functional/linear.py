@@ -15,7 +15,9 @@ Kernel seam (family ``linear``), both optional, chosen by ``kernel("linear", nam
 import math
 
 from ..autograd import Function
-from ..backend import array_module, kernel
+import numpy as np
+
+from ..backend import array_module, kernel, recycled_empty
 from ._checks import check_float, check_ndim, check_same_dtype, check_tensor
 
 
@@ -54,7 +56,12 @@ class LinearFn(Function):
         x2, w = self.saved_tensors
         g2 = gy.reshape(-1, w.shape[0])         # (M, out)
         gx = (g2 @ w).reshape(self.x_shape) if self.needs_input_grad[0] else None
-        gw = g2.T @ x2 if self.needs_input_grad[1] else None
+        gw = None
+        if self.needs_input_grad[1]:
+            # on the CPU into memory a dropped gradient gave back (backend.drop_grad): as large
+            # as W, a fresh array would be mapped from the OS and page-faulted every step
+            out = recycled_empty(w.shape, np.result_type(g2, x2), g2) if array_module(g2) is np else None
+            gw = g2.T @ x2 if out is None else np.matmul(g2.T, x2, out=out)
         if len(self.needs_input_grad) == 2:
             return gx, gw
         gb = None
