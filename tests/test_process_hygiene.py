@@ -122,3 +122,42 @@ def test_tune_process_rejects_a_bad_policy():
     import tinyconv
     with pytest.raises(ValueError, match="tune_process: wait_policy"):
         tinyconv.tune_process(wait_policy="SPIN", keep_freed_memory=False)
+
+
+BESIDE_TORCH = r"""
+import json, sys, threading
+if sys.argv[1] == "torch_first":
+    import torch
+    torch.ones(64, 64) @ torch.ones(64, 64)       # PyTorch's OpenMP runtime loaded and started
+import numba
+import tinyconv
+import tinyconv.nn.functional as F
+x = tinyconv.randn(16, 96, 27, 27)
+errors = []
+def work():
+    try:
+        for _ in range(20):
+            F.relu(x)                              # parallel kernels launched from two threads at once
+    except Exception as e:
+        errors.append(repr(e))
+threads = [threading.Thread(target=work) for _ in range(2)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(json.dumps({"layer": numba.threading_layer(), "errors": errors}))
+"""
+
+
+@pytest.mark.parametrize("order", ["torch_first", "alone"])
+def test_numba_keeps_off_an_openmp_runtime_loaded_before_it(order):
+    if order == "torch_first":
+        pytest.importorskip("torch", reason="PyTorch is not installed")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    out = subprocess.run([sys.executable, "-c", BESIDE_TORCH, order], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["errors"] == []
+    if order == "torch_first" and sys.platform.startswith("linux"):
+        assert got["layer"] == "workqueue"         # not PyTorch's spinning OpenMP runtime
+    else:
+        assert got["layer"] != "workqueue" or not sys.platform.startswith("linux")

@@ -51,6 +51,9 @@ def set_num_threads(n):
         raise TypeError(f"set_num_threads: n must be an int, got {n!r}")
     n = int(n)
     import numba
+
+    from .kernels._numba_threads import ensure_pool
+    ensure_pool()                  # the threading layer, chosen before Numba's pool starts
     if not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
         raise ValueError(f"set_num_threads: n must be between 1 and {numba.config.NUMBA_NUM_THREADS} "
                          f"(NUMBA_NUM_THREADS), got {n}")
@@ -70,6 +73,9 @@ def _blas_limiter(n):
 def get_num_threads():
     """The thread counts in force: ``{"numba": n, "blas": m}`` (``m`` is None when no BLAS is found)."""
     import numba
+
+    from .kernels._numba_threads import ensure_pool
+    ensure_pool()
     from threadpoolctl import threadpool_info
     blas = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
     return {"numba": numba.get_num_threads(), "blas": max(blas) if blas else None}
