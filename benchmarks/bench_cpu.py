@@ -160,6 +160,37 @@ def memory_bandwidth(mb=128, repeats=5):
     return {"copy": 2 * a.nbytes / t_copy / 1e9, "triad": 3 * a.nbytes / t_triad / 1e9, "array_mb": mb}
 
 
+def fc_sgd_traffic(batch=16, repeats=3):
+    """fc6 and fc7 at ``batch``: forward, backward and momentum SGD, timed against the bytes they must move.
+
+    With batch 16 these layers are bound by memory, not arithmetic: per step each weight W
+    (fc6 151 MB, fc7 67 MB in float32) is read by the forward GEMM and by the input-gradient
+    GEMM, its gradient written once, and the fused SGD kernel reads W, .grad and the
+    momentum buffer and writes W and the buffer: 8 passes over W's size, the least any
+    implementation keeping PyTorch's semantics (``.grad`` populated, the update a separate
+    ``step()``) can move.  Returns per layer the time, those bytes, and the GB/s achieved.
+    """
+    out = {}
+    for name, i, o in (("fc6", 9216, 4096), ("fc7", 4096, 4096)):
+        tinyconv.manual_seed(0)
+        layer = nn.Linear(i, o)
+        opt = tinyconv.optim.SGD(layer.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+        x = tinyconv.randn(batch, i, requires_grad=True)
+
+        def step(opt=opt, x=x, layer=layer):
+            opt.zero_grad()
+            x.grad = None
+            layer(x).sum().backward()
+            opt.step()
+        step()
+        step()
+        t = statistics.median(_timed(step) for _ in range(repeats))
+        w_bytes = layer.weight.array.nbytes
+        out[name] = {"ms": t * 1e3, "weight_mb": w_bytes / 1e6, "passes": 8,
+                     "gb_moved": 8 * w_bytes / 1e9, "gb_s": 8 * w_bytes / t / 1e9}
+    return out
+
+
 # --------------------------------------------------------------------------- layer cases
 
 
@@ -759,6 +790,22 @@ def render_three_ways(three, per_algo, step="paper:16"):
     return out
 
 
+def render_fc_sgd(fc, bw):
+    """Markdown: fc6/fc7 forward+backward+SGD against the bytes they must move and the machine's bandwidth."""
+    if not fc:
+        return []
+    out = ["## Fully connected layers and SGD against memory bandwidth (batch 16)", "",
+           f"Machine: copy {bw['copy']:.1f} GB/s (NumPy, one thread), triad {bw['triad']:.1f} GB/s (Numba, "
+           f"all threads), {bw['array_mb']} MB arrays.  Bytes: 8 passes over the weight's size per step "
+           "(forward GEMM and input-gradient GEMM read W, the weight-gradient GEMM writes .grad, fused "
+           "SGD reads W, .grad, momentum and writes W, momentum).", "",
+           "| layer | W MB | ms | GB moved (at least) | GB/s | of triad |", "|---|---|---|---|---|---|"]
+    for k, v in fc.items():
+        out.append(f"| {k} | {v['weight_mb']:.0f} | {v['ms']:.0f} | {v['gb_moved']:.2f} | {v['gb_s']:.1f} "
+                   f"| {v['gb_s'] / bw['triad']:.2f} |")
+    return out
+
+
 def render_targets(rows):
     """The issue's targets, each with its measured fast/torch ratio (lines of Markdown)."""
     out = ["| target | fast/torch | goal | met |", "|---|---|---|---|"]
@@ -939,6 +986,14 @@ def main(argv=None):
                 tw_variant, tw_batch, args.threads, args.rounds, args.step_repeats, child_env,
                 same_process=method == "same", tune=not args.untuned, conv_algorithm=conv_algo,
                 untuned_too=args.tune_effect and method == "separate")
+    fc = None
+    if not only or "fc_sgd" in only or "step" in only:
+        fc = fc_sgd_traffic()
+        info["fc_sgd"] = fc
+        for k, v in fc.items():
+            print(f"{k} fwd+bwd+SGD N=16: {v['ms']:.0f} ms, {v['gb_moved']:.2f} GB at least -> "
+                  f"{v['gb_s']:.1f} GB/s (machine: copy {info['bandwidth_gb_s']['copy']:.1f}, "
+                  f"triad {info['bandwidth_gb_s']['triad']:.1f} GB/s)", flush=True)
     per_algo = {}
     if args.conv_algorithm and not conv_algorithms():
         per_algo[args.conv_algorithm] = {"skipped": "this tinyconv has no tinyconv.backends.conv_algorithm"}
@@ -980,7 +1035,8 @@ def main(argv=None):
           f"{info.get('torch_env')}), tinyconv in this one.  "
           "ms = milliseconds; ratios < 1 mean the first is faster.",
           "", table, "", "## Targets (fast/torch, same run)", "", *render_targets(rows), "",
-          *render_three_ways(step_three_ways, per_algo, args.three_way), ""]
+          *render_three_ways(step_three_ways, per_algo, args.three_way), "",
+          *render_fc_sgd(fc, info["bandwidth_gb_s"]), ""]
     (out / f"{stem}.md").write_text("\n".join(md))
     png = _plot([{**r, "ms": r["ms"]} for r in rows], out / f"{stem}.png")
     print(f"\nwrote {out / (stem + '.json')}, .md" + (", .png" if png else ""))
