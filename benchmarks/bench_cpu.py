@@ -23,6 +23,18 @@ that each side keeps its own OpenMP runtime and settings (see ``TorchProcess``).
 Numba's compile (or cache load) is paid by ``tinyconv.warmup()`` first and reported
 apart.
 
+The paper step is timed three ways (``--step-methods``), since they have disagreed on a
+loaded machine: ``interleaved`` as above; ``separate``, each framework in fresh processes
+one after the other, paired round by round (the ratio of each round's medians); and
+``same``, both in one fresh process with PyTorch imported first, as in a notebook.  Each
+is reported with its spread (median, IQR, min-max over rounds) and each side's peak RSS;
+the Markdown names the most conservative ratio, the one to quote.  ``--tune-effect`` adds
+a tinyconv process without ``tinyconv.tune_process()`` to each separate round;
+``--conv-algorithm`` passes ``tinyconv.backends.conv_algorithm`` through (or times the step
+per algorithm with ``all``) when this tinyconv has that choice.  fc6/fc7 with SGD are set
+against the bytes they must move and the machine's measured bandwidth (STREAM-like copy
+and triad).
+
 Each convolution's achieved GFLOP/s is set against NumPy's plain float32 GEMM rate on
 the same machine (this engine's ceiling: its convolutions are im2col + that GEMM), and
 a fourth implementation, ``gemms``, times only the matrix products conv2d does, at its
