@@ -23,6 +23,18 @@ that each side keeps its own OpenMP runtime and settings (see ``TorchProcess``).
 Numba's compile (or cache load) is paid by ``tinyconv.warmup()`` first and reported
 apart.
 
+The paper step is timed three ways (``--step-methods``), since they have disagreed on a
+loaded machine: ``interleaved`` as above; ``separate``, each framework in fresh processes
+one after the other, paired round by round (the ratio of each round's medians); and
+``same``, both in one fresh process with PyTorch imported first, as in a notebook.  Each
+is reported with its spread (median, IQR, min-max over rounds) and each side's peak RSS;
+the Markdown names the most conservative ratio, the one to quote.  ``--tune-effect`` adds
+a tinyconv process without ``tinyconv.tune_process()`` to each separate round;
+``--conv-algorithm`` passes ``tinyconv.backends.conv_algorithm`` through (or times the step
+per algorithm with ``all``) when this tinyconv has that choice.  fc6/fc7 with SGD are set
+against the bytes they must move and the machine's measured bandwidth (STREAM-like copy
+and triad).
+
 Each convolution's achieved GFLOP/s is set against NumPy's plain float32 GEMM rate on
 the same machine (this engine's ceiling: its convolutions are im2col + that GEMM), and
 a fourth implementation, ``gemms``, times only the matrix products conv2d does, at its
@@ -107,7 +119,7 @@ def _timed(fn):
 WARM_S = 0.02
 
 
-def bench_interleaved(fns, repeats):
+def bench_interleaved(fns, repeats, raw=None):
     """{impl: median seconds}: ``repeats`` rounds, each running every impl twice and timing the second.
 
     The untimed run just before each timed one is what keeps the comparison fair when
@@ -116,7 +128,7 @@ def bench_interleaved(fns, repeats):
     idling waited milliseconds for its second core (measured: tinyconv's LRN fwd+bwd
     7.6 ms back to back, 12-14 ms after a 50 ms sleep; PyTorch alike), and PyTorch's
     OpenMP threads spin for a few ms after each of its runs.  The untimed run absorbs
-    both, as a training loop's steady state does.
+    both, as a training loop's steady state does.  ``raw``, a dict, receives every timed run.
     """
     times = {k: [] for k in fns}
     for _ in range(repeats):
@@ -125,6 +137,8 @@ def bench_interleaved(fns, repeats):
             while warm < WARM_S:             # short runs: several, until the cores are awake
                 warm += _timed(fn)
             times[k].append(_timed(fn))
+    if raw is not None:
+        raw.update(times)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -136,6 +150,59 @@ def gemm_rate(threads, repeats=5, n=2048):
     a @ b
     t = statistics.median(_timed(lambda: a @ b) for _ in range(repeats))
     return 2 * n ** 3 / t / 1e9
+
+
+def memory_bandwidth(mb=128, repeats=5):
+    """The machine's memory bandwidth in GB/s, STREAM-like, on arrays far larger than the caches.
+
+    ``copy``: NumPy ``copyto`` (one thread), 2 arrays moved; ``triad``: ``a = b + s c`` in a
+    parallel Numba loop on all of Numba's threads, 3 arrays moved.  Bytes are counted as
+    STREAM counts them (a write counts once, though the CPU may also read the line first).
+    """
+    import numba
+
+    @numba.njit(parallel=True, cache=False)
+    def triad(a, b, c, s):
+        for i in numba.prange(a.size):
+            a[i] = b[i] + s * c[i]
+    n = (mb << 20) // 4
+    a, b, c = (np.ones(n, np.float32) for _ in range(3))
+    triad(a, b, c, np.float32(0.5))
+    np.copyto(a, b)
+    t_copy = min(_timed(lambda: np.copyto(a, b)) for _ in range(repeats))
+    t_triad = min(_timed(lambda: triad(a, b, c, np.float32(0.5))) for _ in range(repeats))
+    return {"copy": 2 * a.nbytes / t_copy / 1e9, "triad": 3 * a.nbytes / t_triad / 1e9, "array_mb": mb}
+
+
+def fc_sgd_traffic(batch=16, repeats=3):
+    """fc6 and fc7 at ``batch``: forward, backward and momentum SGD, timed against the bytes they must move.
+
+    With batch 16 these layers are bound by memory, not arithmetic: per step each weight W
+    (fc6 151 MB, fc7 67 MB in float32) is read by the forward GEMM and by the input-gradient
+    GEMM, its gradient written once, and the fused SGD kernel reads W, .grad and the
+    momentum buffer and writes W and the buffer: 8 passes over W's size, the least any
+    implementation keeping PyTorch's semantics (``.grad`` populated, the update a separate
+    ``step()``) can move.  Returns per layer the time, those bytes, and the GB/s achieved.
+    """
+    out = {}
+    for name, i, o in (("fc6", 9216, 4096), ("fc7", 4096, 4096)):
+        tinyconv.manual_seed(0)
+        layer = nn.Linear(i, o)
+        opt = tinyconv.optim.SGD(layer.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+        x = tinyconv.randn(batch, i, requires_grad=True)
+
+        def step(opt=opt, x=x, layer=layer):
+            opt.zero_grad()
+            x.grad = None
+            layer(x).sum().backward()
+            opt.step()
+        step()
+        step()
+        t = statistics.median(_timed(step) for _ in range(repeats))
+        w_bytes = layer.weight.array.nbytes
+        out[name] = {"ms": t * 1e3, "weight_mb": w_bytes / 1e6, "passes": 8,
+                     "gb_moved": 8 * w_bytes / 1e9, "gb_s": 8 * w_bytes / t / 1e9}
+    return out
 
 
 # --------------------------------------------------------------------------- layer cases
@@ -396,6 +463,9 @@ def _torch_worker(conn, threads, batches):
         if msg is None:
             return
         kind, *key = msg
+        if kind == "rss":
+            conn.send(_peak_rss_mb())
+            continue
         if tuple(key) not in fns:
             if kind == "layer":
                 name, batch, pss = key
@@ -434,9 +504,172 @@ class TorchProcess:
         run.times_itself = True
         return run
 
+    def peak_rss_mb(self):
+        self.conn.send(("rss",))
+        return self.conn.recv()
+
     def close(self):
         self.conn.send(None)
         self.proc.join(timeout=30)
+
+
+# --------------------------------------------------------------------------- steps in fresh processes
+
+
+def _peak_rss_mb():
+    """This process's peak resident memory in MB.
+
+    Linux: ``VmHWM`` of /proc/self/status, which starts afresh at exec (``getrusage``'s
+    ``ru_maxrss`` keeps the parent's peak across fork and exec, so a child started from
+    this benchmark would report the benchmark's own).  Elsewhere ``getrusage``.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+
+
+def _set_conv_algorithm(name):
+    """Select tinyconv's conv2d algorithm (``tinyconv.backends.conv_algorithm``) if this tinyconv has it.
+
+    Returns the name in force, or None when the attribute does not exist (then nothing is set).
+    """
+    backends = getattr(tinyconv, "backends", None)
+    if name is None or backends is None or not hasattr(backends, "conv_algorithm"):
+        return None
+    backends.conv_algorithm = name
+    return backends.conv_algorithm
+
+
+def conv_algorithms():
+    """The conv algorithm names this tinyconv knows (empty when it has no ``conv_algorithm`` choice)."""
+    if not hasattr(getattr(tinyconv, "backends", None), "conv_algorithm"):
+        return ()
+    try:
+        from tinyconv.functional.conv_winograd import ALGORITHMS
+        return tuple(ALGORITHMS)
+    except ImportError:
+        return (tinyconv.backends.conv_algorithm,)
+
+
+def _child_step(spec):
+    """Body of one fresh process (``--child``): time ``spec["steps"]`` training steps, print JSON.
+
+    spec: side ("fast", "torch" or "both": PyTorch and tinyconv in this one process, PyTorch
+    imported first as in a notebook), variant, batch, threads, steps, tune (call
+    ``tinyconv.tune_process()`` first), conv_algorithm (or None).  For "both" the two
+    steps alternate, each timed run right after an untimed one of its own.
+    """
+    torch = None
+    if spec["side"] in ("torch", "both"):
+        torch = _torch()
+        torch.set_num_threads(spec["threads"])
+    tuned = tinyconv.tune_process() if spec["tune"] and spec["side"] != "torch" else None
+    out = {"spec": spec, "tuned": tuned, "ms": {}, "cpu_ms": {}}
+    fns = {}
+    if spec["side"] in ("fast", "both"):
+        out["conv_algorithm"] = _set_conv_algorithm(spec.get("conv_algorithm"))
+        tinyconv.set_num_threads(spec["threads"])
+        tinyconv.warmup(("float32",))
+        fns["fast"] = _step_fns(spec["variant"], spec["batch"])["fast"]
+    if torch is not None:
+        fns["torch"] = _torch_step_fn(spec["variant"], spec["batch"])
+    for k, fn in fns.items():
+        out["ms"][k], out["cpu_ms"][k] = [], []
+        fn()                                        # first step: allocations, page faults, caches
+    for _ in range(spec["steps"]):
+        for k, fn in fns.items():
+            if len(fns) > 1:
+                fn()                                # untimed, as bench_interleaved does
+            c0, t0 = time.process_time(), time.perf_counter()
+            fn()
+            out["ms"][k].append((time.perf_counter() - t0) * 1e3)
+            out["cpu_ms"][k].append((time.process_time() - c0) * 1e3)
+    from threadpoolctl import threadpool_info
+    import numba
+    out["peak_rss_mb"] = _peak_rss_mb()
+    out["threading_layer"] = numba.threading_layer() if "fast" in fns else None
+    out["pools"] = [(p["internal_api"], p["num_threads"], os.path.basename(p["filepath"]))
+                    for p in threadpool_info()]
+    print("CHILD " + json.dumps(out), flush=True)
+
+
+def run_child(spec, env):
+    """Run :func:`_child_step` in a fresh Python with environment ``env``; its JSON result."""
+    import subprocess
+    run = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)],
+                         env=env, capture_output=True, text=True, timeout=3600)
+    lines = [ln for ln in run.stdout.splitlines() if ln.startswith("CHILD ")]
+    if run.returncode != 0 or not lines:
+        raise RuntimeError(f"bench_cpu: child {spec} failed:\n{run.stdout[-2000:]}\n{run.stderr[-3000:]}")
+    return json.loads(lines[-1][len("CHILD "):])
+
+
+def spread(values):
+    """{"median", "q1", "q3", "min", "max", "n"} of a list of numbers (None for an empty one)."""
+    if not values:
+        return None
+    v = sorted(values)
+    q = statistics.quantiles(v, n=4, method="inclusive") if len(v) > 1 else [v[0]] * 3
+    return {"median": statistics.median(v), "q1": q[0], "q3": q[2], "min": v[0], "max": v[-1], "n": len(v)}
+
+
+def step_in_fresh_processes(variant, batch, threads, rounds, steps, env, same_process=False, tune=True,
+                            conv_algorithm=None, untuned_too=False):
+    """The training step timed in fresh processes, paired round by round.
+
+    Each round starts a tinyconv process and then a PyTorch process (the order alternating
+    from round to round), each timing ``steps`` steps; the round's ratio is the two
+    medians' quotient, so machine load that changes between rounds cancels in it.  With
+    ``same_process`` a round is instead one process running both, PyTorch imported first
+    (a learner's notebook comparing the two).  ``untuned_too`` adds a tinyconv process
+    without :func:`tinyconv.tune_process` to each round (its paired effect).
+    """
+    base = dict(variant=variant, batch=batch, threads=threads, steps=steps, tune=tune,
+                conv_algorithm=conv_algorithm)
+    per_round, children = [], []
+    for r in range(rounds):
+        if same_process:
+            sides = [("both", tune)]
+        else:
+            sides = [("fast", tune), ("torch", False)]
+            if r % 2:
+                sides.reverse()
+            if untuned_too:
+                sides.append(("fast-untuned", False))
+        got = {}
+        for side, tn in sides:
+            res = run_child({**base, "side": side.split("-")[0], "tune": tn}, env)
+            children.append({"side": side, "round": r, "peak_rss_mb": res["peak_rss_mb"],
+                             "threading_layer": res["threading_layer"], "pools": res["pools"],
+                             "tuned": res["tuned"], "conv_algorithm": res.get("conv_algorithm")})
+            for k, v in res["ms"].items():
+                key = "fast-untuned" if side == "fast-untuned" else k
+                got[key] = {"ms": v, "cpu_ms": res["cpu_ms"][k], "peak_rss_mb": res["peak_rss_mb"]}
+        per_round.append(got)
+        print(f"  round {r}: " + "  ".join(f"{k} {statistics.median(v['ms']):.0f} ms "
+                                          f"(cpu {statistics.median(v['cpu_ms']):.0f})"
+                                          for k, v in got.items()), flush=True)
+    out = {"rounds": per_round, "children": children}
+    keys = sorted({k for g in per_round for k in g})
+    out["ms"] = {k: spread([statistics.median(g[k]["ms"]) for g in per_round if k in g]) for k in keys}
+    out["all_ms"] = {k: spread([t for g in per_round if k in g for t in g[k]["ms"]]) for k in keys}
+    out["cpu_ms"] = {k: spread([statistics.median(g[k]["cpu_ms"]) for g in per_round if k in g])
+                     for k in keys}
+    out["peak_rss_mb"] = {k: max(g[k]["peak_rss_mb"] for g in per_round if k in g) for k in keys}
+    if "torch" in keys and "fast" in keys:
+        med = statistics.median
+        out["fast_over_torch"] = spread([med(g["fast"]["ms"]) / med(g["torch"]["ms"]) for g in per_round])
+    if "fast-untuned" in keys:
+        out["tuned_over_untuned"] = spread([statistics.median(g["fast"]["ms"])
+                                            / statistics.median(g["fast-untuned"]["ms"]) for g in per_round])
+    return out
 
 
 # --------------------------------------------------------------------------- report
@@ -512,6 +745,81 @@ TARGETS = [  # (what, case, batch, pass, the fast/torch ratio it must reach)
 ]
 
 
+def _fmt_spread(sp, unit=""):
+    if not sp:
+        return "-"
+    if "q1" not in sp:
+        return f"{sp['median']:.2f}{unit}"
+    return (f"{sp['median']:.2f}{unit} (IQR {sp['q1']:.2f}-{sp['q3']:.2f}, "
+            f"min-max {sp['min']:.2f}-{sp['max']:.2f})")
+
+
+def _ms_spread(sp):
+    return "-" if not sp else (f"{sp['median']:.0f} (IQR {sp['q1']:.0f}-{sp['q3']:.0f}, "
+                               f"min-max {sp['min']:.0f}-{sp['max']:.0f}, n={sp['n']})")
+
+
+def most_conservative(three):
+    """(method, fast/torch median ratio): the method whose ratio is least favourable to tinyconv."""
+    got = {m: r["fast_over_torch"]["median"] for m, r in three.items() if r.get("fast_over_torch")}
+    return max(got.items(), key=lambda kv: kv[1]) if got else (None, None)
+
+
+def render_three_ways(three, per_algo, step="paper:16"):
+    """Markdown: the training step timed three ways, with spread, peak RSS, and per conv algorithm."""
+    if not three and not per_algo:
+        return []
+    out = [f"## The training step ({step}: variant and batch), timed three ways", "",
+           "interleaved: this process (tinyconv) and a PyTorch child taking turns run by run; "
+           "separate: each framework in fresh processes one after the other, paired round by round "
+           "(ratio per round); same: both in one fresh process, PyTorch imported first, taking turns.  "
+           "ms per step: median over rounds of each round's median (interleaved: over runs), "
+           "with IQR and min-max.", "",
+           "| method | tinyconv ms | PyTorch ms | fast/torch | peak RSS MB (tinyconv / PyTorch) |",
+           "|---|---|---|---|---|"]
+    for method, r in three.items():
+        ms, rss = r.get("ms", {}), r.get("peak_rss_mb", {})
+        rss_txt = " / ".join("-" if rss.get(k) is None else f"{rss[k]:.0f}" for k in ("fast", "torch"))
+        if method == "same":
+            rss_txt = f"{rss.get('fast', 0):.0f} (one process)"
+        out.append(f"| {method} | {_ms_spread(ms.get('fast'))} | {_ms_spread(ms.get('torch'))} "
+                   f"| {_fmt_spread(r.get('fast_over_torch'))} | {rss_txt} |")
+    if "separate" in three and three["separate"].get("tuned_over_untuned"):
+        r = three["separate"]
+        out += ["", f"tinyconv.tune_process() effect (separate processes, paired per round): tuned/untuned "
+                    f"{_fmt_spread(r['tuned_over_untuned'])}; untuned step "
+                    f"{_ms_spread(r['ms'].get('fast-untuned'))} ms."]
+    method, ratio = most_conservative(three)
+    if method:
+        out += ["", f"Most conservative (least favourable to tinyconv): **{method}, "
+                    f"{ratio:.2f}x PyTorch's time**."]
+    if per_algo:
+        out += ["", "### The paper step per conv algorithm (tinyconv, fresh processes)", "",
+                "| conv_algorithm | ms | peak RSS MB |", "|---|---|---|"]
+        for algo, r in per_algo.items():
+            if "skipped" in r:
+                out.append(f"| {algo} | skipped: {r['skipped']} | - |")
+            else:
+                out.append(f"| {algo} | {_ms_spread(r['ms'])} | {r['peak_rss_mb']:.0f} |")
+    return out
+
+
+def render_fc_sgd(fc, bw):
+    """Markdown: fc6/fc7 forward+backward+SGD against the bytes they must move and the machine's bandwidth."""
+    if not fc:
+        return []
+    out = ["## Fully connected layers and SGD against memory bandwidth (batch 16)", "",
+           f"Machine: copy {bw['copy']:.1f} GB/s (NumPy, one thread), triad {bw['triad']:.1f} GB/s (Numba, "
+           f"all threads), {bw['array_mb']} MB arrays.  Bytes: 8 passes over the weight's size per step "
+           "(forward GEMM and input-gradient GEMM read W, the weight-gradient GEMM writes .grad, fused "
+           "SGD reads W, .grad, momentum and writes W, momentum).", "",
+           "| layer | W MB | ms | GB moved (at least) | GB/s | of triad |", "|---|---|---|---|---|---|"]
+    for k, v in fc.items():
+        out.append(f"| {k} | {v['weight_mb']:.0f} | {v['ms']:.0f} | {v['gb_moved']:.2f} | {v['gb_s']:.1f} "
+                   f"| {v['gb_s'] / bw['triad']:.2f} |")
+    return out
+
+
 def render_targets(rows):
     """The issue's targets, each with its measured fast/torch ratio (lines of Markdown)."""
     out = ["| target | fast/torch | goal | met |", "|---|---|---|---|"]
@@ -566,20 +874,52 @@ def main(argv=None):
     ap.add_argument("--tag", default=None, help="file name stem (default cpu-<UTC date-time>)")
     ap.add_argument("--keep-openblas-env", action="store_true",
                     help="keep OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (by default: restart without them)")
+    ap.add_argument("--step-methods", default="interleaved,separate,same",
+                    help="how to time the paper step: interleaved (PyTorch in a child, runs taking turns), "
+                         "separate (each framework in fresh processes, paired round by round), "
+                         "same (both in one fresh process); default all three")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of fresh processes (separate, same)")
+    ap.add_argument("--conv-algorithm", default=None,
+                    help="tinyconv.backends.conv_algorithm for the steps, or a comma list / 'all' to time "
+                         "the paper step (fresh processes) with each; ignored when tinyconv has no such "
+                         "choice")
+    ap.add_argument("--untuned", action="store_true",
+                    help="do not call tinyconv.tune_process() in this process (interleaved timings)")
+    ap.add_argument("--tune-effect", action="store_true",
+                    help="separate: also time tinyconv without tune_process() each round (paired effect)")
+    ap.add_argument("--three-way", default="paper:16",
+                    help="VARIANT:BATCH of the step timed three ways (default paper:16)")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.child:
+        _child_step(json.loads(args.child))
+        return 0
     _restart_without_openblas_overrides(args, argv)
     if args.quick:
         args.repeats, args.step_repeats, args.batches = 3, 3, "16"
+        args.rounds = min(args.rounds, 2)
+    methods = [m for m in args.step_methods.split(",") if m]
+    if set(methods) - {"interleaved", "separate", "same"}:
+        ap.error(f"--step-methods: expected interleaved, separate, same; got {args.step_methods}")
+    algos = [] if args.conv_algorithm is None else (
+        list(conv_algorithms()) if args.conv_algorithm == "all" else args.conv_algorithm.split(","))
+    child_env = dict(os.environ)     # the children start as this process did, before tune_process
     only = {s for s in args.only.split(",") if s}
     batches = [int(b) for b in args.batches.split(",")]
 
-    # PyTorch in a process of its own, started before tinyconv sets OMP_WAIT_POLICY for Numba
+    # PyTorch in a process of its own, started before tune_process sets OMP_WAIT_POLICY for Numba
     # (the child would inherit it): see TorchProcess
     torch_proc = TorchProcess(args.threads, batches)
     if torch_proc.info is None:
         print("PyTorch is not installed: timing tinyconv only", file=sys.stderr)
+    tuned = tinyconv.tune_process() if not args.untuned else None
+    conv_algo = _set_conv_algorithm(algos[0]) if len(algos) == 1 else None
     tinyconv.set_num_threads(args.threads)
     info = machine_info(args.threads)
+    info["tune_process"] = tuned
+    info["conv_algorithm"] = conv_algo if algos else getattr(getattr(tinyconv, "backends", None),
+                                                             "conv_algorithm", None)
+    info["bandwidth_gb_s"] = memory_bandwidth()
     info.update(torch_proc.info or {"torch": None})
     print(f"machine: {info['cpu']}, {info['logical_cores']} cores, threads={args.threads}, "
           f"BLAS={info['blas']}, torch={info.get('torch')}, env={info['env']}", flush=True)
@@ -616,16 +956,19 @@ def main(argv=None):
             print(f"{case['name']:>8} N={case['batch']:<3} {pss:<6}  ref {_fmt_ms(t.get('ref'))}  fast "
                   f"{_fmt_ms(t['fast'])}  torch {_fmt_ms(t.get('torch'))} ms   fast/torch "
                   f"{_fmt_r(_ratio(t['fast'], t.get('torch')))}", flush=True)
+    step_raw = {}
     for variant, batch in (("paper", 16), ("small28", 128)):
         name = f"step_{variant}"
-        if only and name not in only and "step" not in only:
+        if only and name not in only and "step" not in only or "interleaved" not in methods:
             continue
         fns = _step_fns(variant, batch)
         if args.no_ref:
             fns.pop("ref")
         if torch_proc.info:
             fns["torch"] = torch_proc.fn("step", variant, batch)
-        med = bench_interleaved(fns, args.step_repeats)
+        raw = {}
+        med = bench_interleaved(fns, args.step_repeats, raw)
+        step_raw[name] = {k: spread([t * 1e3 for t in v]) for k, v in raw.items()}
         row = {"name": name, "batch": batch, "pass": "step", "ms": med}
         if variant == "paper":   # the GEMM work of a step: every conv and fc, forward and both gradients
             fl = 3 * sum(c["flops"] for c in _layer_cases([batch]) if "flops" in c)
@@ -634,6 +977,49 @@ def main(argv=None):
         print(f"{name:>8} N={batch:<3} step    ref {_fmt_ms(med.get('ref'))}  fast {_fmt_ms(med['fast'])}  "
               f"torch {_fmt_ms(med.get('torch'))} ms   fast/torch "
               f"{_fmt_r(_ratio(med['fast'], med.get('torch')))}", flush=True)
+
+    step_three_ways = {}
+    tw_variant, tw_batch = args.three_way.split(":")
+    tw_batch = int(tw_batch)
+    tw_name = f"step_{tw_variant}"
+    if "interleaved" in methods and tw_name in step_raw:
+        ms = step_raw[tw_name]
+        step_three_ways["interleaved"] = {
+            "ms": ms, "peak_rss_mb": {"fast": _peak_rss_mb(), "torch": torch_proc.peak_rss_mb()
+                                      if torch_proc.info else None},
+            "note": "tinyconv's peak RSS is this whole benchmark process's (every layer case too)"}
+        if "torch" in ms:
+            step_three_ways["interleaved"]["fast_over_torch"] = {"median": ms["fast"]["median"]
+                                                                 / ms["torch"]["median"]}
+    want_step = not only or "step" in only or tw_name in only
+    for method in ("separate", "same"):
+        if method in methods and want_step and torch_proc.info:
+            print(f"{tw_variant} step, batch {tw_batch}, {method} processes ({args.rounds} rounds):",
+                  flush=True)
+            step_three_ways[method] = step_in_fresh_processes(
+                tw_variant, tw_batch, args.threads, args.rounds, args.step_repeats, child_env,
+                same_process=method == "same", tune=not args.untuned, conv_algorithm=conv_algo,
+                untuned_too=args.tune_effect and method == "separate")
+    fc = None
+    if not only or "fc_sgd" in only or "step" in only:
+        fc = fc_sgd_traffic()
+        info["fc_sgd"] = fc
+        for k, v in fc.items():
+            print(f"{k} fwd+bwd+SGD N=16: {v['ms']:.0f} ms, {v['gb_moved']:.2f} GB at least -> "
+                  f"{v['gb_s']:.1f} GB/s (machine: copy {info['bandwidth_gb_s']['copy']:.1f}, "
+                  f"triad {info['bandwidth_gb_s']['triad']:.1f} GB/s)", flush=True)
+    per_algo = {}
+    if args.conv_algorithm and not conv_algorithms():
+        per_algo[args.conv_algorithm] = {"skipped": "this tinyconv has no tinyconv.backends.conv_algorithm"}
+    elif len(algos) > 1 or (algos and conv_algo is None):
+        for algo in algos:
+            print(f"paper step with conv_algorithm={algo!r} (fresh processes):", flush=True)
+            res = [run_child(dict(side="fast", variant=tw_variant, batch=tw_batch, threads=args.threads,
+                                  steps=args.step_repeats, tune=not args.untuned, conv_algorithm=algo),
+                             child_env) for _ in range(args.rounds)]
+            per_algo[algo] = {"ms": spread([statistics.median(r["ms"]["fast"]) for r in res]),
+                              "peak_rss_mb": max(r["peak_rss_mb"] for r in res)}
+            print(f"  {algo}: {per_algo[algo]['ms']['median']:.0f} ms", flush=True)
 
     # seconds -> milliseconds in the saved rows
     for r in rows:
@@ -647,8 +1033,10 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     stem = args.tag or "cpu-" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
     info["load_average_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
-    (out / f"{stem}.json").write_text(json.dumps({"machine": info, "args": vars(args), "rows": rows},
-                                                 indent=1))
+    (out / f"{stem}.json").write_text(json.dumps({"machine": info, "args": vars(args), "rows": rows,
+                                                  "step_three_ways": step_three_ways,
+                                                  "three_way_step": args.three_way,
+                                                  "step_per_conv_algorithm": per_algo}, indent=1))
     md = [f"# tinyconv CPU benchmark {info['date_utc']}", "",
           f"CPU: {info['cpu']} ({info['logical_cores']} logical cores); threads per side: {args.threads}; "
           f"BLAS: {info['blas']}; env: {info['env']}; NumPy GEMM float32: {gemm:.1f} GFLOP/s; "
@@ -660,7 +1048,9 @@ def main(argv=None):
           "PyTorch in a process of its own (its OpenMP settings: "
           f"{info.get('torch_env')}), tinyconv in this one.  "
           "ms = milliseconds; ratios < 1 mean the first is faster.",
-          "", table, "", "## Targets (fast/torch, same run)", "", *render_targets(rows), ""]
+          "", table, "", "## Targets (fast/torch, same run)", "", *render_targets(rows), "",
+          *render_three_ways(step_three_ways, per_algo, args.three_way), "",
+          *render_fc_sgd(fc, info["bandwidth_gb_s"]), ""]
     (out / f"{stem}.md").write_text("\n".join(md))
     png = _plot([{**r, "ms": r["ms"]} for r in rows], out / f"{stem}.png")
     print(f"\nwrote {out / (stem + '.json')}, .md" + (", .png" if png else ""))

@@ -25,3 +25,32 @@ def test_bench_cpu_times_both_sides_and_writes_its_files(tmp_path):
         assert ("gemms" in ms) == (name == "conv5")    # conv rows also time their GEMMs alone
     md = (tmp_path / "smoke.md").read_text()
     assert "PyTorch in a process of its own" in md and "| conv5 | 1 | fwdbwd |" in md
+
+
+def test_bench_cpu_times_the_step_three_ways_with_spread_and_peak_rss(tmp_path):
+    pytest.importorskip("torch", reason="PyTorch (the benchmark's reference) is not installed")
+    cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "bench_cpu.py"), "--keep-openblas-env",
+           "--only", "step_small28", "--no-ref", "--three-way", "small28:2", "--rounds", "1",
+           "--step-repeats", "1", "--step-methods", "interleaved,separate,same", "--conv-algorithm", "all",
+           "--out", str(tmp_path), "--tag", "three"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    doc = json.loads((tmp_path / "three.json").read_text())
+    three = doc["step_three_ways"]
+    assert set(three) == {"interleaved", "separate", "same"}
+    for method in ("separate", "same"):
+        r = three[method]
+        assert r["ms"]["fast"]["n"] == 1 and r["ms"]["torch"]["n"] == 1
+        for side in ("fast", "torch"):
+            sp = r["ms"][side]
+            assert sp["min"] <= sp["q1"] <= sp["median"] <= sp["q3"] <= sp["max"]
+            assert r["peak_rss_mb"][side] > 0
+        assert r["fast_over_torch"]["median"] > 0
+    sides = {c["side"]: c for c in three["separate"]["children"]}
+    assert sides["fast"]["tuned"]["OMP_WAIT_POLICY"] == "PASSIVE" and sides["torch"]["tuned"] is None
+    # bench_cpu runs without tinyconv.backends.conv_algorithm too: then the choice is recorded as skipped
+    algos = doc["step_per_conv_algorithm"]
+    assert algos and all(("skipped" in a) or a["ms"]["n"] == 1 for a in algos.values())
+    assert doc["machine"]["bandwidth_gb_s"]["copy"] > 0
+    md = (tmp_path / "three.md").read_text()
+    assert "timed three ways" in md and "Most conservative" in md

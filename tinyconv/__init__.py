@@ -43,7 +43,7 @@ from .shape_ops import (argsort, bmm, cat, chunk, concat, concatenate, cumprod, 
                         nonzero, norm, outer, roll, scatter, scatter_add, split,
                         squeeze, stack, swapaxes, swapdims, t, take, tile, tril, triu, unbind,
                         unflatten, unsqueeze, vstack)
-from .threads import compile_stats, get_num_threads, set_num_threads, warmup  # noqa: F401
+from .threads import compile_stats, get_num_threads, set_num_threads, tune_process, warmup  # noqa: F401
 
 __version__ = "0.1.0"
 

@@ -141,8 +141,10 @@ def keep_freed_memory():
     mark, as with PyTorch's caching allocators.  Arrays over 32 MB are still mapped
     afresh; conv2d keeps its own (``workspace``, ``recycled_empty``).
 
-    Called when tinyconv is imported, on Linux with glibc only, unless the environment
-    sets ``TINYCONV_MALLOC=system``.  Returns the settings applied, or None.
+    It changes the whole process's allocator, so it is never applied behind the host's
+    back: :func:`tinyconv.tune_process` applies it on request (``tinyconv train`` and the
+    benchmarks ask), on Linux with glibc only, unless the environment sets
+    ``TINYCONV_MALLOC=system``.  Returns the settings applied, or None.
     """
     global malloc_settings
     import ctypes
@@ -158,9 +160,6 @@ def keep_freed_memory():
     if all(libc.mallopt(codes[k], v) == 1 for k, v in settings.items()):
         malloc_settings = settings
     return malloc_settings
-
-
-keep_freed_memory()
 
 
 # --------------------------------------------------------------------------- scratch buffers
@@ -220,6 +219,32 @@ def recycle(a):
         free = _recycled.setdefault((a.shape, a.dtype), [])
         if len(free) < _RECYCLED_PER_KEY:
             free.append(a)
+
+
+#: gradients at least this large go back to the pool when dropped (smaller ones are cheap to map)
+RECYCLE_GRAD_BYTES = 1 << 20
+
+
+def drop_grad(param):
+    """``param.grad = None``, giving a large CPU gradient array back for :func:`recycled_empty`.
+
+    ``zero_grad()`` calls this.  A fully connected layer's weight gradient is as large as
+    its weight (AlexNet's fc6: 151 MB), far over malloc's mmap threshold, so each step
+    would map it afresh and pay a page fault per 4 KiB page; ``linear``'s backward takes
+    it from the pool instead.  The array is given back only when nothing else can reach
+    it: the Tensor held by ``.grad`` alone, and its array by that Tensor alone (a
+    reference kept by the user, ``g = p.grad``, or any view of it, keeps it out).
+    """
+    import sys
+    g = param.grad
+    param.grad = None
+    if g is None or not hasattr(sys, "getrefcount") or sys.getrefcount(g) != 2:
+        return                              # 2: the local name g and getrefcount's argument
+    a = g.array
+    del g
+    if (isinstance(a, np.ndarray) and a.nbytes >= RECYCLE_GRAD_BYTES and a.base is None
+            and a.flags.c_contiguous and a.flags.writeable and sys.getrefcount(a) == 2):
+        recycle(a)
 
 
 def free_workspace():

@@ -153,6 +153,8 @@ def _cmd_train(args):
                       init=args.init or "", max_steps_per_epoch=args.max_steps,
                       dropout=-1.0 if args.dropout is None else args.dropout, eval_limit=args.eval_limit,
                       threads=args.threads)
+    import tinyconv
+    tinyconv.tune_process()      # this process is ours: OpenMP threads sleep, malloc keeps freed memory
     try:
         result = train(cfg)
     except (TrainingDiverged, ValueError, OSError, ImportError) as e:

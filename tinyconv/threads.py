@@ -22,12 +22,12 @@ other work a parallel region waits for its slowest thread, so tiny kernels run o
 thread anyway (``tinyconv/kernels/_numba_threads.py``) and ``set_num_threads(1)`` can
 be the faster choice there.
 
-PyTorch in the same process: PyTorch loads its own OpenMP runtime into the process's
-global symbol scope, and Numba's parallel kernels, if they first run after that, run on
-PyTorch's runtime with the wait policy it read at import (spinning), which cost the
-paper AlexNet step about 40% on two cores.  Run :func:`warmup` (or any tinyconv kernel)
-before ``import torch``, or start Python with ``OMP_WAIT_POLICY=PASSIVE`` (which may slow
-PyTorch's own small ops).  ``benchmarks/bench_cpu.py`` runs PyTorch in a process of its own.
+Process-wide settings are opt-in: ``import tinyconv`` changes neither the environment nor
+the allocator nor any thread pool of its host.  :func:`tune_process` applies the two
+settings the CPU path is fastest with (Numba's OpenMP threads sleeping as soon as their
+work is done, and glibc's malloc keeping freed memory); ``tinyconv train`` and the
+benchmarks call it.  PyTorch in the same process: see :func:`tune_process` and the
+"Beside PyTorch" section of docs/pytorch.md.
 
 Nothing here imports Numba or threadpoolctl until it is called, so ``import
 tinyconv`` stays fast.
@@ -50,8 +50,10 @@ def set_num_threads(n):
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"set_num_threads: n must be an int, got {n!r}")
     n = int(n)
-    from .kernels import _numba_threads  # noqa: F401  (its thread wait policy, before Numba starts)
     import numba
+
+    from .kernels._numba_threads import ensure_pool
+    ensure_pool()                  # the threading layer, chosen before Numba's pool starts
     if not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
         raise ValueError(f"set_num_threads: n must be between 1 and {numba.config.NUMBA_NUM_THREADS} "
                          f"(NUMBA_NUM_THREADS), got {n}")
@@ -70,11 +72,63 @@ def _blas_limiter(n):
 
 def get_num_threads():
     """The thread counts in force: ``{"numba": n, "blas": m}`` (``m`` is None when no BLAS is found)."""
-    from .kernels import _numba_threads  # noqa: F401
     import numba
+
+    from .kernels._numba_threads import ensure_pool
+    ensure_pool()
     from threadpoolctl import threadpool_info
     blas = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
     return {"numba": numba.get_num_threads(), "blas": max(blas) if blas else None}
+
+
+def _openmp_runtimes():
+    """File names of the OpenMP runtimes loaded in this process (libgomp, libiomp5, libomp)."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as f:
+            paths = {line.split()[-1] for line in f if ".so" in line}
+    except OSError:                        # not Linux: ask threadpoolctl
+        from threadpoolctl import threadpool_info
+        paths = {p["filepath"] for p in threadpool_info() if p.get("user_api") == "openmp"}
+    names = ("libgomp", "libiomp", "libomp")
+    return sorted(p for p in paths if any(p.rsplit("/", 1)[-1].startswith(n) for n in names))
+
+
+def tune_process(wait_policy="PASSIVE", keep_freed_memory=True):
+    """Opt in to the process-wide settings tinyconv's CPU kernels run fastest with; returns what it did.
+
+    Both are settings of the whole process, which a library must not change behind its
+    host's back, so tinyconv applies them only here (``tinyconv train`` and
+    ``benchmarks/`` call this; a script may too, first thing)::
+
+        tinyconv.tune_process()   # {'OMP_WAIT_POLICY': 'PASSIVE', 'wait_policy_applies': True, ...}
+
+    * ``wait_policy``: sets ``OMP_WAIT_POLICY`` in the environment, unless the user set
+      it.  GNU OpenMP (Numba's threading layer here) otherwise keeps its threads spinning
+      after each parallel region; on a machine with few cores the spinning thread takes
+      the core the next GEMM needs (measured on 2 cores: a 0.2 ms LRN took 15 ms with
+      two spinning threads).  An OpenMP runtime reads the variable once, when it is
+      loaded, so this works only before the first parallel kernel (and before ``import
+      torch``, whose OpenMP runtime Numba's kernels then share; any OpenMP runtime loaded
+      later reads it too).  None leaves the environment alone.
+    * ``keep_freed_memory``: :func:`tinyconv.backend.keep_freed_memory` (glibc's malloc
+      keeps freed memory instead of mapping every large array afresh).
+
+    Returns ``{"OMP_WAIT_POLICY": value in force or None, "wait_policy_applies": whether
+    no OpenMP runtime was loaded yet, "openmp_runtimes": those loaded before the call,
+    "malloc": the settings applied or None}``.
+    """
+    import os
+
+    from . import backend
+    loaded = _openmp_runtimes()
+    if wait_policy is not None:
+        if wait_policy not in ("PASSIVE", "ACTIVE"):
+            raise ValueError(f"tune_process: wait_policy must be 'PASSIVE', 'ACTIVE' or None, "
+                             f"got {wait_policy!r}")
+        os.environ.setdefault("OMP_WAIT_POLICY", wait_policy)
+    malloc = backend.keep_freed_memory() if keep_freed_memory else backend.malloc_settings
+    return {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"), "wait_policy_applies": not loaded,
+            "openmp_runtimes": loaded, "malloc": malloc}
 
 
 def _kernel_modules():

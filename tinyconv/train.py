@@ -518,6 +518,8 @@ def _cpu_threads(n):
     import numba
 
     import tinyconv
+    from .kernels._numba_threads import ensure_pool
+    ensure_pool()                      # Numba's threading layer, chosen before its pool starts
     before = numba.get_num_threads()
     try:
         blas_before = tinyconv.get_num_threads()["blas"]

@@ -17,7 +17,9 @@ Kernel seam (family ``linear``), both optional, chosen by ``kernel("linear", nam
 import math
 
 from ..autograd import Function
-from ..backend import array_module, kernel
+import numpy as np
+
+from ..backend import array_module, kernel, recycled_empty
 from ..backends.cuda import matmul as matmul_flags
 from ..kernels.gemm import blas_matrix, gemm
 from ._checks import check_float, check_ndim, check_same_dtype, check_tensor
@@ -65,7 +67,10 @@ class LinearFn(Function):
         if self.needs_input_grad[0]:
             gx = gemm(g2, w, xp.empty(x2.shape, dtype=gy.dtype), tf32=tf32).reshape(self.x_shape)
         if self.needs_input_grad[1]:
-            gw = gemm(g2, x2, xp.empty(w.shape, dtype=gy.dtype), trans_a=True, tf32=tf32)   # G^T X
+            # on the CPU into memory a dropped gradient gave back (backend.drop_grad): as large
+            # as W, a fresh array would be mapped from the OS and page-faulted every step
+            out = recycled_empty(w.shape, gy.dtype, g2) if xp is np else xp.empty(w.shape, dtype=gy.dtype)
+            gw = gemm(g2, x2, out, trans_a=True, tf32=tf32)   # G^T X
         if len(self.needs_input_grad) == 2:
             return gx, gw
         gb = None

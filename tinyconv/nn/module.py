@@ -369,7 +369,7 @@ class Module:
             if p.grad is None:
                 continue
             if set_to_none:
-                p.grad = None
+                backend.drop_grad(p)   # its memory reused by the next backward
             else:
                 p.grad.array[...] = 0
 

@@ -100,7 +100,7 @@ class Optimizer:
                 if p.grad is None:
                     continue
                 if set_to_none:
-                    p.grad = None
+                    backend.drop_grad(p)   # its memory reused by the next backward
                 else:
                     p.grad.array[...] = 0
 
