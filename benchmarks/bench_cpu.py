@@ -248,7 +248,7 @@ def _layer_cases(batches):
 def _conv_gemm_fns(N, O, K, L, G):
     """{"fwd": fn, "fwdbwd": fn}: only the matrix products conv2d does, in NumPy, on its shapes.
 
-    The same products in the same orientations as ``Conv2dFunction`` (forward Wg @ cols;
+    The same products in the same orientations as ``Conv2dFn`` (forward Wg @ cols;
     backward cols @ gy^T and Wg^T @ gy), into preallocated outputs, with none of the op's
     other work (im2col, col2im, copies).  Their time is what im2col + BLAS cannot go below.
     """

@@ -5,7 +5,7 @@ import pytest
 import tinyconv as tc
 import tinyconv.functional as F
 from tinyconv.backend import kernel
-from tinyconv.functional.conv import Conv2dFunction, col2im_reference, im2col_reference
+from tinyconv.functional.conv import Conv2dFn, col2im_reference, im2col_reference
 
 # --------------------------------------------------------------------------- im2col / col2im
 
@@ -306,7 +306,7 @@ def test_non_contiguous_input(kernel_mode):
 
 
 def test_function_is_exposed_for_learners():
-    assert "backward" in Conv2dFunction.__doc__ and "im2col" in Conv2dFunction.__doc__
+    assert "backward" in Conv2dFn.__doc__ and "im2col" in Conv2dFn.__doc__
 
 
 # --------------------------------------------------------------------------- bad input

@@ -1,4 +1,4 @@
-"""2-d convolution by im2col + GEMM: ``conv2d``, its ``Conv2dFunction``, and the NumPy references.
+"""2-d convolution by im2col + GEMM: ``conv2d``, its ``Conv2dFn``, and the NumPy references.
 
 The idea (Chellapilla et al. 2006; Caffe's ``im2col``): unroll every receptive field of
 the input into one column of a matrix, and a convolution becomes one matrix product.
@@ -127,7 +127,7 @@ CPU_CHUNK_BYTES = 256 << 20
 
 
 #: On CUDA, conv2d keeps its columns for backward only while they take at most this many
-#: times the bytes of x; beyond that, backward unrolls x again (see ``Conv2dFunction``).
+#: times the bytes of x; beyond that, backward unrolls x again (see ``Conv2dFn``).
 RECOMPUTE_COLS_RATIO = 4
 
 
@@ -146,7 +146,7 @@ def batch_chunks(x, N, per_sample_bytes):
 # --------------------------------------------------------------------------- the op
 
 
-class Conv2dFunction(Function):
+class Conv2dFn(Function):
     """y = conv2d(x, W) + b with x (N, C, H, W), W (O, C/G, kh, kw), b (O,), G groups.
 
     With ``cols = im2col(x)`` (N, C*kh*kw, L), L = OH*OW, and K = (C/G)*kh*kw, each
@@ -406,7 +406,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if m is not None:
         from .conv_winograd import winograd_conv2d
         return winograd_conv2d(input, weight, bias, padding, extra, groups, m)
-    fn = Conv2dFunction(stride, padding, groups, dilation, extra)
+    fn = Conv2dFn(stride, padding, groups, dilation, extra)
     return fn(input, weight) if bias is None else fn(input, weight, bias)
 
 

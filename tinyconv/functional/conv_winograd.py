@@ -173,10 +173,10 @@ def _transform(name, like):
 # --------------------------------------------------------------------------- the op
 
 
-class WinogradConv2dFunction(Function):
+class WinogradConv2dFn(Function):
     """conv2d for 3x3 kernels, stride 1, dilation 1, by Winograd F(m x m, 3 x 3); see the module docstring.
 
-    Same results as ``Conv2dFunction`` up to float rounding (the error model is
+    Same results as ``Conv2dFn`` up to float rounding (the error model is
     :func:`error_bound`).  ``padding`` (top, left) pads symmetrically, ``extra`` adds
     rows / columns at the bottom / right (``padding="same"``); they only set the output
     size and where each tile reads.  Groups split the channel dims of U and V, so each
@@ -287,7 +287,7 @@ AUTO_MIN_CHANNELS = None
 
 def winograd_conv2d(input, weight, bias, padding, extra, groups, m):
     """conv2d by Winograd F(m x m, 3 x 3); the arguments already checked by ``conv2d``."""
-    fn = WinogradConv2dFunction(padding, groups, m, extra)
+    fn = WinogradConv2dFn(padding, groups, m, extra)
     return fn(input, weight) if bias is None else fn(input, weight, bias)
 
 
@@ -359,5 +359,5 @@ def backward_error_bounds(x, w, gy, padding=(1, 1), groups=1, m=2, extra=(0, 0))
     return gamma(n_gx) * gx, gamma(n_gw) * gw
 
 
-__all__ = ["WinogradConv2dFunction", "winograd_conv2d", "error_bound", "backward_error_bounds", "choose",
+__all__ = ["WinogradConv2dFn", "winograd_conv2d", "error_bound", "backward_error_bounds", "choose",
            "TRANSFORMS"]

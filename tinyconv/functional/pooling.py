@@ -155,7 +155,7 @@ def _scatter_add(a, index, values):
 # --------------------------------------------------------------------------- max pool: the op
 
 
-class MaxPool2dFunction(Function):
+class MaxPool2dFn(Function):
     """y[n, c, oh, ow] = max over the window of x;  gx[n, c, argmax] += gy[n, c, oh, ow].
 
     ``ceil_mode`` windows that run past the bottom/right edge see extra -inf rows and
@@ -217,7 +217,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     return_indices = _check_flag(return_indices, op, "return_indices")
     out = _output_shape(input, k, s, p, ceil_mode, op, d)
     _check_dilated_windows(input, k, s, p, d, out, op)
-    fn = MaxPool2dFunction(k, s, p, out, d)
+    fn = MaxPool2dFn(k, s, p, out, d)
     y = fn(input)
     indices = fn.__dict__.pop("indices")     # the graph keeps its own reference for backward
     return (y, Tensor(indices)) if return_indices else y
@@ -226,7 +226,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 # --------------------------------------------------------------------------- avg pool
 
 
-class AvgPool2dFunction(Function):
+class AvgPool2dFn(Function):
     """y[n, c, oh, ow] = sum over the window of x / d[oh, ow];  gx[window] += gy / d.
 
     The divisor d depends on the flags, as in PyTorch: kh*kw for a window that lies in
@@ -312,7 +312,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
                                          isinstance(divisor_override, bool) or divisor_override < 1):
         raise ValueError(f"{op}: divisor_override must be None or a positive int, got {divisor_override!r}")
     out = _output_shape(input, k, s, p, ceil_mode, op)
-    return AvgPool2dFunction(k, s, p, out, count_include_pad, divisor_override)(input)
+    return AvgPool2dFn(k, s, p, out, count_include_pad, divisor_override)(input)
 
 
 # --------------------------------------------------------------------------- adaptive avg pool
@@ -327,7 +327,7 @@ def adaptive_pool_matrix(size, out, xp, dtype):
     return xp.asarray(P, dtype=dtype)
 
 
-class AdaptiveAvgPool2dFunction(Function):
+class AdaptiveAvgPool2dFn(Function):
     """y[n, c] = Ph @ x[n, c] @ Pw^T;  gx[n, c] = Ph^T @ gy[n, c] @ Pw.
 
     An average over the rectangle (rows of bin i) x (columns of bin j) is an average
@@ -366,7 +366,7 @@ def adaptive_avg_pool2d(input, output_size):
         return unbatched(adaptive_avg_pool2d, input, output_size)
     check_ndim(input, 4, op, "input", "N, C, H, W; or unbatched C, H, W")
     check_float(input, op, "input")
-    return AdaptiveAvgPool2dFunction(_adaptive_output_size(input, output_size, op))(input)
+    return AdaptiveAvgPool2dFn(_adaptive_output_size(input, output_size, op))(input)
 
 
 # --------------------------------------------------------------------------- adaptive max pool
@@ -377,7 +377,7 @@ def _adaptive_bins(size, out):
     return [((i * size) // out, -(-((i + 1) * size) // out)) for i in range(out)]
 
 
-class AdaptiveMaxPool2dFunction(Function):
+class AdaptiveMaxPool2dFn(Function):
     """y[n, c, i, j] = max of x[n, c] over the bin (rows of bin i) x (columns of bin j);
     gx[n, c, argmax] += gy[n, c, i, j] (bins may overlap: the gradients add).
 
@@ -436,7 +436,7 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
     check_float(input, op, "input")
     out = _adaptive_output_size(input, output_size, op)
     return_indices = _check_flag(return_indices, op, "return_indices")
-    fn = AdaptiveMaxPool2dFunction(out)
+    fn = AdaptiveMaxPool2dFn(out)
     y = fn(input)
     indices = fn.__dict__.pop("indices")
     return (y, Tensor(indices)) if return_indices else y
