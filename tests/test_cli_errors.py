@@ -447,3 +447,24 @@ def test_train_recommends_best_npz_and_measures_it(tmp_path, capsys):
     assert f"on 64 test images, with {out / 'best.npz'} (epoch {best}" in text
     assert f"{out / 'last.npz'} (epoch 2) is the one to --resume" in text
     assert "\ntest accuracy: " in text and "val accuracy" not in text
+
+
+@pytest.mark.parametrize("seed", [-1, -2**63, 0, 7, 2**63, 2**64 - 1, True])
+def test_manual_seed_takes_torch_range(seed):
+    """tinyconv.manual_seed takes what torch.manual_seed takes, a negative seed modulo 2**64
+    (the same seed as its positive twin, as torch.initial_seed() reports)."""
+    import tinyconv
+    import tinyconv.nn.functional as F
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(seed)
+    tinyconv.manual_seed(seed)
+    a = F.dropout(tinyconv.ones(256), 0.5).array.copy()
+    tinyconv.manual_seed(torch.initial_seed())
+    np.testing.assert_array_equal(F.dropout(tinyconv.ones(256), 0.5).array, a)
+
+
+@pytest.mark.parametrize("seed", [2**64, -2**63 - 1, None, "x"])
+def test_manual_seed_out_of_range_is_one_clear_error(seed):
+    import tinyconv
+    with pytest.raises((ValueError, TypeError), match=r"^manual_seed: "):
+        tinyconv.manual_seed(seed)

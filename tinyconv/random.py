@@ -11,8 +11,18 @@ _counter_shard = {"rank": 0, "world": 1}      # data parallelism: see shard_coun
 
 
 def manual_seed(seed):
-    """Seed tinyconv's generator (initialization, dropout, DataLoader shuffling)."""
-    seed = int(seed)
+    """Seed tinyconv's generator (initialization, dropout, DataLoader shuffling).
+
+    ``seed`` takes ``torch.manual_seed``'s range, -2**63 to 2**64 - 1; a negative seed is
+    taken modulo 2**64 as PyTorch does (-1 is the seed 2**64 - 1).
+    """
+    try:
+        seed = int(seed)                    # as torch.manual_seed: 1.5 and "3" are taken too
+    except (TypeError, ValueError):
+        raise TypeError(f"manual_seed: expected an int, got {seed!r}") from None
+    if not -2**63 <= seed < 2**64:
+        raise ValueError(f"manual_seed: seed must be from -2**63 to 2**64 - 1, got {seed}")
+    seed %= 2**64
     _state.update(seed=seed, generator=np.random.default_rng(seed), offset=0)
     return _state["generator"]
 
