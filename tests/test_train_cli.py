@@ -255,3 +255,17 @@ def test_train_api_refuses_what_the_cli_refuses(tmp_path, field, value):
     """Was: dropout -0.5 kept the model's own p, max_steps_per_epoch -1 ran one step."""
     with pytest.raises(ValueError, match=rf"train: {field} must be .*got {value}"):
         train(TrainConfig(**{**TINY, field: value}, out=str(tmp_path)))
+
+
+def test_eval_limit_spreads_through_a_class_sorted_set():
+    """--eval-limit N evaluates N images spread through the set, not its first N (a folder
+    dataset is sorted by class: the first 64 digits were all zeros, top-1 error 100%)."""
+    from tinyconv.train import _spread
+    labels = [c for c in range(10) for _ in range(50)]          # 500 samples, sorted by class
+    sub = _spread([(None, y) for y in labels], 64)
+    got = [sub[i][1] for i in range(len(sub))]
+    assert len(got) == 64 and set(got) == set(range(10))
+    assert max(got.count(c) for c in range(10)) - min(got.count(c) for c in range(10)) <= 1
+    assert len(_spread(labels, 10_000)) == 500
+    with pytest.raises(IndexError):
+        sub[64]

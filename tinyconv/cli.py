@@ -592,7 +592,7 @@ def _parser():
                         "launcher (mpiexec -n N); --batch-size stays the global batch, each process "
                         "takes 1/N of it (the one-process run, split)")
     t.add_argument("--eval-limit", type=_COUNT, default=0,
-                   help="evaluate on the first N validation/test images only (default 0: all)")
+                   help="evaluate on N validation/test images spread through each set (default 0: all)")
 
     p = parsers["predict"]
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")

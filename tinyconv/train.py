@@ -99,7 +99,7 @@ class TrainConfig:
     plots: bool = True
     kernels: str = ""                # "" leaves the mode; "reference" or "fast" forces it
     max_steps_per_epoch: int = 0     # 0 = whole epochs (tests use small numbers)
-    eval_limit: int = 0              # evaluate on the first N val/test images only (0 = all; quick runs)
+    eval_limit: int = 0              # N val/test images spread through each set (0 = all; quick runs)
     threads: int = 0                 # CPU threads for kernels and BLAS; 0 = auto (see cpu_threads())
 
 
@@ -196,8 +196,9 @@ def build_data(cfg, model_shape):
     return train, val, test, train.classes, preprocess
 
 
-class _first:
-    """The first ``n`` samples of a dataset."""
+class _spread:
+    """``n`` samples of a dataset spread evenly through it (sample ``i`` is ``floor(i N / n)``):
+    a folder dataset is sorted by class, so its first ``n`` would all be one class."""
 
     def __init__(self, dataset, n):
         self.dataset, self.n = dataset, min(n, len(dataset))
@@ -208,7 +209,7 @@ class _first:
     def __getitem__(self, i):
         if not 0 <= i < self.n:
             raise IndexError(i)
-        return self.dataset[i]
+        return self.dataset[i * len(self.dataset) // self.n]
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -720,7 +721,7 @@ class _Run:
                              f"--batch-size {len(train_set)} or less")
         self.test_split = "val" if test_set is val_set else "test"     # a folder without test/
         if cfg.eval_limit:
-            val_set, test_set = _first(val_set, cfg.eval_limit), _first(test_set, cfg.eval_limit)
+            val_set, test_set = _spread(val_set, cfg.eval_limit), _spread(test_set, cfg.eval_limit)
         self.train_set, self.val_set, self.test_set = train_set, val_set, test_set
 
         tinyconv.manual_seed(cfg.seed)                           # the model's init depends on the seed only
