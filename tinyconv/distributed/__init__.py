@@ -20,6 +20,7 @@ hang.  After such an error the process group is broken and the process ends with
 import atexit
 import datetime
 import os
+import sys
 import time
 
 import numpy as np
@@ -202,6 +203,14 @@ def init_process_group(backend="mpi", init_method=None, timeout=None, world_size
 
 def _abort_if_broken():
     if _group is not None and _group.broken:
+        # the error is written by now; MPI_Abort makes the launcher kill the job, and lines
+        # still in its stdio pipes can be lost: flush, and give it a moment to forward them
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
+        time.sleep(1.0)
         _group.comm.Abort(1)
 
 
