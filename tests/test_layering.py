@@ -104,7 +104,7 @@ def test_the_scan_lets_the_package_itself_through(source):
 # (which would also run an import statement on each operator call).
 
 PACKAGE = Path(__file__).resolve().parents[1] / "tinyconv"
-CORE = ("autograd", "backend", "dtypes", "grad_mode", "tensor_protocols")
+CORE = ("autograd", "backend", "device_checks", "dtypes", "grad_mode", "tensor_protocols")
 TENSOR_MODULES = CORE + ("creation", "math_ops", "pointwise", "random", "reductions",
                          "shape_ops", "tensor_methods")
 
