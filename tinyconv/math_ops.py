@@ -9,13 +9,15 @@ yields to a dimensioned one of the same kind.  Inputs are cast (differentiably)
 before the op, so each Function sees one dtype.
 """
 import functools
+import math
 import numbers
 import warnings
 
 import numpy as np
 
 from . import backend
-from .autograd import Function, Tensor, is_grad_enabled, wrap_dim
+from .autograd import Function, Tensor, _address, is_grad_enabled, wrap_dim
+from .dtypes import TYPE_NAMES
 from .creation import tensor
 
 # --------------------------------------------------------------------------- out=
@@ -505,6 +507,131 @@ class Reshape(Function):
 
     def backward(self, gy):
         return gy.reshape(self.src)
+
+
+class View(Function):
+    """y = x seen with a new shape and strides, in x's memory (PyTorch's ``view``);
+    dx = dy with the old shape.  :func:`view` finds the strides, or refuses."""
+
+    def __init__(self, shape, strides):
+        self.shape, self.strides = shape, strides
+
+    def forward(self, x):
+        self.src = x.shape
+        return backend.array_module(x).lib.stride_tricks.as_strided(
+            x, self.shape, tuple(s * x.itemsize for s in self.strides))
+
+    def backward(self, gy):
+        return gy.reshape(self.src)
+
+
+def infer_size(shape, numel):
+    """``shape`` with its -1 (at most one) worked out for ``numel`` elements, as PyTorch's
+    ``infer_size``; PyTorch's errors for a shape that does not fit."""
+    shape, infer, known = list(shape), None, 1
+    for i, n in enumerate(shape):
+        if n == -1:
+            if infer is not None:
+                raise RuntimeError("only one dimension can be inferred")
+            infer = i
+        elif n >= 0:
+            known *= n
+        else:
+            raise RuntimeError(f"invalid shape dimension {n}")
+    if numel == known or (infer is not None and known > 0 and numel % known == 0):
+        if infer is not None:
+            if known == 0:
+                raise RuntimeError(f"cannot reshape tensor of 0 elements into shape {shape} because "
+                                   "the unspecified dimension size -1 can be any value and is ambiguous")
+            shape[infer] = numel // known
+        return tuple(shape)
+    raise RuntimeError(f"shape '{shape}' is invalid for input of size {numel}")
+
+
+def view_strides(old_shape, old_strides, new_shape):
+    """The strides (in elements) that show memory laid out as ``old_shape``/``old_strides`` with
+    ``new_shape``, or None where no strides can (PyTorch's ``computeStride``).
+
+    The old dimensions fall into chunks, each a run of dimensions that is one evenly strided
+    block of memory (dimension d-1's stride is dimension d's stride times its size; size-1
+    dimensions join any chunk).  A view is possible exactly when the new dimensions split the
+    same way: each run of new dimensions covers one chunk, strided from that chunk's innermost
+    stride.  ``x.t().view(-1)`` is not: the transpose's two dimensions are two chunks.
+    """
+    if not old_shape:
+        return (1,) * len(new_shape)
+    numel = math.prod(old_shape)
+    if numel == 0:
+        if tuple(old_shape) == tuple(new_shape):
+            return tuple(old_strides)
+        strides, step = [], 1                 # any strides do: the contiguous ones
+        for n in reversed(new_shape):
+            strides.append(step)
+            step *= max(n, 1)
+        return tuple(reversed(strides))
+    new = [0] * len(new_shape)
+    view_d = len(new_shape) - 1
+    base_stride, tensor_numel, view_numel = old_strides[-1], 1, 1
+    for d in range(len(old_shape) - 1, -1, -1):
+        tensor_numel *= old_shape[d]
+        if d == 0 or (old_shape[d - 1] != 1 and old_strides[d - 1] != tensor_numel * base_stride):
+            while view_d >= 0 and (view_numel < tensor_numel or new_shape[view_d] == 1):
+                new[view_d] = view_numel * base_stride
+                view_numel *= new_shape[view_d]
+                view_d -= 1
+            if view_numel != tensor_numel:
+                return None
+            if d > 0:
+                base_stride, tensor_numel, view_numel = old_strides[d - 1], 1, 1
+    return tuple(new) if view_d == -1 else None
+
+
+def view(x, *shape):
+    """``x.view(*shape)``: the same memory with a new shape (a view: writes go both ways), as
+    PyTorch; a RuntimeError where x's strides cannot show that shape (``reshape`` copies)."""
+    shape = infer_size(_shape_arg(shape), x.array.size)
+    strides = view_strides(x.shape, tuple(s // x.array.itemsize for s in x.array.strides), shape)
+    if strides is None:
+        raise RuntimeError("view size is not compatible with input tensor's size and stride (at "
+                           "least one dimension spans across two contiguous subspaces). Use "
+                           ".reshape(...) instead.")
+    return View(shape, strides)(x)
+
+
+def _scalar_type(dt):
+    return TYPE_NAMES[dt].removesuffix("Tensor") if dt in TYPE_NAMES else dt.name   # Float, Long
+
+
+def view_dtype(x, dtype):
+    """``x.view(dtype)``: the same memory read as ``dtype``, as PyTorch (not differentiable; it
+    shares ``x``'s version counter).  With a different element size the last dimension must
+    be contiguous and is rescaled; PyTorch's checks and messages."""
+    dtype = np.dtype(dtype)
+    a, old = x.array, x.dtype
+    names = f"{_scalar_type(old)} as {_scalar_type(dtype)} (different element sizes)"
+    if dtype.itemsize != old.itemsize:
+        ratio = max(dtype.itemsize, old.itemsize) // min(dtype.itemsize, old.itemsize)
+        strides = [s // old.itemsize for s in a.strides]
+        if a.ndim == 0:
+            raise RuntimeError(f"self.dim() cannot be 0 to view {names}")
+        if strides[-1] != 1:
+            raise RuntimeError(f"self.stride(-1) must be 1 to view {names}, but got {strides[-1]}")
+        if dtype.itemsize > old.itemsize:
+            root = x._base.array if x._base is not None else a
+            offset = (_address(a) - _address(root)) // old.itemsize
+            if a.shape[-1] % ratio:
+                raise RuntimeError(f"self.size(-1) must be divisible by {ratio} to view {names}, but "
+                                   f"got {a.shape[-1]}")
+            if offset % ratio:
+                raise RuntimeError(f"self.storage_offset() must be divisible by {ratio} to view "
+                                   f"{names}, but got {offset}")
+            for i, s in enumerate(strides[:-1]):
+                if s % ratio:
+                    raise RuntimeError(f"self.stride({i}) must be divisible by {ratio} to view "
+                                       f"{names}, but got {s}")
+    out = Tensor(a.view(dtype))
+    out._version_counter = x._version_counter
+    return out
 
 
 class Permute(Function):
