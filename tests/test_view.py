@@ -308,3 +308,20 @@ def test_view_dtype_shares_memory_and_version_and_is_not_differentiable(torch):
     ours, theirs = case(tc), case(torch)
     assert ours[:2] == theirs[:2]
     np.testing.assert_array_equal(ours[2], theirs[2])
+
+
+def test_view_falls_back_to_pytorchs_strides_where_numpy_would_copy():
+    """View.forward takes NumPy's reshape when it is a view; where NumPy copied it builds the
+    view from the strides PyTorch's rule found (an array whose reshape always copies)."""
+    from tinyconv.math_ops import View
+
+    class Copying(np.ndarray):
+        def reshape(self, *shape):
+            return np.array(self).reshape(*shape)
+
+    base = np.arange(24.0).reshape(2, 3, 4)
+    x = base[:, 1:].view(Copying)                       # (2, 2, 4), strides (12, 4, 1) elements
+    strides = view_strides(x.shape, (12, 4, 1), (2, 8))
+    y = View((2, 8), strides).forward(x)
+    assert np.shares_memory(y, base) and y.strides == (96, 8)
+    np.testing.assert_array_equal(y, base[:, 1:].reshape(2, 8))

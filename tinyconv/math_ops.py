@@ -17,7 +17,9 @@ import numpy as np
 
 from . import backend
 from .autograd import Function, Tensor, _address, is_grad_enabled, wrap_dim
+from .backends.cuda import matmul as matmul_flags
 from .dtypes import TYPE_NAMES
+from .kernels.gemm import blas_matrix, gemm
 from .creation import tensor
 
 # --------------------------------------------------------------------------- out=
@@ -451,10 +453,22 @@ def compare(op, a, b):
 # --------------------------------------------------------------------------- matmul
 
 
+def _product(a, b):
+    """``a @ b``.  On CUDA a 2-d float32 product is one cuBLAS GEMM of :mod:`kernels/gemm.py
+    <tinyconv.kernels.gemm>` (no operand copied), in TF32 exactly when
+    ``tinyconv.backends.cuda.matmul.allow_tf32`` is True, as PyTorch's; CuPy's own ``@``
+    would follow its ``CUPY_TF32`` variable instead.  Other products are NumPy's / CuPy's."""
+    if a.ndim == 2 and b.ndim == 2 and a.dtype == b.dtype == np.float32 and backend.is_cuda_array(a):
+        out = backend.array_module(a).empty((a.shape[0], b.shape[1]), dtype=a.dtype)
+        return gemm(blas_matrix(a), blas_matrix(b), out, tf32=matmul_flags.allow_tf32)
+    return a @ b
+
+
 class MatMul(Function):
     """y = a @ b (NumPy's rules for 1-d and batched operands).
 
     da = dy @ b^T,  db = a^T @ dy, each summed over broadcast batch dimensions.
+    On CUDA, 2-d float32 products follow ``backends.cuda.matmul.allow_tf32`` (:func:`_product`).
     """
 
     def forward(self, a, b):
@@ -466,7 +480,7 @@ class MatMul(Function):
             raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not match: "
                              f"a's last dimension {a.shape[-1]} != b's contracted dimension {k_b}")
         self.save_for_backward(a, b)
-        return a @ b
+        return _product(a, b)
 
     def backward(self, gy):
         a, b = self.saved_tensors
@@ -477,9 +491,9 @@ class MatMul(Function):
         gy = gy.reshape(batch + (a2.shape[-2], b2.shape[-1]))   # restore the dropped 1-dims
         ga = gb = None
         if self.needs_input_grad[0]:
-            ga = sum_to(gy @ xp.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+            ga = sum_to(_product(gy, xp.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)
         if self.needs_input_grad[1]:
-            gb = sum_to(xp.swapaxes(a2, -1, -2) @ gy, b2.shape).reshape(b.shape)
+            gb = sum_to(_product(xp.swapaxes(a2, -1, -2), gy), b2.shape).reshape(b.shape)
         return ga, gb
 
 
@@ -518,8 +532,11 @@ class View(Function):
 
     def forward(self, x):
         self.src = x.shape
-        return backend.array_module(x).lib.stride_tricks.as_strided(
-            x, self.shape, tuple(s * x.itemsize for s in self.strides))
+        xp = backend.array_module(x)
+        y = x.reshape(self.shape)             # NumPy's / CuPy's view, where it finds one
+        if y.size and not xp.may_share_memory(y, x):    # it copied: the strides PyTorch found
+            y = xp.lib.stride_tricks.as_strided(x, self.shape, tuple(s * x.itemsize for s in self.strides))
+        return y
 
     def backward(self, gy):
         return gy.reshape(self.src)
