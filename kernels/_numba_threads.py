@@ -15,24 +15,15 @@ import threading
 # opt-in that makes Numba's OpenMP threads sleep as soon as their work is done.
 import numba
 
+from ._openmp import openmp_runtimes
+
 SMALL = 1 << 15   # elements of work below which one thread is faster
 
-_OPENMP_RUNTIMES = ("libgomp", "libiomp", "libomp")
 _pool_checked = False
 _choice_lock = threading.Lock()
 #: serialises tinyconv's parallel launches when Numba runs on its workqueue layer, which
 #: allows one launch at a time in the whole process (None on the OpenMP or TBB layers)
 _launch_lock = None
-
-
-def _openmp_runtime_loaded():
-    """Whether an OpenMP runtime is already loaded in this process (Linux: /proc/self/maps)."""
-    try:
-        with open("/proc/self/maps", encoding="utf-8") as f:
-            return any(os.path.basename(line.split()[-1]).startswith(_OPENMP_RUNTIMES)
-                       for line in f if ".so" in line)
-    except OSError:
-        return False
 
 
 def ensure_pool():
@@ -59,7 +50,7 @@ def ensure_pool():
             return
         from numba.np.ufunc import parallel
         if (not parallel._is_initialized and numba.config.THREADING_LAYER == "default"
-                and "NUMBA_THREADING_LAYER" not in os.environ and _openmp_runtime_loaded()):
+                and "NUMBA_THREADING_LAYER" not in os.environ and openmp_runtimes()):
             numba.config.THREADING_LAYER = "workqueue"
         numba.get_num_threads()               # starts the pool with the layer chosen
         if numba.threading_layer() == "workqueue":

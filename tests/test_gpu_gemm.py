@@ -196,6 +196,55 @@ def test_linear_gemms_follow_matmul_allow_tf32_and_copy_nothing(cp, allow, rng, 
         np.testing.assert_allclose(g, r, rtol=tol, atol=tol * np.abs(r).max())
 
 
+# ---------------------------------------------------------------------------- matmul / @ / mm
+
+
+def _cpu_matmul_step(a, b, gy):
+    at, bt = (tinyconv.tensor(v, requires_grad=True) for v in (a, b))
+    y = at @ bt
+    y.backward(tinyconv.tensor(gy))
+    return [y.array, at.grad.array, bt.grad.array]
+
+
+@pytest.mark.parametrize("allow", [True, False])
+@pytest.mark.parametrize("op", ["@", "mm", "matmul of a transpose"])
+def test_matmul_2d_float32_follows_matmul_allow_tf32_not_cupy_tf32(cp, op, allow, rng, monkeypatch):
+    """A 2-d float32 product on CUDA (forward and both gradients) is kernels/gemm.py's cuBLAS
+    call in TF32 exactly when ``backends.cuda.matmul.allow_tf32``, as PyTorch; CuPy's own
+    switch (``CUPY_TF32``, set here to say the opposite) and cudnn's flag do not matter."""
+    monkeypatch.setattr(tinyconv.backends.cuda.matmul, "allow_tf32", allow)
+    monkeypatch.setattr(tinyconv.backends.cudnn, "allow_tf32", not allow)
+    monkeypatch.setenv("CUPY_TF32", "0" if allow else "1")
+    a = rng.standard_normal((5, 12)).astype(np.float32)
+    b = rng.standard_normal((12, 7)).astype(np.float32)
+    gy = rng.standard_normal((5, 7)).astype(np.float32)
+    fn = {"@": lambda x, y: x @ y, "mm": tinyconv.mm,
+          "matmul of a transpose": lambda x, y: tinyconv.matmul(x, y.t().contiguous().t())}[op]
+    got = _op_step(cp, fn, (a, b), gy)
+    calls = _calls(cp)
+    assert [c["fn"] for c in calls] == ["gemmEx"] * 3 and all(c["tf32"] is allow for c in calls), calls
+    assert cp.copies.get("matmul", 0) == 0 and cp.copies.get("ascontiguousarray", 0) == 0, dict(cp.copies)
+    want = _cpu_matmul_step(a, b, gy)
+    tol = 1e-2 if allow else 1e-5
+    for g, r in zip(got, want):
+        np.testing.assert_allclose(g, r, rtol=tol, atol=tol * np.abs(r).max())
+    if allow:           # TF32 really was applied
+        assert np.abs(got[0] - want[0]).max() > 1e-5 * np.abs(want[0]).max()
+
+
+def test_matmul_float64_and_batched_stay_cupys(cp, rng, monkeypatch):
+    """float64 has no TF32, and a batched product is CuPy's stacked matmul (strict FP32)."""
+    monkeypatch.setattr(tinyconv.backends.cuda.matmul, "allow_tf32", True)
+    a, b = rng.standard_normal((3, 4)), rng.standard_normal((4, 2))
+    y = tinyconv.tensor(cp.asarray(a)) @ tinyconv.tensor(cp.asarray(b))
+    assert [c["fn"] for c in _calls(cp)] == ["matmul:gemmEx"] and not _calls(cp)[0]["tf32"]
+    np.testing.assert_allclose(np.asarray(y.array), a @ b, rtol=1e-13)
+    cp.cuda.cublas.calls.clear()
+    a3 = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    tinyconv.tensor(cp.asarray(a3)) @ tinyconv.tensor(cp.asarray(b.astype(np.float32)))
+    assert [c["fn"] for c in _calls(cp)] == ["matmul:gemmStridedBatchedEx"]
+
+
 # ---------------------------------------------------------------------------- the helper and the fake
 
 

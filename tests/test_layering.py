@@ -105,7 +105,7 @@ def test_the_scan_lets_the_package_itself_through(source):
 
 PACKAGE = Path(__file__).resolve().parents[1] / "tinyconv"
 CORE = ("autograd", "backend", "device_checks", "dtypes", "grad_mode", "tensor_protocols")
-TENSOR_MODULES = CORE + ("creation", "math_ops", "pointwise", "random", "reductions",
+TENSOR_MODULES = CORE + ("creation", "linalg", "math_ops", "pointwise", "random", "reductions",
                          "shape_ops", "tensor_methods")
 
 

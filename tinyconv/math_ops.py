@@ -9,13 +9,17 @@ yields to a dimensioned one of the same kind.  Inputs are cast (differentiably)
 before the op, so each Function sees one dtype.
 """
 import functools
+import math
 import numbers
 import warnings
 
 import numpy as np
 
 from . import backend
-from .autograd import Function, Tensor, is_grad_enabled, wrap_dim
+from .autograd import Function, Tensor, _address, is_grad_enabled, wrap_dim
+from .backends.cuda import matmul as matmul_flags
+from .dtypes import TYPE_NAMES
+from .kernels.gemm import blas_matrix, gemm
 from .creation import tensor
 
 # --------------------------------------------------------------------------- out=
@@ -449,10 +453,22 @@ def compare(op, a, b):
 # --------------------------------------------------------------------------- matmul
 
 
+def _product(a, b):
+    """``a @ b``.  On CUDA a 2-d float32 product is one cuBLAS GEMM of :mod:`kernels/gemm.py
+    <tinyconv.kernels.gemm>` (no operand copied), in TF32 exactly when
+    ``tinyconv.backends.cuda.matmul.allow_tf32`` is True, as PyTorch's; CuPy's own ``@``
+    would follow its ``CUPY_TF32`` variable instead.  Other products are NumPy's / CuPy's."""
+    if a.ndim == 2 and b.ndim == 2 and a.dtype == b.dtype == np.float32 and backend.is_cuda_array(a):
+        out = backend.array_module(a).empty((a.shape[0], b.shape[1]), dtype=a.dtype)
+        return gemm(blas_matrix(a), blas_matrix(b), out, tf32=matmul_flags.allow_tf32)
+    return a @ b
+
+
 class MatMul(Function):
     """y = a @ b (NumPy's rules for 1-d and batched operands).
 
     da = dy @ b^T,  db = a^T @ dy, each summed over broadcast batch dimensions.
+    On CUDA, 2-d float32 products follow ``backends.cuda.matmul.allow_tf32`` (:func:`_product`).
     """
 
     def forward(self, a, b):
@@ -464,7 +480,7 @@ class MatMul(Function):
             raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not match: "
                              f"a's last dimension {a.shape[-1]} != b's contracted dimension {k_b}")
         self.save_for_backward(a, b)
-        return a @ b
+        return _product(a, b)
 
     def backward(self, gy):
         a, b = self.saved_tensors
@@ -475,9 +491,9 @@ class MatMul(Function):
         gy = gy.reshape(batch + (a2.shape[-2], b2.shape[-1]))   # restore the dropped 1-dims
         ga = gb = None
         if self.needs_input_grad[0]:
-            ga = sum_to(gy @ xp.swapaxes(b2, -1, -2), a2.shape).reshape(a.shape)
+            ga = sum_to(_product(gy, xp.swapaxes(b2, -1, -2)), a2.shape).reshape(a.shape)
         if self.needs_input_grad[1]:
-            gb = sum_to(xp.swapaxes(a2, -1, -2) @ gy, b2.shape).reshape(b.shape)
+            gb = sum_to(_product(xp.swapaxes(a2, -1, -2), gy), b2.shape).reshape(b.shape)
         return ga, gb
 
 
@@ -505,6 +521,134 @@ class Reshape(Function):
 
     def backward(self, gy):
         return gy.reshape(self.src)
+
+
+class View(Function):
+    """y = x seen with a new shape and strides, in x's memory (PyTorch's ``view``);
+    dx = dy with the old shape.  :func:`view` finds the strides, or refuses."""
+
+    def __init__(self, shape, strides):
+        self.shape, self.strides = shape, strides
+
+    def forward(self, x):
+        self.src = x.shape
+        xp = backend.array_module(x)
+        y = x.reshape(self.shape)             # NumPy's / CuPy's view, where it finds one
+        if y.size and not xp.may_share_memory(y, x):    # it copied: the strides PyTorch found
+            y = xp.lib.stride_tricks.as_strided(x, self.shape, tuple(s * x.itemsize for s in self.strides))
+        return y
+
+    def backward(self, gy):
+        return gy.reshape(self.src)
+
+
+def infer_size(shape, numel):
+    """``shape`` with its -1 (at most one) worked out for ``numel`` elements, as PyTorch's
+    ``infer_size``; PyTorch's errors for a shape that does not fit."""
+    shape, infer, known = list(shape), None, 1
+    for i, n in enumerate(shape):
+        if n == -1:
+            if infer is not None:
+                raise RuntimeError("only one dimension can be inferred")
+            infer = i
+        elif n >= 0:
+            known *= n
+        else:
+            raise RuntimeError(f"invalid shape dimension {n}")
+    if numel == known or (infer is not None and known > 0 and numel % known == 0):
+        if infer is not None:
+            if known == 0:
+                raise RuntimeError(f"cannot reshape tensor of 0 elements into shape {shape} because "
+                                   "the unspecified dimension size -1 can be any value and is ambiguous")
+            shape[infer] = numel // known
+        return tuple(shape)
+    raise RuntimeError(f"shape '{shape}' is invalid for input of size {numel}")
+
+
+def view_strides(old_shape, old_strides, new_shape):
+    """The strides (in elements) that show memory laid out as ``old_shape``/``old_strides`` with
+    ``new_shape``, or None where no strides can (PyTorch's ``computeStride``).
+
+    The old dimensions fall into chunks, each a run of dimensions that is one evenly strided
+    block of memory (dimension d-1's stride is dimension d's stride times its size; size-1
+    dimensions join any chunk).  A view is possible exactly when the new dimensions split the
+    same way: each run of new dimensions covers one chunk, strided from that chunk's innermost
+    stride.  ``x.t().view(-1)`` is not: the transpose's two dimensions are two chunks.
+    """
+    if not old_shape:
+        return (1,) * len(new_shape)
+    numel = math.prod(old_shape)
+    if numel == 0:
+        if tuple(old_shape) == tuple(new_shape):
+            return tuple(old_strides)
+        strides, step = [], 1                 # any strides do: the contiguous ones
+        for n in reversed(new_shape):
+            strides.append(step)
+            step *= max(n, 1)
+        return tuple(reversed(strides))
+    new = [0] * len(new_shape)
+    view_d = len(new_shape) - 1
+    base_stride, tensor_numel, view_numel = old_strides[-1], 1, 1
+    for d in range(len(old_shape) - 1, -1, -1):
+        tensor_numel *= old_shape[d]
+        if d == 0 or (old_shape[d - 1] != 1 and old_strides[d - 1] != tensor_numel * base_stride):
+            while view_d >= 0 and (view_numel < tensor_numel or new_shape[view_d] == 1):
+                new[view_d] = view_numel * base_stride
+                view_numel *= new_shape[view_d]
+                view_d -= 1
+            if view_numel != tensor_numel:
+                return None
+            if d > 0:
+                base_stride, tensor_numel, view_numel = old_strides[d - 1], 1, 1
+    return tuple(new) if view_d == -1 else None
+
+
+def view(x, *shape):
+    """``x.view(*shape)``: the same memory with a new shape (a view: writes go both ways), as
+    PyTorch; a RuntimeError where x's strides cannot show that shape (``reshape`` copies)."""
+    shape = infer_size(_shape_arg(shape), x.array.size)
+    strides = view_strides(x.shape, tuple(s // x.array.itemsize for s in x.array.strides), shape)
+    if strides is None:
+        raise RuntimeError("view size is not compatible with input tensor's size and stride (at "
+                           "least one dimension spans across two contiguous subspaces). Use "
+                           ".reshape(...) instead.")
+    return View(shape, strides)(x)
+
+
+def _scalar_type(dt):
+    return TYPE_NAMES[dt].removesuffix("Tensor") if dt in TYPE_NAMES else dt.name   # Float, Long
+
+
+def view_dtype(x, dtype):
+    """``x.view(dtype)``: the same memory read as ``dtype``, as PyTorch (not differentiable; it
+    shares ``x``'s version counter).  With a different element size the last dimension must
+    be contiguous and is rescaled; PyTorch's checks and messages."""
+    dtype = np.dtype(dtype)
+    a, old = x.array, x.dtype
+    names = f"{_scalar_type(old)} as {_scalar_type(dtype)} (different element sizes)"
+    if dtype.itemsize != old.itemsize:
+        ratio = max(dtype.itemsize, old.itemsize) // min(dtype.itemsize, old.itemsize)
+        strides = [s // old.itemsize for s in a.strides]
+        if a.ndim == 0:
+            raise RuntimeError(f"self.dim() cannot be 0 to view {names}")
+        if strides[-1] != 1:
+            raise RuntimeError(f"self.stride(-1) must be 1 to view {names}, but got {strides[-1]}")
+        if dtype.itemsize > old.itemsize:
+            root = x._base.array if x._base is not None else a
+            offset = (_address(a) - _address(root)) // old.itemsize
+            if a.shape[-1] % ratio:
+                raise RuntimeError(f"self.size(-1) must be divisible by {ratio} to view {names}, but "
+                                   f"got {a.shape[-1]}")
+            if offset % ratio:
+                raise RuntimeError(f"self.storage_offset() must be divisible by {ratio} to view "
+                                   f"{names}, but got {offset}")
+            for i, s in enumerate(strides[:-1]):
+                if s % ratio:
+                    raise RuntimeError(f"self.stride({i}) must be divisible by {ratio} to view "
+                                       f"{names}, but got {s}")
+    out = Tensor(a.view(dtype))
+    out._version_counter = x._version_counter
+    return out
 
 
 class Permute(Function):

@@ -23,7 +23,7 @@ from . import backend
 from .autograd import Function, Tensor
 from .math_ops import (Clone, GetItem, MatMul, Permute, Reshape, _shape_arg, accepts_out, getitem, mul,
                        result_type, sum_to, transpose, wrap_dim)
-from .reductions import sort
+from .reductions import amax, amin, sort
 
 _TORCH_NAMES = {"b1": "Bool", "u1": "Byte", "i1": "Char", "i2": "Short", "i4": "Int", "i8": "Long",
                 "f2": "Half", "f4": "Float", "f8": "Double"}
@@ -864,6 +864,58 @@ def vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None):
     return VectorNorm(float(ord), axes, keepdim)(x)
 
 
+INF = float("inf")
+
+
+class SingularValues(Function):
+    """s = the singular values of x (each matrix of a batch), largest first;
+    dx = U diag(ds) V^T (for distinct singular values, as PyTorch's)."""
+
+    def forward(self, x):
+        u, s, vh = backend.array_module(x).linalg.svd(x, full_matrices=False)
+        self.save_for_backward(u, vh)
+        return s
+
+    def backward(self, gs):
+        u, vh = self.saved_tensors
+        return u @ (gs[..., :, None] * vh)
+
+
+def svdvals(A):
+    if A.ndim < 2:
+        raise RuntimeError("linalg.svd: The input tensor A must have at least 2 dimensions.")
+    return SingularValues()(A)
+
+
+def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim=False, *, dtype=None):
+    """The matrix norm ``ord`` ('fro', 'nuc', 1, -1, 2, -2, inf, -inf) over dims ``dim``."""
+    if A.ndim < 2:
+        raise RuntimeError("linalg.matrix_norm: The input tensor A must have at least 2 dimensions.")
+    if len(dim) != 2:
+        raise RuntimeError(f"linalg.matrix_norm: dim must be a 2-tuple. Got "
+                           f"{' '.join(str(d) for d in dim)}")
+    rows, cols = wrap_dim(dim[0], A.ndim), wrap_dim(dim[1], A.ndim)
+    if rows == cols:
+        raise RuntimeError(f"linalg.matrix_norm: dims must be different. Got ({dim[0]}, {dim[1]})")
+    if dtype is not None:
+        A = A.to(dtype)
+    if ord == "fro":
+        return vector_norm(A, 2, (rows, cols), keepdim)
+    if ord in (1, -1, INF, -INF):            # the largest (smallest) column or row sum of |A|
+        summed, then = (rows, cols) if abs(ord) == 1 else (cols, rows)
+        pick = amax if ord > 0 else amin
+        y = pick(vector_norm(A, 1, summed, keepdim=True), then, keepdim=True)
+        return y if keepdim else squeeze(y, (rows, cols))
+    if ord in ("nuc", 2, -2):                # from the singular values
+        s = svdvals(movedim(A, (rows, cols), (-2, -1)))
+        y = s.sum(-1) if ord == "nuc" else (amax if ord == 2 else amin)(s, -1)
+        if keepdim:
+            for d in sorted((rows, cols)):
+                y = unsqueeze(y, d)
+        return y
+    raise RuntimeError(f"linalg.matrix_norm: Order {ord} not supported.")
+
+
 def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
     """The ``p``-norm (2, 1, inf, any number, or 'fro') over ``dim`` (None: all), as ``torch.norm``."""
     if isinstance(p, str):
@@ -873,7 +925,6 @@ def norm(input, p="fro", dim=None, keepdim=False, dtype=None):
             raise RuntimeError(f"linalg.matrix_norm: dim must be a 2-tuple. Got "
                                f"{' '.join(str(d) for d in dim)}")
         if p == "nuc":
-            from .linalg import matrix_norm
             return matrix_norm(input, "nuc", (-2, -1) if dim is None else dim, keepdim, dtype=dtype)
         raise RuntimeError(f"linalg.matrix_norm: Order {p} not supported.")
     return vector_norm(input, p, dim, keepdim, dtype=dtype)

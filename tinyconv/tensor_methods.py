@@ -165,7 +165,12 @@ class TensorMethods:
     def reshape(self, *shape):
         return math_ops.reshape(self, *shape)
 
-    view = reshape
+    def view(self, *shape):
+        """The same memory with a new shape (or read as another dtype), as PyTorch's ``view``."""
+        if len(shape) == 1 and (isinstance(shape[0], np.dtype)
+                                or isinstance(shape[0], type) and issubclass(shape[0], np.generic)):
+            return math_ops.view_dtype(self, shape[0])
+        return math_ops.view(self, *shape)
 
     def flatten(self, start_dim=0, end_dim=-1):
         return math_ops.flatten(self, start_dim, end_dim)

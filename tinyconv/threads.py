@@ -81,18 +81,6 @@ def get_num_threads():
     return {"numba": numba.get_num_threads(), "blas": max(blas) if blas else None}
 
 
-def _openmp_runtimes():
-    """File names of the OpenMP runtimes loaded in this process (libgomp, libiomp5, libomp)."""
-    try:
-        with open("/proc/self/maps", encoding="utf-8") as f:
-            paths = {line.split()[-1] for line in f if ".so" in line}
-    except OSError:                        # not Linux: ask threadpoolctl
-        from threadpoolctl import threadpool_info
-        paths = {p["filepath"] for p in threadpool_info() if p.get("user_api") == "openmp"}
-    names = ("libgomp", "libiomp", "libomp")
-    return sorted(p for p in paths if any(p.rsplit("/", 1)[-1].startswith(n) for n in names))
-
-
 def tune_process(wait_policy="PASSIVE", keep_freed_memory=True):
     """Opt in to the process-wide settings tinyconv's CPU kernels run fastest with; returns what it did.
 
@@ -120,7 +108,8 @@ def tune_process(wait_policy="PASSIVE", keep_freed_memory=True):
     import os
 
     from . import backend
-    loaded = _openmp_runtimes()
+    from .kernels._openmp import openmp_runtimes
+    loaded = openmp_runtimes()
     if wait_policy is not None:
         if wait_policy not in ("PASSIVE", "ACTIVE"):
             raise ValueError(f"tune_process: wait_policy must be 'PASSIVE', 'ACTIVE' or None, "

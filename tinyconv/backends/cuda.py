@@ -1,7 +1,8 @@
 """``torch.backends.cuda``: ``matmul.allow_tf32`` (False, as PyTorch's default).
 
-``matmul.allow_tf32`` governs the float32 GEMMs of ``linear`` (``tinyconv.nn.Linear``) on
-CUDA: True lets cuBLAS use TF32 tensor cores, False (the default) keeps them strict FP32.
+``matmul.allow_tf32`` governs the float32 GEMMs of ``linear`` (``tinyconv.nn.Linear``) and
+of 2-d ``matmul`` / ``@`` / ``mm`` on CUDA: True lets cuBLAS use TF32 tensor cores, False (the
+default) keeps them strict FP32.  (Batched products are CuPy's stacked matmul: strict FP32.)
 The convolutions follow ``tinyconv.backends.cudnn.allow_tf32`` instead, as in PyTorch.
 """
 

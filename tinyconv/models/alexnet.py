@@ -339,9 +339,9 @@ def kaiming_init_(model):
         w = m.weight
         fan_in = int(np.prod(w.shape[1:]))
         gain = 1.0 if i == len(layers) - 1 else 2.0
-        w.array[...] = _normal(g, w, np.sqrt(gain / fan_in))
+        _write(w, _normal(g, w, np.sqrt(gain / fan_in)))
         if m.bias is not None:
-            m.bias.array[...] = 0.0
+            _write(m.bias, 0.0)
     return model
 
 
@@ -355,10 +355,16 @@ def paper_init_(model, std=0.01):
     g = random.generator()
     for m in convs + linears:
         w = m.weight
-        w.array[...] = _normal(g, w, std)
+        _write(w, _normal(g, w, std))
         if m.bias is not None:
-            m.bias.array[...] = 1.0 if id(m) in ones else 0.0
+            _write(m.bias, 1.0 if id(m) in ones else 0.0)
     return model
+
+
+def _write(param, values):
+    """``param[...] = values`` in place, counted by its version counter (as ``nn.init``'s)."""
+    param.array[...] = values
+    param._version_counter.n += 1
 
 
 def _normal(g, w, std):

@@ -66,9 +66,10 @@ def _half(param, rank, dim=0):
 
 
 def _own(layer, weight, bias):
-    layer.weight.array[...] = weight
-    if bias is not None:
-        layer.bias.array[...] = bias
+    for param, value in ((layer.weight, weight), (layer.bias, bias)):
+        if value is not None:
+            param.array[...] = value
+            param._version_counter.n += 1
     return layer
 
 

@@ -25,6 +25,7 @@ def _fill(tensor, values, op):
         raise TypeError(f"{op}: expected a Tensor, got {type(tensor).__name__}")
     values = np.asarray(values, dtype=np.float64)
     tensor.array[...] = backend.to_device(values.astype(tensor.dtype), tensor.device)
+    tensor._version_counter.n += 1                 # an in-place write, as PyTorch's
     return tensor
 
 
@@ -119,6 +120,7 @@ def constant_(tensor, val):
     if not isinstance(tensor, Tensor):
         raise TypeError(f"constant_: expected a Tensor, got {type(tensor).__name__}")
     tensor.array[...] = val
+    tensor._version_counter.n += 1
     return tensor
 
 

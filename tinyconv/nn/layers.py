@@ -290,9 +290,9 @@ class _BatchNorm(Module):
 
     def reset_running_stats(self):
         if self.track_running_stats:
-            self.running_mean.array[...] = 0
-            self.running_var.array[...] = 1
-            self.num_batches_tracked.array[...] = 0
+            for buf, value in ((self.running_mean, 0), (self.running_var, 1), (self.num_batches_tracked, 0)):
+                buf.array[...] = value
+                buf._version_counter.n += 1        # PyTorch's zero_() / fill_(1)
 
     def reset_parameters(self):
         self.reset_running_stats()
@@ -316,6 +316,7 @@ class _BatchNorm(Module):
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.array += 1
+            self.num_batches_tracked._version_counter.n += 1     # PyTorch's add_(1)
             if self.momentum is None:      # cumulative moving average
                 factor = 1.0 / float(self.num_batches_tracked.array)
         # batch statistics in training, or when there are no running ones to use
@@ -727,6 +728,7 @@ class Embedding(Module):
         init.normal_(self.weight)
         if self.padding_idx is not None:
             self.weight.array[self.padding_idx] = 0
+            self.weight._version_counter.n += 1
 
     @classmethod
     def from_pretrained(cls, embeddings, freeze=True, padding_idx=None, max_norm=None, norm_type=2.0,

@@ -372,6 +372,7 @@ class Module:
                 backend.drop_grad(p)   # its memory reused by the next backward
             else:
                 p.grad.array[...] = 0
+                p.grad._version_counter.n += 1      # PyTorch's p.grad.zero_()
 
     def apply(self, fn):
         """Call ``fn(module)`` on every child (recursively), then on this module; returns self."""
@@ -506,6 +507,7 @@ class Module:
             t = own[k]
             # copy in place (like PyTorch's param.copy_): cast on the source device, then move
             t.array[...] = backend.to_device(v.astype(t.dtype, copy=False), t.device)
+            t._version_counter.n += 1
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ printing

@@ -53,6 +53,7 @@ class _Bucket:
                 p.grad = Tensor(g.copy())
             else:
                 p.grad.array[...] = g
+                p.grad._version_counter.n += 1
         self.ready, self.work, self.flat = set(), None, None
 
 

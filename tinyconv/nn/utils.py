@@ -76,6 +76,7 @@ def clip_grads_with_norm_(parameters, max_norm, total_norm, foreach=None):
     with np.errstate(invalid="ignore"):     # inf * 0 under a non-finite norm: NaN, silently as PyTorch
         for g in grads:
             g.array *= to_device(coef, device_of(g.array)).astype(g.dtype)
+            g._version_counter.n += 1                  # PyTorch's g.mul_(coef)
 
 
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False, foreach=None):
@@ -105,4 +106,5 @@ def clip_grad_value_(parameters, clip_value, foreach=None):
         if p.grad is not None:
             g = p.grad.array
             array_module(g).clip(g, -clip_value, clip_value, out=g)
+            p.grad._version_counter.n += 1
 

@@ -103,6 +103,10 @@ class Adam(ElementwiseOptimizer):
             state["max_exp_avg_sq"] = xp.zeros_like(p.array)
         return state
 
+    def writes(self, group):
+        """Two with decoupled weight decay (PyTorch's ``p.mul_`` then ``p.addcdiv_``), else one."""
+        return 2 if group["decoupled_weight_decay"] and group["weight_decay"] != 0 else 1
+
     def update_args(self, state, group):
         beta1, beta2 = group["betas"]
         max_exp_avg_sq = state.get("max_exp_avg_sq") if group["amsgrad"] else None

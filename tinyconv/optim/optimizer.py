@@ -9,6 +9,10 @@ parameter's device.
 ``state_dict()`` is plain data: arrays become CPU NumPy copies and parameters are
 named by their index in the order of the groups, so it can be saved next to the
 model's state_dict and loaded into a fresh optimizer over a fresh model.
+
+A step writes each parameter in place, so it bumps the parameter's version counter, as
+PyTorch's does: a backward whose graph saved a parameter before ``step()`` refuses to run
+after it ("modified by an inplace operation"), while one that did not save it still runs.
 """
 import copy
 import numbers
@@ -103,6 +107,7 @@ class Optimizer:
                     backend.drop_grad(p)   # its memory reused by the next backward
                 else:
                     p.grad.array[...] = 0
+                    p.grad._version_counter.n += 1      # PyTorch's p.grad.zero_()
 
     def step(self, closure=None):
         raise NotImplementedError
@@ -248,7 +253,13 @@ class ElementwiseOptimizer(Optimizer):
                 g = array_module(p.array).ascontiguousarray(p.grad.array)
                 fast = kernel("optim", self.update_name, p.array) if p.array.flags.c_contiguous else None
                 (fast or self.update_reference)(p.array, g, *self.update_args(state, group))
+                p._version_counter.n += self.writes(group)
         return loss
+
+    def writes(self, group):
+        """How many in-place writes one step makes to each parameter (its version counter's
+        bump): one, as PyTorch's ``p.add_`` / ``p.addcdiv_``."""
+        return 1
 
     def _parameter_state(self, p, group):
         state = self.state.setdefault(p, {})

@@ -99,4 +99,5 @@ class SGD(Optimizer):
                 update = kernel("optim", "sgd_update", p.array) if p.array.flags.c_contiguous else None
                 (update or sgd_update_reference)(p.array, g, buf if momentum != 0 else None, lr, momentum,
                                                  dampening, weight_decay, nesterov, first_step)
+                p._version_counter.n += 1    # an in-place write (PyTorch's p.add_): see Optimizer
         return loss
