@@ -114,7 +114,8 @@ def forward(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups
     grid = groups * _cdiv(M, BM) * _cdiv(N * OH * OW, BN)
     args = (x, w, x if b is None else b, _i32(b is not None), y) + _geometry(
         N, C, H, W, O, groups, kh, kw, stride, padding, dilation, OH, OW)
-    launch("conv_implicit_gemm", f"igemm_forward_{tile}_kernel", x.dtype, grid, args, grid=grid, block=THREADS)
+    launch("conv_implicit_gemm", f"igemm_forward_{tile}_kernel", x.dtype, grid, args, grid=grid,
+           block=THREADS)
     return y
 
 

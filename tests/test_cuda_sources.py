@@ -59,7 +59,8 @@ def need(ok, reason):
 
 
 def test_every_family_has_source_and_launcher():
-    assert FAMILIES == ["activation", "conv", "conv_implicit_gemm", "linear", "loss", "lrn", "optim", "pooling"]
+    assert FAMILIES == ["activation", "conv", "conv_implicit_gemm", "linear", "loss", "lrn", "optim",
+                        "pooling"]
     for fam in FAMILIES:
         names = cuda_loader.kernel_names(fam)
         src = cuda_loader.source(fam)
@@ -396,7 +397,7 @@ def test_im2col_launch_covers_more_items_than_threads(host, rng, monkeypatch):
 # ---------------------------------------------------------------------------- implicit GEMM
 
 # (N, C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, groups); the tile each pass picks is in the comment
-# (forward and backward-filter by O/groups, backward-data by C/groups: kernels/conv_implicit_gemm_cuda.tile_for)
+# (forward and backward-filter by O/groups, backward-data by C/groups: conv_implicit_gemm_cuda.tile_for)
 IGEMM_CASES = [
     (2, 3, 27, 27, 8, 11, 11, 4, 4, 2, 2, 1, 1, 1),     # AlexNet conv1, small: 16 phases, C = 3 (narrow)
     (2, 8, 9, 9, 12, 5, 5, 1, 1, 2, 2, 1, 1, 2),        # conv2: 5x5 pad 2, groups 2 (narrow)
@@ -404,9 +405,9 @@ IGEMM_CASES = [
     (1, 1, 5, 5, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1),         # C = O = N = 1
     (1, 2, 6, 6, 200, 3, 3, 1, 1, 1, 1, 1, 1, 1),       # wide, an edge row tile; K = 18, not a multiple of 8
     (3, 4, 10, 9, 130, 3, 2, 2, 1, 1, 0, 2, 1, 1),      # mid: three row tiles, rectangular, dilated rows
-    (1, 130, 4, 4, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1),       # backward-data over 130 channels (mid), forward narrow
+    (1, 130, 4, 4, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1),       # backward-data over 130 channels (mid)
     (2, 2, 9, 9, 3, 2, 2, 4, 4, 0, 0, 1, 1, 1),         # stride > kernel: pixels no tap reaches (gx = 0)
-    (1, 2, 12, 12, 4, 3, 3, 2, 2, 1, 1, 2, 2, 1),       # dilation 2, stride 2: one phase of each axis has no tap
+    (1, 2, 12, 12, 4, 3, 3, 2, 2, 1, 1, 2, 2, 1),       # dilation 2, stride 2: a phase without taps
     (1, 2, 9, 8, 3, 3, 2, 2, 1, 2, 1, 3, 2, 1),         # dilation 3 with stride 2: taps i = 0, 2 or 1
     (2, 3, 20, 20, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1),       # N*L = 800: several column tiles
     (2, 6, 7, 7, 6, 1, 1, 1, 1, 0, 0, 1, 1, 3),         # 1x1, three groups
@@ -510,42 +511,45 @@ def test_implicit_gemm_tiles_and_splits(host, rng):
     assert launched[1][0] == "igemm_splitk_sum_kernel<double>" and len(launched) == 2
 
 
+IG = conv_implicit_gemm_cuda
+#: (launcher call, the error it must raise); every message starts with "conv_implicit_gemm.<launcher>: "
 IGEMM_BAD_LAUNCHES = [
-    (lambda: conv_implicit_gemm_cuda.forward(_f32(2, 3, 8, 8), _f32(4, 2, 3, 3)),
-     ValueError, r"conv_implicit_gemm.forward: weight \(4, 2, 3, 3\) with groups=1 does not fit an input of 3"),
-    (lambda: conv_implicit_gemm_cuda.forward(_f32(2, 3, 8, 8), np.ones((4, 3, 3, 3))),
-     TypeError, "conv_implicit_gemm.forward: expected w of dtype float32, got float64"),
-    (lambda: conv_implicit_gemm_cuda.forward(_f32(2, 3, 8, 8), _f32(4, 3, 3, 3), _f32(5)),
-     ValueError, r"conv_implicit_gemm.forward: expected b of shape \(4,\), got \(5,\)"),
-    (lambda: conv_implicit_gemm_cuda.forward(_f32(3, 8, 8), _f32(4, 3, 3, 3)),
-     ValueError, "conv_implicit_gemm.forward: expected x to be 4-d"),
-    (lambda: conv_implicit_gemm_cuda.forward(_f32(2, 3, 2, 2), _f32(4, 3, 3, 3)),
-     ValueError, r"conv_implicit_gemm.forward: kernel \(3, 3\) dilated by \(1, 1\) is larger than the padded"),
-    (lambda: conv_implicit_gemm_cuda.forward(np.ones((1, 1, 4, 4), np.int32), np.ones((1, 1, 3, 3), np.int32)),
-     TypeError, "conv_implicit_gemm.forward: CUDA kernels take float32 or float64 arrays, got int32"),
-    (lambda: conv_implicit_gemm_cuda.forward(_f32(2, 4, 8, 8), _f32(3, 2, 3, 3), groups=2),
-     ValueError, r"conv_implicit_gemm.forward: weight \(3, 2, 3, 3\) with groups=2"),
-    (lambda: conv_implicit_gemm_cuda.forward(_f32(2, 3, 8, 8), _f32(4, 3, 3, 3), out=_f32(2, 4, 6, 5)),
-     ValueError, r"conv_implicit_gemm.forward: expected out of shape \(2, 4, 6, 6\), got \(2, 4, 6, 5\)"),
-    (lambda: conv_implicit_gemm_cuda.backward_data(_f32(2, 4, 6, 5), _f32(4, 3, 3, 3), (2, 3, 8, 8)),
-     ValueError, r"conv_implicit_gemm.backward_data: expected gy of shape \(2, 4, 6, 6\), got \(2, 4, 6, 5\)"),
-    (lambda: conv_implicit_gemm_cuda.backward_data(_f32(2, 4, 6, 6), _f32(4, 3, 3, 3), (2, 3, 8)),
-     ValueError, r"conv_implicit_gemm.backward_data: expected x_shape \(N, C, H, W\), got \(2, 3, 8\)"),
-    (lambda: conv_implicit_gemm_cuda.backward_filter(_f32(2, 4, 6, 6), np.ones((2, 3, 8, 8)), (4, 3, 3, 3)),
-     TypeError, "conv_implicit_gemm.backward_filter: expected gy of dtype float64, got float32"),
-    (lambda: conv_implicit_gemm_cuda.backward_filter(_f32(2, 4, 6, 6), _f32(2, 3, 8, 8), (4, 3, 3, 3), splits=0),
-     ValueError, "conv_implicit_gemm.backward_filter: splits must be >= 1, got 0"),
-    (lambda: conv_implicit_gemm_cuda.backward_filter(_f32(2, 4, 6, 6), _f32(2, 3, 8, 8), (4, 3, 3, 3),
+    (lambda: IG.forward(_f32(2, 3, 8, 8), _f32(4, 2, 3, 3)),
+     ValueError, r"forward: weight \(4, 2, 3, 3\) with groups=1 does not fit an input of 3"),
+    (lambda: IG.forward(_f32(2, 3, 8, 8), np.ones((4, 3, 3, 3))),
+     TypeError, "forward: expected w of dtype float32, got float64"),
+    (lambda: IG.forward(_f32(2, 3, 8, 8), _f32(4, 3, 3, 3), _f32(5)),
+     ValueError, r"forward: expected b of shape \(4,\), got \(5,\)"),
+    (lambda: IG.forward(_f32(3, 8, 8), _f32(4, 3, 3, 3)),
+     ValueError, "forward: expected x to be 4-d"),
+    (lambda: IG.forward(_f32(2, 3, 2, 2), _f32(4, 3, 3, 3)),
+     ValueError, r"forward: kernel \(3, 3\) dilated by \(1, 1\) is larger than the padded"),
+    (lambda: IG.forward(np.ones((1, 1, 4, 4), np.int32), np.ones((1, 1, 3, 3), np.int32)),
+     TypeError, "forward: CUDA kernels take float32 or float64 arrays, got int32"),
+    (lambda: IG.forward(_f32(2, 4, 8, 8), _f32(3, 2, 3, 3), groups=2),
+     ValueError, r"forward: weight \(3, 2, 3, 3\) with groups=2"),
+    (lambda: IG.forward(_f32(2, 3, 8, 8), _f32(4, 3, 3, 3), out=_f32(2, 4, 6, 5)),
+     ValueError, r"forward: expected out of shape \(2, 4, 6, 6\), got \(2, 4, 6, 5\)"),
+    (lambda: IG.backward_data(_f32(2, 4, 6, 5), _f32(4, 3, 3, 3), (2, 3, 8, 8)),
+     ValueError, r"backward_data: expected gy of shape \(2, 4, 6, 6\), got \(2, 4, 6, 5\)"),
+    (lambda: IG.backward_data(_f32(2, 4, 6, 6), _f32(4, 3, 3, 3), (2, 3, 8)),
+     ValueError, r"backward_data: expected x_shape \(N, C, H, W\), got \(2, 3, 8\)"),
+    (lambda: IG.backward_filter(_f32(2, 4, 6, 6), np.ones((2, 3, 8, 8)), (4, 3, 3, 3)),
+     TypeError, "backward_filter: expected gy of dtype float64, got float32"),
+    (lambda: IG.backward_filter(_f32(2, 4, 6, 6), _f32(2, 3, 8, 8), (4, 3, 3, 3), splits=0),
+     ValueError, "backward_filter: splits must be >= 1, got 0"),
+    (lambda: IG.backward_filter(_f32(2, 4, 6, 6), _f32(2, 3, 8, 8), (4, 3, 3, 3),
                                                      out=_f32(4, 3, 3, 3)[:, :, ::-1]),
-     ValueError, "conv_implicit_gemm.backward_filter: out must be C-contiguous"),
+     ValueError, "backward_filter: out must be C-contiguous"),
 ]
 
 
 @pytest.mark.parametrize("call,error,message", IGEMM_BAD_LAUNCHES)
 def test_implicit_gemm_launchers_check_before_launching(host, call, error, message):
     n_calls = len(host.calls)
-    with pytest.raises(error, match=message):
+    with pytest.raises(error, match=message) as info:
         call()
+    assert str(info.value).startswith("conv_implicit_gemm.")
     assert len(host.calls) == n_calls
 
 
