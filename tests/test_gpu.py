@@ -271,6 +271,30 @@ def test_gpu_kernels_match_cpu_references(cp, dtype):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gpu_implicit_gemm_matches_reference(cp, dtype):
+    """The implicit-GEMM kernels on the GPU: the shape grid of tests/test_cuda_sources.py plus the
+    paper's conv1 and conv2 at batch 2 (many tiles, 16 phases, split-K), within the rounding bound
+    of a sum of n products against float64 im2col + einsum."""
+    import test_cuda_sources as T
+    from tinyconv.kernels import conv_implicit_gemm_cuda as IG
+    rng = np.random.default_rng(0)
+    cases = T.IGEMM_CASES + [(2, 3, 227, 227, 96, 11, 11, 4, 4, 0, 0, 1, 1, 1),
+                             (2, 96, 27, 27, 256, 5, 5, 1, 1, 2, 2, 1, 1, 2)]
+    for case in cases:
+        xs, ws, geo = T._igemm_geometry(case)
+        x, w = rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
+        y = IG.forward(cp.asarray(x), cp.asarray(w), None, **geo).get()
+        gy = rng.standard_normal(y.shape).astype(dtype)
+        ref = T.igemm_references(x, w, gy, **geo)
+        T._assert_within(y, *ref["forward"], f"{case} forward")
+        gx = IG.backward_data(cp.asarray(gy), cp.asarray(w), xs, **geo).get()
+        T._assert_within(gx, *ref["backward-data"], f"{case} backward-data")
+        T._assert_within(IG.backward_filter(cp.asarray(gy), cp.asarray(x), ws, **geo).get(),
+                         *ref["backward-filter"], f"{case} backward-filter")
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("flag", ["cudnn", "matmul"])
 def test_gpu_tf32_flags_change_the_gemms(cp, monkeypatch, flag):
     """On the GPU: with its TF32 flag, conv2d (cudnn.allow_tf32) / linear (cuda.matmul.allow_tf32)
