@@ -115,7 +115,12 @@ def test_bench_gpu_dry_run_writes_markdown_and_json(tmp_path, capsys):
     doc = json.loads((tmp_path / files[0]).read_text())
     assert doc["dry_run"] is True and [r["precision"] for r in doc["results"]] == ["fp32", "tf32"]
     rows = {r["name"]: r for r in doc["results"][0]["rows"]}
-    assert len(rows) == 15 + 6 + 4 + 2 + 4 + 6 + 2       # convs, pools, LRNs, ReLU, dropouts, FCs, steps
+    # convs (5 layers x 3 passes x 2 algorithms), pools, LRNs, ReLU, dropouts, FCs, steps (2 + 1 by the
+    # algorithm "auto" does not pick)
+    assert len(rows) == 30 + 6 + 4 + 2 + 4 + 6 + 3
+    assert rows["conv1 backward-data (implicit GEMM)"]["algorithm"] == "implicit_gemm"
+    assert rows["conv1 backward-data"]["algorithm"] == "im2col_gemm"
+    assert "train step b128 (im2col_gemm)" in rows
     conv1 = rows["conv1 forward"]
     assert conv1["flops"] == 2 * 128 * 96 * 55 * 55 * 3 * 11 * 11          # about 105 GFLOP
     assert rows["pool1 forward"]["bytes"] == 4 * 128 * 96 * 55 * 55 + 12 * 128 * 96 * 27 * 27
