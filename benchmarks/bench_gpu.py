@@ -12,7 +12,8 @@ What it measures, at the paper AlexNet's shapes (``--batch``, 128 by default):
   backward-data and backward-filter, each by both of tinyconv's CUDA algorithms
   (``tinyconv.backends.cuda.conv_algorithm``: rows ``convN <pass>`` im2col + cuBLAS, rows
   ``convN <pass> (implicit GEMM)`` the implicit-GEMM kernels) against cuDNN; the three 3/2
-  max-pools, the two LRNs, ReLU and dropout, forward and backward; the three fully connected layers forward and backward;
+  max-pools, the two LRNs, ReLU and dropout, forward and backward; the three fully connected
+  layers forward and backward;
 * the whole training step (forward, cross-entropy, backward, SGD with momentum 0.9 and
   weight decay 5e-4) of the paper AlexNet at each ``--steps`` batch (128 and 256), the
   convolutions by ``"auto"``; the first batch once more by the algorithm auto did not pick;
