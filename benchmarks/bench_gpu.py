@@ -565,6 +565,23 @@ def _torch_step(env, args, batch, classes, size, x, t):
     return timing, loss, env.peaks()[1]
 
 
+def other_algorithm(precision=None):
+    """The CUDA conv algorithm that ``"auto"`` does not pick for float32 (at ``precision``, else
+    under the flags as they are)."""
+    import numpy as np
+
+    import tinyconv
+    from tinyconv.functional.conv import cuda_conv_algorithm
+    previous = tinyconv.backends.cudnn.allow_tf32
+    if precision is not None:
+        tinyconv.backends.cudnn.allow_tf32 = precision == "tf32"
+    try:
+        chosen = cuda_conv_algorithm(np.dtype("float32"))
+    finally:
+        tinyconv.backends.cudnn.allow_tf32 = previous
+    return "im2col_gemm" if chosen == "implicit_gemm" else "implicit_gemm"
+
+
 def step_rows(env, args, batches):
     rows = []
     for batch in batches:
@@ -579,11 +596,9 @@ def step_rows(env, args, batches):
                          tinyconv_loss=ours_loss, torch_loss=theirs_loss,
                          tinyconv_peak_bytes=ours_peak, torch_peak_bytes=torch_peak, algorithm="auto"))
         if batch == batches[0]:
-            # the first batch once more with the CUDA conv algorithm "auto" did not pick (strict FP32:
-            # im2col_gemm; TF32: implicit_gemm), against the same PyTorch timing
-            from tinyconv.functional.conv import cuda_conv_algorithm
-            other = "im2col_gemm" if cuda_conv_algorithm(env.np.dtype("float32")) == "implicit_gemm" \
-                else "implicit_gemm"
+            # the first batch once more with the CUDA conv algorithm "auto" did not pick, against
+            # the same PyTorch timing
+            other = other_algorithm()
             ours, ours_loss, ours_peak = _tinyconv_step(env, args, batch, variant, classes, x, t, other)
             rows.append(dict(rows[-1], name=f"train step b{batch} ({other})", tinyconv=ours,
                              tinyconv_loss=ours_loss, tinyconv_peak_bytes=ours_peak, algorithm=other))
@@ -680,7 +695,7 @@ def run_one(args, precision):
 def dry_run_result(args, precision):
     steps = [dict(name=f"train step b{b}", layer="paper AlexNet", kind="step", pass_="step",
                   shape=dict(batch=b), flops=3 * b * 1.45e9, bytes=None) for b in args.steps]
-    other = "im2col_gemm" if precision == "fp32" else "implicit_gemm"      # what step_rows adds
+    other = other_algorithm(precision)                                  # what step_rows adds
     steps.insert(1, dict(steps[0], name=f"{steps[0]['name']} ({other})", algorithm=other))
     rows = layer_specs(args.batch) + steps
     for r in rows:

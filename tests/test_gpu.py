@@ -120,7 +120,7 @@ def test_bench_gpu_dry_run_writes_markdown_and_json(tmp_path, capsys):
     assert len(rows) == 30 + 6 + 4 + 2 + 4 + 6 + 3
     assert rows["conv1 backward-data (implicit GEMM)"]["algorithm"] == "implicit_gemm"
     assert rows["conv1 backward-data"]["algorithm"] == "im2col_gemm"
-    assert "train step b128 (im2col_gemm)" in rows
+    assert "train step b128 (implicit_gemm)" in rows        # "auto" takes im2col_gemm (see conv.py)
     conv1 = rows["conv1 forward"]
     assert conv1["flops"] == 2 * 128 * 96 * 55 * 55 * 3 * 11 * 11          # about 105 GFLOP
     assert rows["pool1 forward"]["bytes"] == 4 * 128 * 96 * 55 * 55 + 12 * 128 * 96 * 27 * 27

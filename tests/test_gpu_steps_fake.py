@@ -149,9 +149,13 @@ rng = np.random.default_rng(0)
 # (x, w, stride, padding, groups): AlexNet's conv1 and conv2 made small
 CASES = [((2, 3, 35, 35), (8, 3, 11, 11), 4, 2, 1), ((2, 8, 9, 9), (12, 4, 5, 5), 1, 2, 2)]
 out = {"auto": {}, "cases": []}
-for tf32 in (False, True):
-    tinyconv.backends.cudnn.allow_tf32 = tf32
-    out["auto"][str(tf32)] = [cuda_conv_algorithm(np.dtype(d)) for d in ("float32", "float64")]
+import tinyconv.functional.conv as CV
+for rule in (False, True):
+    CV.AUTO_IMPLICIT_GEMM = rule
+    for tf32 in (False, True):
+        tinyconv.backends.cudnn.allow_tf32 = tf32
+        out["auto"][f"{rule} {tf32}"] = [cuda_conv_algorithm(np.dtype(d)) for d in ("float32", "float64")]
+CV.AUTO_IMPLICIT_GEMM = False
 tinyconv.backends.cudnn.allow_tf32 = False
 for xs, ws, s, p, g in CASES:
     x, w = rng.standard_normal(xs), rng.standard_normal(ws)
@@ -192,9 +196,12 @@ def conv_algorithms(tmp_path_factory):
 
 
 def test_auto_conv_algorithm_is_implicit_gemm_for_strict_fp32_only(conv_algorithms):
-    # [float32, float64] with TF32 off / on
-    assert conv_algorithms["auto"] == {"False": ["implicit_gemm", "im2col_gemm"],
-                                       "True": ["im2col_gemm", "im2col_gemm"]}
+    # [float32, float64] under "AUTO_IMPLICIT_GEMM allow_tf32": im2col everywhere while the rule is
+    # off (today); with it on, the implicit GEMM for strict-FP32 float32 only
+    assert conv_algorithms["auto"] == {"False False": ["im2col_gemm", "im2col_gemm"],
+                                       "False True": ["im2col_gemm", "im2col_gemm"],
+                                       "True False": ["implicit_gemm", "im2col_gemm"],
+                                       "True True": ["im2col_gemm", "im2col_gemm"]}
 
 
 def test_implicit_gemm_conv_step_makes_no_column_matrix_and_no_host_wait(conv_algorithms):

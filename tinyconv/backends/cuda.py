@@ -12,10 +12,11 @@ runs on CUDA, read at each forward (its backward follows the forward's choice):
 * ``"implicit_gemm"``: tinyconv's implicit-GEMM kernels (``kernels/conv_implicit_gemm.cu``),
   which form the columns tile by tile in shared memory and never store them; strict FP32
   (or FP64) SIMT arithmetic, so TF32 is never used, whatever ``cudnn.allow_tf32`` says;
-* ``"auto"`` (the default): implicit GEMM for float32 when TF32 is not allowed
-  (``cudnn.allow_tf32 = False``), im2col + cuBLAS otherwise (TF32 tensor cores, and
-  float64, where cuBLAS's DGEMM has the FP64 tensor cores).  A rule from a model
-  (benchmarks/results/GPU_NOTES.md), not yet from a GPU measurement.
+* ``"auto"`` (the default): im2col + cuBLAS for TF32 (tensor cores) and float64 (DGEMM on
+  the FP64 tensor cores); for strict-FP32 float32 the implicit GEMM once a GPU run shows it
+  faster (``tinyconv.functional.conv.AUTO_IMPLICIT_GEMM``, False until then: the model in
+  benchmarks/results/GPU_NOTES.md predicts these untuned kernels slower than cuBLAS + the
+  column traffic), so today im2col + cuBLAS everywhere.
 """
 
 #: how conv2d computes a convolution on CUDA: "auto", "im2col_gemm" or "implicit_gemm" (see above)

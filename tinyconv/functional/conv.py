@@ -372,10 +372,19 @@ class Conv2dFn(Function):
         return gx, gw, gb
 
 
+#: ``"auto"`` takes the implicit GEMM for float32 convolutions in strict FP32 (TF32 not allowed)
+#: when True.  False for now: the model in benchmarks/results/GPU_NOTES.md puts these untuned
+#: SIMT kernels at about 60% of cuBLAS's SGEMM rate, which costs more than the column traffic
+#: they save (predicted step 1.3x slower in strict FP32).  Set it True once bench_gpu.py's
+#: "(implicit GEMM)" rows beat the im2col rows on a GPU.
+AUTO_IMPLICIT_GEMM = False
+
+
 def cuda_conv_algorithm(dtype):
     """``"implicit_gemm"`` or ``"im2col_gemm"``: how conv2d runs on CUDA for ``dtype`` now,
-    under ``tinyconv.backends.cuda.conv_algorithm`` (``"auto"``: implicit GEMM for strict
-    FP32 only; TF32 and float64 take cuBLAS behind im2col)."""
+    under ``tinyconv.backends.cuda.conv_algorithm``.  ``"auto"``: the implicit GEMM only for
+    strict-FP32 float32 and only with ``AUTO_IMPLICIT_GEMM``; TF32 and float64 always take
+    cuBLAS behind im2col (tensor cores)."""
     from ..backends import cuda as cuda_flags
     algorithm = cuda_flags.conv_algorithm
     if algorithm not in cuda_flags.CONV_ALGORITHMS:
@@ -383,7 +392,8 @@ def cuda_conv_algorithm(dtype):
                          f"{cuda_flags.CONV_ALGORITHMS}, got {algorithm!r}")
     if algorithm != "auto":
         return algorithm
-    return "implicit_gemm" if dtype == "float32" and not cudnn.allow_tf32 else "im2col_gemm"
+    strict_fp32 = dtype == "float32" and not cudnn.allow_tf32
+    return "implicit_gemm" if AUTO_IMPLICIT_GEMM and strict_fp32 else "im2col_gemm"
 
 
 def _implicit_gemm(x):
