@@ -9,10 +9,14 @@
 What it measures, at the paper AlexNet's shapes (``--batch``, 128 by default):
 
 * per layer, tinyconv and PyTorch on the same inputs: the five convolutions' forward,
-  backward-data and backward-filter; the three 3/2 max-pools, the two LRNs, ReLU and
-  dropout, forward and backward; the three fully connected layers forward and backward;
+  backward-data and backward-filter, each by both of tinyconv's CUDA algorithms
+  (``tinyconv.backends.cuda.conv_algorithm``: rows ``convN <pass>`` im2col + cuBLAS, rows
+  ``convN <pass> (implicit GEMM)`` the implicit-GEMM kernels) against cuDNN; the three 3/2
+  max-pools, the two LRNs, ReLU and dropout, forward and backward; the three fully connected
+  layers forward and backward;
 * the whole training step (forward, cross-entropy, backward, SGD with momentum 0.9 and
-  weight decay 5e-4) of the paper AlexNet at each ``--steps`` batch (128 and 256);
+  weight decay 5e-4) of the paper AlexNet at each ``--steps`` batch (128 and 256), the
+  convolutions by ``"auto"``; the first batch once more by the algorithm auto did not pick;
 * the device's ceilings in the same run: a large device-to-device copy (bytes read plus
   written per second) and a large cuBLAS float32 GEMM (TFLOP/s, in the run's precision).
 
@@ -101,9 +105,11 @@ def layer_specs(batch, tiny=False):
         OH = out_size(H, k, s, p)
         fl = 2 * batch * O * OH * OH * (C // G) * k * k
         shape = dict(x=(batch, C, H, H), w=(O, C // G, k, k), stride=s, padding=p, groups=G)
-        for ps in ("forward", "backward-data", "backward-filter"):
-            rows.append(dict(name=f"{name} {ps}", layer=name, kind="conv", pass_=ps, shape=shape, flops=fl,
-                             bytes=None))
+        # each pass by both CUDA algorithms (tinyconv.backends.cuda.conv_algorithm), against cuDNN
+        for algorithm, suffix in (("im2col_gemm", ""), ("implicit_gemm", " (implicit GEMM)")):
+            for ps in ("forward", "backward-data", "backward-filter"):
+                rows.append(dict(name=f"{name} {ps}{suffix}", layer=name, kind="conv", pass_=ps, shape=shape,
+                                 flops=fl, bytes=None, algorithm=algorithm))
     for name, C, H in POOLS:
         C, H = (min(C, 8), min(H, 13)) if tiny else (C, H)
         OH = out_size(H, 3, 2, 0)
@@ -267,37 +273,7 @@ def layer_fns(env, row, seed=0):
     xt_data = env.to_torch(x)
 
     if kind == "conv":
-        w = env.randn(sh["w"], seed + 1, 0.05)
-        b = env.randn((sh["w"][0],), seed + 2, 0.1)
-        s, p, G = sh["stride"], sh["padding"], sh["groups"]
-        X = tinyconv.Tensor(x, requires_grad=True)
-        Wt = tinyconv.Tensor(w, requires_grad=True)
-        B = tinyconv.Tensor(b, requires_grad=True)
-        y = F.conv2d(X, Wt, B, stride=s, padding=p, groups=G)
-        fn = y.grad_fn
-        gy = env.randn(y.shape, seed + 3)
-        tx, tw, tb = xt_data, env.to_torch(w), env.to_torch(b)
-        tgy = env.to_torch(gy)
-        mask = {"backward-data": [True, False, False], "backward-filter": [False, True, False]}.get(ps)
-        if ps == "forward":
-            def ours():
-                return F.conv2d(tinyconv.Tensor(x), tinyconv.Tensor(w), tinyconv.Tensor(b), stride=s,
-                                padding=p, groups=G).array
-
-            def theirs():
-                return tF.conv2d(tx, tw, tb, stride=s, padding=p, groups=G)
-        else:
-            need = tuple(mask)
-            pick = 0 if ps == "backward-data" else 1
-
-            def ours():
-                fn.needs_input_grad = need
-                return fn.backward(gy)[pick]
-
-            def theirs():
-                return torch.ops.aten.convolution_backward(tgy, tx, tw, [tw.shape[0]], [s, s], [p, p], [1, 1],
-                                                           False, [0, 0], G, mask)[pick]
-        return ours, theirs, lambda: rel_err(env, ours(), theirs())
+        return _conv_fns(env, row, seed, x, xt_data)
 
     if kind == "maxpool":
         X = tinyconv.Tensor(x, requires_grad=True)
@@ -424,6 +400,59 @@ def layer_fns(env, row, seed=0):
     raise ValueError(f"unknown row kind {kind!r}")
 
 
+def _conv_fns(env, row, seed, x, xt_data):
+    """layer_fns for a conv row, tinyconv's side under the row's ``algorithm`` (set around each
+    call and around the forward whose backward the backward rows time)."""
+    import tinyconv
+    import tinyconv.functional as F
+    torch = env.torch
+    tF = torch.nn.functional
+    sh, ps = row["shape"], row["pass_"]
+    flags = tinyconv.backends.cuda
+
+    def under_algorithm(f):
+        def call():
+            previous, flags.conv_algorithm = flags.conv_algorithm, row.get("algorithm", "auto")
+            try:
+                return f()
+            finally:
+                flags.conv_algorithm = previous
+        return call
+
+    w = env.randn(sh["w"], seed + 1, 0.05)
+    b = env.randn((sh["w"][0],), seed + 2, 0.1)
+    s, p, G = sh["stride"], sh["padding"], sh["groups"]
+    X = tinyconv.Tensor(x, requires_grad=True)
+    Wt = tinyconv.Tensor(w, requires_grad=True)
+    B = tinyconv.Tensor(b, requires_grad=True)
+    y = under_algorithm(lambda: F.conv2d(X, Wt, B, stride=s, padding=p, groups=G))()
+    fn = y.grad_fn
+    gy = env.randn(y.shape, seed + 3)
+    tx, tw, tb = xt_data, env.to_torch(w), env.to_torch(b)
+    tgy = env.to_torch(gy)
+    mask = {"backward-data": [True, False, False], "backward-filter": [False, True, False]}.get(ps)
+    if ps == "forward":
+        def ours():
+            return F.conv2d(tinyconv.Tensor(x), tinyconv.Tensor(w), tinyconv.Tensor(b), stride=s,
+                            padding=p, groups=G).array
+
+        def theirs():
+            return tF.conv2d(tx, tw, tb, stride=s, padding=p, groups=G)
+    else:
+        need = tuple(mask)
+        pick = 0 if ps == "backward-data" else 1
+
+        def ours():
+            fn.needs_input_grad = need
+            return fn.backward(gy)[pick]
+
+        def theirs():
+            return torch.ops.aten.convolution_backward(tgy, tx, tw, [tw.shape[0]], [s, s], [p, p], [1, 1],
+                                                       False, [0, 0], G, mask)[pick]
+    ours = under_algorithm(ours)
+    return ours, theirs, lambda: rel_err(env, ours(), theirs())
+
+
 # ---------------------------------------------------------------------------- ceilings
 
 #: the vendor's datasheet peaks (dense; leads, not measurements): name fragment ->
@@ -477,8 +506,18 @@ def torch_paper_alexnet(torch, num_classes=1000):
         nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(0.5), nn.Linear(4096, num_classes))
 
 
-def _tinyconv_step(env, args, batch, variant, classes, x, t):
-    """Time tinyconv's training step; returns (timing, last loss, peak bytes).  Frees the model."""
+def _tinyconv_step(env, args, batch, variant, classes, x, t, algorithm="auto"):
+    """Time tinyconv's training step (convolutions by ``algorithm``, see
+    ``tinyconv.backends.cuda.conv_algorithm``); returns (timing, last loss, peak bytes).  Frees the model."""
+    import tinyconv
+    previous, tinyconv.backends.cuda.conv_algorithm = tinyconv.backends.cuda.conv_algorithm, algorithm
+    try:
+        return _time_tinyconv_step(env, batch, variant, classes, x, t)
+    finally:
+        tinyconv.backends.cuda.conv_algorithm = previous
+
+
+def _time_tinyconv_step(env, batch, variant, classes, x, t):
     import tinyconv
     import tinyconv.functional as F
     import tinyconv.models
@@ -526,6 +565,23 @@ def _torch_step(env, args, batch, classes, size, x, t):
     return timing, loss, env.peaks()[1]
 
 
+def other_algorithm(precision=None):
+    """The CUDA conv algorithm that ``"auto"`` does not pick for float32 (at ``precision``, else
+    under the flags as they are)."""
+    import numpy as np
+
+    import tinyconv
+    from tinyconv.functional.conv import cuda_conv_algorithm
+    previous = tinyconv.backends.cudnn.allow_tf32
+    if precision is not None:
+        tinyconv.backends.cudnn.allow_tf32 = precision == "tf32"
+    try:
+        chosen = cuda_conv_algorithm(np.dtype("float32"))
+    finally:
+        tinyconv.backends.cudnn.allow_tf32 = previous
+    return "im2col_gemm" if chosen == "implicit_gemm" else "implicit_gemm"
+
+
 def step_rows(env, args, batches):
     rows = []
     for batch in batches:
@@ -538,7 +594,14 @@ def step_rows(env, args, batches):
         rows.append(dict(name=f"train step b{batch}", layer=f"{variant} AlexNet", kind="step", pass_="step",
                          shape=dict(batch=batch), flops=flops, bytes=None, tinyconv=ours, torch=theirs,
                          tinyconv_loss=ours_loss, torch_loss=theirs_loss,
-                         tinyconv_peak_bytes=ours_peak, torch_peak_bytes=torch_peak))
+                         tinyconv_peak_bytes=ours_peak, torch_peak_bytes=torch_peak, algorithm="auto"))
+        if batch == batches[0]:
+            # the first batch once more with the CUDA conv algorithm "auto" did not pick, against
+            # the same PyTorch timing
+            other = other_algorithm()
+            ours, ours_loss, ours_peak = _tinyconv_step(env, args, batch, variant, classes, x, t, other)
+            rows.append(dict(rows[-1], name=f"train step b{batch} ({other})", tinyconv=ours,
+                             tinyconv_loss=ours_loss, tinyconv_peak_bytes=ours_peak, algorithm=other))
     return rows
 
 
@@ -632,6 +695,8 @@ def run_one(args, precision):
 def dry_run_result(args, precision):
     steps = [dict(name=f"train step b{b}", layer="paper AlexNet", kind="step", pass_="step",
                   shape=dict(batch=b), flops=3 * b * 1.45e9, bytes=None) for b in args.steps]
+    other = other_algorithm(precision)                                  # what step_rows adds
+    steps.insert(1, dict(steps[0], name=f"{steps[0]['name']} ({other})", algorithm=other))
     rows = layer_specs(args.batch) + steps
     for r in rows:
         r["tinyconv"] = r["torch"] = dict(median_ms=None, p10_ms=None, p90_ms=None, n=0)

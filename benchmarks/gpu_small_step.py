@@ -8,8 +8,10 @@ Every kind of kernel a training step launches runs once or more at small sizes
 (small32: convolutions with groups, ReLU, LRN, overlapping max-pool, dropout, linear,
 the block-per-row softmax cross-entropy with its device-side target check, SGD with
 momentum), through tinyconv.train's own step and metrics (the pinned-buffer prefetch
-included).  On a GPU CuPy's memory pool is switched off first, so that each array is
-its own cudaMalloc and memcheck sees its true bounds.  Prints one line: the mean loss.
+included), once with each CUDA convolution algorithm (``tinyconv.backends.cuda.conv_algorithm``
+"im2col_gemm", then "implicit_gemm", whose kernels share memory between threads: racecheck's
+business).  On a GPU CuPy's memory pool is switched off first, so that each array is its own
+cudaMalloc and memcheck sees its true bounds.  Prints one line per algorithm: the mean loss.
 """
 import argparse
 import math
@@ -34,6 +36,18 @@ def main(argv=None):
     if a.device != "cpu":
         import cupy
         cupy.cuda.set_allocator(None)
+    status = 0
+    for algorithm in ("im2col_gemm", "implicit_gemm"):
+        tinyconv.backends.cuda.conv_algorithm = algorithm
+        loss = _steps(a, alexnet, np, tinyconv, T)
+        print(f"gpu_small_step: {a.steps} steps of small32 at batch {a.batch} on {a.device}, convolutions by "
+              f"{algorithm}: mean loss {loss:.4f}")
+        status |= not math.isfinite(loss)
+    return status
+
+
+def _steps(a, alexnet, np, tinyconv, T):
+    """The mean loss of ``a.steps`` training steps of a fresh small32 (seed 0)."""
     tinyconv.manual_seed(0)
     model = alexnet(variant="small32").to(a.device)
     opt = tinyconv.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
@@ -52,10 +66,7 @@ def main(argv=None):
     for x, y, n in T._Prefetch(batches, a.device, a.steps):
         T._Run.train_step(run, x, y, metrics, n)
     metrics.flush()
-    loss = metrics.loss_sum / metrics.seen
-    print(f"gpu_small_step: {a.steps} steps of small32 at batch {a.batch} on {a.device}: "
-          f"mean loss {loss:.4f}")
-    return 0 if math.isfinite(loss) else 1
+    return metrics.loss_sum / metrics.seen
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@
 #   2. pytest tests/test_gpu.py (not the slow sanitizer runs) and the NVRTC checks of
 #      tests/test_cuda_sources.py (the machine's own NVRTC); the rest of that file is CPU work
 #      that CI already runs
-#   3. compute-sanitizer memcheck, then racecheck (the block-per-row kernels share memory),
-#      on benchmarks/gpu_small_step.py: a few training steps of small32, every kernel kind
+#   3. compute-sanitizer memcheck, then racecheck (the block-per-row kernels and the implicit-GEMM
+#      tiles share memory), on benchmarks/gpu_small_step.py: a few training steps of small32 by each
+#      CUDA convolution algorithm, every kernel kind
 #   4. benchmarks/bench_gpu.py: per-layer rows and the paper AlexNet's training step at batch
 #      128, FP32 and TF32, tinyconv vs PyTorch + cuDNN, TFLOP/s and GB/s against the measured
 #      ceilings and the card's datasheet peaks
@@ -64,8 +65,10 @@ if [ "$DRY" = 1 ]; then
     timeout 120 "$PY" -m pytest -q --collect-only -p no:cacheprovider tests/test_gpu.py >"$OUT/tests.log" 2>&1 \
         || { say "test collection FAILED"; status=1; }
 else
-    say "tests: tests/test_gpu.py, NVRTC checks of tests/test_cuda_sources.py (limit 150 s)"
-    timeout 150 "$PY" -m pytest -q -rs -p no:cacheprovider -m "not slow" --junitxml="$OUT/tests.xml" \
+    # 200 s: the implicit-GEMM family (20 tiled-GEMM instances) takes NVRTC about 12 s per
+    # architecture on its own, compiled three times here (sm_80, sm_90, CuPy's -arch of this GPU)
+    say "tests: tests/test_gpu.py, NVRTC checks of tests/test_cuda_sources.py (limit 200 s)"
+    timeout 200 "$PY" -m pytest -q -rs -p no:cacheprovider -m "not slow" --junitxml="$OUT/tests.xml" \
         tests/test_gpu.py "tests/test_cuda_sources.py::test_nvrtc_compiles_as_cupy_loads_it" >"$OUT/tests.log" 2>&1
     rc=$?
     tail -3 "$OUT/tests.log" | tee -a "$LOG"
@@ -83,7 +86,7 @@ elif [ -n "$SAN" ]; then
     : >"$OUT/sanitizer.log"
     for tool in memcheck racecheck; do
         say "sanitizer: $tool on benchmarks/gpu_small_step.py (limit 60 s)"
-        timeout 60 "$SAN" --tool "$tool" --error-exitcode 99 "$PY" benchmarks/gpu_small_step.py \
+        timeout 60 "$SAN" --tool "$tool" --error-exitcode 99 "$PY" benchmarks/gpu_small_step.py --steps 2 \
             >>"$OUT/sanitizer.log" 2>&1
         rc=$?
         tail -2 "$OUT/sanitizer.log" | tee -a "$LOG"
@@ -105,7 +108,7 @@ else
         timeout "$lim" "$PY" benchmarks/bench_gpu.py --steps 128 --out "$OUT" >"$OUT/bench.log" 2>&1
         rc=$?
         [ $rc -eq 0 ] || { say "bench FAILED (exit $rc; 124 = time limit)"; status=1; }
-        grep -E "^\| (train step|conv1 forward|pool1|lrn1|relu1|dropout6|fc6)" "$OUT"/gpu-*.md 2>/dev/null | tee -a "$LOG"
+        grep -E "^\| (train step|conv1 forward|conv1 backward-data|conv3 forward|pool1|lrn1|relu1|dropout6|fc6)" "$OUT"/gpu-*.md 2>/dev/null | tee -a "$LOG"
     else
         say "bench: no time left (${lim} s)"; status=1
     fi

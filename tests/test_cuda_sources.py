@@ -27,7 +27,8 @@ import numpy as np
 import pytest
 
 import tinyconv
-from tinyconv.kernels import activation_cuda, conv_cuda, cuda_loader, linear_cuda, loss_cuda, lrn_cuda
+from tinyconv.kernels import activation_cuda, conv_cuda, conv_implicit_gemm_cuda, cuda_loader, linear_cuda
+from tinyconv.kernels import loss_cuda, lrn_cuda
 from tinyconv.kernels import optim_cuda, pooling_cuda
 from tinyconv.optim import adam_update_reference
 
@@ -58,7 +59,8 @@ def need(ok, reason):
 
 
 def test_every_family_has_source_and_launcher():
-    assert FAMILIES == ["activation", "conv", "linear", "loss", "lrn", "optim", "pooling"]
+    assert FAMILIES == ["activation", "conv", "conv_implicit_gemm", "linear", "loss", "lrn", "optim",
+                        "pooling"]
     for fam in FAMILIES:
         names = cuda_loader.kernel_names(fam)
         src = cuda_loader.source(fam)
@@ -221,7 +223,8 @@ def test_cooperative_kernels_are_declared():
     """A kernel using shared memory or barriers must run as cooperating threads in the emulation."""
     for fam in FAMILIES:
         for name, body in _kernel_bodies(fam).items():
-            uses = "__shared__" in body or "__syncthreads" in body or "tc_block_reduce" in body
+            # tc_block_reduce and the tc_igemm_* tile loops share memory and meet at barriers
+            uses = any(s in body for s in ("__shared__", "__syncthreads", "tc_block_reduce", "tc_igemm_"))
             assert uses == (name in cooperative_kernels(fam)), (fam, name)
     src = cuda_loader.source("loss")
     assert f"#define TC_ROW_BLOCK {loss_cuda.ROW_BLOCK}\n" in src
@@ -389,6 +392,175 @@ def test_im2col_launch_covers_more_items_than_threads(host, rng, monkeypatch):
     cols = rng.standard_normal((2, 27, 400))
     close(conv_cuda.col2im(cols, x.shape, *g), CV.col2im_reference(cols, x.shape, *g), np.float64)
     assert host.calls[-1][2] == 2
+
+
+# ---------------------------------------------------------------------------- implicit GEMM
+
+# (N, C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, groups); the tile each pass picks is in the comment
+# (forward and backward-filter by O/groups, backward-data by C/groups: conv_implicit_gemm_cuda.tile_for)
+IGEMM_CASES = [
+    (2, 3, 27, 27, 8, 11, 11, 4, 4, 2, 2, 1, 1, 1),     # AlexNet conv1, small: 16 phases, C = 3 (narrow)
+    (2, 8, 9, 9, 12, 5, 5, 1, 1, 2, 2, 1, 1, 2),        # conv2: 5x5 pad 2, groups 2 (narrow)
+    (1, 16, 7, 7, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1),       # 3x3 pad 1, N = 1 (mid)
+    (1, 1, 5, 5, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1),         # C = O = N = 1
+    (1, 2, 6, 6, 200, 3, 3, 1, 1, 1, 1, 1, 1, 1),       # wide, an edge row tile; K = 18, not a multiple of 8
+    (3, 4, 10, 9, 130, 3, 2, 2, 1, 1, 0, 2, 1, 1),      # mid: three row tiles, rectangular, dilated rows
+    (1, 130, 4, 4, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1),       # backward-data over 130 channels (mid)
+    (2, 2, 9, 9, 3, 2, 2, 4, 4, 0, 0, 1, 1, 1),         # stride > kernel: pixels no tap reaches (gx = 0)
+    (1, 2, 12, 12, 4, 3, 3, 2, 2, 1, 1, 2, 2, 1),       # dilation 2, stride 2: a phase without taps
+    (1, 2, 9, 8, 3, 3, 2, 2, 1, 2, 1, 3, 2, 1),         # dilation 3 with stride 2: taps i = 0, 2 or 1
+    (2, 3, 20, 20, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1),       # N*L = 800: several column tiles
+    (2, 6, 7, 7, 6, 1, 1, 1, 1, 0, 0, 1, 1, 3),         # 1x1, three groups
+]
+
+
+def _igemm_geometry(case):
+    N, C, H, W, O, kh, kw, sh, sw, ph, pw, dh, dw, G = case
+    return (N, C, H, W), (O, C // G, kh, kw), dict(stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw),
+                                                   groups=G)
+
+
+def _conv_ref(x, w, stride, padding, dilation, groups):
+    """The three products in float64 by im2col_reference and einsum: (y, cols-function of gy)."""
+    (sh, sw), (ph, pw), (dh, dw), G = stride, padding, dilation, groups
+    O, Cg, kh, kw = w.shape
+    cols = CV.im2col_reference(x, kh, kw, sh, sw, ph, pw, dh, dw)            # (N, C*kh*kw, L)
+    N, CK, L = cols.shape
+    cg = cols.reshape(N, G, CK // G, L)
+    wg = w.reshape(G, O // G, CK // G)
+    y = np.einsum("gmk,ngkl->ngml", wg, cg).reshape(N, O, L)
+    return y, cg, wg
+
+
+def _bound(n, dtype, magnitude):
+    """|fl(sum of n products) - exact| <= gamma_n * sum |products|, any order (Higham, eq. 3.5)."""
+    u = np.finfo(dtype).eps / 2
+    return n * u / (1 - n * u) * magnitude + np.finfo(dtype).tiny
+
+
+def _assert_within(got, exact, bound, what):
+    assert not np.isnan(got).any(), f"{what}: an output element was never written (still NaN)"
+    err = np.abs(got.astype(np.float64) - exact)
+    worst = np.unravel_index(np.argmax(err - bound), err.shape)
+    assert (err <= bound).all(), f"{what}: error {err[worst]:.3e} > bound {bound[worst]:.3e} at {worst}"
+
+
+def igemm_references(x, w, gy, stride, padding, dilation, groups):
+    """{pass: (exact, bound)} of the three products for float inputs x, w, gy: the float64
+    result of im2col + einsum (col2im for gx) and the rounding bound of a sum of n products
+    on the same sums of magnitudes.  Shared with tests/test_gpu.py."""
+    x64, w64, gy64 = (a.astype(np.float64) for a in (x, w, gy))
+    (sh, sw), (ph, pw), (dh, dw), G = stride, padding, dilation, groups
+    N, (O, Cg, kh, kw) = x.shape[0], w.shape
+    K, dtype = Cg * kh * kw, x.dtype
+    geo = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+    def products(x_, w_, gy_):
+        y, cg, wg = _conv_ref(x_, w_, **geo)
+        gyg = gy_.reshape(N, G, O // G, -1)
+        gcols = np.einsum("gmk,ngml->ngkl", wg, gyg).reshape(N, -1, gyg.shape[-1])
+        gx = CV.col2im_reference(gcols, x.shape, kh, kw, sh, sw, ph, pw, dh, dw)
+        return y.reshape(gy.shape), gx, np.einsum("ngml,ngkl->gmk", gyg, cg).reshape(w.shape)
+    exact, magnitude = products(x64, w64, gy64), products(np.abs(x64), np.abs(w64), np.abs(gy64))
+    n = (K, O // G * K, N * gy.shape[2] * gy.shape[3])
+    return {p: (e, _bound(k, dtype, m)) for p, e, m, k in zip(("forward", "backward-data", "backward-filter"),
+                                                               exact, magnitude, n)}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", IGEMM_CASES)
+def test_implicit_gemm_matches_reference(host, case, dtype, rng):
+    """All three passes against float64 im2col + einsum, within the rounding bound of a sum of n products."""
+    xs, ws, geo = _igemm_geometry(case)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    y = conv_implicit_gemm_cuda.forward(x, w, None, **geo)
+    assert y.shape[:2] == (xs[0], ws[0]) and y.dtype == dtype
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    ref = igemm_references(x, w, gy, **geo)
+    _assert_within(y, *ref["forward"], "forward")
+    # with a bias: one rounding more, after the sum
+    yb = conv_implicit_gemm_cuda.forward(x, w, b, **geo)
+    exact, bound = ref["forward"]
+    u = np.finfo(dtype).eps
+    _assert_within(yb, exact + b[:, None, None], bound * (1 + u) + u * np.abs(exact + b[:, None, None]),
+                   "forward + bias")
+    gx = conv_implicit_gemm_cuda.backward_data(gy, w, xs, **geo)
+    assert gx.shape == xs and gx.dtype == dtype
+    _assert_within(gx, *ref["backward-data"], "backward-data")
+    # backward-filter with the default split and with 3 and 1 splits; a split run is repeatable bit for bit
+    for splits in (None, 3, 1):
+        gw = conv_implicit_gemm_cuda.backward_filter(gy, x, ws, **geo, splits=splits)
+        assert gw.shape == ws and gw.dtype == dtype
+        _assert_within(gw, *ref["backward-filter"], f"backward-filter, {splits} splits")
+    again = conv_implicit_gemm_cuda.backward_filter(gy, x, ws, **geo, splits=3)
+    np.testing.assert_array_equal(again, conv_implicit_gemm_cuda.backward_filter(gy, x, ws, **geo, splits=3))
+
+
+def test_implicit_gemm_tiles_and_splits(host, rng):
+    """Every tile shape runs (the cases above cover them), backward-filter really splits, and a
+    split launch is followed by the ordered sum; nothing the size of a column matrix is made."""
+    tile_for = conv_implicit_gemm_cuda.tile_for
+    assert [tile_for(m) for m in (1, 3, 8, 9, 48, 64, 96, 128, 130, 192, 200, 384)] == [
+        "narrow", "narrow", "narrow", "mid", "mid", "mid", "wide", "wide", "mid", "mid", "wide", "wide"]
+    used = {tile_for(c[4] // c[13]) for c in IGEMM_CASES} | {tile_for(c[1] // c[13]) for c in IGEMM_CASES}
+    assert used == set(conv_implicit_gemm_cuda.TILES)
+    # the paper's layers at batch 128: conv1's gW (96 x 363, 3 wide tiles) split 342 ways (48 MB of
+    # partial sums, against 562 MB of columns); conv3's (384 x 2304, 54 tiles) 19 ways
+    assert conv_implicit_gemm_cuda.splits_for(1 * 3, 128 * 55 * 55) == 342
+    assert conv_implicit_gemm_cuda.splits_for(3 * 18, 128 * 13 * 13) == 19
+    x = rng.standard_normal((2, 3, 20, 20))
+    w_shape = (5, 3, 3, 3)
+    gy = rng.standard_normal((2, 5, 20, 20))
+    n_calls = len(host.calls)
+    conv_implicit_gemm_cuda.backward_filter(gy, x, w_shape, padding=(1, 1), splits=4)
+    launched = [(expr, grid) for _, expr, grid, _ in host.calls[n_calls:]]
+    # 4 splits x 2 row tiles (5 rows, 4 per narrow tile) x 1 column tile (27 of 256)
+    assert launched[0][0] == "igemm_backward_filter_narrow_kernel<double>" and launched[0][1] == 4 * 2
+    assert launched[1][0] == "igemm_splitk_sum_kernel<double>" and len(launched) == 2
+
+
+IG = conv_implicit_gemm_cuda
+#: (launcher call, the error it must raise); every message starts with "conv_implicit_gemm.<launcher>: "
+IGEMM_BAD_LAUNCHES = [
+    (lambda: IG.forward(_f32(2, 3, 8, 8), _f32(4, 2, 3, 3)),
+     ValueError, r"forward: weight \(4, 2, 3, 3\) with groups=1 does not fit an input of 3"),
+    (lambda: IG.forward(_f32(2, 3, 8, 8), np.ones((4, 3, 3, 3))),
+     TypeError, "forward: expected w of dtype float32, got float64"),
+    (lambda: IG.forward(_f32(2, 3, 8, 8), _f32(4, 3, 3, 3), _f32(5)),
+     ValueError, r"forward: expected b of shape \(4,\), got \(5,\)"),
+    (lambda: IG.forward(_f32(3, 8, 8), _f32(4, 3, 3, 3)),
+     ValueError, "forward: expected x to be 4-d"),
+    (lambda: IG.forward(_f32(2, 3, 2, 2), _f32(4, 3, 3, 3)),
+     ValueError, r"forward: kernel \(3, 3\) dilated by \(1, 1\) is larger than the padded"),
+    (lambda: IG.forward(np.ones((1, 1, 4, 4), np.int32), np.ones((1, 1, 3, 3), np.int32)),
+     TypeError, "forward: CUDA kernels take float32 or float64 arrays, got int32"),
+    (lambda: IG.forward(_f32(2, 4, 8, 8), _f32(3, 2, 3, 3), groups=2),
+     ValueError, r"forward: weight \(3, 2, 3, 3\) with groups=2"),
+    (lambda: IG.forward(_f32(2, 3, 8, 8), _f32(4, 3, 3, 3), out=_f32(2, 4, 6, 5)),
+     ValueError, r"forward: expected out of shape \(2, 4, 6, 6\), got \(2, 4, 6, 5\)"),
+    (lambda: IG.backward_data(_f32(2, 4, 6, 5), _f32(4, 3, 3, 3), (2, 3, 8, 8)),
+     ValueError, r"backward_data: expected gy of shape \(2, 4, 6, 6\), got \(2, 4, 6, 5\)"),
+    (lambda: IG.backward_data(_f32(2, 4, 6, 6), _f32(4, 3, 3, 3), (2, 3, 8)),
+     ValueError, r"backward_data: expected x_shape \(N, C, H, W\), got \(2, 3, 8\)"),
+    (lambda: IG.backward_filter(_f32(2, 4, 6, 6), np.ones((2, 3, 8, 8)), (4, 3, 3, 3)),
+     TypeError, "backward_filter: expected gy of dtype float64, got float32"),
+    (lambda: IG.backward_filter(_f32(2, 4, 6, 6), _f32(2, 3, 8, 8), (4, 3, 3, 3), splits=0),
+     ValueError, "backward_filter: splits must be >= 1, got 0"),
+    (lambda: IG.backward_filter(_f32(2, 4, 6, 6), _f32(2, 3, 8, 8), (4, 3, 3, 3),
+                                                     out=_f32(4, 3, 3, 3)[:, :, ::-1]),
+     ValueError, "backward_filter: out must be C-contiguous"),
+]
+
+
+@pytest.mark.parametrize("call,error,message", IGEMM_BAD_LAUNCHES)
+def test_implicit_gemm_launchers_check_before_launching(host, call, error, message):
+    n_calls = len(host.calls)
+    with pytest.raises(error, match=message) as info:
+        call()
+    assert str(info.value).startswith("conv_implicit_gemm.")
+    assert len(host.calls) == n_calls
 
 
 POOL_CASES = [

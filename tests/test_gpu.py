@@ -115,7 +115,12 @@ def test_bench_gpu_dry_run_writes_markdown_and_json(tmp_path, capsys):
     doc = json.loads((tmp_path / files[0]).read_text())
     assert doc["dry_run"] is True and [r["precision"] for r in doc["results"]] == ["fp32", "tf32"]
     rows = {r["name"]: r for r in doc["results"][0]["rows"]}
-    assert len(rows) == 15 + 6 + 4 + 2 + 4 + 6 + 2       # convs, pools, LRNs, ReLU, dropouts, FCs, steps
+    # convs (5 layers x 3 passes x 2 algorithms), pools, LRNs, ReLU, dropouts, FCs, steps (2 + 1 by the
+    # algorithm "auto" does not pick)
+    assert len(rows) == 30 + 6 + 4 + 2 + 4 + 6 + 3
+    assert rows["conv1 backward-data (implicit GEMM)"]["algorithm"] == "implicit_gemm"
+    assert rows["conv1 backward-data"]["algorithm"] == "im2col_gemm"
+    assert "train step b128 (implicit_gemm)" in rows        # "auto" takes im2col_gemm (see conv.py)
     conv1 = rows["conv1 forward"]
     assert conv1["flops"] == 2 * 128 * 96 * 55 * 55 * 3 * 11 * 11          # about 105 GFLOP
     assert rows["pool1 forward"]["bytes"] == 4 * 128 * 96 * 55 * 55 + 12 * 128 * 96 * 27 * 27
@@ -268,6 +273,30 @@ def test_gpu_kernels_match_cpu_references(cp, dtype):
     yl = rng.standard_normal((128, 4096)).astype(dtype)
     b = rng.standard_normal(4096).astype(dtype)
     np.testing.assert_array_equal(K.linear.bias_add(cp.asarray(yl), cp.asarray(b)).get(), yl + b)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gpu_implicit_gemm_matches_reference(cp, dtype):
+    """The implicit-GEMM kernels on the GPU: the shape grid of tests/test_cuda_sources.py plus the
+    paper's conv1 and conv2 at batch 2 (many tiles, 16 phases, split-K), within the rounding bound
+    of a sum of n products against float64 im2col + einsum."""
+    import test_cuda_sources as T
+    from tinyconv.kernels import conv_implicit_gemm_cuda as IG
+    rng = np.random.default_rng(0)
+    cases = T.IGEMM_CASES + [(2, 3, 227, 227, 96, 11, 11, 4, 4, 0, 0, 1, 1, 1),
+                             (2, 96, 27, 27, 256, 5, 5, 1, 1, 2, 2, 1, 1, 2)]
+    for case in cases:
+        xs, ws, geo = T._igemm_geometry(case)
+        x, w = rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
+        y = IG.forward(cp.asarray(x), cp.asarray(w), None, **geo).get()
+        gy = rng.standard_normal(y.shape).astype(dtype)
+        ref = T.igemm_references(x, w, gy, **geo)
+        T._assert_within(y, *ref["forward"], f"{case} forward")
+        gx = IG.backward_data(cp.asarray(gy), cp.asarray(w), xs, **geo).get()
+        T._assert_within(gx, *ref["backward-data"], f"{case} backward-data")
+        T._assert_within(IG.backward_filter(cp.asarray(gy), cp.asarray(x), ws, **geo).get(),
+                         *ref["backward-filter"], f"{case} backward-filter")
 
 
 @pytest.mark.gpu

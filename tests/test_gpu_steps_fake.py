@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -130,3 +131,96 @@ def test_gpu_bad_target_is_reported_at_the_next_read(steps):
     assert r["ref_message"] == ("nll_loss: target -5 is out of range for 10 classes "
                                 "(expected 0 <= target < 10 or target == ignore_index (-100))")
     assert r["ignored"] == pytest.approx(r["alone"], rel=1e-6)          # ignore_index: the mean of the rest
+
+
+CONV_ALGORITHMS = '''
+import json, shutil
+import numpy as np
+import cupy
+import tinyconv
+import tinyconv.functional as F
+from tinyconv.functional.conv import cuda_conv_algorithm
+
+if shutil.which("g++") is None:
+    print(json.dumps({"skip": "g++ is not installed"}))
+    raise SystemExit(0)
+runner = cupy._host_runner()
+rng = np.random.default_rng(0)
+# (x, w, stride, padding, groups): AlexNet's conv1 and conv2 made small
+CASES = [((2, 3, 35, 35), (8, 3, 11, 11), 4, 2, 1), ((2, 8, 9, 9), (12, 4, 5, 5), 1, 2, 2)]
+out = {"auto": {}, "cases": []}
+import tinyconv.functional.conv as CV
+for rule in (False, True):
+    CV.AUTO_IMPLICIT_GEMM = rule
+    for tf32 in (False, True):
+        tinyconv.backends.cudnn.allow_tf32 = tf32
+        out["auto"][f"{rule} {tf32}"] = [cuda_conv_algorithm(np.dtype(d)) for d in ("float32", "float64")]
+CV.AUTO_IMPLICIT_GEMM = False
+tinyconv.backends.cudnn.allow_tf32 = False
+for xs, ws, s, p, g in CASES:
+    x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+    b = rng.standard_normal(ws[0])
+    # the columns conv2d's im2col path would make: (G, C/G*kh*kw, N*OH*OW)
+    OH = (xs[2] + 2 * p - ws[2]) // s + 1
+    cols_bytes = xs[1] * ws[2] * ws[3] * xs[0] * OH * OH * 8
+    case = {"cols_bytes": cols_bytes}
+    for algo in ("implicit_gemm", "im2col_gemm", "cpu"):
+        device = "cpu" if algo == "cpu" else "cuda"
+        if algo != "cpu":
+            tinyconv.backends.cuda.conv_algorithm = algo
+        xt, wt, bt = (tinyconv.tensor(a, device=device, requires_grad=True) for a in (x, w, b))
+        gy = tinyconv.tensor(np.linspace(-1, 1, 2 * ws[0] * OH * OH).reshape(2, ws[0], OH, OH), device=device)
+        cupy.counts.clear()
+        cupy.allocations.clear()
+        calls, blas = len(runner.calls), len(cupy.cuda.cublas.calls)
+        y = F.conv2d(xt, wt, bt, stride=s, padding=p, groups=g)
+        (y * gy).sum().backward()
+        counts = dict(cupy.counts)                      # before the reads below
+        res = [t.array if device == "cpu" else t.array.get() for t in (y, xt.grad, wt.grad, bt.grad)]
+        case[algo] = dict(
+            counts=counts, kernels=sorted({e.split("<")[0] for _, e, _, _ in runner.calls[calls:]}),
+            blas=len(cupy.cuda.cublas.calls) - blas,
+            max_alloc=max((n for _, _, n in cupy.allocations), default=0),
+            total_alloc=sum(n for _, _, n in cupy.allocations), results=[r.tolist() for r in res])
+    out["cases"].append(case)
+print(json.dumps(out))
+'''
+
+
+@pytest.fixture(scope="module")
+def conv_algorithms(tmp_path_factory):
+    r = run_on_fake_cupy(CONV_ALGORITHMS, tmp_path_factory.mktemp("fake_gpu_conv"))
+    if "skip" in r:
+        pytest.skip(r["skip"])
+    return r
+
+
+def test_auto_conv_algorithm_is_implicit_gemm_for_strict_fp32_only(conv_algorithms):
+    # [float32, float64] under "AUTO_IMPLICIT_GEMM allow_tf32": im2col everywhere while the rule is
+    # off (today); with it on, the implicit GEMM for strict-FP32 float32 only
+    assert conv_algorithms["auto"] == {"False False": ["im2col_gemm", "im2col_gemm"],
+                                       "False True": ["im2col_gemm", "im2col_gemm"],
+                                       "True False": ["implicit_gemm", "im2col_gemm"],
+                                       "True True": ["im2col_gemm", "im2col_gemm"]}
+
+
+def test_implicit_gemm_conv_step_makes_no_column_matrix_and_no_host_wait(conv_algorithms):
+    """conv2d forward + backward with implicit_gemm: only the igemm kernels, no cuBLAS call, no
+    array near the size of the columns (im2col_gemm's own step makes them, as the contrast),
+    nothing read back or waited for; the numbers are the CPU's (float64, to rounding)."""
+    for case in conv_algorithms["cases"]:
+        ig, im = case["implicit_gemm"], case["im2col_gemm"]
+        assert set(ig["kernels"]) <= {"igemm_forward_narrow_kernel", "igemm_backward_data_narrow_kernel",
+                                      "igemm_backward_filter_narrow_kernel", "igemm_splitk_sum_kernel"}
+        assert {"igemm_forward_narrow_kernel", "igemm_backward_data_narrow_kernel",
+                "igemm_backward_filter_narrow_kernel"} <= set(ig["kernels"])
+        assert ig["blas"] == 0 and im["blas"] > 0
+        assert {"im2col_kernel", "col2im_kernel"} <= set(im["kernels"])
+        # nothing of column size; all of it together (y, gx, gW, partial sums) less than one column matrix
+        assert im["max_alloc"] >= case["cols_bytes"] / 2
+        assert ig["max_alloc"] < case["cols_bytes"] / 4 and ig["total_alloc"] < case["cols_bytes"]
+        assert ig["counts"].get("d2h", 0) == 0 and ig["counts"].get("sync", 0) == 0
+        for got, want in zip(ig["results"], case["cpu"]["results"]):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+        for got, want in zip(im["results"], case["cpu"]["results"]):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())

@@ -1,10 +1,28 @@
-"""``torch.backends.cuda``: ``matmul.allow_tf32`` (False, as PyTorch's default).
+"""``torch.backends.cuda``: ``matmul.allow_tf32`` (False, as PyTorch's default), and ``conv_algorithm``.
 
 ``matmul.allow_tf32`` governs the float32 GEMMs of ``linear`` (``tinyconv.nn.Linear``) and
 of 2-d ``matmul`` / ``@`` / ``mm`` on CUDA: True lets cuBLAS use TF32 tensor cores, False (the
 default) keeps them strict FP32.  (Batched products are CuPy's stacked matmul: strict FP32.)
 The convolutions follow ``tinyconv.backends.cudnn.allow_tf32`` instead, as in PyTorch.
+
+``conv_algorithm`` (tinyconv-specific, like the algorithm cuDNN picks) chooses how conv2d
+runs on CUDA, read at each forward (its backward follows the forward's choice):
+
+* ``"im2col_gemm"``: the CUDA im2col kernel, cuBLAS GEMMs (TF32 when
+  ``cudnn.allow_tf32``), col2im; the column matrix lives in global memory;
+* ``"implicit_gemm"``: tinyconv's implicit-GEMM kernels (``kernels/conv_implicit_gemm.cu``),
+  which form the columns tile by tile in shared memory and never store them; strict FP32
+  (or FP64) SIMT arithmetic, so TF32 is never used, whatever ``cudnn.allow_tf32`` says;
+* ``"auto"`` (the default): im2col + cuBLAS for TF32 (tensor cores) and float64 (DGEMM on
+  the FP64 tensor cores); for strict-FP32 float32 the implicit GEMM once a GPU run shows it
+  faster (``tinyconv.functional.conv.AUTO_IMPLICIT_GEMM``, False until then: the model in
+  benchmarks/results/GPU_NOTES.md predicts these untuned kernels slower than cuBLAS + the
+  column traffic), so today im2col + cuBLAS everywhere.
 """
+
+#: how conv2d computes a convolution on CUDA: "auto", "im2col_gemm" or "implicit_gemm" (see above)
+conv_algorithm = "auto"
+CONV_ALGORITHMS = ("auto", "im2col_gemm", "implicit_gemm")
 
 
 class _MatmulFlags:

@@ -202,6 +202,13 @@ class Conv2dFn(Function):
     Kept columns sit in an array that goes back for reuse once backward is done
     (``recycled_empty`` / ``recycle`` in :meth:`release`), so the next step's forward
     finds them already mapped.
+
+    On CUDA, ``tinyconv.backends.cuda.conv_algorithm`` (see :func:`cuda_conv_algorithm`) may
+    choose the implicit GEMM instead (``kernels/conv_implicit_gemm.cu``): the same three
+    products with the columns formed tile by tile in shared memory, never stored.  Then
+    forward writes y (NCHW, bias added) in one kernel, backward keeps only x and W, and
+    computes gx as the transposed convolution and gW by split-K; no chunks, no workspaces,
+    strict FP32 (or FP64).  The choice is made at forward; its backward follows it.
     """
 
     def __init__(self, stride, padding, groups, dilation=(1, 1), extra=(0, 0)):
@@ -230,6 +237,9 @@ class Conv2dFn(Function):
         eh, ew = self.extra
         x = xp.pad(x, ((0, 0), (0, 0), (0, eh), (0, ew))) if eh or ew else xp.ascontiguousarray(x)
         w = xp.ascontiguousarray(w)
+        self.implicit = _implicit_gemm(x)
+        if self.implicit is not None:                 # CUDA: no column matrix at all
+            return self._forward_implicit(x, w, b)
         O, OH, OW, K, L, chunks = self._plan(x.shape, w.shape, x)
         N, kh, kw, M = x.shape[0], w.shape[2], w.shape[3], O // G
         wg = w.reshape(G, M, K)
@@ -269,6 +279,31 @@ class Conv2dFn(Function):
         self.save_for_backward(x if need_x else None, w, cols if keep_cols else None)
         return y
 
+    def _forward_implicit(self, x, w, b):
+        """CUDA, implicit GEMM (``kernels/conv_implicit_gemm.cu``): y straight from x and W, NCHW,
+        bias included; backward keeps x (for gW) and W (for gx), never columns."""
+        geo = dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
+        forward, _, _ = self.implicit
+        y = forward(x, w, b, **geo)
+        self.x_shape = x.shape
+        self.save_for_backward(x if self.needs_input_grad[1] else None, w, None)
+        return y
+
+    def _backward_implicit(self, gy, x, w):
+        """gx by the transposed convolution, gW by split-K over N*OH*OW, gb = gy summed."""
+        xp = array_module(gy)
+        geo = dict(stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups)
+        need_x, need_w = self.needs_input_grad[:2]
+        _, backward_data, backward_filter = self.implicit
+        gy = xp.ascontiguousarray(gy)
+        gx = backward_data(gy, w, self.x_shape, **geo) if need_x else None
+        if need_x and self.extra != (0, 0):          # drop the rows / columns forward appended
+            gx = xp.ascontiguousarray(gx[:, :, :self.in_shape[2], :self.in_shape[3]])
+        gw = backward_filter(gy, x, w.shape, **geo) if need_w else None
+        if len(self.needs_input_grad) == 2:
+            return gx, gw
+        return gx, gw, (gy.sum(axis=(0, 2, 3)) if self.needs_input_grad[2] else None)
+
     def release(self):
         """Drop the saved arrays; the kept columns go back for the next forward to reuse."""
         cols = self.saved_tensors[2] if self.saved_tensors else None
@@ -279,6 +314,8 @@ class Conv2dFn(Function):
     def backward(self, gy):
         xp = array_module(gy)
         x, w, kept_cols = self.saved_tensors         # x or the columns, for gW only
+        if self.implicit is not None:
+            return self._backward_implicit(gy, x, w)
         (sh, sw), (ph, pw), (dh, dw), G = self.stride, self.padding, self.dilation, self.groups
         N, C, H, W = self.x_shape
         O, OH, OW, K, L, chunks = self._plan(self.x_shape, w.shape, gy)
@@ -333,6 +370,40 @@ class Conv2dFn(Function):
             return gx, gw
         gb = gy.sum(axis=(0, 2)) if self.needs_input_grad[2] else None
         return gx, gw, gb
+
+
+#: ``"auto"`` takes the implicit GEMM for float32 convolutions in strict FP32 (TF32 not allowed)
+#: when True.  False for now: the model in benchmarks/results/GPU_NOTES.md puts these untuned
+#: SIMT kernels at about 60% of cuBLAS's SGEMM rate, which costs more than the column traffic
+#: they save (predicted step 1.3x slower in strict FP32).  Set it True once bench_gpu.py's
+#: "(implicit GEMM)" rows beat the im2col rows on a GPU.
+AUTO_IMPLICIT_GEMM = False
+
+
+def cuda_conv_algorithm(dtype):
+    """``"implicit_gemm"`` or ``"im2col_gemm"``: how conv2d runs on CUDA for ``dtype`` now,
+    under ``tinyconv.backends.cuda.conv_algorithm``.  ``"auto"``: the implicit GEMM only for
+    strict-FP32 float32 and only with ``AUTO_IMPLICIT_GEMM``; TF32 and float64 always take
+    cuBLAS behind im2col (tensor cores)."""
+    from ..backends import cuda as cuda_flags
+    algorithm = cuda_flags.conv_algorithm
+    if algorithm not in cuda_flags.CONV_ALGORITHMS:
+        raise ValueError("tinyconv.backends.cuda.conv_algorithm must be one of "
+                         f"{cuda_flags.CONV_ALGORITHMS}, got {algorithm!r}")
+    if algorithm != "auto":
+        return algorithm
+    strict_fp32 = dtype == "float32" and not cudnn.allow_tf32
+    return "implicit_gemm" if AUTO_IMPLICIT_GEMM and strict_fp32 else "im2col_gemm"
+
+
+def _implicit_gemm(x):
+    """The implicit-GEMM launchers (``kernels/conv_implicit_gemm_cuda.py``) when this CUDA call
+    uses them, else None: the CPU, reference mode, or im2col_gemm chosen."""
+    if not is_cuda_array(x) or cuda_conv_algorithm(x.dtype) != "implicit_gemm":
+        return None
+    fns = tuple(kernel("conv_implicit_gemm", name, x)
+                for name in ("forward", "backward_data", "backward_filter"))
+    return None if None in fns else fns
 
 
 def _conv_padding(padding, stride, dilation, kernel, op):

@@ -17,7 +17,9 @@ what real CuPy's would call: a 2-d product one ``gemmEx`` whose compute type fol
 ``CUPY_TF32``, a stacked (>2-d) one ``gemmStridedBatchedEx`` in strict FP32 after copying
 every operand that is not C-contiguous.  Copies that real CuPy would make
 (``ascontiguousarray`` of a non-contiguous array, ``copy``, ``astype``, ``array``, those
-inside ``matmul``) are counted in ``copies`` (kind -> count).
+inside ``matmul``) are counted in ``copies`` (kind -> count).  Arrays made by the creation
+functions (``empty``, ``zeros``, ``ones``, ``full`` and their ``_like`` forms) are logged in
+``allocations`` as (function, shape, bytes); what ufuncs and reductions return is not.
 
 What it cannot tell: whether a NumPy function that tinyconv calls through ``xp`` exists in
 real CuPy, anything about speed, memory, streams or concurrency.  It is not a substitute
@@ -154,6 +156,26 @@ copies = collections.Counter()
 def _count_h2d(a):
     if isinstance(a, _np.ndarray) and not isinstance(a, ndarray):
         _count("h2d_pinned" if getattr(a, "_fake_pinned", False) else "h2d_pageable")
+
+
+#: (function, shape, bytes) of every array made by a creation function (see the module docstring)
+allocations = []
+
+
+def _creator(name):
+    make = getattr(_np, name)
+
+    def fn(*args, **kwargs):
+        out = make(*args, **kwargs).view(ndarray)
+        allocations.append((name, out.shape, out.nbytes))
+        return out
+    fn.__name__ = name
+    return fn
+
+
+empty, zeros, ones, full = (_creator(n) for n in ("empty", "zeros", "ones", "full"))
+empty_like, zeros_like, ones_like, full_like = (_creator(n) for n in ("empty_like", "zeros_like", "ones_like",
+                                                                      "full_like"))
 
 
 def asarray(a, dtype=None, order=None, blocking=False):
@@ -438,8 +460,8 @@ class _Function:
 class RawModule:
     def __init__(self, code, options=(), name_expressions=()):
         from tinyconv.kernels import cuda_loader
-        self.family = next(f for f in ("activation", "conv", "linear", "loss", "lrn", "optim", "pooling")
-                           if cuda_loader.source(f) == code)
+        families = sorted(f[:-3] for f in os.listdir(cuda_loader.KERNEL_DIR) if f.endswith(".cu"))
+        self.family = next(f for f in families if cuda_loader.source(f) == code)
         self.exprs = set(name_expressions)
 
     def get_function(self, expr):
