@@ -98,10 +98,19 @@ def test_im2col_col2im_equal_reference(shape, k, s, p, dtype):
     np.testing.assert_array_equal(gx, col2im_reference(g, shape, *args))
 
 
+@pytest.mark.parametrize("stride, dilation", [((1, 4), (1, 1)), ((4, 4), (2, 3)), ((2, 3), (3, 2))])
+def test_strided_dilated_im2col_equals_reference(stride, dilation):
+    """The phase split (column stride > 1) with dilated taps reaching different phases."""
+    x = _data((2, 3, 19, 22), np.float32)
+    args = (3, 4, *stride, 2, 3, *dilation)
+    np.testing.assert_array_equal(conv_numba.im2col(x, *args), im2col_reference(x, *args))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape, k, s, p, groups", [
     ((2, 4, 7, 6), (3, 2), (1, 2), (1, 0), 2), ((3, 6, 5, 5), (3, 3), (2, 2), (4, 1), 3),
-    ((1, 2, 1, 1), (1, 1), (1, 1), (0, 0), 1), ((2, 4, 13, 13), (3, 3), (1, 1), (1, 1), 2)])
+    ((1, 2, 1, 1), (1, 1), (1, 1), (0, 0), 1), ((2, 4, 13, 13), (3, 3), (1, 1), (1, 1), 2),
+    ((2, 3, 23, 21), (5, 4), (4, 3), (2, 1), 1)])   # column stride > 1: the phase-split im2col
 def test_batched_layout_kernels_equal_reference(shape, k, s, p, groups, dtype):
     N = shape[0]
     x = _data(shape, dtype)
