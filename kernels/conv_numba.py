@@ -101,63 +101,6 @@ def _im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW, batched):
                             cf[uintp(out + t)] = xf[uintp(src + t * sw)]
 
 
-@njit(cache=True, parallel=True)
-def _im2col_strided(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW, batched):
-    """:func:`_im2col` for a column stride sw > 1 (same layouts, same tasks, same result).
-
-    Each input row is read once for all kw taps j while it sits in L1.  With a stride
-    sw > 1 it is first split into its sw column phases (``phases[dr*Q + q]`` = column
-    q*sw + dr), so that every tap's output row is a contiguous copy out of one phase
-    instead of a strided gather (AlexNet's conv1: 11 taps, stride 4).  At stride 1
-    :func:`_im2col`'s order (one output row after the other) writes faster.
-    """
-    N, C, H, W = x.shape
-    L = OH * OW
-    xf = x.reshape(x.size)
-    cf = cols.reshape(cols.size)
-    n_tasks = C * kh if batched else N * C * kh
-    Q = (W + sw - 1) // sw                         # columns per phase
-    ow_range = np.empty((kw, 2), dtype=np.int64)   # per tap j: the outputs whose column is inside
-    for j in range(kw):
-        ow_range[j, 0], ow_range[j, 1] = _valid_range(pw, j * dw, sw, W, OW)
-    for task in prange(n_tasks):
-        rest = task % (C * kh)
-        c = rest // kh
-        i = rest - c * kh
-        n_lo = 0 if batched else task // (C * kh)
-        n_hi = N if batched else n_lo + 1
-        oh_lo, oh_hi = _valid_range(ph, i * dh, sh, H, OH)       # outputs whose tap row is inside
-        phases = np.empty(sw * Q, dtype=x.dtype)
-        for n in range(n_lo, n_hi):
-            plane = (n * C + c) * H * W                          # x[n, c, 0, 0]
-            r0 = (c * kh + i) * kw                               # row of tap (i, 0)
-            for j in range(kw):
-                row = ((r0 + j) * N + n) * L if batched else (n * C * kh * kw + r0 + j) * L
-                # output rows whose input row oh*sh - ph + i*dh falls in the padding: all zero
-                for t in range(oh_lo * OW):
-                    cf[uintp(row + t)] = 0
-                for t in range(oh_hi * OW, L):
-                    cf[uintp(row + t)] = 0
-            for oh in range(oh_lo, oh_hi):
-                src = plane + (oh * sh - ph + i * dh) * W            # x[n, c, input row, 0]
-                for dr in range(sw):                                 # split it into its phases
-                    for q in range((W - dr + sw - 1) // sw):
-                        phases[dr * Q + q] = xf[uintp(src + q * sw + dr)]
-                for j in range(kw):
-                    ow_lo, ow_hi = ow_range[j, 0], ow_range[j, 1]
-                    row = ((r0 + j) * N + n) * L if batched else (n * C * kh * kw + r0 + j) * L
-                    out = row + oh * OW                                  # cols[n, r, oh*OW]
-                    for ow in range(ow_lo):                              # left padding
-                        cf[uintp(out + ow)] = 0
-                    for ow in range(ow_hi, OW):                          # right padding
-                        cf[uintp(out + ow)] = 0
-                    w0 = ow_lo * sw - pw + j * dw                        # input column at ow_lo
-                    at = (w0 % sw) * Q + w0 // sw                        # ... in its phase
-                    out += ow_lo
-                    for t in range(ow_hi - ow_lo):
-                        cf[uintp(out + t)] = phases[uintp(at + t)]
-
-
 @float16_via_float32
 def im2col(x, kh, kw, sh, sw, ph, pw, dh=1, dw=1):
     """Unfold (N,C,H,W) image patches into columns (N, C*kh*kw, OH*OW); equals ``im2col_reference``."""
@@ -167,7 +110,7 @@ def im2col(x, kh, kw, sh, sw, ph, pw, dh=1, dw=1):
     L = OH * OW
     cols = np.empty((N, C * kh * kw, L), dtype=x.dtype)
     with threads_for(cols.size):
-        (_im2col if sw == 1 else _im2col_strided)(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW, False)
+        _im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW, False)
     return cols
 
 
@@ -245,7 +188,7 @@ def im2col_batched(x, kh, kw, sh, sw, ph, pw, groups, out=None, dh=1, dw=1):
         out = np.empty(shape, dtype=x.dtype)
     check_out(out, shape, x.dtype, "im2col_batched")
     with threads_for(out.size):
-        (_im2col if sw == 1 else _im2col_strided)(x, out, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW, True)
+        _im2col(x, out, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW, True)
     return out
 
 
