@@ -30,6 +30,21 @@ from ._geometry import out_size
 from ._numba_dtypes import float16_via_float32
 from ._numba_threads import threads_for
 
+#: parallel tasks of the max-pool forward, each a run of planes sharing its scratch buffers
+_BLOCKS = 64
+
+
+
+@njit(cache=True, inline="always")
+def _valid_range(pad, tap, stride, size, out):
+    """Indices o in [lo, hi) of [0, out) with 0 <= o*stride - pad + tap < size."""
+    lo = 0
+    if pad - tap > 0:
+        lo = (pad - tap + stride - 1) // stride
+    top = size - 1 + pad - tap
+    hi = 0 if top < 0 else top // stride + 1
+    hi = min(hi, out)
+    return min(lo, hi), hi
 
 
 @njit(cache=True, inline="always")
@@ -42,7 +57,7 @@ def _first_tap(start, d):
 
 
 @njit(cache=True, parallel=True)
-def _max_pool_fwd(x, y, arg, kh, kw, sh, sw, ph, pw, dh, dw):
+def _max_pool_fwd(x, y, arg, kh, kw, sh, sw, ph, pw, dh, dw, index):
     """Every output of a plane at once, one kernel tap at a time, over long contiguous runs.
 
     Each plane is first copied into a padded, phase-split buffer
@@ -57,6 +72,13 @@ def _max_pool_fwd(x, y, arg, kh, kw, sh, sw, ph, pw, dh, dw):
     As in the reference, each output starts at -inf located at its window's first tap
     inside the image, and a tap replaces it when strictly greater or NaN: the first
     maximum wins ties, the last NaN wins, padding (-inf) never wins.
+
+    Speed: the running (max, where) pair goes back and forth between two buffers, each
+    tap reading one and writing the other.  Updated in place, LLVM turns the
+    ``best[t] = v if take else best[t]`` into a masked store, which AMD's cores run
+    microcoded, several times slower than the whole loop otherwise.  ``where`` holds
+    flat indices in ``index``'s dtype (the caller passes int32 whenever a plane has
+    fewer than 2**31 pixels): with float32 values that keeps both selects 8 lanes wide.
     """
     N, C, H, W = x.shape
     OH, OW = y.shape[2], y.shape[3]
@@ -65,50 +87,97 @@ def _max_pool_fwd(x, y, arg, kh, kw, sh, sw, ph, pw, dh, dw):
     T = OH * Wq
     # per output t = oh*Wq + ow: the flat input index of its window's top-left tap, and of
     # its first tap inside the image (the answer for a window of only -inf)
-    corner = np.empty(T, dtype=np.int64)
-    first = np.empty(T, dtype=np.int64)
+    corner = np.empty(T, dtype=index.dtype)
+    first = np.empty(T, dtype=index.dtype)
     for oh in range(OH):
         for ow in range(Wq):
             corner[oh * Wq + ow] = (oh * sh - ph) * W + ow * sw - pw
             first[oh * Wq + ow] = _first_tap(oh * sh - ph, dh) * W + _first_tap(ow * sw - pw, dw)
-    for nc in prange(N * C):                       # one (n, c) plane per task
-        n = nc // C
-        c = nc - n * C
-        plane = x[n, c]
+    ranges = np.empty((sw + 1, 2), dtype=np.int64)    # for _split_row
+    ranges[sw, 0], ranges[sw, 1] = 0, Wq
+    for dr in range(sw):
+        lo, hi = _valid_range(pw, dr, sw, W, Wq)
+        ranges[dr, 0], ranges[dr, 1] = lo, hi
+        ranges[sw, 0], ranges[sw, 1] = max(ranges[sw, 0], lo), min(ranges[sw, 1], hi)
+    ranges[sw, 1] = max(ranges[sw, 0], ranges[sw, 1])
+    HW = H * W
+    L = OH * OW
+    xf = x.reshape(x.size)
+    yf = y.reshape(y.size)
+    af = arg.reshape(arg.size)
+    blocks = min(N * C, _BLOCKS)
+    for blk in prange(blocks):                     # a run of whole (n, c) planes per task
         P = np.empty((sh, sw, Hq * Wq), dtype=x.dtype)
-        for ri in range(sh):                       # P[ri, dr, hq*Wq + m] = xpad[hq*sh + ri, m*sw + dr]
-            for hq in range(Hq):
-                h = hq * sh + ri - ph
-                for dr in range(sw):
-                    dst = P[ri, dr, hq * Wq:(hq + 1) * Wq]
+        Pf = P.reshape(P.size)
+        best, best2 = np.empty(T, dtype=x.dtype), np.empty(T, dtype=x.dtype)
+        where, where2 = np.empty(T, dtype=index.dtype), np.empty(T, dtype=index.dtype)
+        for nc in range(blk * N * C // blocks, (blk + 1) * N * C // blocks):
+            base = nc * HW                         # x[n, c, 0, 0]
+            for ri in range(sh):                   # P[ri, dr, hq*Wq + m] = xpad[hq*sh + ri, m*sw + dr]
+                for hq in range(Hq):
+                    h = hq * sh + ri - ph
+                    at = ri * sw * Hq * Wq + hq * Wq   # P[ri, 0, hq*Wq]
                     if h < 0 or h >= H:
-                        dst[:] = -np.inf
-                        continue
-                    row = plane[h]
-                    for m in range(Wq):
-                        w = m * sw + dr - pw
-                        dst[m] = row[w] if 0 <= w < W else -np.inf
-        best = np.full(T, -np.inf, dtype=x.dtype)
-        where = first.copy()
-        for i in range(kh):
-            qi = i * dh // sh                      # tap row i*dh = qi*sh + ri
-            ri = i * dh - qi * sh
-            for j in range(kw):
-                dq = j * dw // sw                  # tap column j*dw = dq*sw + dr
-                dr = j * dw - dq * sw
-                src = P[ri, dr, qi * Wq + dq:qi * Wq + dq + T]
-                shift = i * dh * W + j * dw        # flat index of tap (i, j) = corner + i*dh*W + j*dw
-                for t in range(T):
-                    v = src[t]
-                    b = best[t]
-                    # `|` rather than `or`: no branch, so the loop vectorizes
-                    take = (v > b) | (v != v)
-                    best[t] = v if take else b
-                    where[t] = corner[t] + shift if take else where[t]
-        for oh in range(OH):
-            for ow in range(OW):
-                y[n, c, oh, ow] = best[oh * Wq + ow]
-                arg[n, c, oh, ow] = where[oh * Wq + ow]
+                        for dr in range(sw):
+                            for m in range(Wq):
+                                Pf[uintp(at + dr * Hq * Wq + m)] = -np.inf
+                    else:
+                        _split_row(xf, base + h * W, sw, pw, Wq, ranges, Pf, at, Hq * Wq)
+            best[:] = -np.inf
+            where[:] = first
+            for i in range(kh):
+                qi = i * dh // sh                  # tap row i*dh = qi*sh + ri
+                ri = i * dh - qi * sh
+                for j in range(kw):
+                    dq = j * dw // sw              # tap column j*dw = dq*sw + dr
+                    dr = j * dw - dq * sw
+                    src = P[ri, dr, qi * Wq + dq:qi * Wq + dq + T]
+                    shift = i * dh * W + j * dw    # flat index of tap (i, j) = corner + i*dh*W + j*dw
+                    for t in range(T):
+                        v = src[t]
+                        b = best[t]
+                        # `|` rather than `or`: no branch, so the loop vectorizes
+                        take = (v > b) | (v != v)
+                        best2[t] = v if take else b
+                        where2[t] = corner[t] + shift if take else where[t]
+                    best, best2 = best2, best
+                    where, where2 = where2, where
+            for oh in range(OH):
+                out = nc * L + oh * OW             # y[n, c, oh, 0]
+                for ow in range(OW):
+                    yf[uintp(out + ow)] = best[uintp(oh * Wq + ow)]
+                for ow in range(OW):
+                    af[uintp(out + ow)] = where[uintp(oh * Wq + ow)]
+
+
+@njit(cache=True, inline="always")
+def _split_row(xf, row, sw, pw, Wq, ranges, Pf, at, phase):
+    """Pf[at + dr*phase + m] = xpad[m*sw + dr] for m < Wq, dr < sw: one image row (xf[row:row + W],
+    -inf beyond it) split into its sw column phases, ``phase`` elements apart.
+
+    ``ranges[dr]`` = the m with 0 <= m*sw + dr - pw < W; ``ranges[sw]`` = those valid in every phase.
+    """
+    lo, hi = ranges[sw, 0], ranges[sw, 1]
+    src = row - pw
+    if sw == 2:                                    # AlexNet's: both phases in one pass, which vectorizes
+        for m in range(lo, hi):
+            Pf[uintp(at + m)] = xf[uintp(src + 2 * m)]
+            Pf[uintp(at + phase + m)] = xf[uintp(src + 2 * m + 1)]
+    else:
+        for dr in range(sw):
+            for m in range(lo, hi):
+                Pf[uintp(at + dr * phase + m)] = xf[uintp(src + m * sw + dr)]
+    for dr in range(sw):                           # each phase's padding, and its ends beyond [lo, hi)
+        lo_d, hi_d = ranges[dr, 0], ranges[dr, 1]
+        dst = at + dr * phase
+        for m in range(lo_d):
+            Pf[uintp(dst + m)] = -np.inf
+        for m in range(lo_d, lo):
+            Pf[uintp(dst + m)] = xf[uintp(src + m * sw + dr)]
+        for m in range(hi, hi_d):
+            Pf[uintp(dst + m)] = xf[uintp(src + m * sw + dr)]
+        for m in range(hi_d, Wq):
+            Pf[uintp(dst + m)] = -np.inf
 
 
 @float16_via_float32
@@ -120,7 +189,8 @@ def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, dh=1, dw=1):
     y = np.empty((N, C, OH, OW), dtype=x.dtype)
     argmax = np.empty((N, C, OH, OW), dtype=np.int64)
     with threads_for(y.size * kh * kw):
-        _max_pool_fwd(x, y, argmax, kh, kw, sh, sw, ph, pw, dh, dw)
+        index = np.empty(0, dtype=np.int32 if H * W < 2**31 else np.int64)   # dtype of where
+        _max_pool_fwd(x, y, argmax, kh, kw, sh, sw, ph, pw, dh, dw, index)
     return y, argmax
 
 

@@ -98,10 +98,19 @@ def test_im2col_col2im_equal_reference(shape, k, s, p, dtype):
     np.testing.assert_array_equal(gx, col2im_reference(g, shape, *args))
 
 
+@pytest.mark.parametrize("stride, dilation", [((1, 4), (1, 1)), ((4, 4), (2, 3)), ((2, 3), (3, 2))])
+def test_strided_dilated_im2col_equals_reference(stride, dilation):
+    """The phase split (column stride > 1) with dilated taps reaching different phases."""
+    x = _data((2, 3, 19, 22), np.float32)
+    args = (3, 4, *stride, 2, 3, *dilation)
+    np.testing.assert_array_equal(conv_numba.im2col(x, *args), im2col_reference(x, *args))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape, k, s, p, groups", [
     ((2, 4, 7, 6), (3, 2), (1, 2), (1, 0), 2), ((3, 6, 5, 5), (3, 3), (2, 2), (4, 1), 3),
-    ((1, 2, 1, 1), (1, 1), (1, 1), (0, 0), 1), ((2, 4, 13, 13), (3, 3), (1, 1), (1, 1), 2)])
+    ((1, 2, 1, 1), (1, 1), (1, 1), (0, 0), 1), ((2, 4, 13, 13), (3, 3), (1, 1), (1, 1), 2),
+    ((2, 3, 23, 21), (5, 4), (4, 3), (2, 1), 1)])   # column stride > 1: the phase-split im2col
 def test_batched_layout_kernels_equal_reference(shape, k, s, p, groups, dtype):
     N = shape[0]
     x = _data(shape, dtype)
@@ -177,6 +186,39 @@ def test_max_pool_nan_and_minus_inf_windows_as_reference(dtype):
         np.testing.assert_array_equal(arg, arg_ref)
 
 
+# the phase split of the max-pool forward: stride 1 (a copy), 2 (both phases in one pass,
+# AlexNet's) and 3 (the general loop), with padding, dilation and planes of odd widths
+PHASE_CASES = [((2, 3, 9, 11), (3, 3), (1, 1), (1, 1), (1, 1)),
+               ((2, 3, 10, 13), (3, 3), (2, 2), (1, 1), (1, 1)),
+               ((1, 2, 11, 10), (3, 2), (2, 2), (1, 0), (2, 3)),
+               ((2, 2, 14, 17), (3, 4), (3, 3), (1, 2), (1, 1)),
+               ((1, 3, 12, 12), (2, 3), (3, 2), (1, 1), (2, 2))]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape, k, s, p, d", PHASE_CASES)
+def test_max_pool_phase_split_strides_equal_reference(shape, k, s, p, d, dtype):
+    args = (*k, *s, *p, *d)
+    x = np.random.default_rng(5).integers(-2, 3, shape).astype(dtype)    # many ties
+    x[0, 0, 1, 2] = x[-1, -1, 3, 3] = np.nan
+    y, arg = pooling_numba.max_pool2d_forward(x, *args)
+    y_ref, arg_ref = max_pool2d_forward_reference(x, *args)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(arg, arg_ref)
+
+
+def test_max_pool_forward_with_int64_indices_inside_equals_reference():
+    """The kernel keeps arg-max indices in int32 for planes under 2**31 pixels and in int64
+    beyond; the int64 variant is called directly here (no such plane fits in a test)."""
+    x = np.random.default_rng(6).integers(-2, 3, (2, 3, 13, 12)).astype(np.float32)
+    args = (3, 3, 2, 2, 1, 1, 1, 1)
+    y_ref, arg_ref = max_pool2d_forward_reference(x, *args)
+    y, arg = np.empty_like(y_ref), np.empty_like(arg_ref)
+    pooling_numba._max_pool_fwd(x, y, arg, *args, np.empty(0, np.int64))
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(arg, arg_ref)
+
+
 # --------------------------------------------------------------------------- LRN
 
 LRN_PARAMS = [(5, 1e-4 * 5, 0.75, 2.0), (3, 0.1, 0.75, 1.0), (4, 0.3, 0.6, 1.5),   # even size, pow path
@@ -200,6 +242,42 @@ def test_lrn_equals_reference(shape, size, alpha, beta, k, dtype):
     gx_ref = lrn_backward_reference(gy, x, y_ref, scale_ref, size, alpha, beta)
     assert gx.dtype == dtype
     np.testing.assert_allclose(gx, gx_ref, rtol=10 * rtol, atol=10 * atol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("beta", [0.75, 0.6, 1.3])
+def test_lrn_uneven_pixel_runs_equal_reference(beta, dtype):
+    """33 x 31 = 1023 pixels split into two runs of the kernels' tasks, and 13 channels
+    with a window wider than the edge channels' neighbourhood (size 7): the fast beta = 0.75
+    path and the general power alike."""
+    x = _data((2, 13, 33, 31), dtype) * 3
+    args = (7, 0.4, beta, 0.5)
+    y, scale = lrn_numba.lrn_forward(x, *args)
+    y_ref, scale_ref = lrn_forward_reference(x, *args)
+    rtol, atol = (2e-6, 1e-6) if dtype == np.float32 else (1e-13, 1e-14)
+    np.testing.assert_allclose(scale, scale_ref, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(y, y_ref, rtol=rtol, atol=atol)
+    gy = _data(x.shape, dtype, seed=2)
+    np.testing.assert_allclose(lrn_numba.lrn_backward(gy, x, y_ref, scale_ref, 7, 0.4, beta),
+                               lrn_backward_reference(gy, x, y_ref, scale_ref, 7, 0.4, beta),
+                               rtol=10 * rtol, atol=10 * atol)
+
+
+def test_lrn_zero_scale_gives_the_reference_inf_and_nan():
+    """k = 0 over an all-zero window: scale 0, scale^-beta = Inf (NumPy's 1/0, no
+    ZeroDivisionError), y = 0 * Inf = NaN, as in the reference."""
+    x = np.zeros((1, 4, 2, 2), np.float32)
+    x[0, 3] = 1.0
+    y, scale = lrn_numba.lrn_forward(x, 3, 1.0, 0.75, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y_ref, scale_ref = lrn_forward_reference(x, 3, 1.0, 0.75, 0.0)
+        gy = np.ones_like(x)
+        g_ref = lrn_backward_reference(gy, x, y_ref, scale_ref, 3, 1.0, 0.75)
+    assert np.isnan(y_ref[0, :2]).all() and not np.isnan(y_ref[0, 2:]).any()
+    np.testing.assert_array_equal(scale, scale_ref)
+    np.testing.assert_allclose(y, y_ref, rtol=2e-6)                 # NaN where the reference has NaN
+    np.testing.assert_allclose(lrn_numba.lrn_backward(gy, x, y_ref, scale_ref, 3, 1.0, 0.75), g_ref,
+                               rtol=2e-5)
 
 
 def test_lrn_running_sum_does_not_cancel_small_channels():
