@@ -4,9 +4,9 @@ Each has the signature of its NumPy reference ``<name>_reference`` in
 ``tinyconv/functional/conv_winograd.py`` and computes the same sums (in another order, so
 equal up to float rounding).  The matrix products between them stay in ``np.matmul``.
 
-Layouts (the kernel contract), with a = m + 2 the tile side of F(m x m, 3 x 3)::
+Layouts (the kernel contract), with a = m + r - 1 the tile side of F(m x m, r x r)::
 
-    x, gx   (N, C, H, W)         y, gy  (N, K, OH, OW)        w, gw (K, C, 3, 3)
+    x, gx   (N, C, H, W)         y, gy  (N, K, OH, OW)        w, gw (K, C, r, r)
     V, gV   (a*a, C, P)          M, gM  (a*a, K, P)           U, gU (a*a, K, C)
     tile p = n*T + ty*tw + tx (T = th*tw tiles per image), position s = i*a + j in the tile;
     tile (ty, tx) reads input rows ty*m - top + u, u < a (columns tx*m - left + v, v < a),
@@ -246,18 +246,19 @@ def _filter_sandwich(L, S, out):
 
 
 def filter_transform(w, G):
-    """U (a*a, K, C): G g G^T of every 3x3 kernel g = w[k, c]."""
+    """U (a*a, K, C): G g G^T of every r x r kernel g = w[k, c] (G is a x r)."""
     K, C = w.shape[:2]
-    a = G.shape[0]
-    S = np.ascontiguousarray(w.reshape(K * C, 9).T)          # (9, K*C): tap u*3 + v of kernel (k, c)
+    a, r = G.shape
+    S = np.ascontiguousarray(w.reshape(K * C, r * r).T)      # (r*r, K*C): tap u*r + v of kernel (k, c)
     U = np.empty(a * a * K * C, dtype=w.dtype)
     _filter_sandwich(G, S.reshape(S.size), U)
     return U.reshape(a * a, K, C)
 
 
 def filter_adjoint(gU, G):
-    """gw (K, C, 3, 3): G^T gU G per kernel (the adjoint of filter_transform)."""
+    """gw (K, C, r, r): G^T gU G per kernel (the adjoint of filter_transform; G is a x r)."""
     K, C = gU.shape[1:]
-    out = np.empty(9 * K * C, dtype=gU.dtype)
+    r = G.shape[1]
+    out = np.empty(r * r * K * C, dtype=gU.dtype)
     _filter_sandwich(np.ascontiguousarray(G.T), np.ascontiguousarray(gU).reshape(gU.size), out)
-    return np.ascontiguousarray(out.reshape(9, K * C).T).reshape(K, C, 3, 3)
+    return np.ascontiguousarray(out.reshape(r * r, K * C).T).reshape(K, C, r, r)

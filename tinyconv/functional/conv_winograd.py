@@ -133,13 +133,13 @@ def input_adjoint_reference(gV, BT, m, top, left, th, tw, x_shape):
 
 
 def filter_transform_reference(w, G):
-    """U[i*a + j, k, c] = (G g G^T)[i, j] for the 3x3 kernel g = w[k, c] of w (K, C, 3, 3)."""
+    """U[i*a + j, k, c] = (G g G^T)[i, j] for the r x r kernel g = w[k, c] of w (K, C, r, r); G is a x r."""
     a = G.shape[0]
     return np.einsum("iu,jv,kcuv->ijkc", G, G, w, optimize=True).reshape(a * a, *w.shape[:2])
 
 
 def filter_adjoint_reference(gU, G):
-    """The adjoint of filter_transform: gw (K, C, 3, 3) = G^T gU G per (k, c)."""
+    """The adjoint of filter_transform: gw (K, C, r, r) = G^T gU G per (k, c)."""
     a = G.shape[0]
     return np.einsum("iu,jv,ijkc->kcuv", G, G, gU.reshape(a, a, *gU.shape[1:]), optimize=True)
 
@@ -191,11 +191,11 @@ class WinogradConv2dFn(Function):
         (ph, pw), (eh, ew) = self.padding, self.extra
         x = np.ascontiguousarray(x)
         N, C, H, W = x.shape
-        K = w.shape[0]
-        OH, OW = conv_output_size(H + eh, 3, 1, ph), conv_output_size(W + ew, 3, 1, pw)
+        K, r = w.shape[0], w.shape[2]
+        OH, OW = conv_output_size(H + eh, r, 1, ph), conv_output_size(W + ew, r, 1, pw)
         th, tw = tiles(OH, OW, m)
         BT, Gm, AT = transforms(m, x.dtype)
-        a, P = m + 2, N * th * tw
+        a, P = BT.shape[0], N * th * tw
         V = _transform("input_transform", x)(x, BT, m, ph, pw, th, tw)
         if self.needs_input_grad[1]:        # kept for gw; its memory goes back in release()
             V = _keep(V)
@@ -221,7 +221,7 @@ class WinogradConv2dFn(Function):
         x_shape, OH, OW, th, tw = self.geometry
         C, K = x_shape[1], gy.shape[1]
         BT, Gm, AT = transforms(m, gy.dtype)
-        a, P = m + 2, V.shape[2] if V is not None else x_shape[0] * th * tw
+        a, P = BT.shape[0], V.shape[2] if V is not None else x_shape[0] * th * tw
         gM = _transform("output_adjoint", gy)(np.ascontiguousarray(gy), AT, m)
         gMg = gM.reshape(a * a, G, K // G, P)
         gx = gw = None
