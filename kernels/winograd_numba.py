@@ -194,7 +194,8 @@ def _b6(L, s, so, ss, d, do, ds, n):
     for t in range(uintp(n)):                               # [0, -4, 4, -2, 2, 4]
         d[uintp(do + ds) + t] = k(4) * (s[s2 + t] - s[s1 + t] + s[s5 + t]) + k(2) * (s[s4 + t] - s[s3 + t])
     for t in range(uintp(n)):                               # [-5, -4, -4, -1, -1, 0]
-        d[uintp(do + 2 * ds) + t] = -(k(5) * s[s0 + t] + k(4) * (s[s1 + t] + s[s2 + t]) + s[s3 + t] + s[s4 + t])
+        d[uintp(do + 2 * ds) + t] = -(k(5) * s[s0 + t] + k(4) * (s[s1 + t] + s[s2 + t])
+                                      + s[s3 + t] + s[s4 + t])
     for t in range(uintp(n)):                               # [0, 1, -1, 2, -2, -5]
         d[uintp(do + 3 * ds) + t] = s[s1 + t] - s[s2 + t] + k(2) * (s[s3 + t] - s[s4 + t]) - k(5) * s[s5 + t]
     for t in range(uintp(n)):                               # [1, 1, 1, 1, 1, 0]
@@ -282,9 +283,11 @@ _F43 = {"BT": [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
               [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
         "AT": [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]}
 #: (matrix in float64, its hand-written row function); the transposes serve the adjoints
-SPECIALISED = [(np.array(t[name], dtype=np.float64).T if transpose else np.array(t[name], dtype=np.float64), fn)
-               for t, fns in ((_F23, (_bt4, _b4, _g4, _gt4, _at4, _a4)), (_F43, (_bt6, _b6, _g6, _gt6, _at6, _a6)))
-               for (name, transpose), fn in zip((("BT", 0), ("BT", 1), ("G", 0), ("G", 1), ("AT", 0), ("AT", 1)), fns)]
+SPECIALISED = []
+for _t, _fns in ((_F23, (_bt4, _b4, _g4, _gt4, _at4, _a4)), (_F43, (_bt6, _b6, _g6, _gt6, _at6, _a6))):
+    for _name, _fn_pair in zip(("BT", "G", "AT"), zip(_fns[::2], _fns[1::2])):
+        _L = np.array(_t[_name], dtype=np.float64)
+        SPECIALISED += [(_L, _fn_pair[0]), (_L.T.copy(), _fn_pair[1])]
 
 
 def row_function(L):
@@ -374,7 +377,7 @@ def _input_adjoint(f, B, gV, m, top, left, th, tw, gx, nchunks):
         corner = _corners(th, tw, m * Wc, m)
         lo, hi = _chunk(chunk, nchunks, C)
         for c in range(lo, hi):
-            for v in range(a):                               # tmp[i*a + v] = (B gV)[i, v], read where the GEMM wrote
+            for v in range(a):                               # tmp[i*a + v] = (B gV)[i, v], gV as is
                 f(B, gVf, (v * C + c) * P, a * C * P, tmp, v * P, a * P, P)
             for i in range(a):                               # S[i*a + j] = (B gV B^T)[i, j]
                 f(B, tmp, i * a * P, P, S, i * a * P, P, P)
@@ -389,7 +392,8 @@ def _input_adjoint(f, B, gV, m, top, left, th, tw, gx, nchunks):
                 for h in range(H):
                     for w_ in range(W):
                         inside = h + top < Hc and w_ + left < Wc
-                        gxf[base + uintp(h * W + w_)] = canvas[uintp((h + top) * Wc + w_ + left)] if inside else 0
+                        g = canvas[uintp((h + top) * Wc + w_ + left)] if inside else 0
+                        gxf[base + uintp(h * W + w_)] = g
 
 
 def input_adjoint(gV, BT, m, top, left, th, tw, x_shape):
@@ -414,7 +418,7 @@ def _output_transform(f, AT, M, m, th, tw, bias, y, nchunks):
         Y = np.empty(m * m * P, M.dtype)
         lo, hi = _chunk(chunk, nchunks, K)
         for k in range(lo, hi):
-            for v in range(a):                               # tmp[i*a + v] = (A^T M)[i, v], read where the GEMM wrote
+            for v in range(a):                               # tmp[i*a + v] = (A^T M)[i, v], M as is
                 f(AT, Mf, (v * K + k) * P, a * K * P, tmp, v * P, a * P, P)
             for i in range(m):                               # Y[i*m + j, p] = (A^T M A)[i, j]
                 f(AT, tmp, i * a * P, P, Y, i * m * P, P, P)
@@ -462,7 +466,8 @@ def _output_adjoint(f, A, gy, m, th, tw, gM, nchunks):
                             dst = uintp(u * m * P + n * T + ty * tw + tx)
                             for v in range(m):
                                 q = tx * m + v
-                                S[dst + uintp(v * P)] = gyf[base + uintp(r * OW + q)] if r < OH and q < OW else 0
+                                inside = r < OH and q < OW
+                                S[dst + uintp(v * P)] = gyf[base + uintp(r * OW + q)] if inside else 0
             for v in range(m):                               # tmp[i*m + v] = (A gy)[i, v]
                 f(A, S, v * P, m * P, tmp, v * P, m * P, P)
             for i in range(a):                               # gM[i*a + j, k] = (A gy A^T)[i, j]
@@ -501,15 +506,15 @@ def _filter_sandwich(f, L, S, out):
             f(L, tmp, i * q * _FILTER_BLOCK, _FILTER_BLOCK, of, i * p * KC + lo, KC, n)
 
 
-def filter_transform(w, G):
-    """U (a*a, K, C): G g G^T of every r x r kernel g = w[k, c] (G is a x r)."""
+def filter_transform(w, G, out=None):
+    """U (a*a, K, C): G g G^T of every r x r kernel g = w[k, c] (G is a x r), into ``out`` if given."""
     K, C = w.shape[:2]
     a, r = G.shape
     S = np.ascontiguousarray(w.reshape(K * C, r * r).T)      # (r*r, K*C): tap u*r + v of kernel (k, c)
-    U = np.empty((a * a, K * C), dtype=w.dtype)
+    U = np.empty((a * a, K, C), dtype=w.dtype) if out is None else out
     with threads_for(U.size):
-        _filter_sandwich(row_function(G), G, S, U)
-    return U.reshape(a * a, K, C)
+        _filter_sandwich(row_function(G), G, S, U.reshape(a * a, K * C))
+    return U
 
 
 def filter_adjoint(gU, G):
