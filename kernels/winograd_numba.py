@@ -4,184 +4,434 @@ Each has the signature of its NumPy reference ``<name>_reference`` in
 ``tinyconv/functional/conv_winograd.py`` and computes the same sums (in another order, so
 equal up to float rounding).  The matrix products between them stay in ``np.matmul``.
 
-Layouts (the kernel contract), with a = m + 2 the tile side of F(m x m, 3 x 3)::
+Layouts (the kernel contract), with a = m + r - 1 the tile side of F(m x m, r x r)::
 
-    x, gx   (N, C, H, W)         y, gy  (N, K, OH, OW)        w, gw (K, C, 3, 3)
+    x, gx   (N, C, H, W)         y, gy  (N, K, OH, OW)        w, gw (K, C, r, r)
     V, gV   (a*a, C, P)          M, gM  (a*a, K, P)           U, gU (a*a, K, C)
     tile p = n*T + ty*tw + tx (T = th*tw tiles per image), position s = i*a + j in the tile;
     tile (ty, tx) reads input rows ty*m - top + u, u < a (columns tx*m - left + v, v < a),
     zero outside the image, and writes output rows ty*m + k, k < m, those < OH.
 
-Every transform is the "sandwich" L S L^T of each small tile S with a matrix of the
-variant (B^T, G, A^T, or a transpose for the adjoints).  A parallel task owns one
-(n, channel) plane and does all its T tiles at once: the tiles are gathered as the
-columns of a (q*q, T) block, and both passes of the sandwich run as vector operations
-along the T tiles (``_sandwich_tiles``), which the compiler vectorises.  The planes are
-independent, so the overlap-add of the input adjoint (tiles overlap by a - m pixels)
-needs no atomics.
+**How.** Every transform is the "sandwich" L S L^T of each small tile S with a matrix L
+of the variant (B^T, G, A^T, or a transpose for the adjoints), done in two passes of the
+1-d transform: L applied to the columns of every tile, then to the rows.  A kernel works
+on *rows of tiles*: row ``s`` of a block holds entry s of all T tiles of one (image,
+channel) plane, contiguous, so one pass is a few vector operations along the T tiles::
+
+    pass 1: tmp[i*q + v, :] = sum_u L[i, u] S[u*q + v, :]      for each column v
+    pass 2: out[i*p + j, :] = sum_v L[j, v] tmp[i*q + v, :]    for each row i
+
+Both passes are one "row function" ``f(L, src, so, ss, dst, do, ds, n)``: dst row i
+(at do + i*ds, n long) = sum_u L[i, u] * src row u (at so + u*ss).  For the matrices of
+F(2x2, 3x3) and F(4x4, 3x3) that function is written out by hand (``_bt4``, ``_g6``, ...:
+each output row one loop with the matrix entries as constants, so zeros cost nothing,
++-1 no multiply, and each loop reads at most four rows, which the compiler vectorises);
+any other matrix runs the generic ``_rows``, which reads the entries from L.  Pass 2 of
+the forward transforms writes straight into the GEMM layout (V, or the a*a rows of gM),
+and the output transform's pass 1 reads M where the GEMM wrote it.
+
+**Work split.** A parallel task is a chunk of (channel, image) planes, channel-major
+(plane c*N + n), so that consecutive planes write consecutive tiles of each row of V and
+gM; a chunk allocates its scratch rows once.  The planes are independent, so the
+overlap-add of the input adjoint (tiles overlap by a - m pixels) needs no atomics.
 
 This module imports nothing of tinyconv; ``tinyconv.backend.kernel`` finds its
 functions by name.
 """
+import numba
 import numpy as np
 from numba import njit, prange, uintp
 
 from ._numba_threads import threads_for
 
+# --------------------------------------------------------------------------- row functions
+# f(L, s, so, ss, d, do, ds, n): d[do + i*ds + t] = sum_u L[i, u] s[so + u*ss + t], t < n.
+# Offsets are cast to uintp so that Numba emits no negative-index test and the loops
+# vectorise; ``k = s.dtype.type`` keeps float32 arithmetic in float32.
+
 
 @njit(cache=True, inline="always")
-def _sandwich_tiles(L, S, tmp, out):
-    """out[i*p + j, t] = (L S_t L^T)[i, j] for the tiles S_t[u, v] = S[u*q + v, t]; L (p, q).
-
-    Pass 1: tmp[i*q + v] = sum_u L[i, u] S[u*q + v]   (L applied to the rows of each tile)
-    Pass 2: out[i*p + j] = sum_v L[j, v] tmp[i*q + v]  (then to its columns)
-    Each line is a vector operation over the T tiles; zero entries of L are skipped.
-    S, tmp and out are flat (rows of T); indices are cast to uintp so that Numba emits no
-    negative-index test and the loops over t vectorise.
-    """
+def _rows(L, s, so, ss, d, do, ds, n):
+    """Any matrix L (p, q): entries read at run time, zero entries skipped."""
     p, q = L.shape
-    T = uintp(S.size // (q * q))
+    n = uintp(n)
     for i in range(p):
-        for v in range(q):
-            r = uintp(i * q + v) * T
-            for t in range(T):
-                tmp[r + t] = 0
-            for u in range(q):
-                c = L[i, u]
-                if c != 0:
-                    s = uintp(u * q + v) * T
-                    for t in range(T):
-                        tmp[r + t] += c * S[s + t]
-    for i in range(p):
-        for j in range(p):
-            r = uintp(i * p + j) * T
-            for t in range(T):
-                out[r + t] = 0
-            for v in range(q):
-                c = L[j, v]
-                if c != 0:
-                    s = uintp(i * q + v) * T
-                    for t in range(T):
-                        out[r + t] += c * tmp[s + t]
+        o = uintp(do + i * ds)
+        for t in range(n):
+            d[o + t] = 0
+        for u in range(q):
+            c = L[i, u]
+            if c != 0:
+                r = uintp(so + u * ss)
+                for t in range(n):
+                    d[o + t] += c * s[r + t]
+
+
+# F(2x2, 3x3): B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+# G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]], A^T = [[1, 1, 1, 0], [0, 1, -1, -1]].
+# Each line below is one row of the matrix named; s0..s3 are the source rows u = 0..3.
+
+
+@njit(cache=True, inline="always")
+def _bt4(L, s, so, ss, d, do, ds, n):
+    """B^T (4 x 4) of F(2, 3)."""
+    s0, s1, s2, s3 = uintp(so), uintp(so + ss), uintp(so + 2 * ss), uintp(so + 3 * ss)
+    d0, d1, d2, d3 = uintp(do), uintp(do + ds), uintp(do + 2 * ds), uintp(do + 3 * ds)
+    for t in range(uintp(n)):
+        d[d0 + t] = s[s0 + t] - s[s2 + t]                   # [1, 0, -1, 0]
+    for t in range(uintp(n)):
+        d[d1 + t] = s[s1 + t] + s[s2 + t]                   # [0, 1, 1, 0]
+    for t in range(uintp(n)):
+        d[d2 + t] = s[s2 + t] - s[s1 + t]                   # [0, -1, 1, 0]
+    for t in range(uintp(n)):
+        d[d3 + t] = s[s1 + t] - s[s3 + t]                   # [0, 1, 0, -1]
+
+
+@njit(cache=True, inline="always")
+def _b4(L, s, so, ss, d, do, ds, n):
+    """B = (B^T)^T (4 x 4) of F(2, 3), for the input adjoint."""
+    s0, s1, s2, s3 = uintp(so), uintp(so + ss), uintp(so + 2 * ss), uintp(so + 3 * ss)
+    d0, d1, d2, d3 = uintp(do), uintp(do + ds), uintp(do + 2 * ds), uintp(do + 3 * ds)
+    for t in range(uintp(n)):
+        d[d0 + t] = s[s0 + t]                               # [1, 0, 0, 0]
+    for t in range(uintp(n)):
+        d[d1 + t] = s[s1 + t] - s[s2 + t] + s[s3 + t]       # [0, 1, -1, 1]
+    for t in range(uintp(n)):
+        d[d2 + t] = s[s1 + t] + s[s2 + t] - s[s0 + t]       # [-1, 1, 1, 0]
+    for t in range(uintp(n)):
+        d[d3 + t] = -s[s3 + t]                              # [0, 0, 0, -1]
+
+
+@njit(cache=True, inline="always")
+def _g4(L, s, so, ss, d, do, ds, n):
+    """G (4 x 3) of F(2, 3)."""
+    k = s.dtype.type
+    h = k(1 / 2)
+    s0, s1, s2 = uintp(so), uintp(so + ss), uintp(so + 2 * ss)
+    d0, d1, d2, d3 = uintp(do), uintp(do + ds), uintp(do + 2 * ds), uintp(do + 3 * ds)
+    for t in range(uintp(n)):
+        d[d0 + t] = s[s0 + t]                               # [1, 0, 0]
+    for t in range(uintp(n)):
+        d[d1 + t] = h * (s[s0 + t] + s[s1 + t] + s[s2 + t])  # [1/2, 1/2, 1/2]
+    for t in range(uintp(n)):
+        d[d2 + t] = h * (s[s0 + t] - s[s1 + t] + s[s2 + t])  # [1/2, -1/2, 1/2]
+    for t in range(uintp(n)):
+        d[d3 + t] = s[s2 + t]                               # [0, 0, 1]
+
+
+@njit(cache=True, inline="always")
+def _gt4(L, s, so, ss, d, do, ds, n):
+    """G^T (3 x 4) of F(2, 3), for the filter adjoint."""
+    k = s.dtype.type
+    h = k(1 / 2)
+    s0, s1, s2, s3 = uintp(so), uintp(so + ss), uintp(so + 2 * ss), uintp(so + 3 * ss)
+    d0, d1, d2 = uintp(do), uintp(do + ds), uintp(do + 2 * ds)
+    for t in range(uintp(n)):
+        d[d0 + t] = s[s0 + t] + h * (s[s1 + t] + s[s2 + t])  # [1, 1/2, 1/2, 0]
+    for t in range(uintp(n)):
+        d[d1 + t] = h * (s[s1 + t] - s[s2 + t])             # [0, 1/2, -1/2, 0]
+    for t in range(uintp(n)):
+        d[d2 + t] = h * (s[s1 + t] + s[s2 + t]) + s[s3 + t]  # [0, 1/2, 1/2, 1]
+
+
+@njit(cache=True, inline="always")
+def _at4(L, s, so, ss, d, do, ds, n):
+    """A^T (2 x 4) of F(2, 3)."""
+    s0, s1, s2, s3 = uintp(so), uintp(so + ss), uintp(so + 2 * ss), uintp(so + 3 * ss)
+    d0, d1 = uintp(do), uintp(do + ds)
+    for t in range(uintp(n)):
+        d[d0 + t] = s[s0 + t] + s[s1 + t] + s[s2 + t]       # [1, 1, 1, 0]
+    for t in range(uintp(n)):
+        d[d1 + t] = s[s1 + t] - s[s2 + t] - s[s3 + t]       # [0, 1, -1, -1]
+
+
+@njit(cache=True, inline="always")
+def _a4(L, s, so, ss, d, do, ds, n):
+    """A = (A^T)^T (4 x 2) of F(2, 3), for the output adjoint."""
+    s0, s1 = uintp(so), uintp(so + ss)
+    d0, d1, d2, d3 = uintp(do), uintp(do + ds), uintp(do + 2 * ds), uintp(do + 3 * ds)
+    for t in range(uintp(n)):
+        d[d0 + t] = s[s0 + t]                               # [1, 0]
+    for t in range(uintp(n)):
+        d[d1 + t] = s[s0 + t] + s[s1 + t]                   # [1, 1]
+    for t in range(uintp(n)):
+        d[d2 + t] = s[s0 + t] - s[s1 + t]                   # [1, -1]
+    for t in range(uintp(n)):
+        d[d3 + t] = -s[s1 + t]                              # [0, -1]
+
+
+# F(4x4, 3x3): the matrices of TRANSFORMS[4] in conv_winograd.py, row by row below.
+
+
+@njit(cache=True, inline="always")
+def _bt6(L, s, so, ss, d, do, ds, n):
+    """B^T (6 x 6) of F(4, 3)."""
+    k = s.dtype.type
+    s0, s1, s2 = uintp(so), uintp(so + ss), uintp(so + 2 * ss)
+    s3, s4, s5 = uintp(so + 3 * ss), uintp(so + 4 * ss), uintp(so + 5 * ss)
+    for t in range(uintp(n)):                               # [4, 0, -5, 0, 1, 0]
+        d[uintp(do) + t] = k(4) * s[s0 + t] - k(5) * s[s2 + t] + s[s4 + t]
+    for t in range(uintp(n)):                               # [0, -4, -4, 1, 1, 0]
+        d[uintp(do + ds) + t] = s[s3 + t] + s[s4 + t] - k(4) * (s[s1 + t] + s[s2 + t])
+    for t in range(uintp(n)):                               # [0, 4, -4, -1, 1, 0]
+        d[uintp(do + 2 * ds) + t] = s[s4 + t] - s[s3 + t] + k(4) * (s[s1 + t] - s[s2 + t])
+    for t in range(uintp(n)):                               # [0, -2, -1, 2, 1, 0]
+        d[uintp(do + 3 * ds) + t] = s[s4 + t] - s[s2 + t] + k(2) * (s[s3 + t] - s[s1 + t])
+    for t in range(uintp(n)):                               # [0, 2, -1, -2, 1, 0]
+        d[uintp(do + 4 * ds) + t] = s[s4 + t] - s[s2 + t] + k(2) * (s[s1 + t] - s[s3 + t])
+    for t in range(uintp(n)):                               # [0, 4, 0, -5, 0, 1]
+        d[uintp(do + 5 * ds) + t] = k(4) * s[s1 + t] - k(5) * s[s3 + t] + s[s5 + t]
+
+
+@njit(cache=True, inline="always")
+def _b6(L, s, so, ss, d, do, ds, n):
+    """B = (B^T)^T (6 x 6) of F(4, 3), for the input adjoint."""
+    k = s.dtype.type
+    s0, s1, s2 = uintp(so), uintp(so + ss), uintp(so + 2 * ss)
+    s3, s4, s5 = uintp(so + 3 * ss), uintp(so + 4 * ss), uintp(so + 5 * ss)
+    for t in range(uintp(n)):                               # [4, 0, 0, 0, 0, 0]
+        d[uintp(do) + t] = k(4) * s[s0 + t]
+    for t in range(uintp(n)):                               # [0, -4, 4, -2, 2, 4]
+        d[uintp(do + ds) + t] = k(4) * (s[s2 + t] - s[s1 + t] + s[s5 + t]) + k(2) * (s[s4 + t] - s[s3 + t])
+    for t in range(uintp(n)):                               # [-5, -4, -4, -1, -1, 0]
+        d[uintp(do + 2 * ds) + t] = -(k(5) * s[s0 + t] + k(4) * (s[s1 + t] + s[s2 + t])
+                                      + s[s3 + t] + s[s4 + t])
+    for t in range(uintp(n)):                               # [0, 1, -1, 2, -2, -5]
+        d[uintp(do + 3 * ds) + t] = s[s1 + t] - s[s2 + t] + k(2) * (s[s3 + t] - s[s4 + t]) - k(5) * s[s5 + t]
+    for t in range(uintp(n)):                               # [1, 1, 1, 1, 1, 0]
+        d[uintp(do + 4 * ds) + t] = s[s0 + t] + s[s1 + t] + s[s2 + t] + s[s3 + t] + s[s4 + t]
+    for t in range(uintp(n)):                               # [0, 0, 0, 0, 0, 1]
+        d[uintp(do + 5 * ds) + t] = s[s5 + t]
+
+
+@njit(cache=True, inline="always")
+def _g6(L, s, so, ss, d, do, ds, n):
+    """G (6 x 3) of F(4, 3); 1/6, 1/12, 1/24 rounded to the dtype, as G itself."""
+    k = s.dtype.type
+    c4, c6, c12, c24 = k(1 / 4), k(1 / 6), k(1 / 12), k(1 / 24)
+    s0, s1, s2 = uintp(so), uintp(so + ss), uintp(so + 2 * ss)
+    for t in range(uintp(n)):                               # [1/4, 0, 0]
+        d[uintp(do) + t] = c4 * s[s0 + t]
+    for t in range(uintp(n)):                               # [-1/6, -1/6, -1/6]
+        d[uintp(do + ds) + t] = -c6 * (s[s0 + t] + s[s1 + t] + s[s2 + t])
+    for t in range(uintp(n)):                               # [-1/6, 1/6, -1/6]
+        d[uintp(do + 2 * ds) + t] = c6 * (s[s1 + t] - s[s0 + t] - s[s2 + t])
+    for t in range(uintp(n)):                               # [1/24, 1/12, 1/6]
+        d[uintp(do + 3 * ds) + t] = c24 * s[s0 + t] + c12 * s[s1 + t] + c6 * s[s2 + t]
+    for t in range(uintp(n)):                               # [1/24, -1/12, 1/6]
+        d[uintp(do + 4 * ds) + t] = c24 * s[s0 + t] - c12 * s[s1 + t] + c6 * s[s2 + t]
+    for t in range(uintp(n)):                               # [0, 0, 1]
+        d[uintp(do + 5 * ds) + t] = s[s2 + t]
+
+
+@njit(cache=True, inline="always")
+def _gt6(L, s, so, ss, d, do, ds, n):
+    """G^T (3 x 6) of F(4, 3), for the filter adjoint."""
+    k = s.dtype.type
+    c4, c6, c12, c24 = k(1 / 4), k(1 / 6), k(1 / 12), k(1 / 24)
+    s0, s1, s2 = uintp(so), uintp(so + ss), uintp(so + 2 * ss)
+    s3, s4, s5 = uintp(so + 3 * ss), uintp(so + 4 * ss), uintp(so + 5 * ss)
+    for t in range(uintp(n)):                               # [1/4, -1/6, -1/6, 1/24, 1/24, 0]
+        d[uintp(do) + t] = c4 * s[s0 + t] - c6 * (s[s1 + t] + s[s2 + t]) + c24 * (s[s3 + t] + s[s4 + t])
+    for t in range(uintp(n)):                               # [0, -1/6, 1/6, 1/12, -1/12, 0]
+        d[uintp(do + ds) + t] = c6 * (s[s2 + t] - s[s1 + t]) + c12 * (s[s3 + t] - s[s4 + t])
+    for t in range(uintp(n)):                               # [0, -1/6, -1/6, 1/6, 1/6, 1]
+        d[uintp(do + 2 * ds) + t] = c6 * (s[s3 + t] + s[s4 + t] - s[s1 + t] - s[s2 + t]) + s[s5 + t]
+
+
+@njit(cache=True, inline="always")
+def _at6(L, s, so, ss, d, do, ds, n):
+    """A^T (4 x 6) of F(4, 3)."""
+    k = s.dtype.type
+    s0, s1, s2 = uintp(so), uintp(so + ss), uintp(so + 2 * ss)
+    s3, s4, s5 = uintp(so + 3 * ss), uintp(so + 4 * ss), uintp(so + 5 * ss)
+    for t in range(uintp(n)):                               # [1, 1, 1, 1, 1, 0]
+        d[uintp(do) + t] = s[s0 + t] + s[s1 + t] + s[s2 + t] + s[s3 + t] + s[s4 + t]
+    for t in range(uintp(n)):                               # [0, 1, -1, 2, -2, 0]
+        d[uintp(do + ds) + t] = s[s1 + t] - s[s2 + t] + k(2) * (s[s3 + t] - s[s4 + t])
+    for t in range(uintp(n)):                               # [0, 1, 1, 4, 4, 0]
+        d[uintp(do + 2 * ds) + t] = s[s1 + t] + s[s2 + t] + k(4) * (s[s3 + t] + s[s4 + t])
+    for t in range(uintp(n)):                               # [0, 1, -1, 8, -8, 1]
+        d[uintp(do + 3 * ds) + t] = s[s1 + t] - s[s2 + t] + k(8) * (s[s3 + t] - s[s4 + t]) + s[s5 + t]
+
+
+@njit(cache=True, inline="always")
+def _a6(L, s, so, ss, d, do, ds, n):
+    """A = (A^T)^T (6 x 4) of F(4, 3), for the output adjoint."""
+    k = s.dtype.type
+    s0, s1, s2, s3 = uintp(so), uintp(so + ss), uintp(so + 2 * ss), uintp(so + 3 * ss)
+    for t in range(uintp(n)):                               # [1, 0, 0, 0]
+        d[uintp(do) + t] = s[s0 + t]
+    for t in range(uintp(n)):                               # [1, 1, 1, 1]
+        d[uintp(do + ds) + t] = s[s0 + t] + s[s1 + t] + s[s2 + t] + s[s3 + t]
+    for t in range(uintp(n)):                               # [1, -1, 1, -1]
+        d[uintp(do + 2 * ds) + t] = s[s0 + t] - s[s1 + t] + s[s2 + t] - s[s3 + t]
+    for t in range(uintp(n)):                               # [1, 2, 4, 8]
+        d[uintp(do + 3 * ds) + t] = s[s0 + t] + k(2) * s[s1 + t] + k(4) * s[s2 + t] + k(8) * s[s3 + t]
+    for t in range(uintp(n)):                               # [1, -2, 4, -8]
+        d[uintp(do + 4 * ds) + t] = s[s0 + t] - k(2) * s[s1 + t] + k(4) * s[s2 + t] - k(8) * s[s3 + t]
+    for t in range(uintp(n)):                               # [0, 0, 0, 1]
+        d[uintp(do + 5 * ds) + t] = s[s3 + t]
+
+
+_F23 = {"BT": [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+        "G": [[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]],
+        "AT": [[1, 1, 1, 0], [0, 1, -1, -1]]}
+_F43 = {"BT": [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+               [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
+        "G": [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+              [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
+        "AT": [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]}
+#: (matrix in float64, its hand-written row function); the transposes serve the adjoints
+SPECIALISED = []
+for _t, _fns in ((_F23, (_bt4, _b4, _g4, _gt4, _at4, _a4)), (_F43, (_bt6, _b6, _g6, _gt6, _at6, _a6))):
+    for _name, _fn_pair in zip(("BT", "G", "AT"), zip(_fns[::2], _fns[1::2])):
+        _L = np.array(_t[_name], dtype=np.float64)
+        SPECIALISED += [(_L, _fn_pair[0]), (_L.T.copy(), _fn_pair[1])]
+
+
+def row_function(L):
+    """The row function for matrix L: the hand-written one if L is one of SPECIALISED, else ``_rows``."""
+    for known, fn in SPECIALISED:
+        if known.shape == L.shape and np.array_equal(known.astype(L.dtype), L):
+            return fn
+    return _rows
+
+
+@njit(cache=True)
+def _chunk(i, nchunks, ntasks):
+    """Tasks [lo, hi) of chunk i when ntasks are split into nchunks near-equal chunks."""
+    return i * ntasks // nchunks, (i + 1) * ntasks // nchunks
+
+
+@njit(cache=True)
+def _corners(th, tw, row_step, col_step):
+    """corner[ty*tw + tx] = ty*row_step + tx*col_step: where tile t starts in a canvas."""
+    corner = np.empty(th * tw, np.uintp)
+    for ty in range(th):
+        for tx in range(tw):
+            corner[ty * tw + tx] = ty * row_step + tx * col_step
+    return corner
+
+
+def _nchunks(ntasks):
+    """A few chunks per thread (of those threads_for leaves), so that a slow thread delays the region less."""
+    return max(1, min(ntasks, 4 * numba.get_num_threads()))
+
+
+# --------------------------------------------------------------------------- the kernels
 
 
 @njit(cache=True, parallel=True)
-def _input_transform(x, BT, m, top, left, th, tw, V):
+def _input_transform(f, BT, x, m, top, left, th, tw, V, nchunks):
     N, C, H, W = x.shape
     a = BT.shape[0]
     T = th * tw
     P = N * T
     Hc, Wc = th * m + a - m, tw * m + a - m                  # the padded canvas the tiles cover
     xf, Vf = x.reshape(x.size), V.reshape(V.size)
-    for task in prange(N * C):
-        n, c = task // C, task % C
-        canvas = np.zeros(Hc * Wc, x.dtype)
-        base = uintp(task) * uintp(H * W)                    # plane (n, c) of x
-        for h in range(min(H, Hc - top)):                    # x sits at (top, left) in the canvas
-            for w_ in range(min(W, Wc - left)):
-                canvas[uintp((h + top) * Wc + w_ + left)] = xf[base + uintp(h * W + w_)]
-        S = np.empty(a * a * T, x.dtype)
-        # S[u*a + v, tile] = canvas pixel (u, v) of the tile
-        for u in range(a):
-            for v in range(a):
-                row = uintp(u * a + v) * uintp(T)
-                for ty in range(th):
-                    src = uintp((ty * m + u) * Wc + v)
-                    dst = row + uintp(ty * tw)
-                    for tx in range(uintp(tw)):
-                        S[dst + tx] = canvas[src + tx * uintp(m)]
-        tmp = np.empty(a * a * T, x.dtype)
-        out = np.empty(a * a * T, x.dtype)
-        _sandwich_tiles(BT, S, tmp, out)                     # B^T d B
-        for s in range(a * a):                               # V[s, c, n*T + t]
-            dst = uintp((s * C + c) * P + n * T)
-            src = uintp(s * T)
-            for t in range(uintp(T)):
-                Vf[dst + t] = out[src + t]
+    for chunk in prange(nchunks):
+        canvas = np.zeros(Hc * Wc, x.dtype)                  # its border stays zero: the padding
+        S = np.empty(a * a * P, x.dtype)
+        tmp = np.empty(a * a * P, x.dtype)
+        corner = _corners(th, tw, m * Wc, m)
+        lo, hi = _chunk(chunk, nchunks, C)
+        for c in range(lo, hi):
+            for n in range(N):
+                base = uintp((n * C + c) * H * W)            # plane (n, c) of x at (top, left) in the canvas
+                for h in range(min(H, Hc - top)):
+                    for w_ in range(min(W, Wc - left)):
+                        canvas[uintp((h + top) * Wc + w_ + left)] = xf[base + uintp(h * W + w_)]
+                for u in range(a):                           # S[u*a + v, n*T + t] = pixel (u, v) of tile t
+                    for v in range(a):
+                        row, o = uintp((u * a + v) * P + n * T), uintp(u * Wc + v)
+                        for t in range(uintp(T)):
+                            S[row + t] = canvas[corner[t] + o]
+            for v in range(a):                               # tmp[i*a + v] = (B^T d)[i, v]
+                f(BT, S, v * P, a * P, tmp, v * P, a * P, P)
+            for i in range(a):                               # V[i*a + j, c] = (B^T d B)[i, j]
+                f(BT, tmp, i * a * P, P, Vf, (i * a * C + c) * P, C * P, P)
 
 
-def input_transform(x, BT, m, top, left, th, tw):
-    """V (a*a, C, N*th*tw): B^T d B of every input tile of x."""
+def input_transform(x, BT, m, top, left, th, tw, out=None):
+    """V (a*a, C, N*th*tw): B^T d B of every input tile of x (into ``out`` if given)."""
     N, C = x.shape[:2]
-    V = np.empty((BT.shape[0] ** 2, C, N * th * tw), dtype=x.dtype)
+    V = np.empty((BT.shape[0] ** 2, C, N * th * tw), dtype=x.dtype) if out is None else out
     with threads_for(V.size):
-        _input_transform(np.ascontiguousarray(x), BT, m, top, left, th, tw, V)
+        _input_transform(row_function(BT), BT, np.ascontiguousarray(x), m, top, left, th, tw, V, _nchunks(C))
     return V
 
 
 @njit(cache=True, parallel=True)
-def _input_adjoint(gV, B, m, top, left, th, tw, gx):
+def _input_adjoint(f, B, gV, m, top, left, th, tw, gx, nchunks):
     N, C, H, W = gx.shape
     a = B.shape[0]
     T = th * tw
     P = N * T
     Hc, Wc = th * m + a - m, tw * m + a - m
     gVf, gxf = gV.reshape(gV.size), gx.reshape(gx.size)
-    for task in prange(N * C):
-        n, c = task // C, task % C
-        S = np.empty(a * a * T, gV.dtype)
-        for s in range(a * a):                               # S[s, t] = gV[s, c, n*T + t]
-            src = uintp((s * C + c) * P + n * T)
-            dst = uintp(s * T)
-            for t in range(uintp(T)):
-                S[dst + t] = gVf[src + t]
-        tmp = np.empty(a * a * T, gV.dtype)
-        out = np.empty(a * a * T, gV.dtype)
-        _sandwich_tiles(B, S, tmp, out)                      # B gV B^T
-        canvas = np.zeros(Hc * Wc, gV.dtype)
-        for u in range(a):                                   # overlapping tiles add up
-            for v in range(a):
-                row = uintp(u * a + v) * uintp(T)
-                for ty in range(th):
-                    dst = uintp((ty * m + u) * Wc + v)
-                    src = row + uintp(ty * tw)
-                    for tx in range(uintp(tw)):
-                        canvas[dst + tx * uintp(m)] += out[src + tx]
-        base = uintp(task) * uintp(H * W)                    # the padding's gradient is dropped
-        for h in range(H):
-            for w_ in range(W):
-                inside = h + top < Hc and w_ + left < Wc
-                gxf[base + uintp(h * W + w_)] = canvas[uintp((h + top) * Wc + w_ + left)] if inside else 0
+    for chunk in prange(nchunks):
+        canvas = np.empty(Hc * Wc, gV.dtype)
+        S = np.empty(a * a * P, gV.dtype)
+        tmp = np.empty(a * a * P, gV.dtype)
+        corner = _corners(th, tw, m * Wc, m)
+        lo, hi = _chunk(chunk, nchunks, C)
+        for c in range(lo, hi):
+            for v in range(a):                               # tmp[i*a + v] = (B gV)[i, v], gV as is
+                f(B, gVf, (v * C + c) * P, a * C * P, tmp, v * P, a * P, P)
+            for i in range(a):                               # S[i*a + j] = (B gV B^T)[i, j]
+                f(B, tmp, i * a * P, P, S, i * a * P, P, P)
+            for n in range(N):
+                canvas[:] = 0
+                for u in range(a):                           # overlapping tiles add up
+                    for v in range(a):
+                        row, o = uintp((u * a + v) * P + n * T), uintp(u * Wc + v)
+                        for t in range(uintp(T)):
+                            canvas[corner[t] + o] += S[row + t]
+                base = uintp((n * C + c) * H * W)            # the padding's gradient is dropped
+                for h in range(H):
+                    for w_ in range(W):
+                        inside = h + top < Hc and w_ + left < Wc
+                        g = canvas[uintp((h + top) * Wc + w_ + left)] if inside else 0
+                        gxf[base + uintp(h * W + w_)] = g
 
 
 def input_adjoint(gV, BT, m, top, left, th, tw, x_shape):
     """gx (x_shape): the overlap-add of B gV B^T over the tiles (the adjoint of input_transform)."""
     gx = np.empty(x_shape, dtype=gV.dtype)
+    B = np.ascontiguousarray(BT.T)
     with threads_for(gV.size):
-        _input_adjoint(np.ascontiguousarray(gV), np.ascontiguousarray(BT.T), m, top, left, th, tw, gx)
+        _input_adjoint(row_function(B), B, np.ascontiguousarray(gV), m, top, left, th, tw, gx,
+                       _nchunks(x_shape[1]))
     return gx
 
 
 @njit(cache=True, parallel=True)
-def _output_transform(M, AT, m, th, tw, bias, y):
+def _output_transform(f, AT, M, m, th, tw, bias, y, nchunks):
     N, K, OH, OW = y.shape
     a = AT.shape[1]
     T = th * tw
     P = N * T
     Mf, yf = M.reshape(M.size), y.reshape(y.size)
-    for task in prange(N * K):
-        n, k = task // K, task % K
-        S = np.empty(a * a * T, M.dtype)
-        for s in range(a * a):                               # S[s, t] = M[s, k, n*T + t]
-            src = uintp((s * K + k) * P + n * T)
-            dst = uintp(s * T)
-            for t in range(uintp(T)):
-                S[dst + t] = Mf[src + t]
-        tmp = np.empty(m * a * T, M.dtype)
-        out = np.empty(m * m * T, M.dtype)
-        _sandwich_tiles(AT, S, tmp, out)                     # A^T M A, m x m per tile
-        b = bias[k]
-        base = uintp(task) * uintp(OH * OW)
-        for u in range(m):
-            for v in range(m):
-                row = uintp(u * m + v) * uintp(T)
-                for ty in range(th):
-                    r = ty * m + u
-                    if r < OH:                               # the last tiles may pass the edge
+    for chunk in prange(nchunks):
+        tmp = np.empty(m * a * P, M.dtype)
+        Y = np.empty(m * m * P, M.dtype)
+        lo, hi = _chunk(chunk, nchunks, K)
+        for k in range(lo, hi):
+            for v in range(a):                               # tmp[i*a + v] = (A^T M)[i, v], M as is
+                f(AT, Mf, (v * K + k) * P, a * K * P, tmp, v * P, a * P, P)
+            for i in range(m):                               # Y[i*m + j, p] = (A^T M A)[i, j]
+                f(AT, tmp, i * a * P, P, Y, i * m * P, P, P)
+            b = bias[k]
+            for n in range(N):
+                base = uintp((n * K + k) * OH * OW)
+                for ty in range(th):                         # y row ty*m + i, left to right
+                    for i in range(min(m, OH - ty * m)):     # the last tiles may pass the edge
+                        dst = base + uintp((ty * m + i) * OW)
                         for tx in range(tw):
-                            q = tx * m + v
-                            if q < OW:
-                                yf[base + uintp(r * OW + q)] = out[row + uintp(ty * tw + tx)] + b
+                            src = uintp(i * m * P + n * T + ty * tw + tx)
+                            for j in range(min(m, OW - tx * m)):
+                                yf[dst + uintp(tx * m + j)] = Y[src + uintp(j * P)] + b
 
 
 def output_transform(M, AT, m, N, OH, OW, bias=None):
@@ -191,73 +441,88 @@ def output_transform(M, AT, m, N, OH, OW, bias=None):
     b = np.zeros(K, M.dtype) if bias is None else np.ascontiguousarray(bias, dtype=M.dtype)
     th, tw = -(-OH // m), -(-OW // m)
     with threads_for(M.size):
-        _output_transform(np.ascontiguousarray(M), AT, m, th, tw, b, y)
+        _output_transform(row_function(AT), AT, np.ascontiguousarray(M), m, th, tw, b, y, _nchunks(K))
     return y
 
 
 @njit(cache=True, parallel=True)
-def _output_adjoint(gy, A, m, th, tw, gM):
+def _output_adjoint(f, A, gy, m, th, tw, gM, nchunks):
     N, K, OH, OW = gy.shape
     a = A.shape[0]
     T = th * tw
     P = N * T
     gyf, gMf = gy.reshape(gy.size), gM.reshape(gM.size)
-    for task in prange(N * K):
-        n, k = task // K, task % K
-        S = np.zeros(m * m * T, gy.dtype)                    # zero where the tile passes the edge
-        base = uintp(task) * uintp(OH * OW)
-        for u in range(m):
-            for v in range(m):
-                row = uintp(u * m + v) * uintp(T)
-                for ty in range(th):
-                    r = ty * m + u
-                    if r < OH:
+    for chunk in prange(nchunks):
+        S = np.empty(m * m * P, gy.dtype)
+        tmp = np.empty(a * m * P, gy.dtype)
+        lo, hi = _chunk(chunk, nchunks, K)
+        for k in range(lo, hi):
+            for n in range(N):
+                base = uintp((n * K + k) * OH * OW)
+                for ty in range(th):                         # S[u*m + v, n*T + t] = gy pixel (u, v) of tile t
+                    for u in range(m):
+                        r = ty * m + u
                         for tx in range(tw):
-                            q = tx * m + v
-                            if q < OW:
-                                S[row + uintp(ty * tw + tx)] = gyf[base + uintp(r * OW + q)]
-        tmp = np.empty(a * m * T, gy.dtype)
-        out = np.empty(a * a * T, gy.dtype)
-        _sandwich_tiles(A, S, tmp, out)                      # A gy A^T, a x a per tile
-        for s in range(a * a):
-            dst = uintp((s * K + k) * P + n * T)
-            src = uintp(s * T)
-            for t in range(uintp(T)):
-                gMf[dst + t] = out[src + t]
+                            dst = uintp(u * m * P + n * T + ty * tw + tx)
+                            for v in range(m):
+                                q = tx * m + v
+                                inside = r < OH and q < OW
+                                S[dst + uintp(v * P)] = gyf[base + uintp(r * OW + q)] if inside else 0
+            for v in range(m):                               # tmp[i*m + v] = (A gy)[i, v]
+                f(A, S, v * P, m * P, tmp, v * P, m * P, P)
+            for i in range(a):                               # gM[i*a + j, k] = (A gy A^T)[i, j]
+                f(A, tmp, i * m * P, P, gMf, (i * a * K + k) * P, K * P, P)
 
 
-def output_adjoint(gy, AT, m):
+def output_adjoint(gy, AT, m, out=None):
     """gM (a*a, K, P): A gy_tile A^T of every output tile (the adjoint of output_transform)."""
     N, K, OH, OW = gy.shape
     a = AT.shape[1]
     th, tw = -(-OH // m), -(-OW // m)
-    gM = np.empty((a * a, K, N * th * tw), dtype=gy.dtype)
+    gM = np.empty((a * a, K, N * th * tw), dtype=gy.dtype) if out is None else out
+    A = np.ascontiguousarray(AT.T)
     with threads_for(gM.size):
-        _output_adjoint(np.ascontiguousarray(gy), np.ascontiguousarray(AT.T), m, th, tw, gM)
+        _output_adjoint(row_function(A), A, np.ascontiguousarray(gy), m, th, tw, gM, _nchunks(K))
     return gM
 
 
-@njit(cache=True)
-def _filter_sandwich(L, S, out):
-    """out (p*p, KC) = L S_t L^T of the kernels S (q*q, KC), flat; all K*C kernels at once."""
+_FILTER_BLOCK = 512     # kernels per row segment of the filter transforms
+
+
+@njit(cache=True, parallel=True)
+def _filter_sandwich(f, L, S, out):
+    """out (p*p, KC) = L S_t L^T of the kernels S_t = S[:, t] (q*q, KC), in blocks of kernels."""
     p, q = L.shape
-    tmp = np.empty(p * q * (S.size // (q * q)), S.dtype)
-    _sandwich_tiles(L, S, tmp, out)
+    KC = S.shape[1]
+    Sf, of = S.reshape(S.size), out.reshape(out.size)
+    nblocks = -(-KC // _FILTER_BLOCK)
+    for blk in prange(nblocks):
+        lo = blk * _FILTER_BLOCK
+        n = min(_FILTER_BLOCK, KC - lo)
+        tmp = np.empty(p * q * _FILTER_BLOCK, S.dtype)
+        for v in range(q):                                   # tmp[i*q + v] = (L S)[i, v]
+            f(L, Sf, v * KC + lo, q * KC, tmp, v * _FILTER_BLOCK, q * _FILTER_BLOCK, n)
+        for i in range(p):                                   # out[i*p + j] = (L S L^T)[i, j]
+            f(L, tmp, i * q * _FILTER_BLOCK, _FILTER_BLOCK, of, i * p * KC + lo, KC, n)
 
 
-def filter_transform(w, G):
-    """U (a*a, K, C): G g G^T of every 3x3 kernel g = w[k, c]."""
+def filter_transform(w, G, out=None):
+    """U (a*a, K, C): G g G^T of every r x r kernel g = w[k, c] (G is a x r), into ``out`` if given."""
     K, C = w.shape[:2]
-    a = G.shape[0]
-    S = np.ascontiguousarray(w.reshape(K * C, 9).T)          # (9, K*C): tap u*3 + v of kernel (k, c)
-    U = np.empty(a * a * K * C, dtype=w.dtype)
-    _filter_sandwich(G, S.reshape(S.size), U)
-    return U.reshape(a * a, K, C)
+    a, r = G.shape
+    S = np.ascontiguousarray(w.reshape(K * C, r * r).T)      # (r*r, K*C): tap u*r + v of kernel (k, c)
+    U = np.empty((a * a, K, C), dtype=w.dtype) if out is None else out
+    with threads_for(U.size):
+        _filter_sandwich(row_function(G), G, S, U.reshape(a * a, K * C))
+    return U
 
 
 def filter_adjoint(gU, G):
-    """gw (K, C, 3, 3): G^T gU G per kernel (the adjoint of filter_transform)."""
-    K, C = gU.shape[1:]
-    out = np.empty(9 * K * C, dtype=gU.dtype)
-    _filter_sandwich(np.ascontiguousarray(G.T), np.ascontiguousarray(gU).reshape(gU.size), out)
-    return np.ascontiguousarray(out.reshape(9, K * C).T).reshape(K, C, 3, 3)
+    """gw (K, C, r, r): G^T gU G per kernel (the adjoint of filter_transform; G is a x r)."""
+    a, K, C = gU.shape
+    r = G.shape[1]
+    GT = np.ascontiguousarray(G.T)
+    out = np.empty((r * r, K * C), dtype=gU.dtype)
+    with threads_for(gU.size):
+        _filter_sandwich(row_function(GT), GT, np.ascontiguousarray(gU).reshape(a, K * C), out)
+    return np.ascontiguousarray(out.T).reshape(K, C, r, r)

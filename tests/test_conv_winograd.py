@@ -150,29 +150,80 @@ def test_padding_same_and_no_bias(kernel_mode, torch, winograd):
     np.testing.assert_allclose(y.array, want.numpy(), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("m", TILES)
-def test_fast_kernels_equal_reference(m):
-    """Each Numba transform against its NumPy reference (the same sums in another order)."""
+def _kernels_against_references(BT, G, AT, m, geometry, dtype, tol):
+    """Each Numba transform against its NumPy reference on random data (also into ``out``)."""
     r = np.random.default_rng(5)
-    BT, G, AT = W.transforms(m, np.float64)
-    N, C, H, Wd, K, top = 2, 3, 7, 5, 4, 1
-    OH, OW = H + 2 * top - 2, Wd + 2 * top - 2
+    BT, G, AT = (t.astype(dtype) for t in (BT, G, AT))
+    N, C, H, Wd, K, top, left = geometry
+    a, k = BT.shape[0], G.shape[1]
+    OH, OW = H + 2 * top - k + 1, Wd + 2 * left - k + 1
     th, tw = W.tiles(OH, OW, m)
-    a, P = m + 2, N * th * tw
-    x = r.standard_normal((N, C, H, Wd))
-    w = r.standard_normal((K, C, 3, 3))
-    gy = r.standard_normal((N, K, OH, OW))
-    V = r.standard_normal((a * a, C, P))
-    M = r.standard_normal((a * a, K, P))
-    b = r.standard_normal(K)
-    pairs = [("input_transform", (x, BT, m, top, top, th, tw)),
-             ("input_adjoint", (V, BT, m, top, top, th, tw, x.shape)),
-             ("filter_transform", (w, G)), ("filter_adjoint", (M[:, :, :C], G)),
-             ("output_transform", (M, AT, m, N, OH, OW, b)), ("output_adjoint", (gy, AT, m))]
+    P = N * th * tw
+    x, w, gy = (r.standard_normal(s).astype(dtype) for s in ((N, C, H, Wd), (K, C, k, k), (N, K, OH, OW)))
+    V, M, b = (r.standard_normal(s).astype(dtype) for s in ((a * a, C, P), (a * a, K, P), (K,)))
+    pairs = [("input_transform", (x, BT, m, top, left, th, tw)),
+             ("input_adjoint", (V, BT, m, top, left, th, tw, x.shape)),
+             ("filter_transform", (w, G)), ("filter_adjoint", (M[:, :, :C].copy(), G)),
+             ("output_transform", (M, AT, m, N, OH, OW, b)), ("output_transform", (M, AT, m, N, OH, OW)),
+             ("output_adjoint", (gy, AT, m))]
     for name, args in pairs:
         fast = getattr(winograd_numba, name)(*args)
         ref = getattr(W, name + "_reference")(*args)
-        np.testing.assert_allclose(fast, ref, rtol=1e-12, atol=1e-12, err_msg=name)
+        assert fast.dtype == dtype and fast.shape == ref.shape, name
+        np.testing.assert_allclose(fast, ref, rtol=tol, atol=tol * np.abs(ref).max(), err_msg=name)
+        if name in ("input_transform", "filter_transform", "output_adjoint"):
+            out = np.full(ref.shape, np.nan, dtype)             # the op's recycled / workspace arrays
+            assert getattr(winograd_numba, name)(*args, out=out) is out
+            np.testing.assert_allclose(out, fast, rtol=0, atol=0, err_msg=name)
+            assert getattr(W, name + "_reference")(*args, out=out) is out
+
+
+# (N, C, H, W, K, top, left): edge tiles in both directions, N = 1, 1x1 images, padding 0..2
+GEOMETRIES = [(2, 3, 7, 5, 4, 1, 1), (1, 2, 13, 13, 3, 1, 1), (3, 1, 4, 9, 2, 0, 0), (1, 1, 1, 1, 1, 1, 1),
+              (2, 2, 6, 3, 5, 2, 2), (1, 4, 5, 8, 2, 0, 2)]
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 1e-5)])
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+@pytest.mark.parametrize("m", TILES)
+def test_fast_kernels_equal_reference(m, geometry, dtype, tol):
+    """The hand-written F(2x2,3x3) / F(4x4,3x3) row functions in the kernels, against the references."""
+    BT, G, AT = W.transforms(m, np.float64)
+    for L in (BT, BT.T, G, G.T, AT, AT.T):      # these matrices take the hand-written path
+        assert winograd_numba.row_function(L.astype(dtype)) is not winograd_numba._rows
+    _kernels_against_references(BT, G, AT, m, geometry, dtype, tol)
+
+
+@pytest.mark.parametrize("m, k", [(3, 3), (2, 5), (1, 2)])
+@pytest.mark.parametrize("geometry", GEOMETRIES[:3])
+def test_generic_kernels_take_any_matrices(m, k, geometry):
+    """Any (B^T, G, A^T) of a tile a = m + k - 1 runs the generic ``_rows`` path, kernel = reference."""
+    r = np.random.default_rng(7)
+    a = m + k - 1
+    BT, G, AT = r.standard_normal((a, a)), r.standard_normal((a, k)), r.standard_normal((m, a))
+    BT[0, 1] = G[1, 0] = AT[0, 0] = 0                # zero entries are skipped
+    assert winograd_numba.row_function(BT) is winograd_numba._rows
+    N, C, H, Wd, K, top, left = geometry
+    geometry = (N, C, max(H, k), max(Wd, k), K, top, left)
+    _kernels_against_references(BT, G, AT, m, geometry, np.float64, 1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_row_functions_equal_the_generic_one(dtype):
+    """Each hand-written row function computes L @ rows exactly as ``_rows`` reads it from L."""
+    r = np.random.default_rng(8)
+    for L, fn in winograd_numba.SPECIALISED:
+        L = L.astype(dtype)
+        p, q = L.shape
+        n, ss, ds = 13, 17, 19                         # rows n long, src rows ss apart, dst rows ds apart
+        src = r.standard_normal(3 + q * ss).astype(dtype)
+        want = L @ np.stack([src[3 + u * ss:3 + u * ss + n] for u in range(q)])
+        for f in (fn, winograd_numba._rows):
+            dst = np.zeros(5 + p * ds, dtype)
+            f(L, src, 3, ss, dst, 5, ds, n)
+            got = np.stack([dst[5 + i * ds:5 + i * ds + n] for i in range(p)])
+            np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == np.float32 else 1e-14,
+                                       atol=1e-5 if dtype == np.float32 else 1e-13)
 
 
 def test_auto_and_im2col_choices():

@@ -104,8 +104,11 @@ def tiles(OH, OW, m):
 # rows ty*m - top ... ty*m - top + a - 1 (and columns likewise): ``top``/``left`` is the padding.
 
 
-def input_transform_reference(x, BT, m, top, left, th, tw):
-    """V[i*a + j, c, p] = (B^T d B)[i, j] for the a x a input tile d of tile p of x (N, C, H, W)."""
+def input_transform_reference(x, BT, m, top, left, th, tw, out=None):
+    """V[i*a + j, c, p] = (B^T d B)[i, j] for the a x a input tile d of tile p of x (N, C, H, W).
+
+    Into ``out`` (a*a, C, P) if given (the op passes a recycled array), else a new array.
+    """
     a = BT.shape[0]
     N, C, H, W = x.shape
     canvas = np.zeros((N, C, th * m + a - m, tw * m + a - m), dtype=x.dtype)   # x inside its padding
@@ -114,7 +117,8 @@ def input_transform_reference(x, BT, m, top, left, th, tw):
     for u in range(a):
         for v in range(a):                  # d[u, v] = pixel (u, v) of every tile
             d[u, v] = canvas[:, :, u:u + th * m:m, v:v + tw * m:m].transpose(1, 0, 2, 3)
-    return np.einsum("iu,jv,uvcnyx->ijcnyx", BT, BT, d, optimize=True).reshape(a * a, C, N * th * tw)
+    V = np.einsum("iu,jv,uvcnyx->ijcnyx", BT, BT, d, optimize=True).reshape(a * a, C, N * th * tw)
+    return V if out is None else _into(out, V)
 
 
 def input_adjoint_reference(gV, BT, m, top, left, th, tw, x_shape):
@@ -132,14 +136,15 @@ def input_adjoint_reference(gV, BT, m, top, left, th, tw, x_shape):
     return gx
 
 
-def filter_transform_reference(w, G):
-    """U[i*a + j, k, c] = (G g G^T)[i, j] for the 3x3 kernel g = w[k, c] of w (K, C, 3, 3)."""
+def filter_transform_reference(w, G, out=None):
+    """U[i*a + j, k, c] = (G g G^T)[i, j] for the r x r kernel g = w[k, c] of w (K, C, r, r); G is a x r."""
     a = G.shape[0]
-    return np.einsum("iu,jv,kcuv->ijkc", G, G, w, optimize=True).reshape(a * a, *w.shape[:2])
+    U = np.einsum("iu,jv,kcuv->ijkc", G, G, w, optimize=True).reshape(a * a, *w.shape[:2])
+    return U if out is None else _into(out, U)
 
 
 def filter_adjoint_reference(gU, G):
-    """The adjoint of filter_transform: gw (K, C, 3, 3) = G^T gU G per (k, c)."""
+    """The adjoint of filter_transform: gw (K, C, r, r) = G^T gU G per (k, c)."""
     a = G.shape[0]
     return np.einsum("iu,jv,ijkc->kcuv", G, G, gU.reshape(a, a, *gU.shape[1:]), optimize=True)
 
@@ -155,7 +160,7 @@ def output_transform_reference(M, AT, m, N, OH, OW, bias=None):
     return y
 
 
-def output_adjoint_reference(gy, AT, m):
+def output_adjoint_reference(gy, AT, m, out=None):
     """The adjoint of output_transform: gM (a*a, K, P) = A gy_tile A^T, gy zero-padded to whole tiles."""
     a = AT.shape[1]
     N, K, OH, OW = gy.shape
@@ -163,7 +168,12 @@ def output_adjoint_reference(gy, AT, m):
     g = np.zeros((N, K, th * m, tw * m), dtype=gy.dtype)
     g[:, :, :OH, :OW] = gy
     gM = np.einsum("ki,lj,noykxl->ijonyx", AT, AT, g.reshape(N, K, th, m, tw, m), optimize=True)
-    return gM.reshape(a * a, K, N * th * tw)
+    return gM.reshape(a * a, K, N * th * tw) if out is None else _into(out, gM.reshape(out.shape))
+
+
+def _into(out, a):
+    out[...] = a
+    return out
 
 
 def _transform(name, like):
@@ -191,28 +201,31 @@ class WinogradConv2dFn(Function):
         (ph, pw), (eh, ew) = self.padding, self.extra
         x = np.ascontiguousarray(x)
         N, C, H, W = x.shape
-        K = w.shape[0]
-        OH, OW = conv_output_size(H + eh, 3, 1, ph), conv_output_size(W + ew, 3, 1, pw)
+        K, r = w.shape[0], w.shape[2]
+        OH, OW = conv_output_size(H + eh, r, 1, ph), conv_output_size(W + ew, r, 1, pw)
         th, tw = tiles(OH, OW, m)
         BT, Gm, AT = transforms(m, x.dtype)
-        a, P = m + 2, N * th * tw
-        V = _transform("input_transform", x)(x, BT, m, ph, pw, th, tw)
-        if self.needs_input_grad[1]:        # kept for gw; its memory goes back in release()
-            V = _keep(V)
-        U = _transform("filter_transform", x)(np.ascontiguousarray(w), Gm)
+        a, P = BT.shape[0], N * th * tw
+        need_x, need_w = self.needs_input_grad[:2]
+        # V and U are kept for backward (V for gw, U for gx) in arrays recycled across
+        # steps (fresh ones cost a page fault per 4 KiB); release() gives them back.
+        keep = lambda shape, needed: recycled_empty(shape, x.dtype, x) if needed else None  # noqa: E731
+        V = _transform("input_transform", x)(x, BT, m, ph, pw, th, tw, out=keep((a * a, C, P), need_w))
+        U = _transform("filter_transform", x)(np.ascontiguousarray(w), Gm,
+                                              out=keep((a * a, K, C // G), need_x))
         Mt = np.matmul(U.reshape(a * a, G, K // G, C // G), V.reshape(a * a, G, C // G, P),
                        out=workspace("winograd.M", (a * a, G, K // G, P), x.dtype, x))
         y = _transform("output_transform", x)(Mt.reshape(a * a, K, P), AT, m, N, OH, OW, b)
         self.geometry = (x.shape, OH, OW, th, tw)
-        need_x, need_w = self.needs_input_grad[:2]
         self.save_for_backward(V if need_w else None, U if need_x else None)
         return y
 
     def release(self):
-        V = self.saved_tensors[0] if self.saved_tensors else None
+        saved = self.saved_tensors or ()
         super().release()
-        if V is not None:
-            recycle(V)
+        for a in saved:
+            if a is not None:
+                recycle(a)
 
     def backward(self, gy):
         V, U = self.saved_tensors
@@ -221,8 +234,9 @@ class WinogradConv2dFn(Function):
         x_shape, OH, OW, th, tw = self.geometry
         C, K = x_shape[1], gy.shape[1]
         BT, Gm, AT = transforms(m, gy.dtype)
-        a, P = m + 2, V.shape[2] if V is not None else x_shape[0] * th * tw
-        gM = _transform("output_adjoint", gy)(np.ascontiguousarray(gy), AT, m)
+        a, P = BT.shape[0], V.shape[2] if V is not None else x_shape[0] * th * tw
+        gM = _transform("output_adjoint", gy)(np.ascontiguousarray(gy), AT, m,
+                                              out=workspace("winograd.gM", (a * a, K, P), gy.dtype, gy))
         gMg = gM.reshape(a * a, G, K // G, P)
         gx = gw = None
         if self.needs_input_grad[0]:        # gV = U^T @ gM per position, then the input adjoint
@@ -230,19 +244,13 @@ class WinogradConv2dFn(Function):
                            out=workspace("winograd.gV", (a * a, G, C // G, P), gy.dtype, gy))
             gx = _transform("input_adjoint", gy)(gV.reshape(a * a, C, P), BT, m, ph, pw, th, tw, x_shape)
         if self.needs_input_grad[1]:        # gU = gM @ V^T per position, then the filter adjoint
-            gU = gMg @ V.reshape(a * a, G, C // G, P).transpose(0, 1, 3, 2)
-            gw = _transform("filter_adjoint", gy)(np.ascontiguousarray(gU.reshape(a * a, K, C // G)), Gm)
+            gU = np.matmul(gMg, V.reshape(a * a, G, C // G, P).transpose(0, 1, 3, 2),
+                           out=workspace("winograd.gU", (a * a, G, K // G, C // G), gy.dtype, gy))
+            gw = _transform("filter_adjoint", gy)(gU.reshape(a * a, K, C // G), Gm)
         if len(self.needs_input_grad) == 2:
             return gx, gw
         gb = gy.sum(axis=(0, 2, 3)) if self.needs_input_grad[2] else None
         return gx, gw, gb
-
-
-def _keep(V):
-    """V in an array recycled across steps (its page faults cost more than the transform)."""
-    kept = recycled_empty(V.shape, V.dtype, V)
-    kept[...] = V
-    return kept
 
 
 # --------------------------------------------------------------------------- algorithm choice
