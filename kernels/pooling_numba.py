@@ -29,22 +29,10 @@ from numba import njit, prange, uintp
 from ._geometry import out_size
 from ._numba_dtypes import float16_via_float32
 from ._numba_threads import threads_for
+from .conv_numba import _valid_range      # the outputs whose tap lands inside, shared with im2col
 
 #: parallel tasks of the max-pool forward, each a run of planes sharing its scratch buffers
 _BLOCKS = 64
-
-
-
-@njit(cache=True, inline="always")
-def _valid_range(pad, tap, stride, size, out):
-    """Indices o in [lo, hi) of [0, out) with 0 <= o*stride - pad + tap < size."""
-    lo = 0
-    if pad - tap > 0:
-        lo = (pad - tap + stride - 1) // stride
-    top = size - 1 + pad - tap
-    hi = 0 if top < 0 else top // stride + 1
-    hi = min(hi, out)
-    return min(lo, hi), hi
 
 
 @njit(cache=True, inline="always")
