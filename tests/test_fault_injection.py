@@ -41,14 +41,15 @@ TINY = dict(variant="small28", data="mnist5k", batch_size=16, lr=0.02, seed=3, m
 CLI_TINY = ["--batch-size", "16", "--eval-limit", "64", "--no-progress", "--no-plots", "--workers", "0"]
 
 
-def run_capped(code, *args, fsize=None, timeout=120):
+def run_capped(code, *args, fsize=None, timeout=120, env=()):
     """Run ``code`` in a fresh Python (this checkout's tinyconv) under an address-space cap
-    (and a file-size cap when ``fsize`` is given); returns the CompletedProcess."""
+    (and a file-size cap when ``fsize`` is given), with ``env`` added to the environment;
+    returns the CompletedProcess."""
     def limits():
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
         if fsize is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **dict(env)}
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *map(str, args)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout, preexec_fn=limits)
 
@@ -258,6 +259,26 @@ def test_full_disk_is_one_line_and_the_previous_checkpoint_stays(tmp_path):
     assert f"tinyconv train: cannot write {out / 'last.npz'}: File too large" in r.stderr
     assert "the previous file is unchanged" in r.stderr
     assert (out / "last.npz").read_bytes() == before and temp_files(out) == []
+
+
+def test_a_kernel_compiled_on_a_full_disk_still_runs(tmp_path):
+    """Was: ``OSError: [Errno 27] File too large`` out of a max-pool (or any kernel) call
+    whenever Numba compiled a new specialization and could not write its cache file.  Numba
+    caches into an empty folder here, under a 4 KiB file-size cap: the kernels must run
+    and give the right result, and the cache files they could not write must not exist."""
+    cache = tmp_path / "numba-cache"
+    r = run_capped("""
+        import numpy as np
+        import tinyconv as tc
+        import tinyconv.functional as F
+        x = tc.tensor(np.arange(32, dtype=np.float32).reshape(1, 2, 4, 4), requires_grad=True)
+        y = F.max_pool2d(x, 3, 2)
+        y.sum().backward()
+        print(y.array.ravel().tolist(), int(x.grad.array.sum()))
+        """, fsize=4096, env={"NUMBA_CACHE_DIR": str(cache)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["[10.0,", "26.0]", "2"]
+    assert not list(cache.rglob("*.nbc"))                  # the writes did fail
 
 
 def test_full_disk_error_is_an_oserror_and_a_checkpoint_error(tmp_path, monkeypatch):

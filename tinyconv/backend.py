@@ -311,5 +311,7 @@ def kernel(family, name, x):
             if e.name != modname:
                 raise
             mod = None
+        if mod is not None and flavour == "numba":     # a full disk skips Numba's cache file, not the step
+            importlib.import_module("tinyconv.kernels._numba_cache").tolerate_write_errors(mod)
         _kernel_cache[key] = getattr(mod, name, None)
     return _kernel_cache[key]
