@@ -26,7 +26,8 @@ Both passes are one "row function" ``f(L, src, so, ss, dst, do, ds, n)``: dst ro
 F(2x2, 3x3) and F(4x4, 3x3) that function is written out by hand (``_bt4``, ``_g6``, ...:
 each output row one loop with the matrix entries as constants, so zeros cost nothing,
 +-1 no multiply, and each loop reads at most four rows, which the compiler vectorises);
-any other matrix runs the generic ``_rows``, which reads the entries from L.  Pass 2 of
+any other matrix (those of the 5x5 variants, but F(2, 5)'s B^T, which is F(4, 3)'s) runs the
+generic ``_rows``, which reads the entries from L.  Pass 2 of
 the forward transforms writes straight into the GEMM layout (V, or the a*a rows of gM),
 and the output transform's pass 1 reads M where the GEMM wrote it.
 

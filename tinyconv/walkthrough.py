@@ -412,38 +412,44 @@ def algos(out=print):
     """Chapter 08: one convolution three ways (direct, im2col, Winograd) and Winograd's float32 error."""
     from . import backends
     from .functional import conv_winograd as W
-    BT, G, AT = W.transforms(2, np.float64)
+    BT, G, AT = W.transforms(2, 3, np.float64)
     d, g = np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 2.0, 3.0])
     out("1-d F(2, 3): d = [1, 2, 3, 4], g = [1, 2, 3]")
     out(f"  direct, 6 multiplies: y = {_fmt([d[0:3] @ g, d[1:4] @ g], 1)}")
     out(f"  B^T d = {_fmt(BT @ d, 1)}, G g = {_fmt(G @ g, 1)}, 4 multiplies: {_fmt((BT @ d) * (G @ g), 1)}")
     out(f"  A^T of the products: y = {_fmt(AT @ ((BT @ d) * (G @ g)), 1)}")
     manual_seed(0)
-    x, w, b = _randn(2, 8, 7, 9), _randn(6, 4, 3, 3), _randn(6)
-    ref = direct_conv2d(x.array, w.array, b.array, 1, 1, 2)
+    x = _randn(2, 8, 9, 11)
     previous = backends.conv_algorithm
     try:
-        out("conv2d x (2, 8, 7, 9), weight (6, 4, 3, 3), padding 1, groups 2, float64: |y - direct| <= 1e-12")
-        for algo in ("im2col", "winograd2x2", "winograd4x4"):
-            backends.conv_algorithm = algo
-            y = F.conv2d(x, w, b, padding=1, groups=2)
-            out(f"  {algo:12s} {bool(np.abs(y.array - ref).max() <= 1e-12)}")
-        x32 = tensor(x.array.astype(np.float32))
-        w32, b32 = tensor(w.array.astype(np.float32)), tensor(b.array.astype(np.float32))
-        out("the same in float32, largest error over largest |y| (vs float64), within the error model:")
-        for algo, m in (("im2col", None), ("winograd2x2", 2), ("winograd4x4", 4)):
-            backends.conv_algorithm = algo
-            y = F.conv2d(x32, w32, b32, padding=1, groups=2).array
-            err = np.abs(y - ref)
-            line = f"  {algo:12s} error below {10 ** np.ceil(np.log10(err.max() / np.abs(ref).max())):.0e}"
-            if m is not None:
-                within = bool(np.all(err <= W.error_bound(x32.array, w32.array, (1, 1), 2, m)))
-                line += f", within error_bound: {within}"
-            out(line)
+        for k in W.KERNELS:
+            w, b = _randn(6, 4, k, k, scale=1 / np.sqrt(4 * k * k)), _randn(6)
+            p = k // 2
+            ref = direct_conv2d(x.array, w.array, b.array, 1, p, 2)
+            out(f"conv2d x (2, 8, 9, 11), weight (6, 4, {k}, {k}), padding {p}, groups 2, float64: "
+                "|y - direct| <= 1e-12")
+            for algo in ("im2col", "winograd2x2", "winograd4x4"):
+                backends.conv_algorithm = algo
+                y = F.conv2d(x, w, b, padding=p, groups=2)
+                out(f"  {algo:12s} {bool(np.abs(y.array - ref).max() <= 1e-12)}")
+            x32 = tensor(x.array.astype(np.float32))
+            w32, b32 = tensor(w.array.astype(np.float32)), tensor(b.array.astype(np.float32))
+            out("  the same in float32, largest error over largest |y| (vs float64), within the error model:")
+            for algo, m in (("im2col", None), ("winograd2x2", 2), ("winograd4x4", 4)):
+                backends.conv_algorithm = algo
+                y = F.conv2d(x32, w32, b32, padding=p, groups=2).array
+                err = np.abs(y - ref)
+                order = 10 ** np.ceil(np.log10(err.max() / np.abs(ref).max()))
+                line = f"  {algo:12s} error below {order:.0e}"
+                if m is not None:
+                    within = bool(np.all(err <= W.error_bound(x32.array, w32.array, (p, p), 2, m)))
+                    line += f", within error_bound: {within}"
+                out(line)
         backends.conv_algorithm = "winograd4x4"
-        xs, ws = _randn(1, 4, 5, 6, requires_grad=True), _randn(4, 2, 3, 3, requires_grad=True)
-        _check("conv2d by Winograd F(4x4, 3x3), groups 2",
-               lambda x, w: F.conv2d(x, w, padding=1, groups=2), (xs, ws), out)
+        for k in W.KERNELS:
+            xs, ws = _randn(1, 4, 5, 6, requires_grad=True), _randn(4, 2, k, k, requires_grad=True)
+            _check(f"conv2d by Winograd F(4x4, {k}x{k}), groups 2",
+                   lambda x, w, k=k: F.conv2d(x, w, padding=k // 2, groups=2), (xs, ws), out)
     finally:
         backends.conv_algorithm = previous
 

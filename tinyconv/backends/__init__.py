@@ -10,7 +10,8 @@ from . import cuda, cudnn, mps  # noqa: F401
 
 # tinyconv-specific (no torch.backends counterpart): how conv2d computes a convolution on the
 # CPU, like the algorithm cuDNN picks.  "im2col" (unroll + GEMM), "winograd" (= "winograd4x4",
-# F(4x4, 3x3)), "winograd2x2" (F(2x2, 3x3), more accurate) for 3x3 stride-1 layers, or "auto":
-# by shape from a measured rule (tinyconv/functional/conv_winograd.py ``choose``).  Read at each
-# call; layers Winograd cannot do (other kernels, strides, dilations, CUDA) always use im2col.
+# F(4x4, r x r)), "winograd2x2" (F(2x2, r x r), more accurate) for 3x3 and 5x5 stride-1 layers,
+# or "auto": by shape from a measured table (tinyconv/functional/conv_winograd.py ``AUTO_RULE``).
+# Read at each call; layers Winograd cannot do (other kernels, strides, dilations, CUDA) always
+# use im2col.
 conv_algorithm = "auto"

@@ -1,4 +1,4 @@
-"""Winograd (Toom-Cook) convolution for 3x3, stride-1 layers: F(2x2, 3x3) and F(4x4, 3x3).
+"""Winograd (Toom-Cook) convolution for 3x3 and 5x5, stride-1 layers: F(2x2, r x r) and F(4x4, r x r).
 
 **1-d F(m, r)**: m outputs of an r-tap correlation ``y[k] = sum_j d[k + j] g[j]`` read
 a = m + r - 1 inputs.  Done directly that is m*r multiplies; Winograd's minimal
@@ -33,10 +33,17 @@ F(4, 3) uses the points 0, 1, -1, 2, -2 and infinity: 6 multiplies for 4 outputs
 of 12 (matrices in ``TRANSFORMS``).  Its entries 1/6, 1/12, 1/24 are not exact in binary,
 and B^T's entries up to 5 grow the values, so it is less accurate (see ``error_bound``).
 
-**2-d F(m x m, 3 x 3)** nests the 1-d algorithm along rows and columns: an a x a input tile
+**5 x 5** (AlexNet's conv2): the same construction with r = 5, done by :func:`toom_cook` from
+the points alone (exact rational arithmetic): F(2, 5) on 0, +-1, +-2 and infinity (a = 6,
+36 multiplies per 2-d tile instead of 100) and F(4, 5) on 0, +-1, +-2, +-1/2 and infinity
+(a = 8, 64 instead of 400).  More points, larger entries (B^T of F(4, 5) has 21): F(4x4, 5x5)
+is the least accurate variant, about 1e-5 relative in float32 (measured in
+``benchmarks/results/conv-algos-*.md``; the tests bound it by ``error_bound``).
+
+**2-d F(m x m, r x r)** nests the 1-d algorithm along rows and columns: an a x a input tile
 ``d`` gives an m x m output tile::
 
-    Y = A^T [ (G g G^T) * (B^T d B) ] A          (a*a multiplies instead of m*m*9)
+    Y = A^T [ (G g G^T) * (B^T d B) ] A          (a*a multiplies instead of m*m*r*r)
 
 With C input channels the sum over channels moves inside, because the transforms are
 linear: ``Y = A^T [ sum_c U_c * V_c ] A`` with ``U = G g G^T`` and ``V = B^T d B``.  For each
@@ -57,7 +64,7 @@ transposed matrix), sharing one transform of ``gy``::
     gV = U^T @ gM                 per position: (C, K) @ (K, P); gx = overlap-add of B gV B^T
 
 so gw too is computed by Winograd, from the V kept from forward (about a*a/m^2 times
-the size of x: 4x for F(2,3), 2.25x for F(4,3), where im2col keeps 9x).  The grad input
+the size of x: 4x for F(2,3), 2.25x for F(4,3), 4x for F(4,5), where im2col keeps r*r).  The grad input
 is a correlation of gy with the flipped kernel; the transposed algorithm computes it
 with the same a*a multiplies per tile.
 
@@ -65,6 +72,9 @@ The readable NumPy references are below; ``kernels/winograd_numba.py`` has Numba
 versions of the transforms (same signatures), the matrix products stay in ``np.matmul``.
 CPU only: on CUDA, conv2d always uses im2col.
 """
+
+from fractions import Fraction
+from math import lcm, prod
 
 import numpy as np
 
@@ -83,13 +93,61 @@ _F43 = dict(
        [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
     AT=[[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]])
 
-#: m (outputs per tile side) -> the float64 matrices B^T (a x a), G (a x 3), A^T (m x a).
-TRANSFORMS = {m: {k: np.array(v, dtype=np.float64) for k, v in t.items()} for m, t in ((2, _F23), (4, _F43))}
+
+def toom_cook(m, r, points):
+    """Exact (B^T, G, A^T) of the 1-d F(m, r), as lists of Fractions, from its a - 1 finite points.
+
+    The construction of the module docstring, with a = m + r - 1 and the points p_k plus
+    infinity (index a - 1)::
+
+        A^T[i, k] = p_k^i                  A^T[:, a-1] = (0, ..., 0, 1)
+        G[k, j]   = p_k^j / N_k            G[a-1]      = (0, ..., 0, 1),  N_k = prod_{l != k} (p_k - p_l)
+        B^T[k]    = coefficients (t^0 first) of prod_{l != k} (t - p_l);  B^T[a-1]: of prod_l (t - p_l)
+
+    Each row k of B^T is then scaled to coprime integers (and G's row k by the inverse),
+    which changes nothing in exact arithmetic and keeps B^T's entries small integers.
+    """
+    a = m + r - 1
+    p = [Fraction(v) for v in points]
+    if len(p) != a - 1 or len(set(p)) != len(p):
+        raise ValueError(f"toom_cook: F({m}, {r}) needs {a - 1} distinct finite points, got {points}")
+
+    def monic(roots):                       # coefficients of prod (t - z), lowest degree first
+        c = [Fraction(1)]
+        for z in roots:
+            c = [(c[i - 1] if i else 0) - z * (c[i] if i < len(c) else 0) for i in range(len(c) + 1)]
+        return c
+
+    def integers(row):                      # the coprime integer multiple of row, and its factor
+        scale = Fraction(lcm(*(c.denominator for c in row)))
+        scale /= np.gcd.reduce([int(c * scale) for c in row if c])
+        return [c * scale for c in row], scale
+
+    BT, G = [], []
+    for k, pk in enumerate(p + [None]):     # None: the point at infinity
+        others = p[:k] + p[k + 1:]
+        row, scale = integers(monic(others) + [Fraction(0)] * (pk is not None))
+        BT.append(row)
+        G.append([(pk ** j / prod(pk - z for z in others) if pk is not None else Fraction(int(j == r - 1)))
+                  / scale for j in range(r)])
+    AT = [[pk ** i for pk in p] + [Fraction(int(i == m - 1))] for i in range(m)]
+    return BT, G, AT
 
 
-def transforms(m, dtype, absolute=False):
-    """(B^T, G, A^T) of F(m x m, 3 x 3) in ``dtype``; ``absolute`` takes entrywise |.| (for error_bound)."""
-    t = TRANSFORMS[m]
+#: The finite interpolation points of each F(m, r) made by toom_cook (r = 5; the r = 3
+#: matrices are Lavin & Gray's, written out above, the same points scaled by hand).
+POINTS = {(2, 5): (0, 1, -1, 2, -2), (4, 5): (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2))}
+
+#: (m, r) -> the float64 matrices B^T (a x a), G (a x r), A^T (m x a) of F(m x m, r x r).
+TRANSFORMS = {(2, 3): _F23, (4, 3): _F43}
+TRANSFORMS.update({mr: dict(zip(("BT", "G", "AT"), toom_cook(*mr, pts))) for mr, pts in POINTS.items()})
+TRANSFORMS = {mr: {k: np.array(v, dtype=np.float64) for k, v in t.items()} for mr, t in TRANSFORMS.items()}
+TILES, KERNELS = (2, 4), (3, 5)             # the m and r of the variants above
+
+
+def transforms(m, r, dtype, absolute=False):
+    """(B^T, G, A^T) of F(m x m, r x r) in ``dtype``; ``absolute`` takes entrywise |.| (for error_bound)."""
+    t = TRANSFORMS[m, r]
     return tuple((np.abs(t[k]) if absolute else t[k]).astype(dtype) for k in ("BT", "G", "AT"))
 
 
@@ -184,7 +242,7 @@ def _transform(name, like):
 
 
 class WinogradConv2dFn(Function):
-    """conv2d for 3x3 kernels, stride 1, dilation 1, by Winograd F(m x m, 3 x 3); see the module docstring.
+    """conv2d for 3x3 and 5x5 kernels, stride 1, dilation 1, by Winograd F(m x m, r x r) (module docstring).
 
     Same results as ``Conv2dFn`` up to float rounding (the error model is
     :func:`error_bound`).  ``padding`` (top, left) pads symmetrically, ``extra`` adds
@@ -204,7 +262,7 @@ class WinogradConv2dFn(Function):
         K, r = w.shape[0], w.shape[2]
         OH, OW = conv_output_size(H + eh, r, 1, ph), conv_output_size(W + ew, r, 1, pw)
         th, tw = tiles(OH, OW, m)
-        BT, Gm, AT = transforms(m, x.dtype)
+        BT, Gm, AT = transforms(m, r, x.dtype)
         a, P = BT.shape[0], N * th * tw
         need_x, need_w = self.needs_input_grad[:2]
         # V and U are kept for backward (V for gw, U for gx) in arrays recycled across
@@ -216,7 +274,7 @@ class WinogradConv2dFn(Function):
         Mt = np.matmul(U.reshape(a * a, G, K // G, C // G), V.reshape(a * a, G, C // G, P),
                        out=workspace("winograd.M", (a * a, G, K // G, P), x.dtype, x))
         y = _transform("output_transform", x)(Mt.reshape(a * a, K, P), AT, m, N, OH, OW, b)
-        self.geometry = (x.shape, OH, OW, th, tw)
+        self.geometry = (x.shape, r, OH, OW, th, tw)
         self.save_for_backward(V if need_w else None, U if need_x else None)
         return y
 
@@ -231,9 +289,9 @@ class WinogradConv2dFn(Function):
         V, U = self.saved_tensors
         G, m = self.groups, self.m
         (ph, pw) = self.padding
-        x_shape, OH, OW, th, tw = self.geometry
+        x_shape, r, OH, OW, th, tw = self.geometry
         C, K = x_shape[1], gy.shape[1]
-        BT, Gm, AT = transforms(m, gy.dtype)
+        BT, Gm, AT = transforms(m, r, gy.dtype)
         a, P = BT.shape[0], V.shape[2] if V is not None else x_shape[0] * th * tw
         gM = _transform("output_adjoint", gy)(np.ascontiguousarray(gy), AT, m,
                                               out=workspace("winograd.gM", (a * a, K, P), gy.dtype, gy))
@@ -259,17 +317,17 @@ ALGORITHMS = ("auto", "im2col", "winograd", "winograd2x2", "winograd4x4")
 
 
 def applies(x, weight, stride, dilation):
-    """Whether Winograd F(m x m, 3 x 3) can do this conv2d: CPU, float32/64, 3x3, stride 1, dilation 1."""
-    return (isinstance(x, np.ndarray) and x.dtype in (np.float32, np.float64) and weight.shape[2:] == (3, 3)
+    """Whether Winograd can do this conv2d: CPU, float32/64, a 3x3 or 5x5 kernel, stride 1, dilation 1."""
+    return (isinstance(x, np.ndarray) and x.dtype in (np.float32, np.float64)
+            and weight.shape[2] == weight.shape[3] and weight.shape[2] in KERNELS
             and stride == (1, 1) and dilation == (1, 1))
 
 
 def choose(algorithm, x, weight, stride, dilation, groups):
     """The tile size m (2 or 4) conv2d should use for this call, or None for im2col.
 
-    ``"auto"`` picks by shape from the measured rule ``AUTO_MIN_CHANNELS``: Winograd pays
-    only where its a*a per-position GEMMs run near the rate of im2col's one large GEMM
-    per group.  Deterministic: no timing at run time.
+    ``"auto"`` picks F(4x4, r x r) by shape from the measured table ``AUTO_RULE``, else
+    im2col.  Deterministic: no timing at run time.
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"tinyconv.backends.conv_algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
@@ -279,22 +337,26 @@ def choose(algorithm, x, weight, stride, dilation, groups):
         return 2
     if algorithm in ("winograd", "winograd4x4"):
         return 4
-    C, K = x.shape[1] // groups, weight.shape[0] // groups
-    return 4 if AUTO_MIN_CHANNELS is not None and min(C, K) >= AUTO_MIN_CHANNELS else None
+    N, _, H, W = x.shape
+    channels = min(x.shape[1], weight.shape[0]) // groups
+    tiles4 = N * -(-H // 4) * -(-W // 4)
+    return 4 if any(tiles4 >= p and channels >= c for p, c in AUTO_RULE[weight.shape[2]]) else None
 
 
-#: ``"auto"`` uses Winograd F(4x4, 3x3) for 3x3 stride-1 layers with at least this many input
-#: and output channels per group; None: never.  Measured by benchmarks/bench_conv_algos.py
-#: (benchmarks/results/conv-algos-*.md) on the 2-core development machine, Winograd lost to
-#: im2col on every AlexNet layer: each BLAS call wakes and joins its thread pool, and the
-#: 36 (or 16) per-position GEMMs per group pay that 36 times where im2col pays it once,
-#: which on a busy machine costs more than the multiplies Winograd saves.  So None, until a
-#: measurement on the machine at hand says otherwise.
-AUTO_MIN_CHANNELS = None
+#: ``"auto"``'s rule: F(4x4, r x r) when, for some row (p, c) of the kernel size's table,
+#: the batch has at least p tiles of 4x4 (N * ceil(H/4) * ceil(W/4), H x W the input) and
+#: the layer at least c input and output channels per group; im2col otherwise.  Winograd
+#: saves multiplies, but runs a*a smaller GEMMs (36 or 64 per group, each (K, C) @ (C, P))
+#: plus transforms that cost about as much time as the GEMMs, so it wins once the GEMMs are
+#: long enough (many tiles) and deep enough (many channels).  Measured on the 2-core
+#: development machine by ``benchmarks/bench_conv_algos.py --sweep`` (C = K from 16 to 384
+#: at 13x13 and 27x27, batch 4 and 16; benchmarks/results/conv-algos-*-sweep-*.md): each
+#: row lies on the side of the crossover where Winograd measured faster.
+AUTO_RULE = {3: ((768, 16), (192, 128), (64, 256)), 5: ((768, 16), (192, 64), (64, 256))}
 
 
 def winograd_conv2d(input, weight, bias, padding, extra, groups, m):
-    """conv2d by Winograd F(m x m, 3 x 3); the arguments already checked by ``conv2d``."""
+    """conv2d by Winograd F(m x m, r x r); the arguments already checked by ``conv2d``."""
     fn = WinogradConv2dFn(padding, groups, m, extra)
     return fn(input, weight) if bias is None else fn(input, weight, bias)
 
@@ -309,24 +371,25 @@ def error_bound(x, w, padding=(1, 1), groups=1, m=2, extra=(0, 0)):
     rounded products computed in any order has error at most gamma_n = n*u / (1 - n*u)
     times the same sum of absolute values (u = 2^-24 in float32).  Each output is such a
     chain: the input transform (two passes of a terms: 2a), the filter transform (two
-    passes of 3 terms, with G's entries themselves rounded: 2*(3 + 1)), the GEMM (C/groups
+    passes of r terms, with G's entries themselves rounded: 2*(r + 1)), the GEMM (C/groups
     terms), the output transform (2a), the bias (1).  So::
 
         |y_computed - y| <= gamma_n * |A^T| [ sum_c (|G| |g| |G^T|) * (|B^T| |d| |B|) ] |A|,
-        n = 4a + 8 + C/groups + 1
+        n = 4a + 2(r + 1) + C/groups + 1
 
     where the right-hand side is the same algorithm run on absolute values (in float64).
     This is a worst case; typical errors are far below it (rounding errors mostly cancel),
     and a wrong transform or index errs by O(1), far above it.
     """
-    a = m + 2
-    n = 4 * a + 8 + x.shape[1] // groups + 1
+    r = w.shape[2]
+    a = m + r - 1
+    n = 4 * a + 2 * (r + 1) + x.shape[1] // groups + 1
     u = np.finfo(x.dtype).eps / 2
     gamma = n * u / (1 - n * u)
-    BT, G, AT = transforms(m, np.float64, absolute=True)
+    BT, G, AT = transforms(m, r, np.float64, absolute=True)
     xa, wa = np.abs(x).astype(np.float64), np.abs(w).astype(np.float64)
     N, C, H, W = x.shape
-    OH, OW = H + extra[0] + 2 * padding[0] - 2, W + extra[1] + 2 * padding[1] - 2
+    OH, OW = H + extra[0] + 2 * padding[0] - r + 1, W + extra[1] + 2 * padding[1] - r + 1
     th, tw = tiles(OH, OW, m)
     V = input_transform_reference(xa, BT, m, padding[0], padding[1], th, tw)
     U = filter_transform_reference(wa, G)
@@ -340,19 +403,20 @@ def backward_error_bounds(x, w, gy, padding=(1, 1), groups=1, m=2, extra=(0, 0))
     """Componentwise bounds (on gx, on gw) of the Winograd backward, by the model of :func:`error_bound`.
 
     Same argument, for the transposed algorithm run on absolute values: gx's chain is the
-    output adjoint (2a), the filter transform (2*(3 + 1)), the GEMM over K/groups, the input
+    output adjoint (2a), the filter transform (2*(r + 1)), the GEMM over K/groups, the input
     adjoint (2a) and the overlap-add of up to ceil(a/m)^2 tiles; gw's is the output adjoint
     (2a), the input transform (2a), the GEMM over all P tiles and the filter adjoint
     (two passes of a terms, G rounded: 2*(a + 1)).
     """
-    a = m + 2
+    r = w.shape[2]
+    a = m + r - 1
     N, C, H, W = x.shape
     K = w.shape[0]
     OH, OW = gy.shape[2:]
     th, tw = tiles(OH, OW, m)
     u = np.finfo(x.dtype).eps / 2
     gamma = lambda n: n * u / (1 - n * u)           # noqa: E731
-    BT, G, AT = transforms(m, np.float64, absolute=True)
+    BT, G, AT = transforms(m, r, np.float64, absolute=True)
     xa, wa, ga = (np.abs(t).astype(np.float64) for t in (x, w, gy))
     V = input_transform_reference(xa, BT, m, padding[0], padding[1], th, tw)
     V = V.reshape(a * a, groups, C // groups, -1)
@@ -362,10 +426,10 @@ def backward_error_bounds(x, w, gy, padding=(1, 1), groups=1, m=2, extra=(0, 0))
     gx = input_adjoint_reference(gV, BT, m, padding[0], padding[1], th, tw, x.shape)
     gU = (gM @ V.transpose(0, 1, 3, 2)).reshape(a * a, K, C // groups)
     gw = filter_adjoint_reference(gU, G)
-    n_gx = 2 * a + 8 + K // groups + 2 * a + (-(-a // m)) ** 2
+    n_gx = 2 * a + 2 * (r + 1) + K // groups + 2 * a + (-(-a // m)) ** 2
     n_gw = 2 * a + 2 * a + N * th * tw + 2 * (a + 1)
     return gamma(n_gx) * gx, gamma(n_gw) * gw
 
 
 __all__ = ["WinogradConv2dFn", "winograd_conv2d", "error_bound", "backward_error_bounds", "choose",
-           "TRANSFORMS"]
+           "toom_cook", "TRANSFORMS", "AUTO_RULE"]
