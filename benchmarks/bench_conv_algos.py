@@ -3,13 +3,14 @@
 
     python benchmarks/bench_conv_algos.py                 # batch 16, 2 threads, 5 repeats
     python benchmarks/bench_conv_algos.py --batch 32 --repeats 3 --threads 1
+    python benchmarks/bench_conv_algos.py --sweep --batch 4   # the table behind "auto"
 
 For AlexNet's conv2 (5x5, pad 2, 96 -> 256 in 2 groups at 27x27) and conv3-5 (3x3, pad 1 at
 13x13; conv4/5 in 2 groups, as the paper), forward+backward of one conv2d (gx, gw, gb) in
 float32 by
 
-* ``im2col``, ``winograd2x2`` (F(2x2, 3x3)), ``winograd4x4`` (F(4x4, 3x3)) through
-  ``tinyconv.backends.conv_algorithm`` (Winograd only for the 3x3 layers);
+* ``im2col``, ``winograd2x2`` (F(2x2, r x r)), ``winograd4x4`` (F(4x4, r x r)) and ``auto``
+  (what conv2d picks by ``AUTO_RULE``) through ``tinyconv.backends.conv_algorithm``;
 * ``torch``: ``torch.nn.functional.conv2d`` on the CPU (oneDNN underneath), in this process.
 
 The implementations take turns within each repeat, so that other load on the machine hits
@@ -17,8 +18,12 @@ all of them alike; each time is the median over the repeats and the ratios to to
 what to quote.  Accuracy: each algorithm's float32 result (y, gx, gw) against float64 im2col
 on the same float32 data, as the largest error relative to the largest |exact| value.
 
-Writes ``benchmarks/results/conv-algos-<date>.json`` and ``.md``; ``run()`` returns the
-same dict, for ``bench_cpu.py`` to call.
+``--sweep``: Winograd F(4x4) against im2col (no torch) over C = K from 16 to 384, 3x3 and
+5x5 kernels ("same" padding), 13x13 and 27x27 inputs, at ``--batch``: the measurements
+``tinyconv.functional.conv_winograd.AUTO_RULE`` is read from.
+
+Writes ``benchmarks/results/conv-algos-<date>.json`` and ``.md`` (``conv-algos-<date>-sweep-b<N>``
+for a sweep); ``run()`` and ``sweep()`` return the same dicts, for ``bench_cpu.py`` to call.
 """
 import argparse
 import datetime
@@ -35,12 +40,14 @@ import numpy as np
 import tinyconv
 import tinyconv.backends
 import tinyconv.functional as F
+from tinyconv.functional.conv_winograd import choose
 
 ROOT = Path(__file__).resolve().parent
 # name: (C, K, size, kernel, padding, groups)
 LAYERS = {"conv2": (96, 256, 27, 5, 2, 2), "conv3": (256, 384, 13, 3, 1, 1),
           "conv4": (384, 384, 13, 3, 1, 2), "conv5": (384, 256, 13, 3, 1, 2)}
-ALGOS = ("im2col", "winograd2x2", "winograd4x4")
+ALGOS = ("im2col", "winograd2x2", "winograd4x4", "auto")
+SWEEP_CHANNELS, SWEEP_SIZES = (16, 32, 64, 128, 256, 384), (13, 27)
 
 
 def _data(layer, N, seed=0):
@@ -78,14 +85,82 @@ def accuracy(layer, N=1):
     p, g = LAYERS[layer][4:]
     exact = tinyconv_step("im2col", *(a.astype(np.float64) for a in (x, w, b, gy)), p, g)
     out = {}
-    for algo in _algos(layer):
+    for algo in _algos(layer)[:-1]:            # not "auto": it is one of the others
         got = tinyconv_step(algo, x, w, b, gy, p, g)
         out[algo] = [float(np.abs(a - e).max() / np.abs(e).max()) for a, e in zip(got, exact)]
     return out
 
 
 def _algos(layer):
-    return ALGOS if LAYERS[layer][3] == 3 else ALGOS[:1]
+    return ALGOS
+
+
+def _machine():
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "load_avg_start": os.getloadavg()[0]}
+
+
+def _interleaved(impls, repeats, sample=0.1):
+    """Median seconds per call of each implementation, taking turns within each repeat.
+
+    After one warm call (compile, map the scratch buffers), each sample times as many calls
+    in a row as fill about ``sample`` seconds, so that millisecond-sized shapes are not
+    measured by a single call's noise (thread-pool wake-ups, timer resolution)."""
+    calls = {}
+    for k, f in impls.items():
+        t = time.perf_counter()
+        f()
+        calls[k] = max(1, round(sample / max(time.perf_counter() - t, 1e-6)))
+    times = {k: [] for k in impls}
+    for _ in range(repeats):
+        for k, f in impls.items():
+            t = time.perf_counter()
+            for _ in range(calls[k]):
+                f()
+            times[k].append((time.perf_counter() - t) / calls[k])
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def sweep(batch=16, repeats=5, threads=2):
+    """{(k, size): {C: winograd4x4 / im2col}}: forward+backward time ratios, C = K, one group."""
+    tinyconv.set_num_threads(threads)
+    result = {"batch": batch, "repeats": repeats, "threads": threads, "machine": _machine(),
+              "numpy": np.__version__, "channels": list(SWEEP_CHANNELS), "ratios": {},
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    for k in (3, 5):
+        for size in SWEEP_SIZES:
+            row = []
+            for C in SWEEP_CHANNELS:
+                r = np.random.default_rng(C)
+                x = r.standard_normal((batch, C, size, size), dtype=np.float32)
+                w = (r.standard_normal((C, C, k, k)) / np.sqrt(k * k * C)).astype(np.float32)
+                b, gy = np.zeros(C, np.float32), r.standard_normal((batch, C, size, size), dtype=np.float32)
+                args = (x, w, b, gy, k // 2, 1)
+                impls = {a: (lambda a=a, args=args: tinyconv_step(a, *args))
+                         for a in ("im2col", "winograd4x4")}
+                med = _interleaved(impls, repeats)
+                row.append(med["winograd4x4"] / med["im2col"])
+            result["ratios"][f"{k}x{k} {size}x{size}"] = row
+            print(f"{k}x{k} {size}x{size}", [round(v, 2) for v in row], flush=True)
+    result["machine"]["load_avg_end"] = os.getloadavg()[0]
+    return result
+
+
+def sweep_markdown(r):
+    m = r["machine"]
+    tiles = {s: r["batch"] * (-(-s // 4)) ** 2 for s in SWEEP_SIZES}
+    lines = [f"# Winograd F(4x4) / im2col, forward+backward, float32 (batch {r['batch']}, "
+             f"{r['threads']} threads)",
+             "", f"{r['date']}; {m['cores']} cores, load average {m['load_avg_start']:.1f} at the start and "
+             f"{m['load_avg_end']:.1f} at the end; numpy {r['numpy']}; median of {r['repeats']} interleaved "
+             "samples of at least 0.1 s each; C = K, groups 1, 'same' padding.  Below 1: Winograd is faster.",
+             "",
+             "| kernel, input | 4x4 tiles | " + " | ".join(f"C = {c}" for c in r["channels"]) + " |",
+             "|---|---|" + "---|" * len(r["channels"])]
+    for name, row in r["ratios"].items():
+        size = int(name.split()[1].split("x")[0])
+        lines.append(f"| {name} | {tiles[size]} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
+    return "\n".join(lines + [""])
 
 
 def run(batch=16, repeats=5, threads=2, layers=tuple(LAYERS)):
@@ -93,26 +168,18 @@ def run(batch=16, repeats=5, threads=2, layers=tuple(LAYERS)):
     tinyconv.set_num_threads(threads)
     torch.set_num_threads(threads)
     tinyconv.warmup() if hasattr(tinyconv, "warmup") else None
-    result = {"batch": batch, "repeats": repeats, "threads": threads, "layers": {},
-              "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                          "load_avg_start": os.getloadavg()[0]},
+    result = {"batch": batch, "repeats": repeats, "threads": threads, "layers": {}, "machine": _machine(),
               "torch": torch.__version__, "numpy": np.__version__,
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     for layer in layers:
         args = (*_data(layer, batch), *LAYERS[layer][4:])          # x, w, b, gy, padding, groups
         impls = {a: (lambda a=a, args=args: tinyconv_step(a, *args)) for a in _algos(layer)}
         impls["torch"] = lambda args=args: torch_step(torch, *args)
-        times = {k: [] for k in impls}
-        for f in impls.values():                # warm: compile, map the scratch buffers
-            f()
-        for _ in range(repeats):
-            for k, f in impls.items():
-                t = time.perf_counter()
-                f()
-                times[k].append(time.perf_counter() - t)
-        med = {k: statistics.median(v) for k, v in times.items()}
+        med = _interleaved(impls, repeats)
+        m = choose("auto", args[0], args[1], (1, 1), (1, 1), args[5])
         result["layers"][layer] = {"seconds": med, "vs_torch": {k: med[k] / med["torch"] for k in med},
-                                   "float32_rel_error": accuracy(layer)}
+                                   "float32_rel_error": accuracy(layer),
+                                   "auto_picks": "im2col" if m is None else f"winograd{m}x{m}"}
         print(layer, {k: round(v, 3) for k, v in result["layers"][layer]["vs_torch"].items()}, flush=True)
     result["machine"]["load_avg_end"] = os.getloadavg()[0]
     return result
@@ -130,7 +197,8 @@ def markdown(r):
     for layer, d in r["layers"].items():
         for k, s in d["seconds"].items():
             e = d["float32_rel_error"].get(k)
-            err = " | ".join(f"{v:.1e}" for v in e) if e else "(oneDNN) | | "
+            err = (" | ".join(f"{v:.1e}" for v in e) if e
+                   else f"(= {d['auto_picks']}) | | " if k == "auto" else "(oneDNN) | | ")
             lines.append(f"| {layer} | {k} | {s:.3f} | {d['vs_torch'][k]:.2f} | {err} |")
     lines += ["", "Errors: largest |float32 - float64 im2col| over the largest |float64 value|, batch 1.", ""]
     return "\n".join(lines)
@@ -142,13 +210,19 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--layers", nargs="*", default=list(LAYERS), choices=list(LAYERS))
+    ap.add_argument("--sweep", action="store_true",
+                    help="Winograd / im2col over channels and sizes (no torch)")
     a = ap.parse_args(argv)
-    r = run(a.batch, a.repeats, a.threads, tuple(a.layers))
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M")
-    out = ROOT / "results" / f"conv-algos-{stamp}"
+    if a.sweep:
+        r, md, out = (sweep(a.batch, a.repeats, a.threads), sweep_markdown,
+                      f"conv-algos-{stamp}-sweep-b{a.batch}")
+    else:
+        r, md, out = run(a.batch, a.repeats, a.threads, tuple(a.layers)), markdown, f"conv-algos-{stamp}"
+    out = ROOT / "results" / out
     out.with_suffix(".json").write_text(json.dumps(r, indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(r))
-    print(markdown(r))
+    out.with_suffix(".md").write_text(md(r))
+    print(md(r))
     print(f"wrote {out}.json and .md", file=sys.stderr)
 
 

@@ -54,3 +54,35 @@ def test_bench_cpu_times_the_step_three_ways_with_spread_and_peak_rss(tmp_path):
     assert doc["machine"]["bandwidth_gb_s"]["copy"] > 0
     md = (tmp_path / "three.md").read_text()
     assert "timed three ways" in md and "Most conservative" in md
+
+
+def _bench_conv_algos():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_conv_algos",
+                                                  os.path.join(ROOT, "benchmarks", "bench_conv_algos.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bench_conv_algos_sweep_gives_a_ratio_per_shape(monkeypatch):
+    """The sweep behind conv_winograd.AUTO_RULE: one Winograd / im2col ratio per (kernel, size, C)."""
+    bench = _bench_conv_algos()
+    monkeypatch.setattr(bench, "SWEEP_CHANNELS", (4, 8))
+    monkeypatch.setattr(bench, "SWEEP_SIZES", (5,))
+    r = bench.sweep(batch=1, repeats=1, threads=1)
+    assert set(r["ratios"]) == {"3x3 5x5", "5x5 5x5"}
+    assert all(len(v) == 2 and all(x > 0 for x in v) for v in r["ratios"].values())
+    md = bench.sweep_markdown(r)
+    assert "| 5x5 5x5 | 4 |" in md and "C = 8" in md
+
+
+def test_bench_conv_algos_times_every_algorithm_with_its_error():
+    pytest.importorskip("torch", reason="PyTorch (the benchmark's reference) is not installed")
+    bench = _bench_conv_algos()
+    r = bench.run(batch=1, repeats=1, threads=1, layers=("conv2", "conv5"))
+    for layer in ("conv2", "conv5"):
+        d = r["layers"][layer]
+        assert set(d["seconds"]) == {*bench.ALGOS, "torch"}
+        assert all(0 < e[k] < 1e-4 for e in d["float32_rel_error"].values() for k in range(3))
+    assert "| conv2 | winograd4x4 |" in bench.markdown(r)
