@@ -85,14 +85,10 @@ def accuracy(layer, N=1):
     p, g = LAYERS[layer][4:]
     exact = tinyconv_step("im2col", *(a.astype(np.float64) for a in (x, w, b, gy)), p, g)
     out = {}
-    for algo in _algos(layer)[:-1]:            # not "auto": it is one of the others
+    for algo in (a for a in ALGOS if a != "auto"):     # not "auto": it is one of the others
         got = tinyconv_step(algo, x, w, b, gy, p, g)
         out[algo] = [float(np.abs(a - e).max() / np.abs(e).max()) for a, e in zip(got, exact)]
     return out
-
-
-def _algos(layer):
-    return ALGOS
 
 
 def _machine():
@@ -173,7 +169,7 @@ def run(batch=16, repeats=5, threads=2, layers=tuple(LAYERS)):
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     for layer in layers:
         args = (*_data(layer, batch), *LAYERS[layer][4:])          # x, w, b, gy, padding, groups
-        impls = {a: (lambda a=a, args=args: tinyconv_step(a, *args)) for a in _algos(layer)}
+        impls = {a: (lambda a=a, args=args: tinyconv_step(a, *args)) for a in ALGOS}
         impls["torch"] = lambda args=args: torch_step(torch, *args)
         med = _interleaved(impls, repeats)
         m = choose("auto", args[0], args[1], (1, 1), (1, 1), args[5])

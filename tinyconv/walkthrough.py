@@ -420,6 +420,7 @@ def algos(out=print):
     out(f"  A^T of the products: y = {_fmt(AT @ ((BT @ d) * (G @ g)), 1)}")
     manual_seed(0)
     x = _randn(2, 8, 9, 11)
+    x32 = tensor(x.array.astype(np.float32))
     previous = backends.conv_algorithm
     try:
         for k in W.KERNELS:
@@ -432,7 +433,6 @@ def algos(out=print):
                 backends.conv_algorithm = algo
                 y = F.conv2d(x, w, b, padding=p, groups=2)
                 out(f"  {algo:12s} {bool(np.abs(y.array - ref).max() <= 1e-12)}")
-            x32 = tensor(x.array.astype(np.float32))
             w32, b32 = tensor(w.array.astype(np.float32)), tensor(b.array.astype(np.float32))
             out("  the same in float32, largest error over largest |y| (vs float64), within the error model:")
             for algo, m in (("im2col", None), ("winograd2x2", 2), ("winograd4x4", 4)):

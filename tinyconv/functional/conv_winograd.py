@@ -74,7 +74,7 @@ CPU only: on CUDA, conv2d always uses im2col.
 """
 
 from fractions import Fraction
-from math import lcm, prod
+from math import gcd, lcm, prod
 
 import numpy as np
 
@@ -120,7 +120,7 @@ def toom_cook(m, r, points):
 
     def integers(row):                      # the coprime integer multiple of row, and its factor
         scale = Fraction(lcm(*(c.denominator for c in row)))
-        scale /= np.gcd.reduce([int(c * scale) for c in row if c])
+        scale /= gcd(*(int(c * scale) for c in row))
         return [c * scale for c in row], scale
 
     BT, G = [], []
