@@ -27,7 +27,9 @@ F(2x2, 3x3) and F(4x4, 3x3) that function is written out by hand (``_bt4``, ``_g
 each output row one loop with the matrix entries as constants, so zeros cost nothing,
 +-1 no multiply, and each loop reads at most four rows, which the compiler vectorises);
 any other matrix (those of the 5x5 variants, but F(2, 5)'s B^T, which is F(4, 3)'s) runs the
-generic ``_rows``, which reads the entries from L.  Pass 2 of
+generic ``_rows``, which reads the entries from L.  A kernel receives the choice as an
+integer, the matrix's ``row_code`` (not as a function argument, which Numba's disk cache
+cannot key, see ``_row_function``).  Pass 2 of
 the forward transforms writes straight into the GEMM layout (V, or the a*a rows of gM),
 and the output transform's pass 1 reads M where the GEMM wrote it.
 
@@ -51,7 +53,7 @@ from ._numba_threads import threads_for
 # vectorise; ``k = s.dtype.type`` keeps float32 arithmetic in float32.
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _rows(L, s, so, ss, d, do, ds, n):
     """Any matrix L (p, q): entries read at run time, zero entries skipped."""
     p, q = L.shape
@@ -73,7 +75,7 @@ def _rows(L, s, so, ss, d, do, ds, n):
 # Each line below is one row of the matrix named; s0..s3 are the source rows u = 0..3.
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _bt4(L, s, so, ss, d, do, ds, n):
     """B^T (4 x 4) of F(2, 3)."""
     s0, s1, s2, s3 = uintp(so), uintp(so + ss), uintp(so + 2 * ss), uintp(so + 3 * ss)
@@ -88,7 +90,7 @@ def _bt4(L, s, so, ss, d, do, ds, n):
         d[d3 + t] = s[s1 + t] - s[s3 + t]                   # [0, 1, 0, -1]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _b4(L, s, so, ss, d, do, ds, n):
     """B = (B^T)^T (4 x 4) of F(2, 3), for the input adjoint."""
     s0, s1, s2, s3 = uintp(so), uintp(so + ss), uintp(so + 2 * ss), uintp(so + 3 * ss)
@@ -103,7 +105,7 @@ def _b4(L, s, so, ss, d, do, ds, n):
         d[d3 + t] = -s[s3 + t]                              # [0, 0, 0, -1]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _g4(L, s, so, ss, d, do, ds, n):
     """G (4 x 3) of F(2, 3)."""
     k = s.dtype.type
@@ -120,7 +122,7 @@ def _g4(L, s, so, ss, d, do, ds, n):
         d[d3 + t] = s[s2 + t]                               # [0, 0, 1]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _gt4(L, s, so, ss, d, do, ds, n):
     """G^T (3 x 4) of F(2, 3), for the filter adjoint."""
     k = s.dtype.type
@@ -135,7 +137,7 @@ def _gt4(L, s, so, ss, d, do, ds, n):
         d[d2 + t] = h * (s[s1 + t] + s[s2 + t]) + s[s3 + t]  # [0, 1/2, 1/2, 1]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _at4(L, s, so, ss, d, do, ds, n):
     """A^T (2 x 4) of F(2, 3)."""
     s0, s1, s2, s3 = uintp(so), uintp(so + ss), uintp(so + 2 * ss), uintp(so + 3 * ss)
@@ -146,7 +148,7 @@ def _at4(L, s, so, ss, d, do, ds, n):
         d[d1 + t] = s[s1 + t] - s[s2 + t] - s[s3 + t]       # [0, 1, -1, -1]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _a4(L, s, so, ss, d, do, ds, n):
     """A = (A^T)^T (4 x 2) of F(2, 3), for the output adjoint."""
     s0, s1 = uintp(so), uintp(so + ss)
@@ -164,7 +166,7 @@ def _a4(L, s, so, ss, d, do, ds, n):
 # F(4x4, 3x3): the matrices of TRANSFORMS[4] in conv_winograd.py, row by row below.
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _bt6(L, s, so, ss, d, do, ds, n):
     """B^T (6 x 6) of F(4, 3)."""
     k = s.dtype.type
@@ -184,7 +186,7 @@ def _bt6(L, s, so, ss, d, do, ds, n):
         d[uintp(do + 5 * ds) + t] = k(4) * s[s1 + t] - k(5) * s[s3 + t] + s[s5 + t]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _b6(L, s, so, ss, d, do, ds, n):
     """B = (B^T)^T (6 x 6) of F(4, 3), for the input adjoint."""
     k = s.dtype.type
@@ -205,7 +207,7 @@ def _b6(L, s, so, ss, d, do, ds, n):
         d[uintp(do + 5 * ds) + t] = s[s5 + t]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _g6(L, s, so, ss, d, do, ds, n):
     """G (6 x 3) of F(4, 3); 1/6, 1/12, 1/24 rounded to the dtype, as G itself."""
     k = s.dtype.type
@@ -225,7 +227,7 @@ def _g6(L, s, so, ss, d, do, ds, n):
         d[uintp(do + 5 * ds) + t] = s[s2 + t]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _gt6(L, s, so, ss, d, do, ds, n):
     """G^T (3 x 6) of F(4, 3), for the filter adjoint."""
     k = s.dtype.type
@@ -240,7 +242,7 @@ def _gt6(L, s, so, ss, d, do, ds, n):
         d[uintp(do + 2 * ds) + t] = c6 * (s[s3 + t] + s[s4 + t] - s[s1 + t] - s[s2 + t]) + s[s5 + t]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _at6(L, s, so, ss, d, do, ds, n):
     """A^T (4 x 6) of F(4, 3)."""
     k = s.dtype.type
@@ -256,7 +258,7 @@ def _at6(L, s, so, ss, d, do, ds, n):
         d[uintp(do + 3 * ds) + t] = s[s1 + t] - s[s2 + t] + k(8) * (s[s3 + t] - s[s4 + t]) + s[s5 + t]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _a6(L, s, so, ss, d, do, ds, n):
     """A = (A^T)^T (6 x 4) of F(4, 3), for the output adjoint."""
     k = s.dtype.type
@@ -283,7 +285,8 @@ _F43 = {"BT": [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
         "G": [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
               [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
         "AT": [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]}
-#: (matrix in float64, its hand-written row function); the transposes serve the adjoints
+#: (matrix in float64, its hand-written row function); the transposes serve the adjoints.
+#: A kernel is told which one to run by its code, the index here plus one (0: ``_rows``).
 SPECIALISED = []
 for _t, _fns in ((_F23, (_bt4, _b4, _g4, _gt4, _at4, _a4)), (_F43, (_bt6, _b6, _g6, _gt6, _at6, _a6))):
     for _name, _fn_pair in zip(("BT", "G", "AT"), zip(_fns[::2], _fns[1::2])):
@@ -291,12 +294,52 @@ for _t, _fns in ((_F23, (_bt4, _b4, _g4, _gt4, _at4, _a4)), (_F43, (_bt6, _b6, _
         SPECIALISED += [(_L, _fn_pair[0]), (_L.T.copy(), _fn_pair[1])]
 
 
-def row_function(L):
-    """The row function for matrix L: the hand-written one if L is one of SPECIALISED, else ``_rows``."""
-    for known, fn in SPECIALISED:
+def row_code(L):
+    """The code of L's row function for the kernels: 1 + L's index in SPECIALISED, or 0 (``_rows``)."""
+    for code, (known, _) in enumerate(SPECIALISED, 1):
         if known.shape == L.shape and np.array_equal(known.astype(L.dtype), L):
-            return fn
-    return _rows
+            return code
+    return 0
+
+
+# The kernels take the row function as this code, not as a function argument: a jitted
+# function passed as an argument is typed by its address in memory, which differs from
+# process to process, so Numba's disk cache would never match and every process would
+# compile the kernels again (and add one more cache file).  The row functions are
+# compiled once each and called, not inlined (``inline="always"``) into every kernel:
+# thirteen of them inlined twice into each kernel took Numba minutes to compile, and the
+# call per row of a few hundred tiles measured no slower.
+
+
+@njit(cache=True)
+def _row_function(code, L, s, so, ss, d, do, ds, n):
+    """Run the row function of code ``code`` (see row_code) on the rows of s and d."""
+    if code == 1:
+        _bt4(L, s, so, ss, d, do, ds, n)
+    elif code == 2:
+        _b4(L, s, so, ss, d, do, ds, n)
+    elif code == 3:
+        _g4(L, s, so, ss, d, do, ds, n)
+    elif code == 4:
+        _gt4(L, s, so, ss, d, do, ds, n)
+    elif code == 5:
+        _at4(L, s, so, ss, d, do, ds, n)
+    elif code == 6:
+        _a4(L, s, so, ss, d, do, ds, n)
+    elif code == 7:
+        _bt6(L, s, so, ss, d, do, ds, n)
+    elif code == 8:
+        _b6(L, s, so, ss, d, do, ds, n)
+    elif code == 9:
+        _g6(L, s, so, ss, d, do, ds, n)
+    elif code == 10:
+        _gt6(L, s, so, ss, d, do, ds, n)
+    elif code == 11:
+        _at6(L, s, so, ss, d, do, ds, n)
+    elif code == 12:
+        _a6(L, s, so, ss, d, do, ds, n)
+    else:
+        _rows(L, s, so, ss, d, do, ds, n)
 
 
 @njit(cache=True)
@@ -324,7 +367,7 @@ def _nchunks(ntasks):
 
 
 @njit(cache=True, parallel=True)
-def _input_transform(f, BT, x, m, top, left, th, tw, V, nchunks):
+def _input_transform(code, BT, x, m, top, left, th, tw, V, nchunks):
     N, C, H, W = x.shape
     a = BT.shape[0]
     T = th * tw
@@ -349,9 +392,9 @@ def _input_transform(f, BT, x, m, top, left, th, tw, V, nchunks):
                         for t in range(uintp(T)):
                             S[row + t] = canvas[corner[t] + o]
             for v in range(a):                               # tmp[i*a + v] = (B^T d)[i, v]
-                f(BT, S, v * P, a * P, tmp, v * P, a * P, P)
+                _row_function(code, BT, S, v * P, a * P, tmp, v * P, a * P, P)
             for i in range(a):                               # V[i*a + j, c] = (B^T d B)[i, j]
-                f(BT, tmp, i * a * P, P, Vf, (i * a * C + c) * P, C * P, P)
+                _row_function(code, BT, tmp, i * a * P, P, Vf, (i * a * C + c) * P, C * P, P)
 
 
 def input_transform(x, BT, m, top, left, th, tw, out=None):
@@ -359,12 +402,12 @@ def input_transform(x, BT, m, top, left, th, tw, out=None):
     N, C = x.shape[:2]
     V = np.empty((BT.shape[0] ** 2, C, N * th * tw), dtype=x.dtype) if out is None else out
     with threads_for(V.size):
-        _input_transform(row_function(BT), BT, np.ascontiguousarray(x), m, top, left, th, tw, V, _nchunks(C))
+        _input_transform(row_code(BT), BT, np.ascontiguousarray(x), m, top, left, th, tw, V, _nchunks(C))
     return V
 
 
 @njit(cache=True, parallel=True)
-def _input_adjoint(f, B, gV, m, top, left, th, tw, gx, nchunks):
+def _input_adjoint(code, B, gV, m, top, left, th, tw, gx, nchunks):
     N, C, H, W = gx.shape
     a = B.shape[0]
     T = th * tw
@@ -379,9 +422,9 @@ def _input_adjoint(f, B, gV, m, top, left, th, tw, gx, nchunks):
         lo, hi = _chunk(chunk, nchunks, C)
         for c in range(lo, hi):
             for v in range(a):                               # tmp[i*a + v] = (B gV)[i, v], gV as is
-                f(B, gVf, (v * C + c) * P, a * C * P, tmp, v * P, a * P, P)
+                _row_function(code, B, gVf, (v * C + c) * P, a * C * P, tmp, v * P, a * P, P)
             for i in range(a):                               # S[i*a + j] = (B gV B^T)[i, j]
-                f(B, tmp, i * a * P, P, S, i * a * P, P, P)
+                _row_function(code, B, tmp, i * a * P, P, S, i * a * P, P, P)
             for n in range(N):
                 canvas[:] = 0
                 for u in range(a):                           # overlapping tiles add up
@@ -402,13 +445,13 @@ def input_adjoint(gV, BT, m, top, left, th, tw, x_shape):
     gx = np.empty(x_shape, dtype=gV.dtype)
     B = np.ascontiguousarray(BT.T)
     with threads_for(gV.size):
-        _input_adjoint(row_function(B), B, np.ascontiguousarray(gV), m, top, left, th, tw, gx,
+        _input_adjoint(row_code(B), B, np.ascontiguousarray(gV), m, top, left, th, tw, gx,
                        _nchunks(x_shape[1]))
     return gx
 
 
 @njit(cache=True, parallel=True)
-def _output_transform(f, AT, M, m, th, tw, bias, y, nchunks):
+def _output_transform(code, AT, M, m, th, tw, bias, y, nchunks):
     N, K, OH, OW = y.shape
     a = AT.shape[1]
     T = th * tw
@@ -420,9 +463,9 @@ def _output_transform(f, AT, M, m, th, tw, bias, y, nchunks):
         lo, hi = _chunk(chunk, nchunks, K)
         for k in range(lo, hi):
             for v in range(a):                               # tmp[i*a + v] = (A^T M)[i, v], M as is
-                f(AT, Mf, (v * K + k) * P, a * K * P, tmp, v * P, a * P, P)
+                _row_function(code, AT, Mf, (v * K + k) * P, a * K * P, tmp, v * P, a * P, P)
             for i in range(m):                               # Y[i*m + j, p] = (A^T M A)[i, j]
-                f(AT, tmp, i * a * P, P, Y, i * m * P, P, P)
+                _row_function(code, AT, tmp, i * a * P, P, Y, i * m * P, P, P)
             b = bias[k]
             for n in range(N):
                 base = uintp((n * K + k) * OH * OW)
@@ -442,12 +485,12 @@ def output_transform(M, AT, m, N, OH, OW, bias=None):
     b = np.zeros(K, M.dtype) if bias is None else np.ascontiguousarray(bias, dtype=M.dtype)
     th, tw = -(-OH // m), -(-OW // m)
     with threads_for(M.size):
-        _output_transform(row_function(AT), AT, np.ascontiguousarray(M), m, th, tw, b, y, _nchunks(K))
+        _output_transform(row_code(AT), AT, np.ascontiguousarray(M), m, th, tw, b, y, _nchunks(K))
     return y
 
 
 @njit(cache=True, parallel=True)
-def _output_adjoint(f, A, gy, m, th, tw, gM, nchunks):
+def _output_adjoint(code, A, gy, m, th, tw, gM, nchunks):
     N, K, OH, OW = gy.shape
     a = A.shape[0]
     T = th * tw
@@ -470,9 +513,9 @@ def _output_adjoint(f, A, gy, m, th, tw, gM, nchunks):
                                 inside = r < OH and q < OW
                                 S[dst + uintp(v * P)] = gyf[base + uintp(r * OW + q)] if inside else 0
             for v in range(m):                               # tmp[i*m + v] = (A gy)[i, v]
-                f(A, S, v * P, m * P, tmp, v * P, m * P, P)
+                _row_function(code, A, S, v * P, m * P, tmp, v * P, m * P, P)
             for i in range(a):                               # gM[i*a + j, k] = (A gy A^T)[i, j]
-                f(A, tmp, i * m * P, P, gMf, (i * a * K + k) * P, K * P, P)
+                _row_function(code, A, tmp, i * m * P, P, gMf, (i * a * K + k) * P, K * P, P)
 
 
 def output_adjoint(gy, AT, m, out=None):
@@ -483,7 +526,7 @@ def output_adjoint(gy, AT, m, out=None):
     gM = np.empty((a * a, K, N * th * tw), dtype=gy.dtype) if out is None else out
     A = np.ascontiguousarray(AT.T)
     with threads_for(gM.size):
-        _output_adjoint(row_function(A), A, np.ascontiguousarray(gy), m, th, tw, gM, _nchunks(K))
+        _output_adjoint(row_code(A), A, np.ascontiguousarray(gy), m, th, tw, gM, _nchunks(K))
     return gM
 
 
@@ -491,7 +534,7 @@ _FILTER_BLOCK = 512     # kernels per row segment of the filter transforms
 
 
 @njit(cache=True, parallel=True)
-def _filter_sandwich(f, L, S, out):
+def _filter_sandwich(code, L, S, out):
     """out (p*p, KC) = L S_t L^T of the kernels S_t = S[:, t] (q*q, KC), in blocks of kernels."""
     p, q = L.shape
     KC = S.shape[1]
@@ -502,9 +545,9 @@ def _filter_sandwich(f, L, S, out):
         n = min(_FILTER_BLOCK, KC - lo)
         tmp = np.empty(p * q * _FILTER_BLOCK, S.dtype)
         for v in range(q):                                   # tmp[i*q + v] = (L S)[i, v]
-            f(L, Sf, v * KC + lo, q * KC, tmp, v * _FILTER_BLOCK, q * _FILTER_BLOCK, n)
+            _row_function(code, L, Sf, v * KC + lo, q * KC, tmp, v * _FILTER_BLOCK, q * _FILTER_BLOCK, n)
         for i in range(p):                                   # out[i*p + j] = (L S L^T)[i, j]
-            f(L, tmp, i * q * _FILTER_BLOCK, _FILTER_BLOCK, of, i * p * KC + lo, KC, n)
+            _row_function(code, L, tmp, i * q * _FILTER_BLOCK, _FILTER_BLOCK, of, i * p * KC + lo, KC, n)
 
 
 def filter_transform(w, G, out=None):
@@ -514,7 +557,7 @@ def filter_transform(w, G, out=None):
     S = np.ascontiguousarray(w.reshape(K * C, r * r).T)      # (r*r, K*C): tap u*r + v of kernel (k, c)
     U = np.empty((a * a, K, C), dtype=w.dtype) if out is None else out
     with threads_for(U.size):
-        _filter_sandwich(row_function(G), G, S, U.reshape(a * a, K * C))
+        _filter_sandwich(row_code(G), G, S, U.reshape(a * a, K * C))
     return U
 
 
@@ -525,5 +568,5 @@ def filter_adjoint(gU, G):
     GT = np.ascontiguousarray(G.T)
     out = np.empty((r * r, K * C), dtype=gU.dtype)
     with threads_for(gU.size):
-        _filter_sandwich(row_function(GT), GT, np.ascontiguousarray(gU).reshape(a, K * C), out)
+        _filter_sandwich(row_code(GT), GT, np.ascontiguousarray(gU).reshape(a, K * C), out)
     return np.ascontiguousarray(out.T).reshape(K, C, r, r)

@@ -252,7 +252,7 @@ def test_fast_kernels_equal_reference(m, k, geometry, dtype, tol):
     row functions, the 5x5 ones by the generic ``_rows``."""
     BT, G, AT = W.transforms(m, k, np.float64)
     for L in (BT, BT.T, G, G.T, AT, AT.T):       # F(2, 5) shares B^T with F(4, 3): same points
-        hand_written = winograd_numba.row_function(L.astype(dtype)) is not winograd_numba._rows
+        hand_written = winograd_numba.row_code(L.astype(dtype)) != 0
         assert hand_written == (k == 3 or (m, L.shape) == (2, (6, 6)))
     N, C, H, Wd, K, top, left = geometry
     geometry = (N, C, max(H, k - 2 * top), max(Wd, k - 2 * left), K, top, left)
@@ -267,7 +267,7 @@ def test_generic_kernels_take_any_matrices(m, k, geometry):
     a = m + k - 1
     BT, G, AT = r.standard_normal((a, a)), r.standard_normal((a, k)), r.standard_normal((m, a))
     BT[0, 1] = G[1, 0] = AT[0, 0] = 0                # zero entries are skipped
-    assert winograd_numba.row_function(BT) is winograd_numba._rows
+    assert winograd_numba.row_code(BT) == 0
     N, C, H, Wd, K, top, left = geometry
     geometry = (N, C, max(H, k), max(Wd, k), K, top, left)
     _kernels_against_references(BT, G, AT, m, geometry, np.float64, 1e-12)
@@ -275,15 +275,19 @@ def test_generic_kernels_take_any_matrices(m, k, geometry):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_row_functions_equal_the_generic_one(dtype):
-    """Each hand-written row function computes L @ rows exactly as ``_rows`` reads it from L."""
+    """Each hand-written row function computes L @ rows exactly as ``_rows`` reads it from L, and
+    ``_row_function`` runs it by its code (code 0: ``_rows``)."""
     r = np.random.default_rng(8)
-    for L, fn in winograd_numba.SPECIALISED:
+    dispatch = winograd_numba._row_function
+    for code, (L, fn) in enumerate(winograd_numba.SPECIALISED, 1):
         L = L.astype(dtype)
+        assert winograd_numba.row_code(L) == code
         p, q = L.shape
         n, ss, ds = 13, 17, 19                         # rows n long, src rows ss apart, dst rows ds apart
         src = r.standard_normal(3 + q * ss).astype(dtype)
         want = L @ np.stack([src[3 + u * ss:3 + u * ss + n] for u in range(q)])
-        for f in (fn, winograd_numba._rows):
+        for f in (fn, winograd_numba._rows, lambda *a, code=code: dispatch(code, *a),
+                  lambda *a: dispatch(0, *a)):
             dst = np.zeros(5 + p * ds, dtype)
             f(L, src, 3, ss, dst, 5, ds, n)
             got = np.stack([dst[5 + i * ds:5 + i * ds + n] for i in range(p)])

@@ -487,6 +487,23 @@ def test_warmup_reports_compile_apart_from_run_and_compile_stats():
         assert v["cache_hits"] + v["cache_misses"] >= v["signatures"] or v["signatures"] == 0
 
 
+def test_every_kernel_loads_from_the_disk_cache_in_the_next_process():
+    """Was: the Winograd kernels took their row function as a jitted-function argument, which
+    Numba types by its address in memory; no later process matched the disk cache, so each
+    one compiled them again (some 30 s before its first Winograd conv2d) and added one more
+    cache file.  Two fresh processes warm every kernel up; the second must compile nothing."""
+    import json
+    import subprocess
+    import sys
+    code = "import json, tinyconv; tinyconv.warmup(('float32',)); print(json.dumps(tinyconv.compile_stats()))"
+    runs = [json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                      check=True, timeout=900).stdout.splitlines()[-1]) for _ in range(2)]
+    warmed = {k for k, v in runs[1].items() if v["signatures"]}
+    assert {"winograd._input_transform", "winograd._output_adjoint", "winograd._filter_sandwich",
+            "conv._im2col", "lrn._lrn_bwd", "optim._sgd"} <= warmed
+    assert {k: v for k, v in runs[1].items() if v["cache_misses"]} == {}
+
+
 def test_import_tinyconv_does_not_import_numba():
     import subprocess
     import sys

@@ -37,7 +37,7 @@ import time
 import numpy as np
 
 #: the kernel modules :func:`warmup` and :func:`compile_stats` know (tinyconv.kernels.<family>_numba)
-_FAMILIES = ("conv", "pooling", "lrn", "activation", "loss", "optim")
+_FAMILIES = ("conv", "winograd", "pooling", "lrn", "activation", "loss", "optim")
 
 
 def set_num_threads(n):
@@ -148,9 +148,22 @@ def _tiny_calls(dtype):
     m = _kernel_modules()
     x = np.linspace(-1, 1, 2 * 3 * 5 * 5).astype(dtype).reshape(2, 3, 5, 5)
     g = np.ones_like(x)
+    eye4, g43 = np.eye(4, dtype=dtype), np.ones((4, 3), dtype)
     return {
         "conv.im2col": lambda: m["conv"].im2col(x, 3, 3, 1, 1, 1, 1),
         "conv.col2im": lambda: m["conv"].col2im(np.ones((2, 27, 25), dtype), x.shape, 3, 3, 1, 1, 1, 1),
+        # Winograd: any matrices compile the kernels for every variant (the row function
+        # is an argument); here F(2x2, 3x3)'s shapes: tiles of a = 4, 2 x 2 tiles of 5 x 5
+        "winograd.input_transform": lambda: m["winograd"].input_transform(x, eye4, 2, 0, 0, 2, 2),
+        "winograd.input_adjoint": lambda: m["winograd"].input_adjoint(
+            np.ones((16, 3, 8), dtype), eye4, 2, 0, 0, 2, 2, x.shape),
+        "winograd.filter_transform": lambda: m["winograd"].filter_transform(
+            np.ones((2, 3, 3, 3), dtype), g43),
+        "winograd.filter_adjoint": lambda: m["winograd"].filter_adjoint(np.ones((16, 2, 3), dtype), g43),
+        "winograd.output_transform": lambda: m["winograd"].output_transform(
+            np.ones((16, 2, 8), dtype), eye4[:2], 2, 2, 3, 3, np.ones(2, dtype)),
+        "winograd.output_adjoint": lambda: m["winograd"].output_adjoint(
+            np.ones((2, 2, 3, 3), dtype), eye4[:2], 2),
         "pooling.max_pool2d_forward": lambda: m["pooling"].max_pool2d_forward(x, 3, 3, 2, 2, 1, 1),
         "pooling.max_pool2d_backward": lambda: m["pooling"].max_pool2d_backward(
             np.ones((2, 3, 3, 3), dtype), np.zeros((2, 3, 3, 3), np.int64), x.shape),
