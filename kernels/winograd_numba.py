@@ -23,11 +23,12 @@ channel) plane, contiguous, so one pass is a few vector operations along the T t
 
 Both passes are one "row function" ``f(L, src, so, ss, dst, do, ds, n)``: dst row i
 (at do + i*ds, n long) = sum_u L[i, u] * src row u (at so + u*ss).  For the matrices of
-F(2x2, 3x3) and F(4x4, 3x3) that function is written out by hand (``_bt4``, ``_g6``, ...:
-each output row one loop with the matrix entries as constants, so zeros cost nothing,
-+-1 no multiply, and each loop reads at most four rows, which the compiler vectorises);
-any other matrix (those of the 5x5 variants, but F(2, 5)'s B^T, which is F(4, 3)'s) runs the
-generic ``_rows``, which reads the entries from L.  A kernel receives the choice as an
+F(2x2, 3x3), F(4x4, 3x3) and F(4x4, 5x5) that function is written out by hand (``_bt4``,
+``_g6``, ``_at8``, ...: each output row one loop with the matrix entries as constants, so
+zeros cost nothing, +-1 no multiply, and each loop reads at most eight rows, which the
+compiler vectorises); any other matrix (F(2x2, 5x5)'s G and A^T; its B^T is F(4, 3)'s)
+runs the generic ``_rows``, which reads the entries from L and makes one pass over the
+destination row per nonzero entry.  A kernel receives the choice as an
 integer, the matrix's ``row_code`` (not as a function argument, which Numba's disk cache
 cannot key, see ``_row_function``).  Pass 2 of
 the forward transforms writes straight into the GEMM layout (V, or the a*a rows of gM),
@@ -277,6 +278,170 @@ def _a6(L, s, so, ss, d, do, ds, n):
         d[uintp(do + 5 * ds) + t] = s[s3 + t]
 
 
+# F(4x4, 5x5) on the points 0, +-1, +-2, +-1/2 and infinity (toom_cook's POINTS[(4, 5)]),
+# written out like the above; ``_offsets8`` gives the eight row offsets of a source or destination.
+
+
+@njit(cache=True, inline="always")
+def _offsets8(so, ss):
+    return (uintp(so), uintp(so + ss), uintp(so + 2 * ss), uintp(so + 3 * ss),
+            uintp(so + 4 * ss), uintp(so + 5 * ss), uintp(so + 6 * ss), uintp(so + 7 * ss))
+
+
+@njit(cache=True)
+def _bt8(L, s, so, ss, d, do, ds, n):
+    """B^T (8 x 8) of F(4, 5)."""
+    k = s.dtype.type
+    s0, s1, s2, s3, s4, s5, s6, s7 = _offsets8(so, ss)
+    d0, d1, d2, d3, d4, d5, d6, d7 = _offsets8(do, ds)
+    for t in range(uintp(n)):                               # [-4, 0, 21, 0, -21, 0, 4, 0]
+        d[d0 + t] = k(4) * (s[s6 + t] - s[s0 + t]) + k(21) * (s[s2 + t] - s[s4 + t])
+    for t in range(uintp(n)):                               # [0, 4, 4, -17, -17, 4, 4, 0]
+        d[d1 + t] = k(4) * (s[s1 + t] + s[s2 + t] + s[s5 + t] + s[s6 + t]) - k(17) * (s[s3 + t] + s[s4 + t])
+    for t in range(uintp(n)):                               # [0, -4, 4, 17, -17, -4, 4, 0]
+        d[d2 + t] = k(4) * (s[s2 + t] - s[s1 + t] + s[s6 + t] - s[s5 + t]) + k(17) * (s[s3 + t] - s[s4 + t])
+    for t in range(uintp(n)):                               # [0, 2, 1, -10, -5, 8, 4, 0]
+        d[d3 + t] = (k(2) * s[s1 + t] + s[s2 + t] - k(10) * s[s3 + t] - k(5) * s[s4 + t]
+                     + k(8) * s[s5 + t] + k(4) * s[s6 + t])
+    for t in range(uintp(n)):                               # [0, -2, 1, 10, -5, -8, 4, 0]
+        d[d4 + t] = (s[s2 + t] - k(2) * s[s1 + t] + k(10) * s[s3 + t] - k(5) * s[s4 + t]
+                     - k(8) * s[s5 + t] + k(4) * s[s6 + t])
+    for t in range(uintp(n)):                               # [0, 4, 8, -5, -10, 1, 2, 0]
+        d[d5 + t] = (k(4) * s[s1 + t] + k(8) * s[s2 + t] - k(5) * s[s3 + t] - k(10) * s[s4 + t]
+                     + s[s5 + t] + k(2) * s[s6 + t])
+    for t in range(uintp(n)):                               # [0, -4, 8, 5, -10, -1, 2, 0]
+        d[d6 + t] = (k(8) * s[s2 + t] - k(4) * s[s1 + t] + k(5) * s[s3 + t] - k(10) * s[s4 + t]
+                     - s[s5 + t] + k(2) * s[s6 + t])
+    for t in range(uintp(n)):                               # [0, -4, 0, 21, 0, -21, 0, 4]
+        d[d7 + t] = k(4) * (s[s7 + t] - s[s1 + t]) + k(21) * (s[s3 + t] - s[s5 + t])
+
+
+@njit(cache=True)
+def _b8(L, s, so, ss, d, do, ds, n):
+    """B = (B^T)^T (8 x 8) of F(4, 5), for the input adjoint."""
+    k = s.dtype.type
+    s0, s1, s2, s3, s4, s5, s6, s7 = _offsets8(so, ss)
+    d0, d1, d2, d3, d4, d5, d6, d7 = _offsets8(do, ds)
+    for t in range(uintp(n)):                               # [-4, 0, 0, 0, 0, 0, 0, 0]
+        d[d0 + t] = -k(4) * s[s0 + t]
+    for t in range(uintp(n)):                               # [0, 4, -4, 2, -2, 4, -4, -4]
+        d[d1 + t] = (k(4) * (s[s1 + t] - s[s2 + t] + s[s5 + t] - s[s6 + t] - s[s7 + t])
+                     + k(2) * (s[s3 + t] - s[s4 + t]))
+    for t in range(uintp(n)):                               # [21, 4, 4, 1, 1, 8, 8, 0]
+        d[d2 + t] = (k(21) * s[s0 + t] + k(4) * (s[s1 + t] + s[s2 + t]) + s[s3 + t] + s[s4 + t]
+                     + k(8) * (s[s5 + t] + s[s6 + t]))
+    for t in range(uintp(n)):                               # [0, -17, 17, -10, 10, -5, 5, 21]
+        d[d3 + t] = (k(17) * (s[s2 + t] - s[s1 + t]) + k(10) * (s[s4 + t] - s[s3 + t])
+                     + k(5) * (s[s6 + t] - s[s5 + t]) + k(21) * s[s7 + t])
+    for t in range(uintp(n)):                               # [-21, -17, -17, -5, -5, -10, -10, 0]
+        d[d4 + t] = -(k(21) * s[s0 + t] + k(17) * (s[s1 + t] + s[s2 + t]) + k(5) * (s[s3 + t] + s[s4 + t])
+                      + k(10) * (s[s5 + t] + s[s6 + t]))
+    for t in range(uintp(n)):                               # [0, 4, -4, 8, -8, 1, -1, -21]
+        d[d5 + t] = (k(4) * (s[s1 + t] - s[s2 + t]) + k(8) * (s[s3 + t] - s[s4 + t]) + s[s5 + t] - s[s6 + t]
+                     - k(21) * s[s7 + t])
+    for t in range(uintp(n)):                               # [4, 4, 4, 4, 4, 2, 2, 0]
+        d[d6 + t] = (k(4) * (s[s0 + t] + s[s1 + t] + s[s2 + t] + s[s3 + t] + s[s4 + t])
+                     + k(2) * (s[s5 + t] + s[s6 + t]))
+    for t in range(uintp(n)):                               # [0, 0, 0, 0, 0, 0, 0, 4]
+        d[d7 + t] = k(4) * s[s7 + t]
+
+
+@njit(cache=True)
+def _g8(L, s, so, ss, d, do, ds, n):
+    """G (8 x 5) of F(4, 5); 1/4, 1/18, 1/45, 1/360 rounded to the dtype (times powers of two: exact)."""
+    k = s.dtype.type
+    c4, c18, c45, c360 = k(1 / 4), k(1 / 18), k(1 / 45), k(1 / 360)
+    s0, s1, s2, s3, s4, _, _, _ = _offsets8(so, ss)
+    d0, d1, d2, d3, d4, d5, d6, d7 = _offsets8(do, ds)
+    for t in range(uintp(n)):                               # [-1/4, 0, 0, 0, 0]
+        d[d0 + t] = -c4 * s[s0 + t]
+    for t in range(uintp(n)):                               # [-1/18, -1/18, -1/18, -1/18, -1/18]
+        d[d1 + t] = -c18 * (s[s0 + t] + s[s1 + t] + s[s2 + t] + s[s3 + t] + s[s4 + t])
+    for t in range(uintp(n)):                               # [-1/18, 1/18, -1/18, 1/18, -1/18]
+        d[d2 + t] = c18 * (s[s1 + t] + s[s3 + t] - s[s0 + t] - s[s2 + t] - s[s4 + t])
+    for t in range(uintp(n)):                               # [1/360, 1/180, 1/90, 1/45, 2/45]
+        d[d3 + t] = (c360 * (s[s0 + t] + k(2) * s[s1 + t] + k(4) * s[s2 + t])
+                     + c45 * (s[s3 + t] + k(2) * s[s4 + t]))
+    for t in range(uintp(n)):                               # [1/360, -1/180, 1/90, -1/45, 2/45]
+        d[d4 + t] = (c360 * (s[s0 + t] - k(2) * s[s1 + t] + k(4) * s[s2 + t])
+                     + c45 * (k(2) * s[s4 + t] - s[s3 + t]))
+    for t in range(uintp(n)):                               # [16/45, 8/45, 4/45, 2/45, 1/45]
+        d[d5 + t] = c45 * (k(16) * s[s0 + t] + k(8) * s[s1 + t] + k(4) * s[s2 + t]
+                           + k(2) * s[s3 + t] + s[s4 + t])
+    for t in range(uintp(n)):                               # [16/45, -8/45, 4/45, -2/45, 1/45]
+        d[d6 + t] = c45 * (k(16) * s[s0 + t] - k(8) * s[s1 + t] + k(4) * s[s2 + t]
+                           - k(2) * s[s3 + t] + s[s4 + t])
+    for t in range(uintp(n)):                               # [0, 0, 0, 0, 1/4]
+        d[d7 + t] = c4 * s[s4 + t]
+
+
+@njit(cache=True)
+def _gt8(L, s, so, ss, d, do, ds, n):
+    """G^T (5 x 8) of F(4, 5), for the filter adjoint."""
+    k = s.dtype.type
+    c4, c18, c45, c360 = k(1 / 4), k(1 / 18), k(1 / 45), k(1 / 360)
+    s0, s1, s2, s3, s4, s5, s6, s7 = _offsets8(so, ss)
+    d0, d1, d2, d3, d4, _, _, _ = _offsets8(do, ds)
+    for t in range(uintp(n)):                     # [-1/4, -1/18, -1/18, 1/360, 1/360, 16/45, 16/45, 0]
+        d[d0 + t] = (c360 * (s[s3 + t] + s[s4 + t]) + k(16) * c45 * (s[s5 + t] + s[s6 + t])
+                     - c4 * s[s0 + t] - c18 * (s[s1 + t] + s[s2 + t]))
+    for t in range(uintp(n)):                               # [0, -1/18, 1/18, 1/180, -1/180, 8/45, -8/45, 0]
+        d[d1 + t] = (c18 * (s[s2 + t] - s[s1 + t]) + k(2) * c360 * (s[s3 + t] - s[s4 + t])
+                     + k(8) * c45 * (s[s5 + t] - s[s6 + t]))
+    for t in range(uintp(n)):                               # [0, -1/18, -1/18, 1/90, 1/90, 4/45, 4/45, 0]
+        d[d2 + t] = (k(4) * c360 * (s[s3 + t] + s[s4 + t]) + k(4) * c45 * (s[s5 + t] + s[s6 + t])
+                     - c18 * (s[s1 + t] + s[s2 + t]))
+    for t in range(uintp(n)):                               # [0, -1/18, 1/18, 1/45, -1/45, 2/45, -2/45, 0]
+        d[d3 + t] = (c18 * (s[s2 + t] - s[s1 + t])
+                     + c45 * (s[s3 + t] - s[s4 + t] + k(2) * (s[s5 + t] - s[s6 + t])))
+    for t in range(uintp(n)):                               # [0, -1/18, -1/18, 2/45, 2/45, 1/45, 1/45, 1/4]
+        d[d4 + t] = (c45 * (k(2) * (s[s3 + t] + s[s4 + t]) + s[s5 + t] + s[s6 + t]) + c4 * s[s7 + t]
+                     - c18 * (s[s1 + t] + s[s2 + t]))
+
+
+@njit(cache=True)
+def _at8(L, s, so, ss, d, do, ds, n):
+    """A^T (4 x 8) of F(4, 5)."""
+    k = s.dtype.type
+    h, q, e = k(1 / 2), k(1 / 4), k(1 / 8)
+    s0, s1, s2, s3, s4, s5, s6, s7 = _offsets8(so, ss)
+    d0, d1, d2, d3, _, _, _, _ = _offsets8(do, ds)
+    for t in range(uintp(n)):                               # [1, 1, 1, 1, 1, 1, 1, 0]
+        d[d0 + t] = s[s0 + t] + s[s1 + t] + s[s2 + t] + s[s3 + t] + s[s4 + t] + s[s5 + t] + s[s6 + t]
+    for t in range(uintp(n)):                               # [0, 1, -1, 2, -2, 1/2, -1/2, 0]
+        d[d1 + t] = s[s1 + t] - s[s2 + t] + k(2) * (s[s3 + t] - s[s4 + t]) + h * (s[s5 + t] - s[s6 + t])
+    for t in range(uintp(n)):                               # [0, 1, 1, 4, 4, 1/4, 1/4, 0]
+        d[d2 + t] = s[s1 + t] + s[s2 + t] + k(4) * (s[s3 + t] + s[s4 + t]) + q * (s[s5 + t] + s[s6 + t])
+    for t in range(uintp(n)):                               # [0, 1, -1, 8, -8, 1/8, -1/8, 1]
+        d[d3 + t] = (s[s1 + t] - s[s2 + t] + k(8) * (s[s3 + t] - s[s4 + t]) + e * (s[s5 + t] - s[s6 + t])
+                     + s[s7 + t])
+
+
+@njit(cache=True)
+def _a8(L, s, so, ss, d, do, ds, n):
+    """A = (A^T)^T (8 x 4) of F(4, 5), for the output adjoint."""
+    k = s.dtype.type
+    h, q, e = k(1 / 2), k(1 / 4), k(1 / 8)
+    s0, s1, s2, s3, _, _, _, _ = _offsets8(so, ss)
+    d0, d1, d2, d3, d4, d5, d6, d7 = _offsets8(do, ds)
+    for t in range(uintp(n)):                               # [1, 0, 0, 0]
+        d[d0 + t] = s[s0 + t]
+    for t in range(uintp(n)):                               # [1, 1, 1, 1]
+        d[d1 + t] = s[s0 + t] + s[s1 + t] + s[s2 + t] + s[s3 + t]
+    for t in range(uintp(n)):                               # [1, -1, 1, -1]
+        d[d2 + t] = s[s0 + t] - s[s1 + t] + s[s2 + t] - s[s3 + t]
+    for t in range(uintp(n)):                               # [1, 2, 4, 8]
+        d[d3 + t] = s[s0 + t] + k(2) * s[s1 + t] + k(4) * s[s2 + t] + k(8) * s[s3 + t]
+    for t in range(uintp(n)):                               # [1, -2, 4, -8]
+        d[d4 + t] = s[s0 + t] - k(2) * s[s1 + t] + k(4) * s[s2 + t] - k(8) * s[s3 + t]
+    for t in range(uintp(n)):                               # [1, 1/2, 1/4, 1/8]
+        d[d5 + t] = s[s0 + t] + h * s[s1 + t] + q * s[s2 + t] + e * s[s3 + t]
+    for t in range(uintp(n)):                               # [1, -1/2, 1/4, -1/8]
+        d[d6 + t] = s[s0 + t] - h * s[s1 + t] + q * s[s2 + t] - e * s[s3 + t]
+    for t in range(uintp(n)):                               # [0, 0, 0, 1]
+        d[d7 + t] = s[s3 + t]
+
+
 _F23 = {"BT": [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
         "G": [[1, 0, 0], [1 / 2, 1 / 2, 1 / 2], [1 / 2, -1 / 2, 1 / 2], [0, 0, 1]],
         "AT": [[1, 1, 1, 0], [0, 1, -1, -1]]}
@@ -285,10 +450,20 @@ _F43 = {"BT": [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
         "G": [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
               [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]],
         "AT": [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]}
+_F45 = {"BT": [[-4, 0, 21, 0, -21, 0, 4, 0], [0, 4, 4, -17, -17, 4, 4, 0], [0, -4, 4, 17, -17, -4, 4, 0],
+               [0, 2, 1, -10, -5, 8, 4, 0], [0, -2, 1, 10, -5, -8, 4, 0], [0, 4, 8, -5, -10, 1, 2, 0],
+               [0, -4, 8, 5, -10, -1, 2, 0], [0, -4, 0, 21, 0, -21, 0, 4]],
+        "G": [[-1 / 4, 0, 0, 0, 0], [-1 / 18] * 5, [-1 / 18, 1 / 18, -1 / 18, 1 / 18, -1 / 18],
+              [1 / 360, 1 / 180, 1 / 90, 1 / 45, 2 / 45], [1 / 360, -1 / 180, 1 / 90, -1 / 45, 2 / 45],
+              [16 / 45, 8 / 45, 4 / 45, 2 / 45, 1 / 45], [16 / 45, -8 / 45, 4 / 45, -2 / 45, 1 / 45],
+              [0, 0, 0, 0, 1 / 4]],
+        "AT": [[1, 1, 1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 1 / 2, -1 / 2, 0],
+               [0, 1, 1, 4, 4, 1 / 4, 1 / 4, 0], [0, 1, -1, 8, -8, 1 / 8, -1 / 8, 1]]}
 #: (matrix in float64, its hand-written row function); the transposes serve the adjoints.
 #: A kernel is told which one to run by its code, the index here plus one (0: ``_rows``).
 SPECIALISED = []
-for _t, _fns in ((_F23, (_bt4, _b4, _g4, _gt4, _at4, _a4)), (_F43, (_bt6, _b6, _g6, _gt6, _at6, _a6))):
+for _t, _fns in ((_F23, (_bt4, _b4, _g4, _gt4, _at4, _a4)), (_F43, (_bt6, _b6, _g6, _gt6, _at6, _a6)),
+                 (_F45, (_bt8, _b8, _g8, _gt8, _at8, _a8))):
     for _name, _fn_pair in zip(("BT", "G", "AT"), zip(_fns[::2], _fns[1::2])):
         _L = np.array(_t[_name], dtype=np.float64)
         SPECIALISED += [(_L, _fn_pair[0]), (_L.T.copy(), _fn_pair[1])]
@@ -338,6 +513,18 @@ def _row_function(code, L, s, so, ss, d, do, ds, n):
         _at6(L, s, so, ss, d, do, ds, n)
     elif code == 12:
         _a6(L, s, so, ss, d, do, ds, n)
+    elif code == 13:
+        _bt8(L, s, so, ss, d, do, ds, n)
+    elif code == 14:
+        _b8(L, s, so, ss, d, do, ds, n)
+    elif code == 15:
+        _g8(L, s, so, ss, d, do, ds, n)
+    elif code == 16:
+        _gt8(L, s, so, ss, d, do, ds, n)
+    elif code == 17:
+        _at8(L, s, so, ss, d, do, ds, n)
+    elif code == 18:
+        _a8(L, s, so, ss, d, do, ds, n)
     else:
         _rows(L, s, so, ss, d, do, ds, n)
 
@@ -356,6 +543,16 @@ def _corners(th, tw, row_step, col_step):
         for tx in range(tw):
             corner[ty * tw + tx] = ty * row_step + tx * col_step
     return corner
+
+
+@njit(cache=True)
+def _pixel_offsets(count, m, entry_step, tile_step):
+    """o[c] = (c % m)*entry_step + (c // m)*tile_step: where pixel c of a row (or column) of
+    an output plane sits in the (m*m, P) tile rows: entry c % m of tile c // m."""
+    o = np.empty(count, np.uintp)
+    for c in range(count):
+        o[c] = (c % m) * entry_step + (c // m) * tile_step
+    return o
 
 
 def _nchunks(ntasks):
@@ -457,6 +654,8 @@ def _output_transform(code, AT, M, m, th, tw, bias, y, nchunks):
     T = th * tw
     P = N * T
     Mf, yf = M.reshape(M.size), y.reshape(y.size)
+    row = _pixel_offsets(OH, m, m * P, tw)                   # y row r: row r % m of tile row r // m
+    col = _pixel_offsets(OW, m, P, 1)                        # y column c: column c % m of tile column c // m
     for chunk in prange(nchunks):
         tmp = np.empty(m * a * P, M.dtype)
         Y = np.empty(m * m * P, M.dtype)
@@ -467,15 +666,11 @@ def _output_transform(code, AT, M, m, th, tw, bias, y, nchunks):
             for i in range(m):                               # Y[i*m + j, p] = (A^T M A)[i, j]
                 _row_function(code, AT, tmp, i * a * P, P, Y, i * m * P, P, P)
             b = bias[k]
-            for n in range(N):
-                base = uintp((n * K + k) * OH * OW)
-                for ty in range(th):                         # y row ty*m + i, left to right
-                    for i in range(min(m, OH - ty * m)):     # the last tiles may pass the edge
-                        dst = base + uintp((ty * m + i) * OW)
-                        for tx in range(tw):
-                            src = uintp(i * m * P + n * T + ty * tw + tx)
-                            for j in range(min(m, OW - tx * m)):
-                                yf[dst + uintp(tx * m + j)] = Y[src + uintp(j * P)] + b
+            for n in range(N):                               # y pixel (r, c) = Y[row[r] + col[c], n*T]
+                for r in range(OH):                          # (the last tiles may pass the edge)
+                    src, dst = row[r] + uintp(n * T), uintp(((n * K + k) * OH + r) * OW)
+                    for c in range(OW):
+                        yf[dst + c] = Y[src + col[c]] + b
 
 
 def output_transform(M, AT, m, N, OH, OW, bias=None):
@@ -496,22 +691,18 @@ def _output_adjoint(code, A, gy, m, th, tw, gM, nchunks):
     T = th * tw
     P = N * T
     gyf, gMf = gy.reshape(gy.size), gM.reshape(gM.size)
+    row = _pixel_offsets(OH, m, m * P, tw)                   # as in _output_transform
+    col = _pixel_offsets(OW, m, P, 1)
     for chunk in prange(nchunks):
-        S = np.empty(m * m * P, gy.dtype)
+        S = np.zeros(m * m * P, gy.dtype)                    # tile pixels past the edge stay 0
         tmp = np.empty(a * m * P, gy.dtype)
         lo, hi = _chunk(chunk, nchunks, K)
         for k in range(lo, hi):
-            for n in range(N):
-                base = uintp((n * K + k) * OH * OW)
-                for ty in range(th):                         # S[u*m + v, n*T + t] = gy pixel (u, v) of tile t
-                    for u in range(m):
-                        r = ty * m + u
-                        for tx in range(tw):
-                            dst = uintp(u * m * P + n * T + ty * tw + tx)
-                            for v in range(m):
-                                q = tx * m + v
-                                inside = r < OH and q < OW
-                                S[dst + uintp(v * P)] = gyf[base + uintp(r * OW + q)] if inside else 0
+            for n in range(N):                               # S[u*m + v, n*T + t] = gy pixel (u, v) of tile t
+                for r in range(OH):
+                    src, dst = uintp(((n * K + k) * OH + r) * OW), row[r] + uintp(n * T)
+                    for c in range(OW):
+                        S[dst + col[c]] = gyf[src + c]
             for v in range(m):                               # tmp[i*m + v] = (A gy)[i, v]
                 _row_function(code, A, S, v * P, m * P, tmp, v * P, m * P, P)
             for i in range(a):                               # gM[i*a + j, k] = (A gy A^T)[i, j]
