@@ -721,34 +721,51 @@ def output_adjoint(gy, AT, m, out=None):
     return gM
 
 
-_FILTER_BLOCK = 512     # kernels per row segment of the filter transforms
+_FILTER_BLOCK = 512     # kernels per parallel task of the filter transforms
 
 
 @njit(cache=True, parallel=True)
-def _filter_sandwich(code, L, S, out):
-    """out (p*p, KC) = L S_t L^T of the kernels S_t = S[:, t] (q*q, KC), in blocks of kernels."""
+def _filter_sandwich(code, L, S, out, block, src_by_kernel, dst_by_kernel):
+    """out_t = L S_t L^T for every kernel t (S_t q x q, out_t p x p), ``block`` kernels per task.
+
+    S is (q*q, KC), entry-major (gU's layout), or with ``src_by_kernel`` (KC, q*q), as w
+    holds its taps; ``out`` likewise (p*p, KC) (U's layout) or with ``dst_by_kernel``
+    (KC, p*p) (gw's).  A kernel-major block is transposed into (or out of) entry-major
+    scratch rows on the way, so the two passes always run along the block's kernels.
+    """
     p, q = L.shape
-    KC = S.shape[1]
+    KC = S.size // (q * q)
     Sf, of = S.reshape(S.size), out.reshape(out.size)
-    nblocks = -(-KC // _FILTER_BLOCK)
-    for blk in prange(nblocks):
-        lo = blk * _FILTER_BLOCK
-        n = min(_FILTER_BLOCK, KC - lo)
-        tmp = np.empty(p * q * _FILTER_BLOCK, S.dtype)
+    for blk in prange(-(-KC // block)):
+        lo = blk * block
+        n = min(block, KC - lo)
+        src = np.empty(q * q * block, S.dtype)               # the block's entry rows, if S is kernel-major
+        tmp = np.empty(p * q * block, S.dtype)
+        dst = np.empty(p * p * block, S.dtype)               # the same for out
+        if src_by_kernel:
+            for t in range(n):
+                for e in range(q * q):
+                    src[e * block + t] = Sf[(lo + t) * q * q + e]
+        rows, so, ss = (src, 0, block) if src_by_kernel else (Sf, lo, KC)     # entry e at so + e*ss
         for v in range(q):                                   # tmp[i*q + v] = (L S)[i, v]
-            _row_function(code, L, Sf, v * KC + lo, q * KC, tmp, v * _FILTER_BLOCK, q * _FILTER_BLOCK, n)
+            _row_function(code, L, rows, so + v * ss, q * ss, tmp, v * block, q * block, n)
+        rows, do, ds = (dst, 0, block) if dst_by_kernel else (of, lo, KC)
         for i in range(p):                                   # out[i*p + j] = (L S L^T)[i, j]
-            _row_function(code, L, tmp, i * q * _FILTER_BLOCK, _FILTER_BLOCK, of, i * p * KC + lo, KC, n)
+            _row_function(code, L, tmp, i * q * block, block, rows, do + i * p * ds, ds, n)
+        if dst_by_kernel:
+            for t in range(n):
+                for e in range(p * p):
+                    of[(lo + t) * p * p + e] = dst[e * block + t]
 
 
 def filter_transform(w, G, out=None):
     """U (a*a, K, C): G g G^T of every r x r kernel g = w[k, c] (G is a x r), into ``out`` if given."""
     K, C = w.shape[:2]
     a, r = G.shape
-    S = np.ascontiguousarray(w.reshape(K * C, r * r).T)      # (r*r, K*C): tap u*r + v of kernel (k, c)
     U = np.empty((a * a, K, C), dtype=w.dtype) if out is None else out
     with threads_for(U.size):
-        _filter_sandwich(row_code(G), G, S, U.reshape(a * a, K * C))
+        _filter_sandwich(row_code(G), G, np.ascontiguousarray(w).reshape(K * C, r * r),
+                         U.reshape(a * a, K * C), _FILTER_BLOCK, True, False)
     return U
 
 
@@ -757,7 +774,8 @@ def filter_adjoint(gU, G):
     a, K, C = gU.shape
     r = G.shape[1]
     GT = np.ascontiguousarray(G.T)
-    out = np.empty((r * r, K * C), dtype=gU.dtype)
+    gw = np.empty((K, C, r, r), dtype=gU.dtype)
     with threads_for(gU.size):
-        _filter_sandwich(row_code(GT), GT, np.ascontiguousarray(gU).reshape(a, K * C), out)
-    return np.ascontiguousarray(out.T).reshape(K, C, r, r)
+        _filter_sandwich(row_code(GT), GT, np.ascontiguousarray(gU).reshape(a, K * C),
+                         gw.reshape(K * C, r * r), _FILTER_BLOCK, False, True)
+    return gw
