@@ -73,6 +73,23 @@ IMPLS = ("ref", "fast", "torch")
 # --------------------------------------------------------------------------- the machine
 
 
+def source_commit():
+    """The git commit of the tinyconv being measured ("+changes" if its checkout has uncommitted
+    changes), or None outside a git checkout: results name the code they measured."""
+    import subprocess
+    src = os.path.dirname(os.path.abspath(tinyconv.__file__))
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=src, capture_output=True,
+                              text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=src,
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode:
+        return None
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
 def machine_info(threads):
     from threadpoolctl import threadpool_info
     cpu = platform.processor() or ""
@@ -89,6 +106,7 @@ def machine_info(threads):
         "cpu": cpu, "logical_cores": os.cpu_count(), "threads": threads,
         "platform": platform.platform(), "python": platform.python_version(),
         "numpy": np.__version__, "numba": numba.__version__, "tinyconv": tinyconv.__version__,
+        "tinyconv_commit": source_commit(),
         "blas": [{k: p.get(k) for k in ("internal_api", "version", "architecture", "threading_layer",
                                          "num_threads", "prefix")}
                  for p in threadpool_info() if p.get("user_api") == "blas"],
@@ -1038,6 +1056,7 @@ def main(argv=None):
                                                   "three_way_step": args.three_way,
                                                   "step_per_conv_algorithm": per_algo}, indent=1))
     md = [f"# tinyconv CPU benchmark {info['date_utc']}", "",
+          f"tinyconv {info['tinyconv']} at commit {info['tinyconv_commit']}.  "
           f"CPU: {info['cpu']} ({info['logical_cores']} logical cores); threads per side: {args.threads}; "
           f"BLAS: {info['blas']}; env: {info['env']}; NumPy GEMM float32: {gemm:.1f} GFLOP/s; "
           f"torch {info.get('torch')}; numba warm-up {info['numba_warmup_s']:.2f} s; load average "

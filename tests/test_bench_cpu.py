@@ -25,6 +25,10 @@ def test_bench_cpu_times_both_sides_and_writes_its_files(tmp_path):
         assert ("gemms" in ms) == (name == "conv5")    # conv rows also time their GEMMs alone
     md = (tmp_path / "smoke.md").read_text()
     assert "PyTorch in a process of its own" in md and "| conv5 | 1 | fwdbwd |" in md
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    if head.returncode == 0:                             # the results name the code they measured
+        assert doc["machine"]["tinyconv_commit"].startswith(head.stdout.strip())
+        assert f"at commit {doc['machine']['tinyconv_commit']}." in md
 
 
 def test_bench_cpu_times_the_step_three_ways_with_spread_and_peak_rss(tmp_path):

@@ -347,7 +347,7 @@ def choose(algorithm, x, weight, stride, dilation, groups):
 #: the batch has at least p tiles of 4x4 (N * ceil(H/4) * ceil(W/4), H x W the input) and
 #: the layer at least c input and output channels per group; im2col otherwise.  Winograd
 #: saves multiplies, but runs a*a smaller GEMMs (36 or 64 per group, each (K, C) @ (C, P))
-#: plus transforms that cost about as much time as the GEMMs, so it wins once the GEMMs are
+#: plus transforms that add about a third of the GEMMs' time, so it wins once the GEMMs are
 #: long enough (many tiles) and deep enough (many channels).  Measured on the 2-core
 #: development machine by ``benchmarks/bench_conv_algos.py --sweep`` (C = K from 16 to 384
 #: at 13x13 and 27x27, batch 4 and 16; benchmarks/results/conv-algos-*-sweep-*.md): each
