@@ -29,8 +29,8 @@ zeros cost nothing, +-1 no multiply, and each loop reads at most eight rows, whi
 compiler vectorises); any other matrix (F(2x2, 5x5)'s G and A^T; its B^T is F(4, 3)'s)
 runs the generic ``_rows``, which reads the entries from L and makes one pass over the
 destination row per nonzero entry.  A kernel receives the choice as an
-integer, the matrix's ``row_code`` (not as a function argument, which Numba's disk cache
-cannot key, see ``_row_function``).  Pass 2 of
+integer, the matrix's ``row_code``, and calls its role's dispatcher (``_rows_bt``, ...) with
+it: not the function as an argument, which Numba's disk cache cannot key.  Pass 2 of
 the forward transforms writes straight into the GEMM layout (V, or the a*a rows of gM),
 and the output transform's pass 1 reads M where the GEMM wrote it.
 
@@ -459,74 +459,116 @@ _F45 = {"BT": [[-4, 0, 21, 0, -21, 0, 4, 0], [0, 4, 4, -17, -17, 4, 4, 0], [0, -
               [0, 0, 0, 0, 1 / 4]],
         "AT": [[1, 1, 1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 1 / 2, -1 / 2, 0],
                [0, 1, 1, 4, 4, 1 / 4, 1 / 4, 0], [0, 1, -1, 8, -8, 1 / 8, -1 / 8, 1]]}
-#: (matrix in float64, its hand-written row function); the transposes serve the adjoints.
-#: A kernel is told which one to run by its code, the index here plus one (0: ``_rows``).
-SPECIALISED = []
+#: The hand-written row functions by role, the matrix of a variant they apply (``B`` is
+#: B^T's transpose, for the input adjoint; ``GT`` and ``A`` likewise): role -> [(matrix in
+#: float64, its function)] for F(2, 3), F(4, 3), F(4, 5).
+ROLES = ("BT", "B", "G", "GT", "AT", "A")
+_TRANSPOSE_OF = {"B": "BT", "GT": "G", "A": "AT"}
+SPECIALISED = {role: [] for role in ROLES}
 for _t, _fns in ((_F23, (_bt4, _b4, _g4, _gt4, _at4, _a4)), (_F43, (_bt6, _b6, _g6, _gt6, _at6, _a6)),
                  (_F45, (_bt8, _b8, _g8, _gt8, _at8, _a8))):
-    for _name, _fn_pair in zip(("BT", "G", "AT"), zip(_fns[::2], _fns[1::2])):
-        _L = np.array(_t[_name], dtype=np.float64)
-        SPECIALISED += [(_L, _fn_pair[0]), (_L.T.copy(), _fn_pair[1])]
+    for _role, _fn in zip(ROLES, _fns):
+        _L = np.array(_t[_TRANSPOSE_OF.get(_role, _role)], dtype=np.float64)
+        SPECIALISED[_role].append((_L.T.copy() if _role in _TRANSPOSE_OF else _L, _fn))
 
 
-def row_code(L):
-    """The code of L's row function for the kernels: 1 + L's index in SPECIALISED, or 0 (``_rows``)."""
-    for code, (known, _) in enumerate(SPECIALISED, 1):
+def row_code(L, role):
+    """Which row function a kernel of ``role`` runs for matrix L: 1 + L's index in
+    SPECIALISED[role], or 0 for the generic ``_rows`` (any other matrix)."""
+    for code, (known, _) in enumerate(SPECIALISED[role], 1):
         if known.shape == L.shape and np.array_equal(known.astype(L.dtype), L):
             return code
     return 0
 
 
-# The kernels take the row function as this code, not as a function argument: a jitted
+# A kernel takes its row function as this code, not as a function argument: a jitted
 # function passed as an argument is typed by its address in memory, which differs from
 # process to process, so Numba's disk cache would never match and every process would
-# compile the kernels again (and add one more cache file).  The row functions are
-# compiled once each and called, not inlined (``inline="always"``) into every kernel:
-# thirteen of them inlined twice into each kernel took Numba minutes to compile, and the
-# call per row of a few hundred tiles measured no slower.
+# compile the kernels again (and add one more cache file).  Each kernel calls the
+# dispatcher of its role below, so it holds four row functions, not all nineteen
+# (LLVM inlines them: with all of them a kernel took 20 s to compile).
 
 
 @njit(cache=True)
-def _row_function(code, L, s, so, ss, d, do, ds, n):
-    """Run the row function of code ``code`` (see row_code) on the rows of s and d."""
+def _rows_bt(code, L, s, so, ss, d, do, ds, n):
+    """B^T's row function: code 1, 2, 3 for F(2, 3), F(4, 3), F(4, 5) (row_code), else ``_rows``."""
     if code == 1:
         _bt4(L, s, so, ss, d, do, ds, n)
     elif code == 2:
-        _b4(L, s, so, ss, d, do, ds, n)
-    elif code == 3:
-        _g4(L, s, so, ss, d, do, ds, n)
-    elif code == 4:
-        _gt4(L, s, so, ss, d, do, ds, n)
-    elif code == 5:
-        _at4(L, s, so, ss, d, do, ds, n)
-    elif code == 6:
-        _a4(L, s, so, ss, d, do, ds, n)
-    elif code == 7:
         _bt6(L, s, so, ss, d, do, ds, n)
-    elif code == 8:
-        _b6(L, s, so, ss, d, do, ds, n)
-    elif code == 9:
-        _g6(L, s, so, ss, d, do, ds, n)
-    elif code == 10:
-        _gt6(L, s, so, ss, d, do, ds, n)
-    elif code == 11:
-        _at6(L, s, so, ss, d, do, ds, n)
-    elif code == 12:
-        _a6(L, s, so, ss, d, do, ds, n)
-    elif code == 13:
+    elif code == 3:
         _bt8(L, s, so, ss, d, do, ds, n)
-    elif code == 14:
+    else:
+        _rows(L, s, so, ss, d, do, ds, n)
+
+
+@njit(cache=True)
+def _rows_b(code, L, s, so, ss, d, do, ds, n):
+    """B's row function (the input adjoint), coded as ``_rows_bt``."""
+    if code == 1:
+        _b4(L, s, so, ss, d, do, ds, n)
+    elif code == 2:
+        _b6(L, s, so, ss, d, do, ds, n)
+    elif code == 3:
         _b8(L, s, so, ss, d, do, ds, n)
-    elif code == 15:
+    else:
+        _rows(L, s, so, ss, d, do, ds, n)
+
+
+@njit(cache=True)
+def _rows_g(code, L, s, so, ss, d, do, ds, n):
+    """G's row function, coded as ``_rows_bt``."""
+    if code == 1:
+        _g4(L, s, so, ss, d, do, ds, n)
+    elif code == 2:
+        _g6(L, s, so, ss, d, do, ds, n)
+    elif code == 3:
         _g8(L, s, so, ss, d, do, ds, n)
-    elif code == 16:
+    else:
+        _rows(L, s, so, ss, d, do, ds, n)
+
+
+@njit(cache=True)
+def _rows_gt(code, L, s, so, ss, d, do, ds, n):
+    """G^T's row function (the filter adjoint), coded as ``_rows_bt``."""
+    if code == 1:
+        _gt4(L, s, so, ss, d, do, ds, n)
+    elif code == 2:
+        _gt6(L, s, so, ss, d, do, ds, n)
+    elif code == 3:
         _gt8(L, s, so, ss, d, do, ds, n)
-    elif code == 17:
+    else:
+        _rows(L, s, so, ss, d, do, ds, n)
+
+
+@njit(cache=True)
+def _rows_at(code, L, s, so, ss, d, do, ds, n):
+    """A^T's row function, coded as ``_rows_bt``."""
+    if code == 1:
+        _at4(L, s, so, ss, d, do, ds, n)
+    elif code == 2:
+        _at6(L, s, so, ss, d, do, ds, n)
+    elif code == 3:
         _at8(L, s, so, ss, d, do, ds, n)
-    elif code == 18:
+    else:
+        _rows(L, s, so, ss, d, do, ds, n)
+
+
+@njit(cache=True)
+def _rows_a(code, L, s, so, ss, d, do, ds, n):
+    """A's row function (the output adjoint), coded as ``_rows_bt``."""
+    if code == 1:
+        _a4(L, s, so, ss, d, do, ds, n)
+    elif code == 2:
+        _a6(L, s, so, ss, d, do, ds, n)
+    elif code == 3:
         _a8(L, s, so, ss, d, do, ds, n)
     else:
         _rows(L, s, so, ss, d, do, ds, n)
+
+
+#: role -> its dispatcher (for the tests)
+DISPATCH = {"BT": _rows_bt, "B": _rows_b, "G": _rows_g, "GT": _rows_gt, "AT": _rows_at, "A": _rows_a}
 
 
 @njit(cache=True)
@@ -589,9 +631,9 @@ def _input_transform(code, BT, x, m, top, left, th, tw, V, nchunks):
                         for t in range(uintp(T)):
                             S[row + t] = canvas[corner[t] + o]
             for v in range(a):                               # tmp[i*a + v] = (B^T d)[i, v]
-                _row_function(code, BT, S, v * P, a * P, tmp, v * P, a * P, P)
+                _rows_bt(code, BT, S, v * P, a * P, tmp, v * P, a * P, P)
             for i in range(a):                               # V[i*a + j, c] = (B^T d B)[i, j]
-                _row_function(code, BT, tmp, i * a * P, P, Vf, (i * a * C + c) * P, C * P, P)
+                _rows_bt(code, BT, tmp, i * a * P, P, Vf, (i * a * C + c) * P, C * P, P)
 
 
 def input_transform(x, BT, m, top, left, th, tw, out=None):
@@ -599,7 +641,8 @@ def input_transform(x, BT, m, top, left, th, tw, out=None):
     N, C = x.shape[:2]
     V = np.empty((BT.shape[0] ** 2, C, N * th * tw), dtype=x.dtype) if out is None else out
     with threads_for(V.size):
-        _input_transform(row_code(BT), BT, np.ascontiguousarray(x), m, top, left, th, tw, V, _nchunks(C))
+        _input_transform(row_code(BT, "BT"), BT, np.ascontiguousarray(x), m, top, left, th, tw, V,
+                         _nchunks(C))
     return V
 
 
@@ -619,9 +662,9 @@ def _input_adjoint(code, B, gV, m, top, left, th, tw, gx, nchunks):
         lo, hi = _chunk(chunk, nchunks, C)
         for c in range(lo, hi):
             for v in range(a):                               # tmp[i*a + v] = (B gV)[i, v], gV as is
-                _row_function(code, B, gVf, (v * C + c) * P, a * C * P, tmp, v * P, a * P, P)
+                _rows_b(code, B, gVf, (v * C + c) * P, a * C * P, tmp, v * P, a * P, P)
             for i in range(a):                               # S[i*a + j] = (B gV B^T)[i, j]
-                _row_function(code, B, tmp, i * a * P, P, S, i * a * P, P, P)
+                _rows_b(code, B, tmp, i * a * P, P, S, i * a * P, P, P)
             for n in range(N):
                 canvas[:] = 0
                 for u in range(a):                           # overlapping tiles add up
@@ -642,7 +685,7 @@ def input_adjoint(gV, BT, m, top, left, th, tw, x_shape):
     gx = np.empty(x_shape, dtype=gV.dtype)
     B = np.ascontiguousarray(BT.T)
     with threads_for(gV.size):
-        _input_adjoint(row_code(B), B, np.ascontiguousarray(gV), m, top, left, th, tw, gx,
+        _input_adjoint(row_code(B, "B"), B, np.ascontiguousarray(gV), m, top, left, th, tw, gx,
                        _nchunks(x_shape[1]))
     return gx
 
@@ -662,9 +705,9 @@ def _output_transform(code, AT, M, m, th, tw, bias, y, nchunks):
         lo, hi = _chunk(chunk, nchunks, K)
         for k in range(lo, hi):
             for v in range(a):                               # tmp[i*a + v] = (A^T M)[i, v], M as is
-                _row_function(code, AT, Mf, (v * K + k) * P, a * K * P, tmp, v * P, a * P, P)
+                _rows_at(code, AT, Mf, (v * K + k) * P, a * K * P, tmp, v * P, a * P, P)
             for i in range(m):                               # Y[i*m + j, p] = (A^T M A)[i, j]
-                _row_function(code, AT, tmp, i * a * P, P, Y, i * m * P, P, P)
+                _rows_at(code, AT, tmp, i * a * P, P, Y, i * m * P, P, P)
             b = bias[k]
             for n in range(N):                               # y pixel (r, c) = Y[row[r] + col[c], n*T]
                 for r in range(OH):                          # (the last tiles may pass the edge)
@@ -680,7 +723,7 @@ def output_transform(M, AT, m, N, OH, OW, bias=None):
     b = np.zeros(K, M.dtype) if bias is None else np.ascontiguousarray(bias, dtype=M.dtype)
     th, tw = -(-OH // m), -(-OW // m)
     with threads_for(M.size):
-        _output_transform(row_code(AT), AT, np.ascontiguousarray(M), m, th, tw, b, y, _nchunks(K))
+        _output_transform(row_code(AT, "AT"), AT, np.ascontiguousarray(M), m, th, tw, b, y, _nchunks(K))
     return y
 
 
@@ -704,9 +747,9 @@ def _output_adjoint(code, A, gy, m, th, tw, gM, nchunks):
                     for c in range(OW):
                         S[dst + col[c]] = gyf[src + c]
             for v in range(m):                               # tmp[i*m + v] = (A gy)[i, v]
-                _row_function(code, A, S, v * P, m * P, tmp, v * P, m * P, P)
+                _rows_a(code, A, S, v * P, m * P, tmp, v * P, m * P, P)
             for i in range(a):                               # gM[i*a + j, k] = (A gy A^T)[i, j]
-                _row_function(code, A, tmp, i * m * P, P, gMf, (i * a * K + k) * P, K * P, P)
+                _rows_a(code, A, tmp, i * m * P, P, gMf, (i * a * K + k) * P, K * P, P)
 
 
 def output_adjoint(gy, AT, m, out=None):
@@ -717,7 +760,7 @@ def output_adjoint(gy, AT, m, out=None):
     gM = np.empty((a * a, K, N * th * tw), dtype=gy.dtype) if out is None else out
     A = np.ascontiguousarray(AT.T)
     with threads_for(gM.size):
-        _output_adjoint(row_code(A), A, np.ascontiguousarray(gy), m, th, tw, gM, _nchunks(K))
+        _output_adjoint(row_code(A, "A"), A, np.ascontiguousarray(gy), m, th, tw, gM, _nchunks(K))
     return gM
 
 
@@ -725,13 +768,14 @@ _FILTER_BLOCK = 512     # kernels per parallel task of the filter transforms
 
 
 @njit(cache=True, parallel=True)
-def _filter_sandwich(code, L, S, out, block, src_by_kernel, dst_by_kernel):
-    """out_t = L S_t L^T for every kernel t (S_t q x q, out_t p x p), ``block`` kernels per task.
+def _filter_sandwich(code, L, S, out, block, adjoint):
+    """The filter transform (out_t = G S_t G^T) or, with ``adjoint``, its adjoint (G^T S_t G)
+    of every kernel t, ``block`` kernels per task; L is G (a x r), or G^T.
 
-    S is (q*q, KC), entry-major (gU's layout), or with ``src_by_kernel`` (KC, q*q), as w
-    holds its taps; ``out`` likewise (p*p, KC) (U's layout) or with ``dst_by_kernel``
-    (KC, p*p) (gw's).  A kernel-major block is transposed into (or out of) entry-major
-    scratch rows on the way, so the two passes always run along the block's kernels.
+    Transform: S is w as (KC, r*r) (kernel-major, as w holds its taps), out is U (a*a, KC)
+    (entry-major: the GEMM layout).  Adjoint: S is gU (a*a, KC), out is gw as (KC, r*r).  A
+    kernel-major block is transposed into (or out of) entry-major scratch rows on the way,
+    so the two passes always run along the block's kernels.
     """
     p, q = L.shape
     KC = S.size // (q * q)
@@ -739,20 +783,26 @@ def _filter_sandwich(code, L, S, out, block, src_by_kernel, dst_by_kernel):
     for blk in prange(-(-KC // block)):
         lo = blk * block
         n = min(block, KC - lo)
-        src = np.empty(q * q * block, S.dtype)               # the block's entry rows, if S is kernel-major
+        src = np.empty(q * q * block, S.dtype)               # the block's entry rows of w
         tmp = np.empty(p * q * block, S.dtype)
-        dst = np.empty(p * p * block, S.dtype)               # the same for out
-        if src_by_kernel:
+        dst = np.empty(p * p * block, S.dtype)               # the block's entry rows of gw
+        if not adjoint:
             for t in range(n):
                 for e in range(q * q):
                     src[e * block + t] = Sf[(lo + t) * q * q + e]
-        rows, so, ss = (src, 0, block) if src_by_kernel else (Sf, lo, KC)     # entry e at so + e*ss
+        rows, so, ss = (Sf, lo, KC) if adjoint else (src, 0, block)     # entry e at so + e*ss
         for v in range(q):                                   # tmp[i*q + v] = (L S)[i, v]
-            _row_function(code, L, rows, so + v * ss, q * ss, tmp, v * block, q * block, n)
-        rows, do, ds = (dst, 0, block) if dst_by_kernel else (of, lo, KC)
+            if adjoint:
+                _rows_gt(code, L, rows, so + v * ss, q * ss, tmp, v * block, q * block, n)
+            else:
+                _rows_g(code, L, rows, so + v * ss, q * ss, tmp, v * block, q * block, n)
+        rows, do, ds = (dst, 0, block) if adjoint else (of, lo, KC)
         for i in range(p):                                   # out[i*p + j] = (L S L^T)[i, j]
-            _row_function(code, L, tmp, i * q * block, block, rows, do + i * p * ds, ds, n)
-        if dst_by_kernel:
+            if adjoint:
+                _rows_gt(code, L, tmp, i * q * block, block, rows, do + i * p * ds, ds, n)
+            else:
+                _rows_g(code, L, tmp, i * q * block, block, rows, do + i * p * ds, ds, n)
+        if adjoint:
             for t in range(n):
                 for e in range(p * p):
                     of[(lo + t) * p * p + e] = dst[e * block + t]
@@ -764,8 +814,8 @@ def filter_transform(w, G, out=None):
     a, r = G.shape
     U = np.empty((a * a, K, C), dtype=w.dtype) if out is None else out
     with threads_for(U.size):
-        _filter_sandwich(row_code(G), G, np.ascontiguousarray(w).reshape(K * C, r * r),
-                         U.reshape(a * a, K * C), _FILTER_BLOCK, True, False)
+        _filter_sandwich(row_code(G, "G"), G, np.ascontiguousarray(w).reshape(K * C, r * r),
+                         U.reshape(a * a, K * C), _FILTER_BLOCK, False)
     return U
 
 
@@ -776,6 +826,6 @@ def filter_adjoint(gU, G):
     GT = np.ascontiguousarray(G.T)
     gw = np.empty((K, C, r, r), dtype=gU.dtype)
     with threads_for(gU.size):
-        _filter_sandwich(row_code(GT), GT, np.ascontiguousarray(gU).reshape(a, K * C),
-                         gw.reshape(K * C, r * r), _FILTER_BLOCK, False, True)
+        _filter_sandwich(row_code(GT, "GT"), GT, np.ascontiguousarray(gU).reshape(a, K * C),
+                         gw.reshape(K * C, r * r), _FILTER_BLOCK, True)
     return gw

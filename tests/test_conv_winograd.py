@@ -251,9 +251,11 @@ def test_fast_kernels_equal_reference(m, k, geometry, dtype, tol):
     """The kernels of each variant against the references: F(2x2, 5x5)'s G and A^T by the
     generic ``_rows``, every other matrix by its hand-written row function."""
     BT, G, AT = W.transforms(m, k, np.float64)
-    for L in (BT, BT.T, G, G.T, AT, AT.T):       # F(2, 5) shares B^T with F(4, 3): same points
-        hand_written = winograd_numba.row_code(L.astype(dtype)) != 0
+    for L, role in zip((BT, BT.T, G, G.T, AT, AT.T), winograd_numba.ROLES):   # F(2, 5)'s B^T is F(4, 3)'s
+        hand_written = winograd_numba.row_code(L.astype(dtype), role) != 0
         assert hand_written == (k == 3 or m == 4 or L.shape == (6, 6))
+        other = {"BT": "B", "B": "BT"}.get(role)        # B^T and B share a shape: each only in its role
+        assert other is None or winograd_numba.row_code(L.astype(dtype), other) == 0
     N, C, H, Wd, K, top, left = geometry
     geometry = (N, C, max(H, k - 2 * top), max(Wd, k - 2 * left), K, top, left)
     _kernels_against_references(BT, G, AT, m, geometry, dtype, tol)
@@ -267,7 +269,7 @@ def test_generic_kernels_take_any_matrices(m, k, geometry):
     a = m + k - 1
     BT, G, AT = r.standard_normal((a, a)), r.standard_normal((a, k)), r.standard_normal((m, a))
     BT[0, 1] = G[1, 0] = AT[0, 0] = 0                # zero entries are skipped
-    assert winograd_numba.row_code(BT) == 0
+    assert all(winograd_numba.row_code(BT, role) == 0 for role in winograd_numba.ROLES)
     N, C, H, Wd, K, top, left = geometry
     geometry = (N, C, max(H, k), max(Wd, k), K, top, left)
     _kernels_against_references(BT, G, AT, m, geometry, np.float64, 1e-12)
@@ -276,23 +278,24 @@ def test_generic_kernels_take_any_matrices(m, k, geometry):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_row_functions_equal_the_generic_one(dtype):
     """Each hand-written row function computes L @ rows exactly as ``_rows`` reads it from L, and
-    ``_row_function`` runs it by its code (code 0: ``_rows``)."""
+    its role's dispatcher runs it by its row_code (code 0: ``_rows``)."""
     r = np.random.default_rng(8)
-    dispatch = winograd_numba._row_function
-    for code, (L, fn) in enumerate(winograd_numba.SPECIALISED, 1):
-        L = L.astype(dtype)
-        assert winograd_numba.row_code(L) == code
-        p, q = L.shape
-        n, ss, ds = 13, 17, 19                         # rows n long, src rows ss apart, dst rows ds apart
-        src = r.standard_normal(3 + q * ss).astype(dtype)
-        want = L @ np.stack([src[3 + u * ss:3 + u * ss + n] for u in range(q)])
-        for f in (fn, winograd_numba._rows, lambda *a, code=code: dispatch(code, *a),
-                  lambda *a: dispatch(0, *a)):
-            dst = np.zeros(5 + p * ds, dtype)
-            f(L, src, 3, ss, dst, 5, ds, n)
-            got = np.stack([dst[5 + i * ds:5 + i * ds + n] for i in range(p)])
-            np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == np.float32 else 1e-14,
-                                       atol=1e-5 if dtype == np.float32 else 1e-13)
+    for role, known in winograd_numba.SPECIALISED.items():
+        dispatch = winograd_numba.DISPATCH[role]
+        for code, (L, fn) in enumerate(known, 1):
+            L = L.astype(dtype)
+            assert winograd_numba.row_code(L, role) == code
+            p, q = L.shape
+            n, ss, ds = 13, 17, 19                     # rows n long, src rows ss apart, dst rows ds apart
+            src = r.standard_normal(3 + q * ss).astype(dtype)
+            want = L @ np.stack([src[3 + u * ss:3 + u * ss + n] for u in range(q)])
+            for f in (fn, winograd_numba._rows, lambda *a, code=code, d=dispatch: d(code, *a),
+                      lambda *a, d=dispatch: d(0, *a)):
+                dst = np.zeros(5 + p * ds, dtype)
+                f(L, src, 3, ss, dst, 5, ds, n)
+                got = np.stack([dst[5 + i * ds:5 + i * ds + n] for i in range(p)])
+                np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == np.float32 else 1e-14,
+                                           atol=1e-5 if dtype == np.float32 else 1e-13)
 
 
 def test_explicit_choices():
