@@ -152,8 +152,9 @@ def _tiny_calls(dtype):
     return {
         "conv.im2col": lambda: m["conv"].im2col(x, 3, 3, 1, 1, 1, 1),
         "conv.col2im": lambda: m["conv"].col2im(np.ones((2, 27, 25), dtype), x.shape, 3, 3, 1, 1, 1, 1),
-        # Winograd: any matrices compile the kernels for every variant (the row function
-        # is an argument); here F(2x2, 3x3)'s shapes: tiles of a = 4, 2 x 2 tiles of 5 x 5
+        # Winograd: one call with any matrices (identities here, in F(2x2, 3x3)'s shapes: a = 4,
+        # 2 x 2 tiles of a 5 x 5 input) compiles a kernel for every variant, since the row
+        # function it runs is chosen by an integer argument
         "winograd.input_transform": lambda: m["winograd"].input_transform(x, eye4, 2, 0, 0, 2, 2),
         "winograd.input_adjoint": lambda: m["winograd"].input_adjoint(
             np.ones((16, 3, 8), dtype), eye4, 2, 0, 0, 2, 2, x.shape),
