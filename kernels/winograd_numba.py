@@ -485,8 +485,10 @@ def row_code(L, role):
 # function passed as an argument is typed by its address in memory, which differs from
 # process to process, so Numba's disk cache would never match and every process would
 # compile the kernels again (and add one more cache file).  Each kernel calls the
-# dispatcher of its role below, so it holds four row functions, not all nineteen
-# (LLVM inlines them: with all of them a kernel took 20 s to compile).
+# dispatcher of its role below, so it holds four row functions (the filter kernel, which
+# serves G and G^T, eight), not all nineteen: LLVM inlines them, and with all of them a
+# kernel took 20 s to compile.  The six dispatchers stay six explicit functions for that
+# reason: one over every role is what LLVM inlined whole.
 
 
 @njit(cache=True)
