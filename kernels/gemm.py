@@ -24,8 +24,22 @@ X^T with leading dimension ``ld``.  So the row-major product C = op(A) @ op(B) o
 with B first: cuBLAS sees each row-major operand as its transpose already, so the flags
 carry over unchanged (op(B) = B is OP_N on B's column-major view B^T, and so on).
 
+**Stacks of products on the CPU** (:func:`gemm_batched`, the Winograd convolution's 36 or
+64 small GEMMs per group): NumPy's ``matmul`` on a stack calls BLAS once per matrix, and
+with two BLAS threads each call wakes and joins the second thread.  OpenBLAS (NumPy's
+BLAS on Linux and Windows wheels, 0.3.29 and later) has ``cblas_?gemm_batch_strided``,
+which takes the whole stack in one call and hands whole matrices to its threads; when the
+loaded OpenBLAS has it, :func:`gemm_batched` calls it through ctypes, else ``np.matmul``.
+Only for products of more than 100^3 multiply-adds each: below that OpenBLAS routes the
+batch through its small-matrix kernels, which segfault in DYNAMIC_ARCH builds such as
+NumPy's up to 0.3.31 (fixed upstream by OpenMathLib/OpenBLAS#5980); small products gain
+little from one call anyway.
+
 This module imports nothing of tinyconv; the callers read ``tinyconv.backends``' flags.
 """
+import ctypes
+import threading
+
 import numpy as np
 
 # cudaDataType_t (library_types.h): the element types of A, B and C
@@ -116,6 +130,146 @@ def _cublas_gemm(a, b, out, trans_a, trans_b, M, N, K, accumulate, tf32):
                       pb, _CUDA_R_32F, ldb, pa, _CUDA_R_32F, lda,
                       beta.ctypes.data, out.data.ptr, _CUDA_R_32F, ldc, compute, cublas.CUBLAS_GEMM_DEFAULT)
     return out
+
+
+# --------------------------------------------------------------------------- stacks, CPU
+
+_CBLAS_ROW_MAJOR, _CBLAS_NO_TRANS, _CBLAS_TRANS = 101, 111, 112
+#: M*N*K of one product at or below which OpenBLAS's batched GEMM takes its small-matrix
+#: path (``MNK <= 100.0*100.0*100.0`` in interface/gemm_batch_strided.c): np.matmul then
+BATCHED_MIN_MNK = 100 ** 3
+_batched = None                     # {dtype: ctypes function}, filled on first use
+_batched_lock = threading.Lock()
+
+
+def _openblas_symbol(lib, name):
+    """``name`` in an OpenBLAS build, whose symbols may carry a prefix and a suffix (scipy-openblas)."""
+    for prefix in ("", "scipy_"):
+        for suffix in ("", "64_", "_64"):
+            f = getattr(lib, prefix + name + suffix, None)
+            if f is not None:
+                return f
+    return None
+
+
+def _find_batched():
+    """{dtype: cblas_?gemm_batch_strided} of the OpenBLAS NumPy uses, or {} (then np.matmul).
+
+    The libraries are the loaded ones (``_openmp.openblas_libraries``, NumPy's first); the
+    integer width is read from ``openblas_get_config()`` (``USE64BITINT``: 64-bit
+    ``blasint``).  A product is checked against ``np.matmul`` before the function is trusted.
+    """
+    from ._openmp import openblas_libraries
+    for path in openblas_libraries():
+        try:
+            lib = ctypes.CDLL(path)            # already loaded: this only opens a handle to it
+        except OSError:
+            continue
+        config = _openblas_symbol(lib, "openblas_get_config")
+        if config is None:
+            continue
+        config.restype = ctypes.c_char_p
+        integer = ctypes.c_int64 if b"USE64BITINT" in config() else ctypes.c_int32
+        found = {}
+        for dtype, letter, scalar in ((np.float32, "s", ctypes.c_float), (np.float64, "d", ctypes.c_double)):
+            f = _openblas_symbol(lib, f"cblas_{letter}gemm_batch_strided")
+            if f is None:
+                continue
+            # (order, transa, transb, m, n, k, alpha, a, lda, stridea, b, ldb, strideb,
+            #  beta, c, ldc, stridec, count)
+            f.argtypes = [ctypes.c_int] * 3 + [integer] * 3 + [scalar, ctypes.c_void_p, integer, integer,
+                                                               ctypes.c_void_p, integer, integer, scalar,
+                                                               ctypes.c_void_p, integer, integer, integer]
+            f.restype = None
+            f.int_max = np.iinfo(np.int64 if integer is ctypes.c_int64 else np.int32).max
+            if _self_check(f, np.dtype(dtype)):
+                found[np.dtype(dtype)] = f
+        if found:
+            return found
+    return {}
+
+
+def _self_check(f, dtype):
+    """Whether f computes a stack of products exactly as np.matmul (small integers: exact sums),
+    with one operand transposed, at a size past the small-matrix path."""
+    rng = np.random.default_rng(0)
+    a = rng.integers(-3, 4, (2, 101, 100)).astype(dtype)
+    b = rng.integers(-3, 4, (2, 101, 100)).astype(dtype).transpose(0, 2, 1)
+    out = np.full((2, 101, 101), np.nan, dtype)
+    return _call_batched(f, a, b, out) and bool(np.array_equal(out, np.matmul(a, b)))
+
+
+def _stack_operand(x):
+    """(pointer, ld, transposed?, batch stride) of a (B, r, c) stack as row-major CBLAS takes
+    it, in elements, or None when its matrices have neither contiguous rows nor columns."""
+    item = x.itemsize
+    sb, s0, s1 = x.strides
+    if any(s % item for s in x.strides):
+        return None
+    sb, s0, s1 = sb // item, s0 // item, s1 // item
+    rows, cols = x.shape[1:]
+    if (s1 == 1 or cols == 1) and s0 >= max(1, cols):
+        return x.ctypes.data, max(1, cols, s0), False, sb
+    if (s0 == 1 or rows == 1) and s1 >= max(1, rows):
+        return x.ctypes.data, max(1, rows, s1), True, sb
+    return None
+
+
+def _call_batched(f, a, b, out):
+    """out[i] = a[i] @ b[i] for (B, M, K), (B, K, N), (B, M, N) stacks in one call; False if
+    an operand's layout or a size does not fit the function (nothing is computed then)."""
+    count, M, K = a.shape
+    N = b.shape[2]
+    if M * N * K <= BATCHED_MIN_MNK:
+        return False
+    ops = [_stack_operand(x) for x in (a, b, out)]
+    if any(op is None for op in ops) or ops[2][2]:          # C must have contiguous rows
+        return False
+    (pa, lda, ta, sa), (pb, ldb, tb, sb), (pc, ldc, _, sc) = ops
+    if max(count, M, N, K, lda, ldb, ldc, sa, sb, sc) > f.int_max or min(sa, sb) < 0:
+        return False
+    if count > 1 and sc < M * ldc:                # out's matrices must not overlap
+        return False
+    trans = {False: _CBLAS_NO_TRANS, True: _CBLAS_TRANS}
+    f(_CBLAS_ROW_MAJOR, trans[ta], trans[tb], M, N, K, 1.0, pa, lda, sa, pb, ldb, sb,
+      0.0, pc, ldc, sc, count)
+    return True
+
+
+def gemm_batched(a, b, out):
+    """``np.matmul(a, b, out=out)`` for NumPy stacks of equal leading shape, in one BLAS call when it can.
+
+    a (..., M, K), b (..., K, N), out (..., M, N), one float dtype, no broadcasting.  Each
+    operand's matrices need contiguous rows or columns (transposed views are fine) and the
+    leading dimensions must flatten to one stride (as in any reshape of a contiguous
+    array), and each product must be larger than ``BATCHED_MIN_MNK``; otherwise (also when
+    out overlaps a or b), or without OpenBLAS's batched GEMM, this is ``np.matmul``.  Returns out.
+    """
+    global _batched
+    if _batched is None:
+        with _batched_lock:
+            if _batched is None:
+                _batched = _find_batched()
+    f = _batched.get(out.dtype)
+    if (f is not None and a.ndim == b.ndim == out.ndim >= 3 and a.dtype == b.dtype == out.dtype
+            and a.shape[:-2] == b.shape[:-2] == out.shape[:-2] and a.shape[-1] == b.shape[-2]
+            and out.shape[-2:] == (a.shape[-2], b.shape[-1]) and 0 not in out.shape and a.shape[-1]
+            and out.flags.writeable and not np.may_share_memory(out, a) and not np.may_share_memory(out, b)):
+        stacks = [_flat_stack(x) for x in (a, b, out)]
+        if all(x is not None for x in stacks) and _call_batched(f, *stacks):
+            return out
+    return np.matmul(a, b, out=out)
+
+
+def _flat_stack(x):
+    """x as a (B, r, c) view, or None when its leading dimensions do not flatten to one stride."""
+    lead = [(n, st) for n, st in zip(x.shape[:-2], x.strides[:-2]) if n != 1]
+    for (_, outer), (n, inner) in zip(lead, lead[1:]):
+        if outer != inner * n:
+            return None
+    stride = lead[-1][1] if lead else 0
+    return np.lib.stride_tricks.as_strided(x, (int(np.prod(x.shape[:-2])), *x.shape[-2:]),
+                                           (stride, *x.strides[-2:]))
 
 
 def blas_matrix(x):

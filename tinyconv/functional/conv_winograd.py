@@ -69,7 +69,9 @@ is a correlation of gy with the flipped kernel; the transposed algorithm compute
 with the same a*a multiplies per tile.
 
 The readable NumPy references are below; ``kernels/winograd_numba.py`` has Numba
-versions of the transforms (same signatures), the matrix products stay in ``np.matmul``.
+versions of the transforms (same signatures).  The a*a products per group are one stack,
+which ``kernels/gemm.py``'s ``gemm_batched`` hands to BLAS in one call (``np.matmul``'s
+result, without waking BLAS's threads once per matrix).
 CPU only: on CUDA, conv2d always uses im2col.
 """
 
@@ -80,6 +82,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..backend import kernel, recycle, recycled_empty, workspace
+from ..kernels.gemm import gemm_batched
 from .conv import conv_output_size
 
 _F23 = dict(
@@ -271,8 +274,8 @@ class WinogradConv2dFn(Function):
         V = _transform("input_transform", x)(x, BT, m, ph, pw, th, tw, out=keep((a * a, C, P), need_w))
         U = _transform("filter_transform", x)(np.ascontiguousarray(w), Gm,
                                               out=keep((a * a, K, C // G), need_x))
-        Mt = np.matmul(U.reshape(a * a, G, K // G, C // G), V.reshape(a * a, G, C // G, P),
-                       out=workspace("winograd.M", (a * a, G, K // G, P), x.dtype, x))
+        Mt = gemm_batched(U.reshape(a * a, G, K // G, C // G), V.reshape(a * a, G, C // G, P),
+                          workspace("winograd.M", (a * a, G, K // G, P), x.dtype, x))
         y = _transform("output_transform", x)(Mt.reshape(a * a, K, P), AT, m, N, OH, OW, b)
         self.geometry = (x.shape, r, OH, OW, th, tw)
         self.save_for_backward(V if need_w else None, U if need_x else None)
@@ -298,12 +301,12 @@ class WinogradConv2dFn(Function):
         gMg = gM.reshape(a * a, G, K // G, P)
         gx = gw = None
         if self.needs_input_grad[0]:        # gV = U^T @ gM per position, then the input adjoint
-            gV = np.matmul(U.reshape(a * a, G, K // G, C // G).transpose(0, 1, 3, 2), gMg,
-                           out=workspace("winograd.gV", (a * a, G, C // G, P), gy.dtype, gy))
+            gV = gemm_batched(U.reshape(a * a, G, K // G, C // G).transpose(0, 1, 3, 2), gMg,
+                              workspace("winograd.gV", (a * a, G, C // G, P), gy.dtype, gy))
             gx = _transform("input_adjoint", gy)(gV.reshape(a * a, C, P), BT, m, ph, pw, th, tw, x_shape)
         if self.needs_input_grad[1]:        # gU = gM @ V^T per position, then the filter adjoint
-            gU = np.matmul(gMg, V.reshape(a * a, G, C // G, P).transpose(0, 1, 3, 2),
-                           out=workspace("winograd.gU", (a * a, G, K // G, C // G), gy.dtype, gy))
+            gU = gemm_batched(gMg, V.reshape(a * a, G, C // G, P).transpose(0, 1, 3, 2),
+                              workspace("winograd.gU", (a * a, G, K // G, C // G), gy.dtype, gy))
             gw = _transform("filter_adjoint", gy)(gU.reshape(a * a, K, C // G), Gm)
         if len(self.needs_input_grad) == 2:
             return gx, gw
