@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Per-layer, per-algorithm convolution timing and accuracy: im2col vs Winograd vs PyTorch.
 
-    python benchmarks/bench_conv_algos.py                 # batch 16, 2 threads, 5 repeats
+    python benchmarks/bench_conv_algos.py                 # batch 16, 2 threads, 7 repeats
     python benchmarks/bench_conv_algos.py --batch 32 --repeats 3 --threads 1
     python benchmarks/bench_conv_algos.py --sweep --batch 4   # the table behind "auto"
 
@@ -11,11 +11,21 @@ float32 by
 
 * ``im2col``, ``winograd2x2`` (F(2x2, r x r)), ``winograd4x4`` (F(4x4, r x r)) and ``auto``
   (what conv2d picks by ``AUTO_RULE``) through ``tinyconv.backends.conv_algorithm``;
-* ``torch``: ``torch.nn.functional.conv2d`` on the CPU (oneDNN underneath), in this process.
+* ``torch``: ``torch.nn.functional.conv2d`` on the CPU (oneDNN underneath), in a process of
+  its own (``bench_cpu.TorchProcess``, on bench_cpu's copy of the layer), so that each side
+  keeps its own OpenMP runtime and settings.
 
-The implementations take turns within each repeat, so that other load on the machine hits
-all of them alike; each time is the median over the repeats and the ratios to torch are
-what to quote.  Accuracy: each algorithm's float32 result (y, gx, gw) against float64 im2col
+The implementations take turns within each repeat (``bench_cpu.bench_interleaved``: an
+untimed run before each timed one), so that other load on the machine hits all of them
+alike; each time is the median over the repeats and the ratios to torch are what to quote.
+As bench_cpu does, the script restarts itself with ``OPENBLAS_THREAD_TIMEOUT=4`` and calls
+``tinyconv.tune_process()``: OpenBLAS's workers otherwise spin about 0.1 s after each of
+tinyconv's GEMMs, on the cores PyTorch's next run needs.  Measured on 2 cores, with
+PyTorch in this process and the spin on, PyTorch's conv5 took 122-126 ms against 56 ms
+alone, which made the ratios of the earlier tables (conv-algos-20261202-1615 to
+-20261203-1538, whose torch ran in this process) depend on the hour.
+
+Accuracy: each algorithm's float32 result (y, gx, gw) against float64 im2col
 on the same float32 data, as the largest error relative to the largest |exact| value.
 
 ``--sweep``: Winograd F(4x4) against im2col (no torch) over C = K from 16 to 384, 3x3 and
@@ -43,6 +53,18 @@ import tinyconv.functional as F
 from tinyconv.functional.conv_winograd import choose
 
 ROOT = Path(__file__).resolve().parent
+
+
+def _bench_cpu():
+    """benchmarks/bench_cpu.py as a module (for TorchProcess and bench_interleaved).
+
+    Imported by name from this folder, so that TorchProcess's child (started by ``spawn``,
+    with this process's sys.path) finds its worker function the same way."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import bench_cpu
+    return bench_cpu
+
 # name: (C, K, size, kernel, padding, groups)
 LAYERS = {"conv2": (96, 256, 27, 5, 2, 2), "conv3": (256, 384, 13, 3, 1, 1),
           "conv4": (384, 384, 13, 3, 1, 2), "conv5": (384, 256, 13, 3, 1, 2)}
@@ -159,24 +181,33 @@ def sweep_markdown(r):
     return "\n".join(lines + [""])
 
 
-def run(batch=16, repeats=5, threads=2, layers=tuple(LAYERS)):
-    import torch
-    tinyconv.set_num_threads(threads)
-    torch.set_num_threads(threads)
-    tinyconv.warmup() if hasattr(tinyconv, "warmup") else None
-    result = {"batch": batch, "repeats": repeats, "threads": threads, "layers": {}, "machine": _machine(),
-              "torch": torch.__version__, "numpy": np.__version__,
-              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    for layer in layers:
-        args = (*_data(layer, batch), *LAYERS[layer][4:])          # x, w, b, gy, padding, groups
-        impls = {a: (lambda a=a, args=args: tinyconv_step(a, *args)) for a in ALGOS}
-        impls["torch"] = lambda args=args: torch_step(torch, *args)
-        med = _interleaved(impls, repeats)
-        m = choose("auto", args[0], args[1], (1, 1), (1, 1), args[5])
-        result["layers"][layer] = {"seconds": med, "vs_torch": {k: med[k] / med["torch"] for k in med},
-                                   "float32_rel_error": accuracy(layer),
-                                   "auto_picks": "im2col" if m is None else f"winograd{m}x{m}"}
-        print(layer, {k: round(v, 3) for k, v in result["layers"][layer]["vs_torch"].items()}, flush=True)
+def run(batch=16, repeats=7, threads=2, layers=tuple(LAYERS), tune=True):
+    """The per-layer table; ``tune``: call ``tinyconv.tune_process()`` (as the script does)."""
+    bench_cpu = _bench_cpu()
+    torch_proc = bench_cpu.TorchProcess(threads, [batch])      # before tune_process: see TorchProcess
+    if torch_proc.info is None:
+        raise RuntimeError("bench_conv_algos: PyTorch (the reference) is not installed")
+    try:
+        tuned = tinyconv.tune_process() if tune else None
+        tinyconv.set_num_threads(threads)
+        tinyconv.warmup(("float32", "float64"))
+        result = {"batch": batch, "repeats": repeats, "threads": threads, "layers": {}, "machine": _machine(),
+                  "torch": torch_proc.info["torch"], "numpy": np.__version__, "tune_process": tuned,
+                  "env": {k: os.environ.get(k) for k in ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY")},
+                  "tinyconv_commit": bench_cpu.source_commit(),
+                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        for layer in layers:
+            args = (*_data(layer, batch), *LAYERS[layer][4:])          # x, w, b, gy, padding, groups
+            impls = {a: (lambda a=a, args=args: tinyconv_step(a, *args)) for a in ALGOS}
+            impls["torch"] = torch_proc.fn("layer", layer, batch, "fwdbwd")
+            med = bench_cpu.bench_interleaved(impls, repeats)
+            m = choose("auto", args[0], args[1], (1, 1), (1, 1), args[5])
+            result["layers"][layer] = {"seconds": med, "vs_torch": {k: med[k] / med["torch"] for k in med},
+                                       "float32_rel_error": accuracy(layer),
+                                       "auto_picks": "im2col" if m is None else f"winograd{m}x{m}"}
+            print(layer, {k: round(v, 3) for k, v in result["layers"][layer]["vs_torch"].items()}, flush=True)
+    finally:
+        torch_proc.close()
     result["machine"]["load_avg_end"] = os.getloadavg()[0]
     return result
 
@@ -187,7 +218,9 @@ def markdown(r):
              f"{r['threads']} threads)",
              "", f"{r['date']}; {m['cores']} cores, load average {m['load_avg_start']:.1f} "
              f"at the start and {m['load_avg_end']:.1f} at the end; torch {r['torch']}, "
-             f"numpy {r['numpy']}; median of {r['repeats']} interleaved repeats.", "",
+             f"numpy {r['numpy']}; tinyconv at {r.get('tinyconv_commit')}; median of {r['repeats']} "
+             "interleaved repeats, PyTorch in a process of its own, environment "
+             f"{r.get('env')}.", "",
              "| layer | algorithm | seconds | / torch | rel. error y | gx | gw |",
              "|---|---|---|---|---|---|---|"]
     for layer, d in r["layers"].items():
@@ -203,12 +236,15 @@ def markdown(r):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--layers", nargs="*", default=list(LAYERS), choices=list(LAYERS))
     ap.add_argument("--sweep", action="store_true",
                     help="Winograd / im2col over channels and sizes (no torch)")
+    ap.add_argument("--keep-openblas-env", action="store_true",
+                    help="do not restart with OPENBLAS_THREAD_TIMEOUT=4 (see bench_cpu.py)")
     a = ap.parse_args(argv)
+    _bench_cpu()._restart_without_openblas_overrides(a, argv, script=__file__)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M")
     if a.sweep:
         r, md, out = (sweep(a.batch, a.repeats, a.threads), sweep_markdown,

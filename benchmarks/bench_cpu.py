@@ -854,14 +854,17 @@ def render_targets(rows):
 _OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
-def _restart_without_openblas_overrides(args, argv):
-    """Re-run this script with OpenBLAS configured for sharing cores with Numba (read when NumPy loads).
+def _restart_without_openblas_overrides(args, argv, script=__file__):
+    """Re-run this script (or ``script``: bench_conv_algos.py) with OpenBLAS set up to share cores.
+
+    OpenBLAS reads its environment when NumPy loads it, hence the restart.
 
     * OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE are dropped: some machines set them globally,
       and they can pin OpenBLAS to a slower GEMM kernel than the CPU supports.
     * OPENBLAS_THREAD_TIMEOUT=4 (unless set): OpenBLAS's workers otherwise spin about
       0.1 s after every GEMM, on the very cores the next Numba kernel needs; measured on
-      2 busy cores that doubled the paper step.  PyTorch (MKL, OpenMP) is unaffected.
+      2 busy cores that doubled the paper step, and taking turns with PyTorch it doubled
+      PyTorch's conv5 (bench_conv_algos.py).  PyTorch (MKL, OpenMP) is unaffected.
     The benchmark alone does this (tests and CI keep the environment as it is); the
     changes are recorded in the results.
     """
@@ -873,9 +876,10 @@ def _restart_without_openblas_overrides(args, argv):
     env.update(add)
     env["TINYCONV_BENCH_DROPPED_ENV"] = json.dumps(present)
     env["TINYCONV_BENCH_ADDED_ENV"] = json.dumps(add)
-    print(f"bench_cpu: restarting without {present}, with {add} (--keep-openblas-env: as is)", flush=True)
+    name = os.path.basename(script)
+    print(f"{name}: restarting without {present}, with {add} (--keep-openblas-env: as is)", flush=True)
     argv = sys.argv[1:] if argv is None else list(argv)
-    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *argv], env)
+    os.execve(sys.executable, [sys.executable, os.path.abspath(script), *argv], env)
 
 
 
