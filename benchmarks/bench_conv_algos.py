@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Per-layer, per-algorithm convolution timing and accuracy: im2col vs Winograd vs PyTorch.
 
-    python benchmarks/bench_conv_algos.py                 # batch 16, 2 threads, 7 repeats
+    python benchmarks/bench_conv_algos.py                 # batch 16, 2 threads, 15 repeats
     python benchmarks/bench_conv_algos.py --batch 32 --repeats 3 --threads 1
     python benchmarks/bench_conv_algos.py --sweep --batch 4   # the table behind "auto"
 
@@ -181,7 +181,7 @@ def sweep_markdown(r):
     return "\n".join(lines + [""])
 
 
-def run(batch=16, repeats=7, threads=2, layers=tuple(LAYERS), tune=True):
+def run(batch=16, repeats=15, threads=2, layers=tuple(LAYERS), tune=True):
     """The per-layer table; ``tune``: call ``tinyconv.tune_process()`` (as the script does)."""
     bench_cpu = _bench_cpu()
     torch_proc = bench_cpu.TorchProcess(threads, [batch])      # before tune_process: see TorchProcess
@@ -200,9 +200,12 @@ def run(batch=16, repeats=7, threads=2, layers=tuple(LAYERS), tune=True):
             args = (*_data(layer, batch), *LAYERS[layer][4:])          # x, w, b, gy, padding, groups
             impls = {a: (lambda a=a, args=args: tinyconv_step(a, *args)) for a in ALGOS}
             impls["torch"] = torch_proc.fn("layer", layer, batch, "fwdbwd")
-            med = bench_cpu.bench_interleaved(impls, repeats)
+            raw = {}
+            med = bench_cpu.bench_interleaved(impls, repeats, raw)
             m = choose("auto", args[0], args[1], (1, 1), (1, 1), args[5])
+            paired = {k: bench_cpu.spread([t / p for t, p in zip(raw[k], raw["torch"])]) for k in raw}
             result["layers"][layer] = {"seconds": med, "vs_torch": {k: med[k] / med["torch"] for k in med},
+                                       "vs_torch_paired": paired,
                                        "float32_rel_error": accuracy(layer),
                                        "auto_picks": "im2col" if m is None else f"winograd{m}x{m}"}
             print(layer, {k: round(v, 3) for k, v in result["layers"][layer]["vs_torch"].items()}, flush=True)
@@ -221,22 +224,26 @@ def markdown(r):
              f"numpy {r['numpy']}; tinyconv at {r.get('tinyconv_commit')}; median of {r['repeats']} "
              "interleaved repeats, PyTorch in a process of its own, environment "
              f"{r.get('env')}.", "",
-             "| layer | algorithm | seconds | / torch | rel. error y | gx | gw |",
-             "|---|---|---|---|---|---|---|"]
+             "| layer | algorithm | seconds | / torch | / torch, paired (IQR) | rel. error y | gx | gw |",
+             "|---|---|---|---|---|---|---|---|"]
     for layer, d in r["layers"].items():
         for k, s in d["seconds"].items():
             e = d["float32_rel_error"].get(k)
             err = (" | ".join(f"{v:.1e}" for v in e) if e
                    else f"(= {d['auto_picks']}) | | " if k == "auto" else "(oneDNN) | | ")
-            lines.append(f"| {layer} | {k} | {s:.3f} | {d['vs_torch'][k]:.2f} | {err} |")
-    lines += ["", "Errors: largest |float32 - float64 im2col| over the largest |float64 value|, batch 1.", ""]
+            p = d.get("vs_torch_paired", {}).get(k)
+            pair = f"{p['median']:.2f} ({p['q1']:.2f}-{p['q3']:.2f})" if p else "-"
+            lines.append(f"| {layer} | {k} | {s:.3f} | {d['vs_torch'][k]:.2f} | {pair} | {err} |")
+    lines += ["", "/ torch: ratio of the medians; paired: median (and IQR) of each repeat's ratio to the "
+              "PyTorch run of the same repeat.  Errors: largest |float32 - float64 im2col| over the "
+              "largest |float64 value|, batch 1.", ""]
     return "\n".join(lines)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--layers", nargs="*", default=list(LAYERS), choices=list(LAYERS))
     ap.add_argument("--sweep", action="store_true",
