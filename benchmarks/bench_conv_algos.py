@@ -139,11 +139,16 @@ def _interleaved(impls, repeats, sample=0.1):
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def sweep(batch=16, repeats=5, threads=2):
-    """{(k, size): {C: winograd4x4 / im2col}}: forward+backward time ratios, C = K, one group."""
+def sweep(batch=16, repeats=5, threads=2, tune=True):
+    """{(k, size): {C: winograd4x4 / im2col}}: forward+backward time ratios, C = K, one group.
+
+    ``tune``: call ``tinyconv.tune_process()`` first, as :func:`run` does."""
+    tuned = tinyconv.tune_process() if tune else None
     tinyconv.set_num_threads(threads)
     result = {"batch": batch, "repeats": repeats, "threads": threads, "machine": _machine(),
-              "numpy": np.__version__, "channels": list(SWEEP_CHANNELS), "ratios": {},
+              "numpy": np.__version__, "channels": list(SWEEP_CHANNELS), "ratios": {}, "tune_process": tuned,
+              "env": {k: os.environ.get(k) for k in ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY")},
+              "tinyconv_commit": _bench_cpu().source_commit(),
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     for k in (3, 5):
         for size in SWEEP_SIZES:
@@ -170,7 +175,9 @@ def sweep_markdown(r):
     lines = [f"# Winograd F(4x4) / im2col, forward+backward, float32 (batch {r['batch']}, "
              f"{r['threads']} threads)",
              "", f"{r['date']}; {m['cores']} cores, load average {m['load_avg_start']:.1f} at the start and "
-             f"{m['load_avg_end']:.1f} at the end; numpy {r['numpy']}; median of {r['repeats']} interleaved "
+             f"{m['load_avg_end']:.1f} at the end; numpy {r['numpy']}; "
+             f"tinyconv at {r.get('tinyconv_commit')}, environment {r.get('env')}; "
+             f"median of {r['repeats']} interleaved "
              "samples of at least 0.1 s each; C = K, groups 1, 'same' padding.  Below 1: Winograd is faster.",
              "",
              "| kernel, input | 4x4 tiles | " + " | ".join(f"C = {c}" for c in r["channels"]) + " |",

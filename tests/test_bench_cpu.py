@@ -74,7 +74,7 @@ def test_bench_conv_algos_sweep_gives_a_ratio_per_shape(monkeypatch):
     bench = _bench_conv_algos()
     monkeypatch.setattr(bench, "SWEEP_CHANNELS", (4, 8))
     monkeypatch.setattr(bench, "SWEEP_SIZES", (5,))
-    r = bench.sweep(batch=1, repeats=1, threads=1)
+    r = bench.sweep(batch=1, repeats=1, threads=1, tune=False)
     assert set(r["ratios"]) == {"3x3 5x5", "5x5 5x5"}
     assert all(len(v) == 2 and all(x > 0 for x in v) for v in r["ratios"].values())
     md = bench.sweep_markdown(r)
