@@ -354,8 +354,9 @@ def choose(algorithm, x, weight, stride, dilation, groups):
 #: long enough (many tiles) and deep enough (many channels).  Measured on the 2-core
 #: development machine by ``benchmarks/bench_conv_algos.py --sweep`` (C = K from 16 to 384
 #: at 13x13 and 27x27, batch 4 and 16; benchmarks/results/conv-algos-*-sweep-*.md): each
-#: row lies on the side of the crossover where Winograd measured faster.
-AUTO_RULE = {3: ((768, 16), (192, 128), (64, 256)), 5: ((768, 16), (192, 64), (64, 256))}
+#: row lies on the side of the crossover where Winograd measured faster in every sweep
+#: (those of 08:18-08:20 and, with the GEMMs batched, of 17:55-17:58 on 2026-12-03).
+AUTO_RULE = {3: ((768, 16), (192, 128), (64, 256)), 5: ((192, 16), (64, 64))}
 
 
 def winograd_conv2d(input, weight, bias, padding, extra, groups, m):
