@@ -26,10 +26,11 @@ carry over unchanged (op(B) = B is OP_N on B's column-major view B^T, and so on)
 
 **Stacks of products on the CPU** (:func:`gemm_batched`, the Winograd convolution's 36 or
 64 small GEMMs per group): NumPy's ``matmul`` on a stack calls BLAS once per matrix, and
-with two BLAS threads each call wakes and joins the second thread.  OpenBLAS (NumPy's
-BLAS on Linux and Windows wheels, 0.3.29 and later) has ``cblas_?gemm_batch_strided``,
-which takes the whole stack in one call and hands whole matrices to its threads; when the
-loaded OpenBLAS has it, :func:`gemm_batched` calls it through ctypes, else ``np.matmul``.
+with two BLAS threads each call wakes and joins the second thread.  Recent OpenBLAS
+releases (NumPy's BLAS on Linux and Windows; 0.3.31 in NumPy 2.4's wheels) have
+``cblas_?gemm_batch_strided``, which takes the whole stack in one call and hands whole
+matrices to its threads; when the loaded OpenBLAS has it, :func:`gemm_batched` calls it
+through ctypes, else ``np.matmul``.
 Only for products of more than 100^3 multiply-adds each: below that OpenBLAS routes the
 batch through its small-matrix kernels, which segfault in DYNAMIC_ARCH builds such as
 NumPy's up to 0.3.31 (fixed upstream by OpenMathLib/OpenBLAS#5980); small products gain

@@ -2,7 +2,8 @@
 
 Each has the signature of its NumPy reference ``<name>_reference`` in
 ``tinyconv/functional/conv_winograd.py`` and computes the same sums (in another order, so
-equal up to float rounding).  The matrix products between them are ``kernels/gemm.py``'s ``gemm_batched``.
+equal up to float rounding).  The matrix products between them are ``kernels/gemm.py``'s
+``gemm_batched``.
 
 Layouts (the kernel contract), with a = m + r - 1 the tile side of F(m x m, r x r)::
 
