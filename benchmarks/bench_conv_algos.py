@@ -94,13 +94,6 @@ def tinyconv_step(algorithm, x, w, b, gy, p, g):
         tinyconv.backends.conv_algorithm = previous
 
 
-def torch_step(torch, x, w, b, gy, p, g):
-    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
-    y = torch.nn.functional.conv2d(xt, wt, bt, padding=p, groups=g)
-    y.backward(torch.tensor(gy))
-    return y.detach().numpy(), xt.grad.numpy(), wt.grad.numpy()
-
-
 def accuracy(layer, N=1):
     """{algorithm: [rel. error of y, gx, gw]} of float32 against float64 im2col, at batch N."""
     x, w, b, gy = _data(layer, N, seed=1)
@@ -111,6 +104,13 @@ def accuracy(layer, N=1):
         got = tinyconv_step(algo, x, w, b, gy, p, g)
         out[algo] = [float(np.abs(a - e).max() / np.abs(e).max()) for a, e in zip(got, exact)]
     return out
+
+
+def _provenance():
+    """What the results name: the OpenBLAS / OpenMP settings in force, tinyconv's commit, the date."""
+    return {"env": {k: os.environ.get(k) for k in ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY")},
+            "tinyconv_commit": _bench_cpu().source_commit(),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
 def _machine():
@@ -147,9 +147,7 @@ def sweep(batch=16, repeats=5, threads=2, tune=True):
     tinyconv.set_num_threads(threads)
     result = {"batch": batch, "repeats": repeats, "threads": threads, "machine": _machine(),
               "numpy": np.__version__, "channels": list(SWEEP_CHANNELS), "ratios": {}, "tune_process": tuned,
-              "env": {k: os.environ.get(k) for k in ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY")},
-              "tinyconv_commit": _bench_cpu().source_commit(),
-              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+              **_provenance()}
     for k in (3, 5):
         for size in SWEEP_SIZES:
             row = []
@@ -200,9 +198,7 @@ def run(batch=16, repeats=15, threads=2, layers=tuple(LAYERS), tune=True):
         tinyconv.warmup(("float32", "float64"))
         result = {"batch": batch, "repeats": repeats, "threads": threads, "layers": {}, "machine": _machine(),
                   "torch": torch_proc.info["torch"], "numpy": np.__version__, "tune_process": tuned,
-                  "env": {k: os.environ.get(k) for k in ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY")},
-                  "tinyconv_commit": bench_cpu.source_commit(),
-                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+                  **_provenance()}
         for layer in layers:
             args = (*_data(layer, batch), *LAYERS[layer][4:])          # x, w, b, gy, padding, groups
             impls = {a: (lambda a=a, args=args: tinyconv_step(a, *args)) for a in ALGOS}
