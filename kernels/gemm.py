@@ -86,24 +86,34 @@ def _cupy():
     return cupy
 
 
-def _blas_operand(x, trans, name):
-    """(pointer, ld, transposed?) of a row-major operand as cuBLAS takes it, copying nothing.
+def _leading_dimension(shape, strides, item):
+    """(ld, transposed?) of a matrix of ``shape`` and byte ``strides`` as row-major BLAS takes it,
+    copying nothing, or None when it has neither contiguous rows nor contiguous columns.
 
-    Rows contiguous (unit column stride): x itself, ld = its row stride.  Columns
-    contiguous: x is the transpose of a row-major matrix (x.T has contiguous rows), so pass
-    x.T with the flag flipped.  Anything else would need a copy, which is the caller's to make.
+    Rows contiguous (unit column stride): the matrix itself, ld = its row stride.  Columns
+    contiguous: it is the transpose of a row-major matrix (whose rows are its columns), so
+    BLAS gets that one with the transpose flag flipped.
     """
-    item = x.itemsize
-    rows, cols = x.shape
-    s0, s1 = x.strides
+    rows, cols = shape
+    s0, s1 = strides
     if cols == 1 or s1 == item:
         if rows == 1 or (s0 % item == 0 and s0 // item >= cols):
-            return x.data.ptr, max(1, cols, s0 // item if rows > 1 else cols), trans
+            return max(1, cols, s0 // item if rows > 1 else cols), False
     if rows == 1 or s0 == item:
         if cols == 1 or (s1 % item == 0 and s1 // item >= rows):
-            return x.data.ptr, max(1, rows, s1 // item if cols > 1 else rows), not trans
-    raise ValueError(f"gemm: {name} of shape {x.shape} and strides {x.strides} has neither contiguous "
-                     "rows nor contiguous columns; make it contiguous first")
+            return max(1, rows, s1 // item if cols > 1 else rows), True
+    return None
+
+
+def _blas_operand(x, trans, name):
+    """(pointer, ld, transposed?) of a row-major CuPy operand as cuBLAS takes it, copying nothing;
+    anything without contiguous rows or columns would need a copy, which is the caller's to make."""
+    layout = _leading_dimension(x.shape, x.strides, x.itemsize)
+    if layout is None:
+        raise ValueError(f"gemm: {name} of shape {x.shape} and strides {x.strides} has neither contiguous "
+                         "rows nor contiguous columns; make it contiguous first")
+    ld, flipped = layout
+    return x.data.ptr, ld, trans != flipped
 
 
 def _cublas_gemm(a, b, out, trans_a, trans_b, M, N, K, accumulate, tf32):
@@ -201,19 +211,12 @@ def _self_check(f, dtype):
 
 
 def _stack_operand(x):
-    """(pointer, ld, transposed?, batch stride) of a (B, r, c) stack as row-major CBLAS takes
-    it, in elements, or None when its matrices have neither contiguous rows nor columns."""
-    item = x.itemsize
-    sb, s0, s1 = x.strides
-    if any(s % item for s in x.strides):
+    """(pointer, ld, transposed?, batch stride in elements) of a (B, r, c) NumPy stack as
+    row-major CBLAS takes it, or None when its matrices have neither contiguous rows nor columns."""
+    layout = _leading_dimension(x.shape[1:], x.strides[1:], x.itemsize)
+    if layout is None or x.strides[0] % x.itemsize:
         return None
-    sb, s0, s1 = sb // item, s0 // item, s1 // item
-    rows, cols = x.shape[1:]
-    if (s1 == 1 or cols == 1) and s0 >= max(1, cols):
-        return x.ctypes.data, max(1, cols, s0), False, sb
-    if (s0 == 1 or rows == 1) and s1 >= max(1, rows):
-        return x.ctypes.data, max(1, rows, s1), True, sb
-    return None
+    return x.ctypes.data, layout[0], layout[1], x.strides[0] // x.itemsize
 
 
 def _call_batched(f, a, b, out):
