@@ -9,14 +9,16 @@
 What it measures, at the paper AlexNet's shapes (``--batch``, 128 by default):
 
 * per layer, tinyconv and PyTorch on the same inputs: the five convolutions' forward,
-  backward-data and backward-filter, each by both of tinyconv's CUDA algorithms
+  backward-data and backward-filter, each by every CUDA algorithm of tinyconv's that applies
   (``tinyconv.backends.cuda.conv_algorithm``: rows ``convN <pass>`` im2col + cuBLAS, rows
-  ``convN <pass> (implicit GEMM)`` the implicit-GEMM kernels) against cuDNN; the three 3/2
+  ``convN <pass> (implicit GEMM)`` the implicit-GEMM kernels, rows ``convN <pass> (winograd)``
+  Winograd F(4x4) with strict-FP32 batched cuBLAS, conv2-5 only) against cuDNN; the three 3/2
   max-pools, the two LRNs, ReLU and dropout, forward and backward; the three fully connected
   layers forward and backward;
 * the whole training step (forward, cross-entropy, backward, SGD with momentum 0.9 and
   weight decay 5e-4) of the paper AlexNet at each ``--steps`` batch (128 and 256), the
-  convolutions by ``"auto"``; the first batch once more by the algorithm auto did not pick;
+  convolutions by ``"auto"``; the first batch once more by each explicit algorithm
+  (``im2col_gemm``, ``implicit_gemm``, ``winograd4x4``: what auto mixes, and what it passes over);
 * the device's ceilings in the same run: a large device-to-device copy (bytes read plus
   written per second) and a large cuBLAS float32 GEMM (TFLOP/s, in the run's precision).
 
@@ -105,8 +107,12 @@ def layer_specs(batch, tiny=False):
         OH = out_size(H, k, s, p)
         fl = 2 * batch * O * OH * OH * (C // G) * k * k
         shape = dict(x=(batch, C, H, H), w=(O, C // G, k, k), stride=s, padding=p, groups=G)
-        # each pass by both CUDA algorithms (tinyconv.backends.cuda.conv_algorithm), against cuDNN
-        for algorithm, suffix in (("im2col_gemm", ""), ("implicit_gemm", " (implicit GEMM)")):
+        # each pass by every CUDA algorithm that applies (tinyconv.backends.cuda.conv_algorithm),
+        # against cuDNN: Winograd for the 3x3 and 5x5 stride-1 layers
+        algorithms = [("im2col_gemm", ""), ("implicit_gemm", " (implicit GEMM)")]
+        if s == 1 and k in (3, 5):
+            algorithms.append(("winograd4x4", " (winograd)"))
+        for algorithm, suffix in algorithms:
             for ps in ("forward", "backward-data", "backward-filter"):
                 rows.append(dict(name=f"{name} {ps}{suffix}", layer=name, kind="conv", pass_=ps, shape=shape,
                                  flops=fl, bytes=None, algorithm=algorithm))
@@ -565,21 +571,8 @@ def _torch_step(env, args, batch, classes, size, x, t):
     return timing, loss, env.peaks()[1]
 
 
-def other_algorithm(precision=None):
-    """The CUDA conv algorithm that ``"auto"`` does not pick for float32 (at ``precision``, else
-    under the flags as they are)."""
-    import numpy as np
-
-    import tinyconv
-    from tinyconv.functional.conv import cuda_conv_algorithm
-    previous = tinyconv.backends.cudnn.allow_tf32
-    if precision is not None:
-        tinyconv.backends.cudnn.allow_tf32 = precision == "tf32"
-    try:
-        chosen = cuda_conv_algorithm(np.dtype("float32"))
-    finally:
-        tinyconv.backends.cudnn.allow_tf32 = previous
-    return "im2col_gemm" if chosen == "implicit_gemm" else "implicit_gemm"
+#: the explicit CUDA conv algorithms the first step batch is timed by, besides "auto"
+STEP_ALGORITHMS = ("im2col_gemm", "implicit_gemm", "winograd4x4")
 
 
 def step_rows(env, args, batches):
@@ -596,12 +589,13 @@ def step_rows(env, args, batches):
                          tinyconv_loss=ours_loss, torch_loss=theirs_loss,
                          tinyconv_peak_bytes=ours_peak, torch_peak_bytes=torch_peak, algorithm="auto"))
         if batch == batches[0]:
-            # the first batch once more with the CUDA conv algorithm "auto" did not pick, against
-            # the same PyTorch timing
-            other = other_algorithm()
-            ours, ours_loss, ours_peak = _tinyconv_step(env, args, batch, variant, classes, x, t, other)
-            rows.append(dict(rows[-1], name=f"train step b{batch} ({other})", tinyconv=ours,
-                             tinyconv_loss=ours_loss, tinyconv_peak_bytes=ours_peak, algorithm=other))
+            # the first batch once more by each explicit CUDA conv algorithm, against the same
+            # PyTorch timing (Winograd where it applies, conv1 on im2col)
+            auto = rows[-1]
+            for other in STEP_ALGORITHMS:
+                ours, ours_loss, ours_peak = _tinyconv_step(env, args, batch, variant, classes, x, t, other)
+                rows.append(dict(auto, name=f"train step b{batch} ({other})", tinyconv=ours,
+                                 tinyconv_loss=ours_loss, tinyconv_peak_bytes=ours_peak, algorithm=other))
     return rows
 
 
@@ -695,8 +689,8 @@ def run_one(args, precision):
 def dry_run_result(args, precision):
     steps = [dict(name=f"train step b{b}", layer="paper AlexNet", kind="step", pass_="step",
                   shape=dict(batch=b), flops=3 * b * 1.45e9, bytes=None) for b in args.steps]
-    other = other_algorithm(precision)                                  # what step_rows adds
-    steps.insert(1, dict(steps[0], name=f"{steps[0]['name']} ({other})", algorithm=other))
+    steps[1:1] = [dict(steps[0], name=f"{steps[0]['name']} ({other})", algorithm=other)   # as step_rows
+                  for other in STEP_ALGORITHMS]
     rows = layer_specs(args.batch) + steps
     for r in rows:
         r["tinyconv"] = r["torch"] = dict(median_ms=None, p10_ms=None, p90_ms=None, n=0)

@@ -10,7 +10,8 @@ the block-per-row softmax cross-entropy with its device-side target check, SGD w
 momentum), through tinyconv.train's own step and metrics (the pinned-buffer prefetch
 included), once with each CUDA convolution algorithm (``tinyconv.backends.cuda.conv_algorithm``
 "im2col_gemm", then "implicit_gemm", whose kernels share memory between threads: racecheck's
-business).  On a GPU CuPy's memory pool is switched off first, so that each array is its own
+business, then "winograd4x4": the Winograd transforms and cuBLAS's strided-batched GEMM for the
+3x3 and 5x5 layers).  On a GPU CuPy's memory pool is switched off first, so that each array is its own
 cudaMalloc and memcheck sees its true bounds.  Prints one line per algorithm: the mean loss.
 """
 import argparse
@@ -37,7 +38,7 @@ def main(argv=None):
         import cupy
         cupy.cuda.set_allocator(None)
     status = 0
-    for algorithm in ("im2col_gemm", "implicit_gemm"):
+    for algorithm in ("im2col_gemm", "implicit_gemm", "winograd4x4"):
         tinyconv.backends.cuda.conv_algorithm = algorithm
         loss = _steps(a, alexnet, np, tinyconv, T)
         print(f"gpu_small_step: {a.steps} steps of small32 at batch {a.batch} on {a.device}, convolutions by "

@@ -36,6 +36,10 @@ batch through its small-matrix kernels, which segfault in DYNAMIC_ARCH builds su
 NumPy's up to 0.3.31 (fixed upstream by OpenMathLib/OpenBLAS#5980); small products gain
 little from one call anyway.
 
+**Stacks on CUDA**: one ``cublasGemmStridedBatchedEx`` per stack, the matrices mapped as in
+:func:`gemm` and the batch strides the stack's own, so nothing is copied; always strict FP32
+(see :func:`_cublas_gemm_batched` for why the Winograd products take no TF32).
+
 This module imports nothing of tinyconv; the callers read ``tinyconv.backends``' flags.
 """
 import ctypes
@@ -241,14 +245,18 @@ def _call_batched(f, a, b, out):
 
 
 def gemm_batched(a, b, out):
-    """``np.matmul(a, b, out=out)`` for NumPy stacks of equal leading shape, in one BLAS call when it can.
+    """``matmul(a, b, out=out)`` for stacks of equal leading shape, in one BLAS / cuBLAS call when it can.
 
     a (..., M, K), b (..., K, N), out (..., M, N), one float dtype, no broadcasting.  Each
     operand's matrices need contiguous rows or columns (transposed views are fine) and the
     leading dimensions must flatten to one stride (as in any reshape of a contiguous
-    array), and each product must be larger than ``BATCHED_MIN_MNK``; otherwise (also when
-    out overlaps a or b), or without OpenBLAS's batched GEMM, this is ``np.matmul``.  Returns out.
+    array).  NumPy: also each product larger than ``BATCHED_MIN_MNK``; otherwise (also when
+    out overlaps a or b), or without OpenBLAS's batched GEMM, this is ``np.matmul``.
+    CuPy: one ``cublasGemmStridedBatchedEx`` in strict FP32 (or FP64), copying nothing
+    (:func:`_cublas_gemm_batched`); a layout it cannot take raises.  Returns out.
     """
+    if type(out).__module__.split(".")[0] == "cupy":
+        return _cublas_gemm_batched(a, b, out)
     global _batched
     if _batched is None:
         with _batched_lock:
@@ -265,15 +273,82 @@ def gemm_batched(a, b, out):
     return np.matmul(a, b, out=out)
 
 
-def _flat_stack(x):
-    """x as a (B, r, c) view, or None when its leading dimensions do not flatten to one stride."""
+def _lead_stride(x):
+    """The byte stride between x's matrices when its leading dimensions flatten to one, else None."""
     lead = [(n, st) for n, st in zip(x.shape[:-2], x.strides[:-2]) if n != 1]
     for (_, outer), (n, inner) in zip(lead, lead[1:]):
         if outer != inner * n:
             return None
-    stride = lead[-1][1] if lead else 0
+    return lead[-1][1] if lead else 0
+
+
+def _flat_stack(x):
+    """x as a (B, r, c) view, or None when its leading dimensions do not flatten to one stride."""
+    stride = _lead_stride(x)
+    if stride is None:
+        return None
     return np.lib.stride_tricks.as_strided(x, (int(np.prod(x.shape[:-2])), *x.shape[-2:]),
                                            (stride, *x.strides[-2:]))
+
+
+# --------------------------------------------------------------------------- stacks, CUDA
+
+
+def _cublas_gemm_batched(a, b, out):
+    """out[i] = a[i] @ b[i] over the flattened leading dims, one ``gemmStridedBatchedEx``.
+
+    The Winograd convolution's a*a products per group.  Strict FP32 (``CUBLAS_COMPUTE_32F``)
+    whatever the TF32 flags say: Winograd's transforms grow the operands' values (B^T has
+    entries up to 21 for F(4x4, 5x5)), so TF32's 10-bit inputs would cost about three
+    decimal digits more than they do in an im2col GEMM.  float64 computes in FP64.  Each
+    matrix maps to cuBLAS as in :func:`gemm` (B first, transposes as flags); the batch
+    strides are the stacks' own, so no operand is copied.
+    """
+    if a.ndim < 3 or not (a.ndim == b.ndim == out.ndim) or not a.shape[:-2] == b.shape[:-2] == out.shape[:-2]:
+        raise ValueError(f"gemm_batched: stacks of one leading shape expected, got {a.shape}, {b.shape}, "
+                         f"out {out.shape}")
+    (M, K), (K2, N) = a.shape[-2:], b.shape[-2:]
+    if K != K2 or out.shape[-2:] != (M, N):
+        raise ValueError(f"gemm_batched: a {a.shape} @ b {b.shape} does not give out {out.shape}")
+    if not (a.dtype == b.dtype == out.dtype) or out.dtype not in (np.float32, np.float64):
+        raise TypeError(f"gemm_batched: float32 or float64 operands of one dtype expected, got "
+                        f"{a.dtype}, {b.dtype}, out {out.dtype}")
+    count = int(np.prod(out.shape[:-2]))
+    if count == 0 or M == 0 or N == 0:
+        return out
+    if K == 0:
+        out.fill(0)
+        return out
+    item = out.itemsize
+    ops = []
+    for x, name in ((a, "a"), (b, "b"), (out, "out")):
+        layout = _leading_dimension(x.shape[-2:], x.strides[-2:], item)
+        stride = _lead_stride(x)
+        if layout is None or stride is None or stride % item or stride < 0:
+            raise ValueError(f"gemm_batched: {name} of shape {x.shape} and strides {x.strides} is not a "
+                             "stack of matrices with contiguous rows or columns at one stride")
+        ops.append((x.data.ptr, layout[0], layout[1], stride // item))
+    (pa, lda, ta, sa), (pb, ldb, tb, sb), (pc, ldc, tc, sc) = ops
+    if tc or (count > 1 and sc < M * ldc):
+        raise ValueError(f"gemm_batched: out of shape {out.shape} and strides {out.strides} needs contiguous "
+                         "rows and matrices that do not overlap")
+    if max(M, N, K, lda, ldb, ldc, count) > _INT_MAX:
+        raise ValueError(f"gemm_batched: sizes ({count} x {M}, {N}, {K}) exceed cuBLAS's 32-bit int")
+    cupy = _cupy()
+    cublas = cupy.cuda.cublas
+    op = {False: cublas.CUBLAS_OP_N, True: cublas.CUBLAS_OP_T}
+    alpha, beta = np.array(1, dtype=out.dtype), np.array(0, dtype=out.dtype)
+    if out.dtype == np.float64:
+        dtype, compute = _CUDA_R_64F, cublas.CUBLAS_COMPUTE_64F
+    else:
+        dtype, compute = _CUDA_R_32F, cublas.CUBLAS_COMPUTE_32F
+    handle = cupy.cuda.device.get_cublas_handle()
+    # per matrix, C^T = op(B)^T @ op(A)^T column-major: B first (the module docstring)
+    cublas.gemmStridedBatchedEx(handle, op[tb], op[ta], N, M, K, alpha.ctypes.data,
+                                pb, dtype, ldb, sb, pa, dtype, lda, sa,
+                                beta.ctypes.data, pc, dtype, ldc, sc, count, compute,
+                                cublas.CUBLAS_GEMM_DEFAULT)
+    return out
 
 
 def blas_matrix(x):

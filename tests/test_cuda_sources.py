@@ -29,7 +29,7 @@ import pytest
 import tinyconv
 from tinyconv.kernels import activation_cuda, conv_cuda, conv_implicit_gemm_cuda, cuda_loader, linear_cuda
 from tinyconv.kernels import loss_cuda, lrn_cuda
-from tinyconv.kernels import optim_cuda, pooling_cuda
+from tinyconv.kernels import optim_cuda, pooling_cuda, winograd_cuda
 from tinyconv.optim import adam_update_reference
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -47,7 +47,8 @@ ARCHS = ("sm_80", "sm_90")
 #: of CuPy's own headers is unused by sources that include nothing
 CUPY_ADDED_OPTIONS = ("-ftz=true", "--device-as-default-execution-space")
 #: kernels that read their output buffer (updated in place, or accumulated into zeros): not poisoned
-IN_PLACE = {"bias_add_kernel", "sgd_update_kernel", "adam_update_kernel"}
+IN_PLACE = {"bias_add_kernel", "sgd_update_kernel", "adam_update_kernel",
+            "winograd_input_adjoint_tiles_kernel"}
 
 
 def need(ok, reason):
@@ -60,7 +61,7 @@ def need(ok, reason):
 
 def test_every_family_has_source_and_launcher():
     assert FAMILIES == ["activation", "conv", "conv_implicit_gemm", "linear", "loss", "lrn", "optim",
-                        "pooling"]
+                        "pooling", "winograd"]
     for fam in FAMILIES:
         names = cuda_loader.kernel_names(fam)
         src = cuda_loader.source(fam)
@@ -392,6 +393,135 @@ def test_im2col_launch_covers_more_items_than_threads(host, rng, monkeypatch):
     cols = rng.standard_normal((2, 27, 400))
     close(conv_cuda.col2im(cols, x.shape, *g), CV.col2im_reference(cols, x.shape, *g), np.float64)
     assert host.calls[-1][2] == 2
+
+
+# ---------------------------------------------------------------------------- Winograd transforms
+
+WG = importlib.import_module("tinyconv.functional.conv_winograd")
+
+# (N, C, K, H, W, top, left): the input and the padding; the output is H + 2*top - r + 1 rows
+# (partial last tiles included), one channel, one sample, a tile wider than the image
+WINOGRAD_CASES = [
+    (2, 3, 4, 7, 9, 1, 2),
+    (1, 1, 1, 1, 1, 2, 2),          # a 1x1 image, all padding around it
+    (1, 2, 3, 6, 5, 0, 0),          # no padding: few, whole tiles
+    (3, 5, 2, 13, 13, 1, 1),        # AlexNet conv3-5 size, 13 = 3*4 + 1: a last tile mostly outside
+]
+
+
+def _winograd_geometry(case, m, r):
+    N, C, K, H, W, top, left = case
+    OH, OW = H + 2 * top - r + 1, W + 2 * left - r + 1
+    th, tw = WG.tiles(OH, OW, m)
+    return N, C, K, H, W, top, left, OH, OW, th, tw
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", WINOGRAD_CASES)
+@pytest.mark.parametrize("m,r", [(2, 3), (4, 3), (2, 5), (4, 5)])
+def test_winograd_transforms_match_reference(host, m, r, case, dtype, rng):
+    """Each of winograd.cu's transforms (through its launcher) against the NumPy reference."""
+    N, C, K, H, W, top, left, OH, OW, th, tw = _winograd_geometry(case, m, r)
+    if OH < 1 or OW < 1:
+        pytest.skip("kernel larger than the padded input")
+    BT, G, AT = WG.transforms(m, r, dtype)
+    a, P = m + r - 1, N * th * tw
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((K, C, r, r)).astype(dtype)
+    close(winograd_cuda.input_transform(x, BT, m, top, left, th, tw),
+          WG.input_transform_reference(x, BT, m, top, left, th, tw), dtype)
+    close(winograd_cuda.filter_transform(w, G), WG.filter_transform_reference(w, G), dtype)
+    M = rng.standard_normal((a * a, K, P)).astype(dtype)
+    b = rng.standard_normal(K).astype(dtype)
+    close(winograd_cuda.output_transform(M, AT, m, N, OH, OW, b),
+          WG.output_transform_reference(M, AT, m, N, OH, OW, b), dtype)
+    close(winograd_cuda.output_transform(M, AT, m, N, OH, OW),
+          WG.output_transform_reference(M, AT, m, N, OH, OW), dtype)
+    gy = rng.standard_normal((N, K, OH, OW)).astype(dtype)
+    close(winograd_cuda.output_adjoint(gy, AT, m), WG.output_adjoint_reference(gy, AT, m), dtype)
+    gU = rng.standard_normal((a * a, K, C)).astype(dtype)
+    close(winograd_cuda.filter_adjoint(gU, G), WG.filter_adjoint_reference(gU, G), dtype)
+    gV = rng.standard_normal((a * a, C, P)).astype(dtype)
+    want = WG.input_adjoint_reference(gV, BT, m, top, left, th, tw, x.shape)
+    close(winograd_cuda.input_adjoint(gV.copy(), BT, m, top, left, th, tw, x.shape), want, dtype)
+
+
+def test_winograd_transforms_are_adjoints(host, rng):
+    """<T x, y> = <x, T* y> for each transform pair, on the CUDA kernels alone (float64)."""
+    m, r = 4, 5
+    N, C, K, H, W, top, left, OH, OW, th, tw = _winograd_geometry(WINOGRAD_CASES[0], m, r)
+    BT, G, AT = WG.transforms(m, r, np.float64)
+    a, P = m + r - 1, N * th * tw
+    x, gV = rng.standard_normal((N, C, H, W)), rng.standard_normal((a * a, C, P))
+    lhs = np.vdot(winograd_cuda.input_transform(x, BT, m, top, left, th, tw), gV)
+    gx = winograd_cuda.input_adjoint(gV.copy(), BT, m, top, left, th, tw, x.shape)
+    assert np.isclose(lhs, np.vdot(x, gx))
+    w, gU = rng.standard_normal((K, C, r, r)), rng.standard_normal((a * a, K, C))
+    assert np.isclose(np.vdot(winograd_cuda.filter_transform(w, G), gU),
+                      np.vdot(w, winograd_cuda.filter_adjoint(gU, G)))
+    M, gy = rng.standard_normal((a * a, K, P)), rng.standard_normal((N, K, OH, OW))
+    assert np.isclose(np.vdot(winograd_cuda.output_transform(M, AT, m, N, OH, OW), gy),
+                      np.vdot(M, winograd_cuda.output_adjoint(gy, AT, m)))
+
+
+def test_winograd_launch_covers_more_items_than_threads(host, rng, monkeypatch):
+    """Grid-stride loops: with the grid capped at 2 blocks, every thread handles many tiles or pixels."""
+    monkeypatch.setattr(cuda_loader, "MAX_GRID", 2)
+    m, r = 2, 3
+    BT, G, AT = WG.transforms(m, r, np.float64)
+    x = rng.standard_normal((2, 9, 20, 20))
+    th, tw = WG.tiles(20, 20, m)
+    V = winograd_cuda.input_transform(x, BT, m, 1, 1, th, tw)
+    close(V, WG.input_transform_reference(x, BT, m, 1, 1, th, tw), np.float64)
+    assert host.calls[-1][2] == 2 and V[0].size > 2 * cuda_loader.BLOCK
+    want = WG.input_adjoint_reference(V, BT, m, 1, 1, th, tw, x.shape)
+    close(winograd_cuda.input_adjoint(V.copy(), BT, m, 1, 1, th, tw, x.shape), want, np.float64)
+    assert x.size > 2 * cuda_loader.BLOCK and host.calls[-1][2] == 2
+
+
+_WM = WG.transforms(2, 3, np.float32)      # BT (4, 4), G (4, 3), AT (2, 4)
+WINOGRAD_BAD_CALLS = [
+    (lambda: winograd_cuda.input_transform(np.ones((1, 2, 4, 4), np.float32), _WM[1], 2, 1, 1, 2, 2),
+     ValueError, r"winograd input_transform: expected BT square"),
+    (lambda: winograd_cuda.input_transform(np.ones((2, 4, 4), np.float32), _WM[0], 2, 1, 1, 2, 2),
+     ValueError, r"winograd input_transform: expected x to be 4-d"),
+    (lambda: winograd_cuda.input_transform(np.ones((1, 2, 4, 4), np.float32), _WM[0], 2, 1, 1, 2, 2,
+                                           out=np.empty((16, 2, 3), np.float32)),
+     ValueError, r"winograd input_transform: expected out of shape \(16, 2, 4\)"),
+    (lambda: winograd_cuda.input_transform(np.ones((1, 2, 4, 4), np.float32), _WM[0], 5, 1, 1, 2, 2),
+     ValueError, r"tile size m = 5 must be between 1 and a = 4"),
+    (lambda: winograd_cuda.input_transform(np.ones((1, 2, 4, 4), np.float32), np.eye(9, dtype=np.float32),
+                                           2, 1, 1, 2, 2),
+     ValueError, r"at most 8 x 8"),
+    (lambda: winograd_cuda.input_adjoint(np.ones((16, 2, 3), np.float32), _WM[0], 2, 1, 1, 2, 2,
+                                         (1, 2, 4, 4)),
+     ValueError, r"winograd input_adjoint: expected gV of shape \(16, 2, 4\)"),
+    (lambda: winograd_cuda.input_adjoint(np.ones((16, 4, 2), np.float32).transpose(0, 2, 1), _WM[0], 2, 1, 1,
+                                         2, 2, (1, 2, 4, 4)),
+     ValueError, r"gV must be C-contiguous"),
+    (lambda: winograd_cuda.filter_transform(np.ones((3, 2, 5, 5), np.float32), _WM[1]),
+     ValueError, r"winograd filter_transform: expected w of shape \(K, Cg, 3, 3\)"),
+    (lambda: winograd_cuda.filter_adjoint(np.ones((9, 3, 2), np.float32), _WM[1]),
+     ValueError, r"winograd filter_adjoint: expected gU of shape \(16, K, Cg\)"),
+    (lambda: winograd_cuda.output_transform(np.ones((16, 3, 5), np.float32), _WM[2], 2, 1, 4, 4),
+     ValueError, r"winograd output_transform: expected M of shape \(16, 3, 4\)"),
+    (lambda: winograd_cuda.output_transform(np.ones((16, 3, 4), np.float32), _WM[2], 2, 1, 4, 4,
+                                            np.ones(2, np.float32)),
+     ValueError, r"winograd output_transform: expected bias of shape \(3,\)"),
+    (lambda: winograd_cuda.output_transform(np.ones((16, 3, 4), np.float32), _WM[2], 4, 1, 4, 4),
+     ValueError, r"expected AT of shape \(4, a\)"),
+    (lambda: winograd_cuda.output_adjoint(np.ones((1, 3, 4, 4), np.float32), _WM[2], 2,
+                                          out=np.empty((16, 3, 4), np.float64)),
+     TypeError, r"winograd output_adjoint: expected out of dtype float32"),
+]
+
+
+@pytest.mark.parametrize("call,error,message", WINOGRAD_BAD_CALLS)
+def test_winograd_launchers_check_before_launching(host, call, error, message):
+    n_calls = len(host.calls)
+    with pytest.raises(error, match=message):
+        call()
+    assert len(host.calls) == n_calls
 
 
 # ---------------------------------------------------------------------------- implicit GEMM
@@ -1079,6 +1209,9 @@ LAUNCHERS = {
     ("optim", "sgd_update"): optim_cuda.sgd_update,
     ("optim", "adam_update"): optim_cuda.adam_update,
 }
+LAUNCHERS.update({("winograd", name): getattr(winograd_cuda, name) for name in (
+    "input_transform", "input_adjoint", "filter_transform", "filter_adjoint", "output_transform",
+    "output_adjoint")})
 
 
 @pytest.fixture
@@ -1218,3 +1351,37 @@ def test_adam_optimizer_through_cuda_launcher(ops_on_cuda_launchers, host, name,
         want = run()
     for g, w in zip(got, want):
         close(g, w, np.float64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("algorithm", ["winograd2x2", "winograd4x4"])
+def test_winograd_op_through_cuda_launchers(ops_on_cuda_launchers, host, algorithm, dtype, rng, monkeypatch):
+    """WinogradConv2dFn with every transform on winograd.cu's kernels equals its NumPy-reference run
+    (3x3 with groups and "same" padding, then 5x5), forward and backward; the reference run is
+    checked against im2col in tests/test_conv_winograd.py."""
+    monkeypatch.setattr(tinyconv.backends, "conv_algorithm", algorithm)
+    cases = [((2, 4, 7, 6), (6, 2, 3, 3), dict(padding="same", groups=2)),
+             ((1, 3, 9, 9), (4, 3, 5, 5), dict(padding=2))]
+    for x_shape, w_shape, kw in cases:
+        x, w = rng.standard_normal(x_shape).astype(dtype), rng.standard_normal(w_shape).astype(dtype)
+        b = rng.standard_normal(w_shape[0]).astype(dtype)
+
+        def run(x=x, w=w, b=b, kw=kw):
+            ts = [tinyconv.tensor(a, requires_grad=True) for a in (x, w, b)]
+            y = tinyconv.functional.conv2d(*ts, **kw)
+            assert type(y.grad_fn).__name__ == "WinogradConv2dFn"
+            (y * y).sum().backward()
+            return [y.array] + [t.grad.array for t in ts]
+
+        n_calls = len(host.calls)
+        got = run()
+        launched = {expr.split("<")[0] for _, expr, _, _ in host.calls[n_calls:]}
+        assert launched == {f"winograd_{k}_kernel" for k in ("input_transform", "filter_transform",
+                                                             "output_transform", "output_adjoint",
+                                                             "input_adjoint_tiles", "input_adjoint_gather",
+                                                             "filter_adjoint")}
+        with tinyconv.use_kernels("reference"):
+            want = run()
+        rtol = 1e-4 if dtype == np.float32 else 1e-11
+        for g, r in zip(got, want):
+            close(g, r, dtype, rtol=rtol)

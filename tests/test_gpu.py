@@ -115,12 +115,14 @@ def test_bench_gpu_dry_run_writes_markdown_and_json(tmp_path, capsys):
     doc = json.loads((tmp_path / files[0]).read_text())
     assert doc["dry_run"] is True and [r["precision"] for r in doc["results"]] == ["fp32", "tf32"]
     rows = {r["name"]: r for r in doc["results"][0]["rows"]}
-    # convs (5 layers x 3 passes x 2 algorithms), pools, LRNs, ReLU, dropouts, FCs, steps (2 + 1 by the
-    # algorithm "auto" does not pick)
-    assert len(rows) == 30 + 6 + 4 + 2 + 4 + 6 + 3
+    # convs (5 layers x 3 passes x 2 algorithms, + Winograd for conv2-5), pools, LRNs, ReLU, dropouts,
+    # FCs, steps (2 by "auto" + 3 by each explicit algorithm)
+    assert len(rows) == 30 + 12 + 6 + 4 + 2 + 4 + 6 + 5
     assert rows["conv1 backward-data (implicit GEMM)"]["algorithm"] == "implicit_gemm"
     assert rows["conv1 backward-data"]["algorithm"] == "im2col_gemm"
-    assert "train step b128 (implicit_gemm)" in rows        # "auto" takes im2col_gemm (see conv.py)
+    assert "conv1 forward (winograd)" not in rows
+    assert rows["conv2 forward (winograd)"]["algorithm"] == "winograd4x4"
+    assert {f"train step b128 ({a})" for a in ("im2col_gemm", "implicit_gemm", "winograd4x4")} <= set(rows)
     conv1 = rows["conv1 forward"]
     assert conv1["flops"] == 2 * 128 * 96 * 55 * 55 * 3 * 11 * 11          # about 105 GFLOP
     assert rows["pool1 forward"]["bytes"] == 4 * 128 * 96 * 55 * 55 + 12 * 128 * 96 * 27 * 27
@@ -481,8 +483,13 @@ def _paper_alexnet_layers(model, target):
 
 
 @pytest.mark.gpu
-def test_paper_alexnet_layers_same_on_gpu_and_cpu_float32(cp):
+@pytest.mark.parametrize("cpu_algorithm,cuda_algorithm", [("im2col", "im2col_gemm"),
+                                                          ("winograd4x4", "winograd4x4")])
+def test_paper_alexnet_layers_same_on_gpu_and_cpu_float32(cp, cpu_algorithm, cuda_algorithm, monkeypatch):
     """Each layer of the paper AlexNet in float32, fed the same input and upstream gradient on both devices.
+
+    Both devices run one convolution algorithm (im2col, then Winograd F(4x4) for conv2-5), so
+    they differ only in the order of float32 sums.
 
     A whole float32 step is not comparable entry by entry: wherever a ReLU input or a
     max-pool window's top two lie within float32 rounding of each other, the two devices
@@ -493,6 +500,8 @@ def test_paper_alexnet_layers_same_on_gpu_and_cpu_float32(cp):
     float64 step above checks how they compose).
     """
     from tinyconv.models import alexnet
+    monkeypatch.setattr(tinyconv.backends, "conv_algorithm", cpu_algorithm)
+    monkeypatch.setattr(tinyconv.backends.cuda, "conv_algorithm", cuda_algorithm)
     tinyconv.manual_seed(0)
     nets = {"cpu": alexnet(variant="paper", init="default").eval()}
     nets["cuda"] = alexnet(variant="paper").eval()

@@ -322,3 +322,134 @@ def test_gemm_on_numpy_is_matmul(ta, tb, rng):
     want = (a.T if ta else a) @ (b.T if tb else b)
     np.testing.assert_array_equal(gemm(a, b, out, trans_a=ta, trans_b=tb, tf32=True), want)
     np.testing.assert_array_equal(gemm(a, b, out, trans_a=ta, trans_b=tb, accumulate=True), 2 * want)
+
+
+# ---------------------------------------------------------------------------- Winograd on CUDA
+
+# (N, C, H, W, O, kh, kw, conv2d keywords): 3x3 and 5x5 stride 1, at least CUDA_AUTO_MIN_CHANNELS
+WINOGRAD_CASES = [
+    (2, 32, 6, 7, 32, 3, 3, dict(padding=1)),
+    (1, 64, 7, 7, 64, 5, 5, dict(padding=2, groups=2)),
+]
+
+
+def _winograd_step(cp, case, dtype, rng):
+    """(got, float64 im2col on the CPU, the node's class name, the a*a*G of the case)."""
+    x, w, b, gy, kwargs = _data(case, dtype, rng)
+    node = F.conv2d(tinyconv.tensor(cp.asarray(x)), tinyconv.tensor(cp.asarray(w), requires_grad=True),
+                    **kwargs).grad_fn
+    got = _conv_step(cp, x, w, b, gy, **kwargs)
+    with _cpu_im2col():
+        want = _cpu_conv_step(*(a.astype(np.float64) for a in (x, w, b, gy)), **kwargs)
+    a = case[5] + 4 - 1                                      # F(4x4, r x r): a = 4 + r - 1
+    return got, want, type(node).__name__, a * a * kwargs.get("groups", 1)
+
+
+class _cpu_im2col:
+    """The CPU reference conv as im2col, whatever ``backends.conv_algorithm`` says."""
+
+    def __enter__(self):
+        self.saved, tinyconv.backends.conv_algorithm = tinyconv.backends.conv_algorithm, "im2col"
+
+    def __exit__(self, *exc):
+        tinyconv.backends.conv_algorithm = self.saved
+
+
+def _close_to(got, want, rtol):
+    for g, r in zip(got, want):
+        np.testing.assert_allclose(g, r, rtol=rtol, atol=rtol * np.abs(r).max())
+
+
+@pytest.mark.parametrize("case", WINOGRAD_CASES)
+def test_conv_strict_fp32_auto_is_winograd_on_strided_batched_cublas(cp, case, rng, monkeypatch):
+    """Strict FP32 (cudnn.allow_tf32 False) and "auto": Winograd F(4x4), its a*a*G products one
+    gemmStridedBatchedEx per pass (forward, gV, gU) in strict FP32, nothing copied."""
+    monkeypatch.setattr(tinyconv.backends.cudnn, "allow_tf32", False)
+    got, want, node, batch = _winograd_step(cp, case, np.float32, rng)
+    assert node == "WinogradConv2dFn"
+    calls = _calls(cp)
+    assert [c["fn"] for c in calls] == ["gemmStridedBatchedEx"] * 3, calls
+    assert all(c["batch"] == batch and c["tf32"] is False and c["dtype"] == np.float32 for c in calls)
+    assert sum(cp.copies.values()) == 0, dict(cp.copies)
+    _close_to(got, want, 1e-4)           # F(4x4): ~1e-5 of the largest value; a wrong index errs by O(1)
+
+
+def test_conv_tf32_auto_stays_im2col_and_forced_winograd_stays_strict(cp, rng, monkeypatch):
+    monkeypatch.setattr(tinyconv.backends.cudnn, "allow_tf32", True)
+    got, want, node, _ = _winograd_step(cp, WINOGRAD_CASES[0], np.float32, rng)
+    assert node == "Conv2dFn" and {c["fn"] for c in _calls(cp)} == {"gemmEx"}
+    assert all(c["tf32"] for c in _calls(cp))
+    monkeypatch.setattr(tinyconv.backends.cuda, "conv_algorithm", "winograd2x2")
+    got, want, node, _ = _winograd_step(cp, WINOGRAD_CASES[0], np.float32, rng)
+    calls = _calls(cp)
+    assert node == "WinogradConv2dFn" and [c["fn"] for c in calls] == ["gemmStridedBatchedEx"] * 3
+    assert all(c["tf32"] is False and c["batch"] == 16 for c in calls)          # F(2x2, 3x3): a = 4
+    _close_to(got, want, 1e-5)
+
+
+def test_conv_winograd_float64_on_cuda(cp, rng, monkeypatch):
+    monkeypatch.setattr(tinyconv.backends.cudnn, "allow_tf32", True)        # no TF32 for doubles
+    got, want, node, _ = _winograd_step(cp, WINOGRAD_CASES[1], np.float64, rng)
+    assert node == "WinogradConv2dFn"
+    assert all(c["dtype"] == np.float64 and not c["tf32"] for c in _calls(cp))
+    _close_to(got, want, 1e-11)
+
+
+def test_conv_winograd_step_reads_nothing_back(cp, rng, monkeypatch):
+    """After the first call (which uploads the transform matrices once), a Winograd forward and
+    backward makes no device-to-host read, no synchronisation, no host-to-device copy."""
+    from tinyconv.kernels import winograd_cuda
+    monkeypatch.setattr(tinyconv.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(winograd_cuda, "_matrices", {})           # as in a fresh process
+    x, w, b, gy, kwargs = _data(WINOGRAD_CASES[0], np.float32, rng)
+    ts = [tinyconv.tensor(cp.asarray(a), requires_grad=True) for a in (x, w, b)]
+    gy = cp.asarray(gy)
+    for step in range(2):
+        cp.counts.clear()
+        y = F.conv2d(*ts, **kwargs)
+        y.grad_fn.backward(gy)
+        if step == 0:
+            assert cp.counts["h2d_pageable"] == 3                  # BT, G, AT, once
+    assert not {k: v for k, v in cp.counts.items() if k in ("d2h", "sync", "h2d_pageable", "h2d_pinned")}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ta,tb", [(False, False), (False, True), (True, False), (True, True)])
+def test_gemm_batched_maps_stacks_to_cublas(cp, ta, tb, dtype, rng):
+    """Stacks (3, 2, ., .) with transposed matrices and padded rows: one strided-batched call, as matmul."""
+    from tinyconv.kernels.gemm import gemm_batched
+    M, N, K = 5, 3, 7
+    a = rng.standard_normal((3, 2) + ((K, M) if ta else (M, K))).astype(dtype)
+    b = rng.standard_normal((3, 2) + ((N, K) if tb else (K, N))).astype(dtype)
+    ga = cp.asarray(a).swapaxes(-1, -2) if ta else cp.asarray(a)
+    gb = cp.asarray(b).swapaxes(-1, -2) if tb else cp.asarray(b)
+    big = cp.asarray(np.full((3, 2, M, N + 2), 7, dtype))
+    out = big[..., 1:N + 1]                                             # rows N + 2 apart
+    gemm_batched(ga, gb, out)
+    want = np.matmul(np.asarray(ga), np.asarray(gb))
+    np.testing.assert_allclose(np.asarray(out), want, rtol=1e-5 if dtype == np.float32 else 1e-13)
+    assert (np.asarray(big)[..., 0] == 7).all() and (np.asarray(big)[..., -1] == 7).all()
+    calls = _calls(cp)
+    assert len(calls) == 1 and calls[0]["fn"] == "gemmStridedBatchedEx" and calls[0]["batch"] == 6
+    assert calls[0]["tf32"] is False and sum(cp.copies.values()) == 0
+
+
+def test_gemm_batched_on_cuda_refuses_what_it_would_have_to_copy(cp):
+    from tinyconv.kernels.gemm import gemm_batched
+    f = np.float32
+    ok_b, ok_out = cp.ones((3, 2, 4, 5), f), cp.empty((3, 2, 3, 5), f)
+    split = cp.ones((3, 4, 3, 4), f)[:, :2]                  # leading dims that do not flatten to one stride
+    with pytest.raises(ValueError, match="not a stack of matrices with contiguous rows or columns at one"):
+        gemm_batched(split, ok_b, ok_out)
+    with pytest.raises(ValueError, match="stacks of one leading shape"):
+        gemm_batched(cp.ones((2, 2, 3, 4), f), ok_b, ok_out)
+    with pytest.raises(ValueError, match=r"a \(3, 2, 3, 5\) @ b \(3, 2, 4, 5\)"):
+        gemm_batched(cp.ones((3, 2, 3, 5), f), ok_b, ok_out)
+    with pytest.raises(TypeError, match="one dtype"):
+        gemm_batched(cp.ones((3, 2, 3, 4)), ok_b, ok_out)
+    with pytest.raises(ValueError, match="needs contiguous rows"):
+        gemm_batched(cp.ones((3, 2, 3, 4), f), ok_b, cp.empty((3, 2, 5, 3), f).swapaxes(-1, -2))
+    assert _calls(cp) == []
+    out = cp.full((2, 3, 5), 7, f)
+    gemm_batched(cp.ones((2, 3, 0), f), cp.ones((2, 0, 5), f), out)     # K = 0: zeros, no call
+    assert (np.asarray(out) == 0).all() and _calls(cp) == []

@@ -12,6 +12,6 @@ from . import cuda, cudnn, mps  # noqa: F401
 # CPU, like the algorithm cuDNN picks.  "im2col" (unroll + GEMM), "winograd" (= "winograd4x4",
 # F(4x4, r x r)), "winograd2x2" (F(2x2, r x r), more accurate) for 3x3 and 5x5 stride-1 layers,
 # or "auto": by shape from a measured table (tinyconv/functional/conv_winograd.py ``AUTO_RULE``).
-# Read at each call; layers Winograd cannot do (other kernels, strides, dilations, CUDA) always
-# use im2col.
+# Read at each call; layers Winograd cannot do (other kernels, strides, dilations) always use
+# im2col.  CUDA has its own flag, ``tinyconv.backends.cuda.conv_algorithm``.
 conv_algorithm = "auto"

@@ -13,16 +13,22 @@ runs on CUDA, read at each forward (its backward follows the forward's choice):
 * ``"implicit_gemm"``: tinyconv's implicit-GEMM kernels (``kernels/conv_implicit_gemm.cu``),
   which form the columns tile by tile in shared memory and never store them; strict FP32
   (or FP64) SIMT arithmetic, so TF32 is never used, whatever ``cudnn.allow_tf32`` says;
-* ``"auto"`` (the default): im2col + cuBLAS for TF32 (tensor cores) and float64 (DGEMM on
-  the FP64 tensor cores); for strict-FP32 float32 the implicit GEMM once a GPU run shows it
+* ``"winograd"`` (= ``"winograd4x4"``: F(4x4, r x r)) or ``"winograd2x2"`` (F(2x2, r x r), more
+  accurate): for 3x3 and 5x5 stride-1 layers, tinyconv's Winograd transform kernels
+  (``kernels/winograd.cu``) around strict-FP32 (or FP64) cuBLAS strided-batched GEMMs, never
+  TF32; other layers take im2col;
+* ``"auto"`` (the default): Winograd F(4x4) for strict-arithmetic 3x3 / 5x5 stride-1 layers
+  (float64, or float32 with ``cudnn.allow_tf32`` False) of at least 32 channels per group
+  (``tinyconv.functional.conv_winograd.CUDA_AUTO_MIN_CHANNELS``); everything else im2col +
+  cuBLAS: TF32 (tensor cores) and the rest.  The implicit GEMM only once a GPU run shows it
   faster (``tinyconv.functional.conv.AUTO_IMPLICIT_GEMM``, False until then: the model in
   benchmarks/results/GPU_NOTES.md predicts these untuned kernels slower than cuBLAS + the
-  column traffic), so today im2col + cuBLAS everywhere.
+  column traffic).  The Winograd rule is that model's too, unmeasured.
 """
 
-#: how conv2d computes a convolution on CUDA: "auto", "im2col_gemm" or "implicit_gemm" (see above)
+#: how conv2d computes a convolution on CUDA (see above)
 conv_algorithm = "auto"
-CONV_ALGORITHMS = ("auto", "im2col_gemm", "implicit_gemm")
+CONV_ALGORITHMS = ("auto", "im2col_gemm", "implicit_gemm", "winograd", "winograd2x2", "winograd4x4")
 
 
 class _MatmulFlags:

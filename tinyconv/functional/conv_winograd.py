@@ -72,7 +72,11 @@ The readable NumPy references are below; ``kernels/winograd_numba.py`` has Numba
 versions of the transforms (same signatures).  The a*a products per group are one stack,
 which ``kernels/gemm.py``'s ``gemm_batched`` hands to BLAS in one call (``np.matmul``'s
 result, without waking BLAS's threads once per matrix).
-CPU only: on CUDA, conv2d always uses im2col.
+
+**On CUDA** the same op runs ``kernels/winograd.cu``'s transform kernels (one thread per tile
+column, through ``kernels/winograd_cuda.py``) and each stack of a*a products is one cuBLAS
+``gemmStridedBatchedEx`` in strict FP32 (never TF32: the transforms grow the operands, see
+``kernels/gemm.py``).  ``tinyconv.backends.cuda.conv_algorithm`` chooses it (:func:`choose_cuda`).
 """
 
 from fractions import Fraction
@@ -81,7 +85,8 @@ from math import gcd, lcm, prod
 import numpy as np
 
 from ..autograd import Function
-from ..backend import kernel, recycle, recycled_empty, workspace
+from ..backend import array_module, is_cuda_array, kernel, kernel_mode, recycle, recycled_empty, workspace
+from ..backends import cudnn
 from ..kernels.gemm import gemm_batched
 from .conv import conv_output_size
 
@@ -260,7 +265,8 @@ class WinogradConv2dFn(Function):
     def forward(self, x, w, b=None):
         G, m = self.groups, self.m
         (ph, pw), (eh, ew) = self.padding, self.extra
-        x = np.ascontiguousarray(x)
+        xp = array_module(x)
+        x = xp.ascontiguousarray(x)
         N, C, H, W = x.shape
         K, r = w.shape[0], w.shape[2]
         OH, OW = conv_output_size(H + eh, r, 1, ph), conv_output_size(W + ew, r, 1, pw)
@@ -272,7 +278,7 @@ class WinogradConv2dFn(Function):
         # steps (fresh ones cost a page fault per 4 KiB); release() gives them back.
         keep = lambda shape, needed: recycled_empty(shape, x.dtype, x) if needed else None  # noqa: E731
         V = _transform("input_transform", x)(x, BT, m, ph, pw, th, tw, out=keep((a * a, C, P), need_w))
-        U = _transform("filter_transform", x)(np.ascontiguousarray(w), Gm,
+        U = _transform("filter_transform", x)(xp.ascontiguousarray(w), Gm,
                                               out=keep((a * a, K, C // G), need_x))
         Mt = gemm_batched(U.reshape(a * a, G, K // G, C // G), V.reshape(a * a, G, C // G, P),
                           workspace("winograd.M", (a * a, G, K // G, P), x.dtype, x))
@@ -296,11 +302,12 @@ class WinogradConv2dFn(Function):
         C, K = x_shape[1], gy.shape[1]
         BT, Gm, AT = transforms(m, r, gy.dtype)
         a, P = BT.shape[0], V.shape[2] if V is not None else x_shape[0] * th * tw
-        gM = _transform("output_adjoint", gy)(np.ascontiguousarray(gy), AT, m,
+        gM = _transform("output_adjoint", gy)(array_module(gy).ascontiguousarray(gy), AT, m,
                                               out=workspace("winograd.gM", (a * a, K, P), gy.dtype, gy))
         gMg = gM.reshape(a * a, G, K // G, P)
         gx = gw = None
         if self.needs_input_grad[0]:        # gV = U^T @ gM per position, then the input adjoint
+            # (the CUDA one overwrites gV: a workspace, spent here)
             gV = gemm_batched(U.reshape(a * a, G, K // G, C // G).transpose(0, 1, 3, 2), gMg,
                               workspace("winograd.gV", (a * a, G, C // G, P), gy.dtype, gy))
             gx = _transform("input_adjoint", gy)(gV.reshape(a * a, C, P), BT, m, ph, pw, th, tw, x_shape)
@@ -320,8 +327,10 @@ ALGORITHMS = ("auto", "im2col", "winograd", "winograd2x2", "winograd4x4")
 
 
 def applies(x, weight, stride, dilation):
-    """Whether Winograd can do this conv2d: CPU, float32/64, a 3x3 or 5x5 kernel, stride 1, dilation 1."""
-    return (isinstance(x, np.ndarray) and x.dtype in (np.float32, np.float64)
+    """Whether Winograd can do this conv2d: float32/64, a 3x3 or 5x5 kernel, stride 1, dilation 1, on
+    the CPU or on CUDA with the fast kernels (the NumPy references are CPU code)."""
+    device_ok = isinstance(x, np.ndarray) or (is_cuda_array(x) and kernel_mode() == "fast")
+    return (device_ok and x.dtype in (np.float32, np.float64)
             and weight.shape[2] == weight.shape[3] and weight.shape[2] in KERNELS
             and stride == (1, 1) and dilation == (1, 1))
 
@@ -357,6 +366,39 @@ def choose(algorithm, x, weight, stride, dilation, groups):
 #: row lies on the side of the crossover where Winograd measured faster in every sweep
 #: (those of 08:18-08:20 and, with the GEMMs batched, of 17:55-17:58 on 2026-12-03).
 AUTO_RULE = {3: ((768, 16), (192, 128), (64, 256)), 5: ((192, 16), (64, 64))}
+
+
+def choose_cuda(algorithm, x, weight, stride, dilation, groups):
+    """The tile size m (2 or 4) conv2d should use on CUDA, or None (im2col or the implicit GEMM).
+
+    ``algorithm`` is ``tinyconv.backends.cuda.conv_algorithm``: ``"winograd"`` /
+    ``"winograd4x4"`` and ``"winograd2x2"`` force it where it applies; ``"auto"`` takes
+    F(4x4, r x r) for strict arithmetic (float64, or float32 with
+    ``tinyconv.backends.cudnn.allow_tf32`` False) and at least ``CUDA_AUTO_MIN_CHANNELS``
+    channels per group each way; TF32 convolutions stay on im2col + TF32 cuBLAS.  A model,
+    not a measurement: see ``CUDA_AUTO_MIN_CHANNELS``.
+    """
+    if not applies(x, weight, stride, dilation):
+        return None
+    if algorithm == "winograd2x2":
+        return 2
+    if algorithm in ("winograd", "winograd4x4"):
+        return 4
+    if algorithm != "auto":
+        return None
+    strict = x.dtype == np.float64 or not cudnn.allow_tf32
+    channels = min(x.shape[1], weight.shape[0]) // groups
+    return 4 if strict and channels >= CUDA_AUTO_MIN_CHANNELS else None
+
+
+#: ``"auto"`` on CUDA takes Winograd F(4x4, r x r) for strict-arithmetic layers with at least this
+#: many channels per group in and out (AlexNet's conv2-5: 48 to 384).  Not measured (no GPU has
+#: run tinyconv yet): by the model in benchmarks/results/GPU_NOTES.md, a strict-FP32 GEMM there is
+#: compute-bound, and F(4x4, 3x3) / F(4x4, 5x5) cut its multiplies to 0.38 / 0.17 of im2col's at 13x13
+#: / 27x27 while moving fewer bytes than the column matrix; narrower layers are memory-bound either
+#: way, and their GEMMs (inner dimension C/groups) too short for cuBLAS.  bench_gpu.py's
+#: "(winograd)" rows are the check.
+CUDA_AUTO_MIN_CHANNELS = 32
 
 
 def winograd_conv2d(input, weight, bias, padding, extra, groups, m):
@@ -436,4 +478,4 @@ def backward_error_bounds(x, w, gy, padding=(1, 1), groups=1, m=2, extra=(0, 0))
 
 
 __all__ = ["WinogradConv2dFn", "winograd_conv2d", "error_bound", "backward_error_bounds", "choose",
-           "toom_cook", "TRANSFORMS", "AUTO_RULE"]
+           "choose_cuda", "toom_cook", "TRANSFORMS", "AUTO_RULE", "CUDA_AUTO_MIN_CHANNELS"]

@@ -10,8 +10,8 @@ goes through its real GPU path — module, name expression, grid, argument tuple
 GPU tests' own code runs end to end.
 
 cuBLAS is modelled from raw pointers, as the library sees its arguments: ``cupy.cuda.cublas``'s
-``gemmEx``, ``sgemm`` and ``dgemm`` rebuild each column-major operand from (pointer, leading
-dimension), check the leading dimensions as cuBLAS does, round the inputs to TF32 under
+``gemmEx``, ``gemmStridedBatchedEx``, ``sgemm`` and ``dgemm`` rebuild each column-major operand
+from (pointer, leading dimension), check the leading dimensions as cuBLAS does, round the inputs to TF32 under
 ``CUBLAS_COMPUTE_32F_FAST_TF32``, and log every call in ``cublas.calls``.  ``matmul`` logs
 what real CuPy's would call: a 2-d product one ``gemmEx`` whose compute type follows
 ``CUPY_TF32``, a stacked (>2-d) one ``gemmStridedBatchedEx`` in strict FP32 after copying
@@ -410,12 +410,33 @@ def _gemmEx(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb
     _gemm("gemmEx", dtype, transa, transb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, computeType)
 
 
+def _gemmStridedBatchedEx(handle, transa, transb, m, n, k, alpha, A, Atype, lda, strideA, B, Btype, ldb,
+                          strideB, beta, C, Ctype, ldc, strideC, batchCount, computeType, algo):
+    """batchCount gemmEx products, matrix i at A + i*strideA elements (and B, C likewise); one log entry."""
+    if batchCount < 0 or min(strideA, strideB, strideC) < 0:
+        raise CUBLASError(f"gemmStridedBatchedEx: CUBLAS_STATUS_INVALID_VALUE (batchCount {batchCount}, "
+                          f"strides {strideA}, {strideB}, {strideC})")
+    if batchCount > 1 and strideC < ldc * n:
+        raise CUBLASError(f"gemmStridedBatchedEx: the C matrices overlap "
+                          f"(strideC {strideC} < ldc*n = {ldc * n})")
+    calls = len(cublas.calls)
+    item = {0: 4, 1: 8}.get(Atype, 4)
+    for i in range(batchCount):
+        _gemmEx(handle, transa, transb, m, n, k, alpha, A + i * strideA * item, Atype, lda,
+                B + i * strideB * item, Btype, ldb, beta, C + i * strideC * item, Ctype, ldc,
+                computeType, algo)
+    tf32 = computeType == cublas.CUBLAS_COMPUTE_32F_FAST_TF32
+    first = cublas.calls[calls] if batchCount else dict(tf32=tf32, dtype=_np.dtype({0: "f4", 1: "f8"}[Atype]))
+    del cublas.calls[calls:]
+    cublas.calls.append(dict(first, fn="gemmStridedBatchedEx", m=m, n=n, k=k, batch=batchCount))
+
+
 cublas = types.SimpleNamespace(
     CUBLAS_OP_N=0, CUBLAS_OP_T=1, CUBLAS_OP_C=2, CUBLAS_GEMM_DEFAULT=-1, CUBLAS_GEMM_DEFAULT_TENSOR_OP=99,
     CUBLAS_DEFAULT_MATH=0, CUBLAS_TENSOR_OP_MATH=1, CUBLAS_POINTER_MODE_HOST=0, CUBLAS_POINTER_MODE_DEVICE=1,
     CUBLAS_COMPUTE_32F=68, CUBLAS_COMPUTE_32F_PEDANTIC=69, CUBLAS_COMPUTE_32F_FAST_TF32=77,
     CUBLAS_COMPUTE_64F=70, CUBLAS_COMPUTE_64F_PEDANTIC=71, CUBLASError=CUBLASError,
-    gemmEx=_gemmEx,
+    gemmEx=_gemmEx, gemmStridedBatchedEx=_gemmStridedBatchedEx,
     # the handle's math mode is CUBLAS_DEFAULT_MATH (CuPy never leaves it otherwise): strict FP32
     sgemm=lambda h, ta, tb, m, n, k, al, A, lda, B, ldb, be, C, ldc: _gemm(
         "sgemm", _np.float32, ta, tb, m, n, k, al, A, lda, B, ldb, be, C, ldc, 68),
