@@ -4,7 +4,9 @@ Each layer family has one source, ``kernels/<family>.cu``, and one launcher modu
 ``kernels/<family>_cuda.py``, that declares the kernels it uses in ``KERNELS`` and calls
 :func:`launch`.  A family's source is compiled once per process (and cached on disk by
 CuPy) for float and double together: every templated kernel ``name`` is instantiated
-through the NVRTC name expressions ``name<float>`` and ``name<double>``.
+through the NVRTC name expressions ``name<float>`` and ``name<double>``, or, for a kernel
+with more template parameters after the type, ``name<float, V>`` for each variant V its
+``KERNELS`` entry lists (the Winograd transforms: ``"2, 3"`` for F(2x2, 3x3), ...).
 
 The same source and options are compiled by the tests without a GPU (nvcc, NVRTC), and
 run on the CPU through :func:`use_host_emulation` (``cuda_host_emulation.h``), which
@@ -58,7 +60,8 @@ def source(family):
 
 
 def kernel_names(family):
-    """``{kernel: templated?}`` declared by ``kernels/<family>_cuda.py`` in ``KERNELS``."""
+    """``{kernel: templated?}`` declared by ``kernels/<family>_cuda.py`` in ``KERNELS``: False (no
+    template), True (on the dtype), or a tuple of variants (the template arguments after it)."""
     import importlib
     return dict(importlib.import_module(f"tinyconv.kernels.{family}_cuda").KERNELS)
 
@@ -67,18 +70,23 @@ def name_expressions(family):
     """The NVRTC name expressions of a family: ``name<float>``, ``name<double>``, or ``name``."""
     exprs = []
     for name, templated in kernel_names(family).items():
-        exprs += [f"{name}<{t}>" for t in ("float", "double")] if templated else [name]
+        if not templated:
+            exprs.append(name)
+            continue
+        variants = (None,) if templated is True else templated
+        exprs += [expression(name, t, v) for t in (np.float32, np.float64) for v in variants]
     return tuple(exprs)
 
 
-def expression(name, dtype=None):
-    """The name expression of kernel ``name`` for ``dtype`` (None: not a template)."""
+def expression(name, dtype=None, variant=None):
+    """The name expression of kernel ``name`` for ``dtype`` (None: not a template) and ``variant``
+    (the template arguments after the type, e.g. ``"4, 3"``, or None)."""
     if dtype is None:
         return name
     dtype = np.dtype(dtype)
     if dtype not in _CTYPES:
         raise TypeError(f"{name}: CUDA kernels take float32 or float64 arrays, got {dtype}")
-    return f"{name}<{_CTYPES[dtype]}>"
+    return f"{name}<{_CTYPES[dtype]}{'' if variant is None else ', ' + variant}>"
 
 
 _modules = {}
@@ -152,8 +160,8 @@ def _device_of(family, name, arrays):
     return ids.pop()
 
 
-def launch(family, name, dtype, n, args, grid=None, block=BLOCK):
-    """Run kernel ``name`` (the ``dtype`` instance) of ``family`` over ``n`` work items.
+def launch(family, name, dtype, n, args, grid=None, block=BLOCK, variant=None):
+    """Run kernel ``name`` (the ``dtype`` instance, and ``variant``'s) of ``family`` over ``n`` work items.
 
     ``args`` are the kernel's parameters in order: arrays, and NumPy scalars whose types
     match the C parameter types exactly (``np.int64`` for ``long long``, ``np.int32`` for
@@ -164,7 +172,7 @@ def launch(family, name, dtype, n, args, grid=None, block=BLOCK):
     """
     if n <= 0:
         return
-    expr = expression(name, dtype)
+    expr = expression(name, dtype, variant)
     grid = grid_for(n) if grid is None else int(grid)
     arrays = [a for a in args if isinstance(a, np.ndarray) or xp_of(a) is not np]
     if arrays and xp_of(arrays[0]) is not np:

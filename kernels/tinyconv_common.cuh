@@ -16,6 +16,14 @@ typedef long long i64;
     for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (i64)(n);       \
          i += (i64)blockDim.x * gridDim.x)
 
+// `#pragma unroll` for the loop that follows (constant trip counts: the compiler unrolls it and
+// keeps small arrays in registers); nothing in the host emulation, where g++ has no such pragma.
+#ifdef TINYCONV_HOST_EMULATION
+#define TC_UNROLL
+#else
+#define TC_UNROLL _Pragma("unroll")
+#endif
+
 // Overloads so a template body reads the same for float and double.
 __device__ __forceinline__ float tc_exp(float x) { return expf(x); }
 __device__ __forceinline__ double tc_exp(double x) { return exp(x); }

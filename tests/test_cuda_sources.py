@@ -178,7 +178,7 @@ class HostRunner:
 
     def __call__(self, fam, expr, grid, block, args):
         name, _, t = expr.partition("<")
-        t = t.rstrip(">")
+        t = t.rstrip(">").split(",")[0]                  # the type; a variant's arguments follow
         params = self.sigs[fam][name]
         assert len(args) == len(params), f"{expr}: {len(args)} arguments for {len(params)} parameters"
         keep, ptrs = [], []
@@ -205,7 +205,7 @@ class HostRunner:
 
 
 def _symbol(expr):
-    return "tc_host_" + expr.replace("<", "__").replace(">", "")
+    return "tc_host_" + expr.replace("<", "__").replace(">", "").replace(", ", "_")
 
 
 def cooperative_kernels(fam):
@@ -481,18 +481,18 @@ def test_winograd_launch_covers_more_items_than_threads(host, rng, monkeypatch):
 
 _WM = WG.transforms(2, 3, np.float32)      # BT (4, 4), G (4, 3), AT (2, 4)
 WINOGRAD_BAD_CALLS = [
+    (lambda: winograd_cuda.input_transform(np.ones((1, 2, 4, 4), np.float32), _WM[0] * 2, 2, 1, 1, 2, 2),
+     ValueError, r"winograd input_transform: BT is not the BT of F\(2x2, 3x3\) compiled into winograd.cu"),
     (lambda: winograd_cuda.input_transform(np.ones((1, 2, 4, 4), np.float32), _WM[1], 2, 1, 1, 2, 2),
-     ValueError, r"winograd input_transform: expected BT square"),
+     ValueError, r"winograd input_transform: BT is not the BT of F\(2x2, 3x3\)"),
+    (lambda: winograd_cuda.input_transform(np.ones((1, 2, 4, 4), np.float32), np.eye(7, dtype=np.float32),
+                                           2, 1, 1, 2, 2),
+     ValueError, r"no kernel for F\(2x2, 6x6\); compiled: F\(2x2, 3x3\), F\(2x2, 5x5\), F\(4x4, 3x3\)"),
     (lambda: winograd_cuda.input_transform(np.ones((2, 4, 4), np.float32), _WM[0], 2, 1, 1, 2, 2),
      ValueError, r"winograd input_transform: expected x to be 4-d"),
     (lambda: winograd_cuda.input_transform(np.ones((1, 2, 4, 4), np.float32), _WM[0], 2, 1, 1, 2, 2,
                                            out=np.empty((16, 2, 3), np.float32)),
      ValueError, r"winograd input_transform: expected out of shape \(16, 2, 4\)"),
-    (lambda: winograd_cuda.input_transform(np.ones((1, 2, 4, 4), np.float32), _WM[0], 5, 1, 1, 2, 2),
-     ValueError, r"tile size m = 5 must be between 1 and a = 4"),
-    (lambda: winograd_cuda.input_transform(np.ones((1, 2, 4, 4), np.float32), np.eye(9, dtype=np.float32),
-                                           2, 1, 1, 2, 2),
-     ValueError, r"at most 8 x 8"),
     (lambda: winograd_cuda.input_adjoint(np.ones((16, 2, 3), np.float32), _WM[0], 2, 1, 1, 2, 2,
                                          (1, 2, 4, 4)),
      ValueError, r"winograd input_adjoint: expected gV of shape \(16, 2, 4\)"),
@@ -509,11 +509,24 @@ WINOGRAD_BAD_CALLS = [
                                             np.ones(2, np.float32)),
      ValueError, r"winograd output_transform: expected bias of shape \(3,\)"),
     (lambda: winograd_cuda.output_transform(np.ones((16, 3, 4), np.float32), _WM[2], 4, 1, 4, 4),
-     ValueError, r"expected AT of shape \(4, a\)"),
+     ValueError, r"no kernel for F\(4x4, 1x1\)"),
     (lambda: winograd_cuda.output_adjoint(np.ones((1, 3, 4, 4), np.float32), _WM[2], 2,
                                           out=np.empty((16, 3, 4), np.float64)),
      TypeError, r"winograd output_adjoint: expected out of dtype float32"),
 ]
+
+
+def test_winograd_matrices_header_is_generated_from_transforms():
+    """kernels/winograd_matrices.cuh is conv_winograd.cuda_matrices_source()'s text (regenerate it
+    with write_cuda_matrices after changing TRANSFORMS), and the launchers read back the same numbers."""
+    with open(os.path.join(KDIR, "winograd_matrices.cuh"), encoding="utf-8") as f:
+        assert f.read() == WG.cuda_matrices_source(), "run: write_cuda_matrices()"
+    compiled = winograd_cuda.compiled_matrices()
+    assert sorted(compiled) == sorted(WG.TRANSFORMS)
+    for mr, t in WG.TRANSFORMS.items():
+        for name in ("BT", "G", "AT"):
+            np.testing.assert_array_equal(compiled[mr][name], t[name])
+    assert {f"{m}, {r}" for m, r in compiled} == set(winograd_cuda.VARIANTS)
 
 
 @pytest.mark.parametrize("call,error,message", WINOGRAD_BAD_CALLS)
