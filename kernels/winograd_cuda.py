@@ -49,7 +49,8 @@ def compiled_matrices():
                     r"static double (\w+)\(int i, int j\) \{\s*constexpr double t\[(\d+)\]\[(\d+)\] = "
                     r"\{(.*?)\};", body, re.S):
                 values = [_quotient(e) for e in entries.replace("{", "").replace("}", "").split(",")]
-                found[{"bt": "BT", "g": "G", "at": "AT"}[name]] = np.array(values).reshape(int(rows), int(cols))
+                key = {"bt": "BT", "g": "G", "at": "AT"}[name]
+                found[key] = np.array(values).reshape(int(rows), int(cols))
             tables[int(m), int(r)] = found
         _tables = tables
     return _tables
@@ -64,8 +65,8 @@ def _variant(op, name, t, m, r):
     """The template variant ``"m, r"`` after checking that ``t`` is F(m, r)'s matrix ``name`` as compiled."""
     want = compiled_matrices().get((m, r))
     if want is None:
-        raise ValueError(f"{op}: no kernel for F({m}x{m}, {r}x{r}); compiled: "
-                         f"{', '.join(f'F({v[0]}x{v[0]}, {v[1]}x{v[1]})' for v in sorted(compiled_matrices()))}")
+        have = ", ".join(f"F({a}x{a}, {b}x{b})" for a, b in sorted(compiled_matrices()))
+        raise ValueError(f"{op}: no kernel for F({m}x{m}, {r}x{r}); compiled: {have}")
     if not isinstance(t, np.ndarray) or t.shape != want[name].shape or not np.array_equal(
             t, want[name].astype(t.dtype)):
         raise ValueError(f"{op}: {name} is not the {name} of F({m}x{m}, {r}x{r}) compiled into winograd.cu "
@@ -139,7 +140,8 @@ def filter_transform(w, G, out=None):
     K, Cg = w.shape[:2]
     U = _out(op, out, (a * a, K, Cg), w)
     total = K * Cg
-    launch("winograd", "winograd_filter_transform_kernel", w.dtype, total, (w, U, _i64(total)), variant=variant)
+    launch("winograd", "winograd_filter_transform_kernel", w.dtype, total, (w, U, _i64(total)),
+           variant=variant)
     return U
 
 
@@ -155,7 +157,8 @@ def filter_adjoint(gU, G):
     K, Cg = gU.shape[1:]
     gw = xp_of(gU).empty((K, Cg, r, r), dtype=gU.dtype)
     total = K * Cg
-    launch("winograd", "winograd_filter_adjoint_kernel", gU.dtype, total, (gU, gw, _i64(total)), variant=variant)
+    launch("winograd", "winograd_filter_adjoint_kernel", gU.dtype, total, (gU, gw, _i64(total)),
+           variant=variant)
     return gw
 
 
