@@ -25,6 +25,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import tinyconv
 from tinyconv.kernels import activation_cuda, conv_cuda, conv_implicit_gemm_cuda, cuda_loader, linear_cuda
@@ -1398,3 +1400,36 @@ def test_winograd_op_through_cuda_launchers(ops_on_cuda_launchers, host, algorit
         rtol = 1e-4 if dtype == np.float32 else 1e-11
         for g, r in zip(got, want):
             close(g, r, dtype, rtol=rtol)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(m=st.sampled_from([2, 4]), r=st.sampled_from([3, 5]), N=st.integers(0, 2), Cg=st.integers(1, 3),
+       Kg=st.integers(1, 3), groups=st.integers(1, 2), H=st.integers(1, 9), W=st.integers(1, 9),
+       pad=st.tuples(st.integers(0, 3), st.integers(0, 3)), bias=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
+def test_winograd_op_through_cuda_launchers_any_shape(ops_on_cuda_launchers, host, monkeypatch, m, r, N, Cg, Kg,
+                                                      groups, H, W, pad, bias, dtype, seed):
+    """Hypothesis over shapes: the op with winograd.cu's transforms equals its NumPy-reference run,
+    forward and every gradient; empty batches, 1x1 images, partial tiles, padding wider than the
+    kernel's reach, groups, no bias."""
+    if H + 2 * pad[0] < r or W + 2 * pad[1] < r:
+        return                                             # kernel larger than the padded input
+    monkeypatch.setattr(tinyconv.backends, "conv_algorithm", f"winograd{m}x{m}")
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((N, Cg * groups, H, W)).astype(dtype)
+    w = rng.standard_normal((Kg * groups, Cg, r, r)).astype(dtype)
+    b = rng.standard_normal(Kg * groups).astype(dtype) if bias else None
+
+    def run():
+        ts = [tinyconv.tensor(a, requires_grad=True) for a in (x, w, b) if a is not None]
+        y = tinyconv.functional.conv2d(*ts, padding=pad, groups=groups)
+        assert type(y.grad_fn).__name__ == "WinogradConv2dFn"
+        y.backward(tinyconv.tensor(np.cos(np.arange(y.numel(), dtype=dtype)).reshape(y.shape)))
+        return [y.array] + [t.grad.array for t in ts]
+
+    got = run()
+    with tinyconv.use_kernels("reference"):
+        want = run()
+    for g, r_ in zip(got, want):
+        close(g, r_, dtype, rtol=1e-4 if dtype == np.float32 else 1e-11)
