@@ -1408,8 +1408,8 @@ def test_winograd_op_through_cuda_launchers(ops_on_cuda_launchers, host, algorit
        Kg=st.integers(1, 3), groups=st.integers(1, 2), H=st.integers(1, 9), W=st.integers(1, 9),
        pad=st.tuples(st.integers(0, 3), st.integers(0, 3)), bias=st.booleans(),
        dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
-def test_winograd_op_through_cuda_launchers_any_shape(ops_on_cuda_launchers, host, monkeypatch, m, r, N, Cg, Kg,
-                                                      groups, H, W, pad, bias, dtype, seed):
+def test_winograd_op_through_cuda_launchers_any_shape(ops_on_cuda_launchers, host, monkeypatch, m, r, N, Cg,
+                                                      Kg, groups, H, W, pad, bias, dtype, seed):
     """Hypothesis over shapes: the op with winograd.cu's transforms equals its NumPy-reference run,
     forward and every gradient; empty batches, 1x1 images, partial tiles, padding wider than the
     kernel's reach, groups, no bias."""
