@@ -40,10 +40,13 @@ __device__ __forceinline__ double tc_wino_entry(int i, int j) {
     }
 }
 
-// out (P x Q) = L @ in (S x Q), L the P x S matrix `W` of F(M, R), or its transpose (`TR`: W
-// stored S x P).  Unrolled: every entry is a constant, and a zero entry adds no instruction.
-template <typename T, int M, int R, int W, bool TR, int P, int S, int Q>
-__device__ __forceinline__ void tc_wino_left(const T (&in)[8][8], T (&out)[8][8]) {
+// One pass of a 2-d transform: with L the P x S matrix `W` of F(M, R), or its transpose (`TR`:
+// W stored S x P),
+//   left:   out (P x Q) = L @ in (S x Q)         out[i][q] = sum_u L[i][u] in[u][q]
+//   right:  out (Q x P) = in (Q x S) @ L^T       out[q][i] = sum_u in[q][u] L[i][u]
+// Unrolled: every entry of L is a constant, and a zero entry adds no instruction.
+template <typename T, int M, int R, int W, bool TR, bool RIGHT, int P, int S, int Q>
+__device__ __forceinline__ void tc_wino_pass(const T (&in)[8][8], T (&out)[8][8]) {
 TC_UNROLL
     for (int i = 0; i < P; ++i) {
 TC_UNROLL
@@ -52,30 +55,49 @@ TC_UNROLL
 TC_UNROLL
             for (int u = 0; u < S; ++u) {
                 const double l = TR ? tc_wino_entry<M, R, W>(u, i) : tc_wino_entry<M, R, W>(i, u);
-                if (l != 0.0) acc += T(l) * in[u][q];
+                if (l != 0.0) acc += T(l) * (RIGHT ? in[q][u] : in[u][q]);
             }
-            out[i][q] = acc;
+            (RIGHT ? out[q][i] : out[i][q]) = acc;
         }
     }
 }
 
-// out (Q x P) = in (Q x S) @ L^T, L the P x S matrix `W` (or @ L when `TR`: W stored S x P).
+template <typename T, int M, int R, int W, bool TR, int P, int S, int Q>
+__device__ __forceinline__ void tc_wino_left(const T (&in)[8][8], T (&out)[8][8]) {
+    tc_wino_pass<T, M, R, W, TR, false, P, S, Q>(in, out);
+}
+
 template <typename T, int M, int R, int W, bool TR, int P, int S, int Q>
 __device__ __forceinline__ void tc_wino_right(const T (&in)[8][8], T (&out)[8][8]) {
-TC_UNROLL
-    for (int q = 0; q < Q; ++q) {
-TC_UNROLL
-        for (int j = 0; j < P; ++j) {
-            T acc = T(0);
-TC_UNROLL
-            for (int v = 0; v < S; ++v) {
-                const double l = TR ? tc_wino_entry<M, R, W>(v, j) : tc_wino_entry<M, R, W>(j, v);
-                if (l != 0.0) acc += in[q][v] * T(l);
-            }
-            out[q][j] = acc;
-        }
-    }
+    tc_wino_pass<T, M, R, W, TR, true, P, S, Q>(in, out);
 }
+
+// Every (a*a, rows, cols) layout above keeps the a*a entries of one tile column `total` apart:
+// with the thread's item idx = row*cols + col (its c*P + p, k*P + p or k*Cg + c), entry s sits
+// at s*total + idx.  So neighbouring threads touch neighbouring addresses (coalesced).
+template <typename T, int A>
+__device__ __forceinline__ void tc_wino_load(const T* __restrict__ buf, i64 total, i64 idx, T (&t)[8][8]) {
+TC_UNROLL
+    for (int i = 0; i < A; ++i)
+TC_UNROLL
+        for (int j = 0; j < A; ++j) t[i][j] = buf[(i64)(i * A + j) * total + idx];
+}
+
+template <typename T, int A>
+__device__ __forceinline__ void tc_wino_store(T* __restrict__ buf, i64 total, i64 idx, const T (&t)[8][8]) {
+TC_UNROLL
+    for (int i = 0; i < A; ++i)
+TC_UNROLL
+        for (int j = 0; j < A; ++j) buf[(i64)(i * A + j) * total + idx] = t[i][j];
+}
+
+// The tile (ty, tx) of image n that tile index p = (n*th + ty)*tw + tx names.
+struct tc_wino_tile {
+    int tx, ty;
+    i64 n;
+    __device__ tc_wino_tile(i64 p, int th, int tw)
+        : tx((int)(p % tw)), ty((int)((p / tw) % th)), n(p / ((i64)tw * th)) {}
+};
 
 // V[s, c, p] = (B^T d B)[i, j] of the a x a input tile d of tile p, channel c.
 // One thread per (c, p): idx = c*P + p.
@@ -86,11 +108,10 @@ __global__ void winograd_input_transform_kernel(const T* __restrict__ x, T* __re
     T d[8][8], t[8][8];
     const i64 P = total / C;
     TC_KERNEL_LOOP(idx, total) {
-        const i64 c = idx / P, p = idx % P;
-        const int tx = (int)(p % tw), ty = (int)((p / tw) % th);
-        const i64 n = p / ((i64)tw * th);
-        const T* plane = x + (n * C + c) * H * W;
-        const int h0 = ty * M - top, w0 = tx * M - left;   // the tile's corner in x
+        const i64 c = idx / P;
+        const tc_wino_tile tile(idx % P, th, tw);
+        const T* plane = x + (tile.n * C + c) * H * W;
+        const int h0 = tile.ty * M - top, w0 = tile.tx * M - left;   // the tile's corner in x
 TC_UNROLL
         for (int u = 0; u < A; ++u) {
             const int h = h0 + u;
@@ -102,32 +123,21 @@ TC_UNROLL
         }
         tc_wino_left<T, M, R, TC_WINO_BT, false, A, A, A>(d, t);    // t = B^T d
         tc_wino_right<T, M, R, TC_WINO_BT, false, A, A, A>(t, d);   // d = t B   (B = (B^T)^T)
-TC_UNROLL
-        for (int i = 0; i < A; ++i)
-TC_UNROLL
-            for (int j = 0; j < A; ++j) V[((i64)(i * A + j) * C + c) * P + p] = d[i][j];
+        tc_wino_store<T, A>(V, total, idx, d);
     }
 }
 
 // The adjoint of the input transform, first half: each tile's B gV B^T, written over gV in
 // place (a thread reads its a*a entries before writing them).  idx = c*P + p.
 template <typename T, int M, int R>
-__global__ void winograd_input_adjoint_tiles_kernel(T* __restrict__ gV, i64 total, int C) {
+__global__ void winograd_input_adjoint_tiles_kernel(T* __restrict__ gV, i64 total) {
     constexpr int A = tc_wino<M, R>::A;
     T g[8][8], t[8][8];
-    const i64 P = total / C;
     TC_KERNEL_LOOP(idx, total) {
-        const i64 c = idx / P, p = idx % P;
-TC_UNROLL
-        for (int i = 0; i < A; ++i)
-TC_UNROLL
-            for (int j = 0; j < A; ++j) g[i][j] = gV[((i64)(i * A + j) * C + c) * P + p];
+        tc_wino_load<T, A>(gV, total, idx, g);
         tc_wino_left<T, M, R, TC_WINO_BT, true, A, A, A>(g, t);     // t = B gV    (B = (B^T)^T)
         tc_wino_right<T, M, R, TC_WINO_BT, true, A, A, A>(t, g);    // g = t B^T
-TC_UNROLL
-        for (int u = 0; u < A; ++u)
-TC_UNROLL
-            for (int v = 0; v < A; ++v) gV[((i64)(u * A + v) * C + c) * P + p] = g[u][v];
+        tc_wino_store<T, A>(gV, total, idx, g);
     }
 }
 
@@ -175,10 +185,7 @@ TC_UNROLL
             for (int v = 0; v < R; ++v) g[u][v] = kernel[u * R + v];
         tc_wino_left<T, M, R, TC_WINO_G, false, A, R, R>(g, t);     // t = G g        (a x r)
         tc_wino_right<T, M, R, TC_WINO_G, false, A, R, A>(t, g);    // g = t G^T      (a x a)
-TC_UNROLL
-        for (int i = 0; i < A; ++i)
-TC_UNROLL
-            for (int j = 0; j < A; ++j) U[(i64)(i * A + j) * total + idx] = g[i][j];
+        tc_wino_store<T, A>(U, total, idx, g);
     }
 }
 
@@ -188,10 +195,7 @@ __global__ void winograd_filter_adjoint_kernel(const T* __restrict__ gU, T* __re
     constexpr int A = tc_wino<M, R>::A;
     T g[8][8], t[8][8];
     TC_KERNEL_LOOP(idx, total) {
-TC_UNROLL
-        for (int i = 0; i < A; ++i)
-TC_UNROLL
-            for (int j = 0; j < A; ++j) g[i][j] = gU[(i64)(i * A + j) * total + idx];
+        tc_wino_load<T, A>(gU, total, idx, g);
         tc_wino_left<T, M, R, TC_WINO_G, true, R, A, A>(g, t);      // t = G^T gU     (r x a)
         tc_wino_right<T, M, R, TC_WINO_G, true, R, A, R>(t, g);     // g = t G        (r x r)
         T* kernel = gw + idx * R * R;
@@ -212,23 +216,19 @@ __global__ void winograd_output_transform_kernel(const T* __restrict__ Mt, const
     T g[8][8], t[8][8];
     const i64 P = total / K;
     TC_KERNEL_LOOP(idx, total) {
-        const i64 k = idx / P, p = idx % P;
-        const int tx = (int)(p % tw), ty = (int)((p / tw) % th);
-        const i64 n = p / ((i64)tw * th);
-TC_UNROLL
-        for (int i = 0; i < A; ++i)
-TC_UNROLL
-            for (int j = 0; j < A; ++j) g[i][j] = Mt[((i64)(i * A + j) * K + k) * P + p];
+        const i64 k = idx / P;
+        const tc_wino_tile tile(idx % P, th, tw);
+        tc_wino_load<T, A>(Mt, total, idx, g);
         tc_wino_left<T, M, R, TC_WINO_AT, false, M, A, A>(g, t);    // t = A^T M      (m x a)
         tc_wino_right<T, M, R, TC_WINO_AT, false, M, A, M>(t, g);   // g = t A        (m x m)
         const T b = has_bias ? bias[k] : T(0);
-        T* plane = y + (n * K + k) * OH * OW;
+        T* plane = y + (tile.n * K + k) * OH * OW;
 TC_UNROLL
         for (int i = 0; i < M; ++i) {
-            const int oh = ty * M + i;
+            const int oh = tile.ty * M + i;
 TC_UNROLL
             for (int j = 0; j < M; ++j) {
-                const int ow = tx * M + j;
+                const int ow = tile.tx * M + j;
                 if (oh < OH && ow < OW) plane[(i64)oh * OW + ow] = g[i][j] + b;
             }
         }
@@ -244,24 +244,20 @@ __global__ void winograd_output_adjoint_kernel(const T* __restrict__ gy, T* __re
     T g[8][8], t[8][8];
     const i64 P = total / K;
     TC_KERNEL_LOOP(idx, total) {
-        const i64 k = idx / P, p = idx % P;
-        const int tx = (int)(p % tw), ty = (int)((p / tw) % th);
-        const i64 n = p / ((i64)tw * th);
-        const T* plane = gy + (n * K + k) * OH * OW;
+        const i64 k = idx / P;
+        const tc_wino_tile tile(idx % P, th, tw);
+        const T* plane = gy + (tile.n * K + k) * OH * OW;
 TC_UNROLL
         for (int i = 0; i < M; ++i) {
-            const int oh = ty * M + i;
+            const int oh = tile.ty * M + i;
 TC_UNROLL
             for (int j = 0; j < M; ++j) {
-                const int ow = tx * M + j;
+                const int ow = tile.tx * M + j;
                 g[i][j] = (oh < OH && ow < OW) ? plane[(i64)oh * OW + ow] : T(0);
             }
         }
         tc_wino_left<T, M, R, TC_WINO_AT, true, A, M, M>(g, t);     // t = A g        (a x m; A = (A^T)^T)
         tc_wino_right<T, M, R, TC_WINO_AT, true, A, M, A>(t, g);    // g = t A^T      (a x a)
-TC_UNROLL
-        for (int i = 0; i < A; ++i)
-TC_UNROLL
-            for (int j = 0; j < A; ++j) gM[((i64)(i * A + j) * K + k) * P + p] = g[i][j];
+        tc_wino_store<T, A>(gM, total, idx, g);
     }
 }

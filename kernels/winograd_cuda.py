@@ -112,7 +112,7 @@ def input_adjoint(gV, BT, m, top, left, th, tw, x_shape):
     N, C, H, W = (int(s) for s in x_shape)
     check(op, "gV", gV, shape=(a * a, C, N * th * tw), in_place=True)
     total = C * N * th * tw
-    launch("winograd", "winograd_input_adjoint_tiles_kernel", gV.dtype, total, (gV, _i64(total), _i32(C)),
+    launch("winograd", "winograd_input_adjoint_tiles_kernel", gV.dtype, total, (gV, _i64(total)),
            variant=variant)
     gx = xp_of(gV).empty((N, C, H, W), dtype=gV.dtype)
     total = N * C * H * W
