@@ -5,8 +5,9 @@ for PyTorch's cuDNN ones, so ``allow_tf32`` means what PyTorch's does: it govern
 convolutions' GEMMs on CUDA (tinyconv.functional.conv2d and all built on it), True by
 default as in PyTorch; the matrix products of ``linear`` follow
 ``tinyconv.backends.cuda.matmul.allow_tf32`` (False by default) instead.  ``enabled``,
-``benchmark`` and ``deterministic`` change nothing in tinyconv (its convolutions have one
-algorithm, and it is deterministic).
+``benchmark`` and ``deterministic`` change nothing in tinyconv: its convolutions' algorithm
+is chosen by rule, not by timing (``tinyconv.backends.conv_algorithm`` on the CPU,
+``tinyconv.backends.cuda.conv_algorithm`` on CUDA), and every one of them is deterministic.
 """
 
 enabled = True          # as PyTorch's defaults
