@@ -374,11 +374,18 @@ def test_conv_strict_fp32_auto_is_winograd_on_strided_batched_cublas(cp, case, r
     _close_to(got, want, 1e-4)           # F(4x4): ~1e-5 of the largest value; a wrong index errs by O(1)
 
 
-def test_conv_tf32_auto_stays_im2col_and_forced_winograd_stays_strict(cp, rng, monkeypatch):
+def test_conv_tf32_auto_and_forced_winograd(cp, rng, monkeypatch):
+    """TF32 allowed: "auto" keeps 3x3 on im2col + TF32 cuBLAS, takes Winograd for 5x5
+    (CUDA_AUTO_TF32_KERNELS), and Winograd, forced or not, stays strict FP32."""
     monkeypatch.setattr(tinyconv.backends.cudnn, "allow_tf32", True)
     got, want, node, _ = _winograd_step(cp, WINOGRAD_CASES[0], np.float32, rng)
     assert node == "Conv2dFn" and {c["fn"] for c in _calls(cp)} == {"gemmEx"}
     assert all(c["tf32"] for c in _calls(cp))
+    got, want, node, batch = _winograd_step(cp, WINOGRAD_CASES[1], np.float32, rng)       # 5x5
+    calls = _calls(cp)
+    assert node == "WinogradConv2dFn" and [c["fn"] for c in calls] == ["gemmStridedBatchedEx"] * 3
+    assert all(c["tf32"] is False and c["batch"] == batch for c in calls)
+    _close_to(got, want, 1e-4)
     monkeypatch.setattr(tinyconv.backends.cuda, "conv_algorithm", "winograd2x2")
     got, want, node, _ = _winograd_step(cp, WINOGRAD_CASES[0], np.float32, rng)
     calls = _calls(cp)

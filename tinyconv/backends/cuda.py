@@ -17,10 +17,11 @@ runs on CUDA, read at each forward (its backward follows the forward's choice):
   accurate): for 3x3 and 5x5 stride-1 layers, tinyconv's Winograd transform kernels
   (``kernels/winograd.cu``) around strict-FP32 (or FP64) cuBLAS strided-batched GEMMs, never
   TF32; other layers take im2col;
-* ``"auto"`` (the default): Winograd F(4x4) for strict-arithmetic 3x3 / 5x5 stride-1 layers
-  (float64, or float32 with ``cudnn.allow_tf32`` False) of at least 32 channels per group
-  (``tinyconv.functional.conv_winograd.CUDA_AUTO_MIN_CHANNELS``); everything else im2col +
-  cuBLAS: TF32 (tensor cores) and the rest.  The implicit GEMM only once a GPU run shows it
+* ``"auto"`` (the default): Winograd F(4x4) for 3x3 / 5x5 stride-1 layers of at least 32
+  channels per group (``tinyconv.functional.conv_winograd.CUDA_AUTO_MIN_CHANNELS``): all of
+  them in strict arithmetic (float64, or float32 with ``cudnn.allow_tf32`` False), the 5x5
+  ones only where TF32 is allowed; everything else im2col + cuBLAS (TF32 tensor cores where
+  allowed).  The implicit GEMM only once a GPU run shows it
   faster (``tinyconv.functional.conv.AUTO_IMPLICIT_GEMM``, False until then: the model in
   benchmarks/results/GPU_NOTES.md predicts these untuned kernels slower than cuBLAS + the
   column traffic).  The Winograd rule is that model's too, unmeasured.

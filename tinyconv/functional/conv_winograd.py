@@ -418,10 +418,12 @@ def choose_cuda(algorithm, x, weight, stride, dilation, groups):
 
     ``algorithm`` is ``tinyconv.backends.cuda.conv_algorithm``: ``"winograd"`` /
     ``"winograd4x4"`` and ``"winograd2x2"`` force it where it applies; ``"auto"`` takes
-    F(4x4, r x r) for strict arithmetic (float64, or float32 with
-    ``tinyconv.backends.cudnn.allow_tf32`` False) and at least ``CUDA_AUTO_MIN_CHANNELS``
-    channels per group each way; TF32 convolutions stay on im2col + TF32 cuBLAS.  A model,
-    not a measurement: see ``CUDA_AUTO_MIN_CHANNELS``.
+    F(4x4, r x r) for layers of at least ``CUDA_AUTO_MIN_CHANNELS`` channels per group each
+    way: all of them in strict arithmetic (float64, or float32 with
+    ``tinyconv.backends.cudnn.allow_tf32`` False), only the 5x5 ones
+    (``CUDA_AUTO_TF32_KERNELS``) where TF32 is allowed, the 3x3 ones then staying on im2col +
+    TF32 cuBLAS.  (Winograd's products are strict FP32 either way.)  A model, not a
+    measurement: see ``CUDA_AUTO_MIN_CHANNELS``.
     """
     if not applies(x, weight, stride, dilation):
         return None
@@ -433,17 +435,24 @@ def choose_cuda(algorithm, x, weight, stride, dilation, groups):
         return None
     strict = x.dtype == np.float64 or not cudnn.allow_tf32
     channels = min(x.shape[1], weight.shape[0]) // groups
-    return 4 if strict and channels >= CUDA_AUTO_MIN_CHANNELS else None
+    wanted = strict or weight.shape[2] in CUDA_AUTO_TF32_KERNELS
+    return 4 if wanted and channels >= CUDA_AUTO_MIN_CHANNELS else None
 
 
-#: ``"auto"`` on CUDA takes Winograd F(4x4, r x r) for strict-arithmetic layers with at least this
-#: many channels per group in and out (AlexNet's conv2-5: 48 to 384).  Not measured (no GPU has
-#: run tinyconv yet): by the model in benchmarks/results/GPU_NOTES.md, a strict-FP32 GEMM there is
-#: compute-bound, and F(4x4, 3x3) / F(4x4, 5x5) cut its multiplies to 0.38 / 0.17 of im2col's at 13x13
-#: / 27x27 while moving fewer bytes than the column matrix; narrower layers are memory-bound either
-#: way, and their GEMMs (inner dimension C/groups) too short for cuBLAS.  bench_gpu.py's
-#: "(winograd)" rows are the check.
+#: ``"auto"`` on CUDA takes Winograd F(4x4, r x r) for layers with at least this many channels per
+#: group in and out (AlexNet's conv2-5: 48 to 384).  Not measured (no GPU has run tinyconv yet): by
+#: the model in benchmarks/results/GPU_NOTES.md, a strict-FP32 GEMM there is compute-bound, and
+#: F(4x4, 3x3) / F(4x4, 5x5) cut its multiplies to 0.38 / 0.17 of im2col's at 13x13 / 27x27 while
+#: moving fewer bytes than the column matrix; narrower layers are memory-bound either way, and
+#: their GEMMs (inner dimension C/groups) too short for cuBLAS.  bench_gpu.py's "(winograd)" rows
+#: are the check.
 CUDA_AUTO_MIN_CHANNELS = 32
+
+#: The kernel sizes for which ``"auto"`` on CUDA takes Winograd (strict FP32) even where TF32 is
+#: allowed.  By the same model, F(4x4, 5x5)'s 0.17 of the multiplies at strict FP32's sixth of TF32's
+#: rate still beat im2col's column traffic (AlexNet's conv2 on an H100: about 0.43 against 0.71 ms
+#: per pass), where F(4x4, 3x3)'s 0.38 do not; and the result is the more accurate one.
+CUDA_AUTO_TF32_KERNELS = (5,)
 
 
 def winograd_conv2d(input, weight, bias, padding, extra, groups, m):
@@ -523,4 +532,5 @@ def backward_error_bounds(x, w, gy, padding=(1, 1), groups=1, m=2, extra=(0, 0))
 
 
 __all__ = ["WinogradConv2dFn", "winograd_conv2d", "error_bound", "backward_error_bounds", "choose",
-           "choose_cuda", "toom_cook", "TRANSFORMS", "AUTO_RULE", "CUDA_AUTO_MIN_CHANNELS"]
+           "choose_cuda", "toom_cook", "TRANSFORMS", "AUTO_RULE", "CUDA_AUTO_MIN_CHANNELS",
+           "CUDA_AUTO_TF32_KERNELS"]
