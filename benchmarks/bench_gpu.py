@@ -29,8 +29,9 @@ written once, including what tinyconv's contract saves for backward, e.g. max-po
 int64 arg-max and LRN's scale; the same byte count is used for PyTorch's row), and its
 fraction of the measured copy bandwidth; GEMM rows report TFLOP/s and the fraction of
 the measured GEMM rate (for every conv row, Winograd's included, the FLOPs of the direct
-convolution: an effective rate, which Winograd's fewer multiplies can push past the GEMM's).  Training steps also report the peak GPU memory of each side
-(CuPy's pool, high-water mark of bytes in use; ``torch.cuda.max_memory_allocated``).
+convolution: an effective rate, which Winograd's fewer multiplies can push past the GEMM's).
+Training steps also report the peak GPU memory of each side (CuPy's pool, high-water mark of
+bytes in use; ``torch.cuda.max_memory_allocated``).
 Every row first checks that both sides compute the same thing (relative error).
 
 Precision: ``fp32`` turns TF32 off on both sides (the ``allow_tf32`` flags of
