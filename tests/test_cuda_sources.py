@@ -12,6 +12,9 @@
    runner also checks every argument against the kernel's C parameter list (a launcher
    passing ``np.int64`` for an ``int`` would misalign the GPU's parameter buffer) and
    poisons every output buffer first, so an element no thread writes shows up.
+4. All of 3. once more with the host builds under AddressSanitizer (libasan preloaded, so
+   NumPy's buffers get red zones): compute-sanitizer's memcheck on the CPU, which fails a
+   kernel that touches one element outside its arrays even where its results come out right.
 
 Missing tools skip with a reason, except under ``CI=true``, where they fail.
 """
@@ -233,6 +236,12 @@ def test_cooperative_kernels_are_declared():
     assert f"#define TC_ROW_BLOCK {loss_cuda.ROW_BLOCK}\n" in src
 
 
+#: TINYCONV_HOST_ASAN=1 builds the host kernels with AddressSanitizer (see
+#: test_host_kernels_under_address_sanitizer: compute-sanitizer's memcheck, on the CPU)
+ASAN_FLAGS = (["-fsanitize=address", "-fno-omit-frame-pointer"] if os.environ.get("TINYCONV_HOST_ASAN") == "1"
+              else [])
+
+
 def build_host_libs(out):
     """Compile every family with g++ and the host-emulation header; {family: ctypes.CDLL}."""
     libs = {}
@@ -246,7 +255,7 @@ def build_host_libs(out):
             f.write(f'#include "cuda_host_emulation.h"\n#include "{fam}.cu"\n{exports}\n')
         so = os.path.join(out, f"lib{fam}_host.so")
         cmd = [GXX, "-std=c++17", "-O1", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror",
-               "-I", KDIR, "-x", "c++", unit, "-o", so]
+               "-I", KDIR, "-x", "c++", unit, "-o", so] + ASAN_FLAGS
         r = subprocess.run(cmd, capture_output=True, text=True)
         assert r.returncode == 0, f"g++ failed on {fam}.cu:\n{' '.join(cmd)}\n{r.stderr}"
         libs[fam] = ctypes.CDLL(so)
@@ -1433,3 +1442,61 @@ def test_winograd_op_through_cuda_launchers_any_shape(ops_on_cuda_launchers, hos
         want = run()
     for g, r_ in zip(got, want):
         close(g, r_, dtype, rtol=1e-4 if dtype == np.float32 else 1e-11)
+
+
+# ---------------------------------------------------------------------------- memcheck on the CPU
+
+
+def _libasan():
+    path = subprocess.run([GXX, "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
+    return path if os.path.isabs(path) and os.path.exists(path) else None
+
+
+def _asan_env(log_dir):
+    return dict(os.environ, LD_PRELOAD=_libasan(), TINYCONV_HOST_ASAN="1",
+                ASAN_OPTIONS=f"detect_leaks=0:log_path={log_dir}/asan")
+
+
+def _asan_errors(log_dir):
+    reports = [open(os.path.join(log_dir, f), encoding="utf-8", errors="replace").read()
+               for f in os.listdir(log_dir)]
+    return [r for r in reports if "ERROR: AddressSanitizer" in r]
+
+
+def test_host_kernels_under_address_sanitizer(tmp_path):
+    """compute-sanitizer's memcheck, on the CPU: every host-emulation test of this file and the
+    fake-CuPy GEMM and Winograd tests again, with the kernels built by g++ -fsanitize=address and
+    NumPy's buffers given red zones (libasan preloaded), so a kernel that reads or writes one
+    element outside its arrays fails here even where its results come out right."""
+    need(GXX, "g++ is not installed")
+    need(_libasan(), "g++ has no AddressSanitizer runtime (libasan)")
+    logs = tmp_path / "asan"
+    logs.mkdir()
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__,
+                        os.path.join(os.path.dirname(__file__), "test_gpu_gemm.py"),
+                        "-k", "not nvcc and not nvrtc and not address_sanitizer"],
+                       capture_output=True, text=True, env=_asan_env(logs), timeout=900, cwd=str(tmp_path))
+    errors = _asan_errors(logs)
+    assert not errors, errors[0][:4000]
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    last = r.stdout.splitlines()[-1]
+    assert " passed" in last and " skipped" not in last, r.stdout[-500:]
+
+
+def test_address_sanitizer_check_has_teeth(tmp_path):
+    """The set-up above reports a kernel that reads one element past a NumPy array."""
+    need(GXX, "g++ is not installed")
+    need(_libasan(), "g++ has no AddressSanitizer runtime (libasan)")
+    src = tmp_path / "oob.cpp"
+    src.write_text('extern "C" float past_the_end(const float* p, int n) { return p[n]; }\n')
+    so = tmp_path / "liboob.so"
+    subprocess.run([GXX, "-shared", "-fPIC", "-fsanitize=address", str(src), "-o", str(so)], check=True)
+    logs = tmp_path / "asan"
+    logs.mkdir()
+    code = ("import ctypes, numpy as np; f = ctypes.CDLL(%r).past_the_end; f.restype = ctypes.c_float; "
+            "a = np.ones(37, np.float32); f(ctypes.c_void_p(a.ctypes.data), 37)" % str(so))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_asan_env(logs),
+                       timeout=120)
+    errors = _asan_errors(logs)
+    assert r.returncode != 0 and errors, (r.returncode, r.stderr[-2000:])
+    assert "heap-buffer-overflow" in errors[0]
