@@ -26,7 +26,13 @@
 #include "tinyconv_common.cuh"
 #include "winograd_matrices.cuh"
 
-// Which matrix of tc_wino<M, R> a pass multiplies by, and whether transposed.
+// Tiles are held in T[TC_WINO_MAX_A][TC_WINO_MAX_A] arrays, of which a kernel uses a x a (or
+// less): the largest a, 8, is F(4x4, 5x5)'s.  Unrolled, the unused entries cost nothing.
+#define TC_WINO_MAX_A 8
+template <typename T>
+using tc_wino_regs = T[TC_WINO_MAX_A][TC_WINO_MAX_A];
+
+// Which matrix of tc_wino<M, R> a pass multiplies by.
 enum tc_wino_which { TC_WINO_BT, TC_WINO_G, TC_WINO_AT };
 
 template <int M, int R, int W>
@@ -46,7 +52,7 @@ __device__ __forceinline__ double tc_wino_entry(int i, int j) {
 //   right:  out (Q x P) = in (Q x S) @ L^T       out[q][i] = sum_u in[q][u] L[i][u]
 // Unrolled: every entry of L is a constant, and a zero entry adds no instruction.
 template <typename T, int M, int R, int W, bool TR, bool RIGHT, int P, int S, int Q>
-__device__ __forceinline__ void tc_wino_pass(const T (&in)[8][8], T (&out)[8][8]) {
+__device__ __forceinline__ void tc_wino_pass(const tc_wino_regs<T>& in, tc_wino_regs<T>& out) {
 TC_UNROLL
     for (int i = 0; i < P; ++i) {
 TC_UNROLL
@@ -63,12 +69,12 @@ TC_UNROLL
 }
 
 template <typename T, int M, int R, int W, bool TR, int P, int S, int Q>
-__device__ __forceinline__ void tc_wino_left(const T (&in)[8][8], T (&out)[8][8]) {
+__device__ __forceinline__ void tc_wino_left(const tc_wino_regs<T>& in, tc_wino_regs<T>& out) {
     tc_wino_pass<T, M, R, W, TR, false, P, S, Q>(in, out);
 }
 
 template <typename T, int M, int R, int W, bool TR, int P, int S, int Q>
-__device__ __forceinline__ void tc_wino_right(const T (&in)[8][8], T (&out)[8][8]) {
+__device__ __forceinline__ void tc_wino_right(const tc_wino_regs<T>& in, tc_wino_regs<T>& out) {
     tc_wino_pass<T, M, R, W, TR, true, P, S, Q>(in, out);
 }
 
@@ -76,7 +82,8 @@ __device__ __forceinline__ void tc_wino_right(const T (&in)[8][8], T (&out)[8][8
 // with the thread's item idx = row*cols + col (its c*P + p, k*P + p or k*Cg + c), entry s sits
 // at s*total + idx.  So neighbouring threads touch neighbouring addresses (coalesced).
 template <typename T, int A>
-__device__ __forceinline__ void tc_wino_load(const T* __restrict__ buf, i64 total, i64 idx, T (&t)[8][8]) {
+__device__ __forceinline__ void tc_wino_load(const T* __restrict__ buf, i64 total, i64 idx,
+                                            tc_wino_regs<T>& t) {
 TC_UNROLL
     for (int i = 0; i < A; ++i)
 TC_UNROLL
@@ -84,7 +91,8 @@ TC_UNROLL
 }
 
 template <typename T, int A>
-__device__ __forceinline__ void tc_wino_store(T* __restrict__ buf, i64 total, i64 idx, const T (&t)[8][8]) {
+__device__ __forceinline__ void tc_wino_store(T* __restrict__ buf, i64 total, i64 idx,
+                                             const tc_wino_regs<T>& t) {
 TC_UNROLL
     for (int i = 0; i < A; ++i)
 TC_UNROLL
@@ -105,7 +113,8 @@ template <typename T, int M, int R>
 __global__ void winograd_input_transform_kernel(const T* __restrict__ x, T* __restrict__ V, i64 total, int C,
                                                 int H, int W, int top, int left, int th, int tw) {
     constexpr int A = tc_wino<M, R>::A;
-    T d[8][8], t[8][8];
+    static_assert(A <= TC_WINO_MAX_A, "a tile larger than the arrays");
+    tc_wino_regs<T> d, t;
     const i64 P = total / C;
     TC_KERNEL_LOOP(idx, total) {
         const i64 c = idx / P;
@@ -132,7 +141,8 @@ TC_UNROLL
 template <typename T, int M, int R>
 __global__ void winograd_input_adjoint_tiles_kernel(T* __restrict__ gV, i64 total) {
     constexpr int A = tc_wino<M, R>::A;
-    T g[8][8], t[8][8];
+    static_assert(A <= TC_WINO_MAX_A, "a tile larger than the arrays");
+    tc_wino_regs<T> g, t;
     TC_KERNEL_LOOP(idx, total) {
         tc_wino_load<T, A>(gV, total, idx, g);
         tc_wino_left<T, M, R, TC_WINO_BT, true, A, A, A>(g, t);     // t = B gV    (B = (B^T)^T)
@@ -150,6 +160,7 @@ template <typename T, int M, int R>
 __global__ void winograd_input_adjoint_gather_kernel(const T* __restrict__ gd, T* __restrict__ gx, i64 total,
                                                      int C, int H, int W, int top, int left, int th, int tw) {
     constexpr int A = tc_wino<M, R>::A;
+    static_assert(A <= TC_WINO_MAX_A, "a tile larger than the arrays");
     const i64 P = (i64)th * tw * (total / ((i64)C * H * W));   // N*th*tw tiles
     TC_KERNEL_LOOP(idx, total) {
         const int w = (int)(idx % W), h = (int)((idx / W) % H);
@@ -176,7 +187,8 @@ __global__ void winograd_input_adjoint_gather_kernel(const T* __restrict__ gd, T
 template <typename T, int M, int R>
 __global__ void winograd_filter_transform_kernel(const T* __restrict__ w, T* __restrict__ U, i64 total) {
     constexpr int A = tc_wino<M, R>::A;
-    T g[8][8], t[8][8];
+    static_assert(A <= TC_WINO_MAX_A, "a tile larger than the arrays");
+    tc_wino_regs<T> g, t;
     TC_KERNEL_LOOP(idx, total) {
         const T* kernel = w + idx * R * R;                 // w[k, c]: the idx-th r x r block of w
 TC_UNROLL
@@ -193,7 +205,8 @@ TC_UNROLL
 template <typename T, int M, int R>
 __global__ void winograd_filter_adjoint_kernel(const T* __restrict__ gU, T* __restrict__ gw, i64 total) {
     constexpr int A = tc_wino<M, R>::A;
-    T g[8][8], t[8][8];
+    static_assert(A <= TC_WINO_MAX_A, "a tile larger than the arrays");
+    tc_wino_regs<T> g, t;
     TC_KERNEL_LOOP(idx, total) {
         tc_wino_load<T, A>(gU, total, idx, g);
         tc_wino_left<T, M, R, TC_WINO_G, true, R, A, A>(g, t);      // t = G^T gU     (r x a)
@@ -213,7 +226,8 @@ __global__ void winograd_output_transform_kernel(const T* __restrict__ Mt, const
                                                  T* __restrict__ y, i64 total, int K, int OH, int OW, int th,
                                                  int tw, int has_bias) {
     constexpr int A = tc_wino<M, R>::A;
-    T g[8][8], t[8][8];
+    static_assert(A <= TC_WINO_MAX_A, "a tile larger than the arrays");
+    tc_wino_regs<T> g, t;
     const i64 P = total / K;
     TC_KERNEL_LOOP(idx, total) {
         const i64 k = idx / P;
@@ -241,7 +255,8 @@ template <typename T, int M, int R>
 __global__ void winograd_output_adjoint_kernel(const T* __restrict__ gy, T* __restrict__ gM, i64 total, int K,
                                                int OH, int OW, int th, int tw) {
     constexpr int A = tc_wino<M, R>::A;
-    T g[8][8], t[8][8];
+    static_assert(A <= TC_WINO_MAX_A, "a tile larger than the arrays");
+    tc_wino_regs<T> g, t;
     const i64 P = total / K;
     TC_KERNEL_LOOP(idx, total) {
         const i64 k = idx / P;
