@@ -53,12 +53,12 @@ __device__ __forceinline__ double tc_wino_entry(int i, int j) {
 // Unrolled: every entry of L is a constant, and a zero entry adds no instruction.
 template <typename T, int M, int R, int W, bool TR, bool RIGHT, int P, int S, int Q>
 __device__ __forceinline__ void tc_wino_pass(const tc_wino_regs<T>& in, tc_wino_regs<T>& out) {
-TC_UNROLL
+    TC_UNROLL
     for (int i = 0; i < P; ++i) {
-TC_UNROLL
+        TC_UNROLL
         for (int q = 0; q < Q; ++q) {
             T acc = T(0);
-TC_UNROLL
+            TC_UNROLL
             for (int u = 0; u < S; ++u) {
                 const double l = TR ? tc_wino_entry<M, R, W>(u, i) : tc_wino_entry<M, R, W>(i, u);
                 if (l != 0.0) acc += T(l) * (RIGHT ? in[q][u] : in[u][q]);
@@ -84,18 +84,18 @@ __device__ __forceinline__ void tc_wino_right(const tc_wino_regs<T>& in, tc_wino
 template <typename T, int A>
 __device__ __forceinline__ void tc_wino_load(const T* __restrict__ buf, i64 total, i64 idx,
                                             tc_wino_regs<T>& t) {
-TC_UNROLL
+    TC_UNROLL
     for (int i = 0; i < A; ++i)
-TC_UNROLL
+        TC_UNROLL
         for (int j = 0; j < A; ++j) t[i][j] = buf[(i64)(i * A + j) * total + idx];
 }
 
 template <typename T, int A>
 __device__ __forceinline__ void tc_wino_store(T* __restrict__ buf, i64 total, i64 idx,
                                              const tc_wino_regs<T>& t) {
-TC_UNROLL
+    TC_UNROLL
     for (int i = 0; i < A; ++i)
-TC_UNROLL
+        TC_UNROLL
         for (int j = 0; j < A; ++j) buf[(i64)(i * A + j) * total + idx] = t[i][j];
 }
 
@@ -121,10 +121,10 @@ __global__ void winograd_input_transform_kernel(const T* __restrict__ x, T* __re
         const tc_wino_tile tile(idx % P, th, tw);
         const T* plane = x + (tile.n * C + c) * H * W;
         const int h0 = tile.ty * M - top, w0 = tile.tx * M - left;   // the tile's corner in x
-TC_UNROLL
+        TC_UNROLL
         for (int u = 0; u < A; ++u) {
             const int h = h0 + u;
-TC_UNROLL
+            TC_UNROLL
             for (int v = 0; v < A; ++v) {
                 const int w = w0 + v;
                 d[u][v] = (h >= 0 && h < H && w >= 0 && w < W) ? plane[(i64)h * W + w] : T(0);
@@ -191,9 +191,9 @@ __global__ void winograd_filter_transform_kernel(const T* __restrict__ w, T* __r
     tc_wino_regs<T> g, t;
     TC_KERNEL_LOOP(idx, total) {
         const T* kernel = w + idx * R * R;                 // w[k, c]: the idx-th r x r block of w
-TC_UNROLL
+        TC_UNROLL
         for (int u = 0; u < R; ++u)
-TC_UNROLL
+            TC_UNROLL
             for (int v = 0; v < R; ++v) g[u][v] = kernel[u * R + v];
         tc_wino_left<T, M, R, TC_WINO_G, false, A, R, R>(g, t);     // t = G g        (a x r)
         tc_wino_right<T, M, R, TC_WINO_G, false, A, R, A>(t, g);    // g = t G^T      (a x a)
@@ -212,9 +212,9 @@ __global__ void winograd_filter_adjoint_kernel(const T* __restrict__ gU, T* __re
         tc_wino_left<T, M, R, TC_WINO_G, true, R, A, A>(g, t);      // t = G^T gU     (r x a)
         tc_wino_right<T, M, R, TC_WINO_G, true, R, A, R>(t, g);     // g = t G        (r x r)
         T* kernel = gw + idx * R * R;
-TC_UNROLL
+        TC_UNROLL
         for (int u = 0; u < R; ++u)
-TC_UNROLL
+            TC_UNROLL
             for (int v = 0; v < R; ++v) kernel[u * R + v] = g[u][v];
     }
 }
@@ -237,10 +237,10 @@ __global__ void winograd_output_transform_kernel(const T* __restrict__ Mt, const
         tc_wino_right<T, M, R, TC_WINO_AT, false, M, A, M>(t, g);   // g = t A        (m x m)
         const T b = has_bias ? bias[k] : T(0);
         T* plane = y + (tile.n * K + k) * OH * OW;
-TC_UNROLL
+        TC_UNROLL
         for (int i = 0; i < M; ++i) {
             const int oh = tile.ty * M + i;
-TC_UNROLL
+            TC_UNROLL
             for (int j = 0; j < M; ++j) {
                 const int ow = tile.tx * M + j;
                 if (oh < OH && ow < OW) plane[(i64)oh * OW + ow] = g[i][j] + b;
@@ -262,10 +262,10 @@ __global__ void winograd_output_adjoint_kernel(const T* __restrict__ gy, T* __re
         const i64 k = idx / P;
         const tc_wino_tile tile(idx % P, th, tw);
         const T* plane = gy + (tile.n * K + k) * OH * OW;
-TC_UNROLL
+        TC_UNROLL
         for (int i = 0; i < M; ++i) {
             const int oh = tile.ty * M + i;
-TC_UNROLL
+            TC_UNROLL
             for (int j = 0; j < M; ++j) {
                 const int ow = tile.tx * M + j;
                 g[i][j] = (oh < OH && ow < OW) ? plane[(i64)oh * OW + ow] : T(0);
