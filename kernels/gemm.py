@@ -335,6 +335,8 @@ def _cublas_gemm_batched(a, b, out):
     if max(M, N, K, lda, ldb, ldc, count) > _INT_MAX:
         raise ValueError(f"gemm_batched: sizes ({count} x {M}, {N}, {K}) exceed cuBLAS's 32-bit int")
     cupy = _cupy()
+    if cupy.may_share_memory(out, a) or cupy.may_share_memory(out, b):    # bounds only: no device work
+        raise ValueError("gemm_batched: out overlaps an operand; cuBLAS would read what it has written")
     cublas = cupy.cuda.cublas
     op = {False: cublas.CUBLAS_OP_N, True: cublas.CUBLAS_OP_T}
     alpha, beta = np.array(1, dtype=out.dtype), np.array(0, dtype=out.dtype)

@@ -452,6 +452,9 @@ def test_gemm_batched_on_cuda_refuses_what_it_would_have_to_copy(cp):
         gemm_batched(cp.ones((3, 2, 3, 4)), ok_b, ok_out)
     with pytest.raises(ValueError, match="needs contiguous rows"):
         gemm_batched(cp.ones((3, 2, 3, 4), f), ok_b, cp.empty((3, 2, 5, 3), f).swapaxes(-1, -2))
+    both = cp.ones((3, 2, 4, 4), f)
+    with pytest.raises(ValueError, match="out overlaps an operand"):
+        gemm_batched(both, cp.ones((3, 2, 4, 4), f), both)
     assert _calls(cp) == []
     out = cp.full((2, 3, 5), 7, f)
     gemm_batched(cp.ones((2, 3, 0), f), cp.ones((2, 0, 5), f), out)     # K = 0: zeros, no call
