@@ -380,20 +380,24 @@ class Conv2dFn(Function):
 AUTO_IMPLICIT_GEMM = False
 
 
-def cuda_conv_algorithm(dtype, resolve=True):
-    """``"implicit_gemm"`` or ``"im2col_gemm"``: how Conv2dFn runs on CUDA for ``dtype`` now, under
-    ``tinyconv.backends.cuda.conv_algorithm`` (checked here; ``resolve=False`` returns it as set).
-    ``"auto"``: the implicit GEMM only for strict-FP32 float32 and only with
-    ``AUTO_IMPLICIT_GEMM``; TF32 and float64 always take cuBLAS behind im2col (tensor cores).
-    The Winograd choices are made before, in :func:`conv2d` (``conv_winograd.choose_cuda``);
-    a layer Winograd cannot do comes here and takes im2col."""
+def _cuda_flag():
+    """``tinyconv.backends.cuda.conv_algorithm`` as set, after checking that it is one of its values."""
     from ..backends import cuda as cuda_flags
     algorithm = cuda_flags.conv_algorithm
     if algorithm not in cuda_flags.CONV_ALGORITHMS:
         raise ValueError("tinyconv.backends.cuda.conv_algorithm must be one of "
                          f"{cuda_flags.CONV_ALGORITHMS}, got {algorithm!r}")
-    if not resolve:
-        return algorithm
+    return algorithm
+
+
+def cuda_conv_algorithm(dtype):
+    """``"implicit_gemm"`` or ``"im2col_gemm"``: how Conv2dFn runs on CUDA for ``dtype`` now, under
+    ``tinyconv.backends.cuda.conv_algorithm``.  ``"auto"``: the implicit GEMM only for
+    strict-FP32 float32 and only with ``AUTO_IMPLICIT_GEMM``; TF32 and float64 always take
+    cuBLAS behind im2col (tensor cores).  The Winograd choices are made before, in
+    :func:`conv2d` (``conv_winograd.choose_cuda``); a layer Winograd cannot do comes here and
+    takes im2col."""
+    algorithm = _cuda_flag()
     if algorithm.startswith("winograd"):
         return "im2col_gemm"
     if algorithm != "auto":
@@ -493,7 +497,7 @@ def _winograd_tile(x, weight, stride, dilation, groups):
     from .. import backends
     from .conv_winograd import choose, choose_cuda
     if is_cuda_array(x):
-        return choose_cuda(cuda_conv_algorithm(x.dtype, resolve=False), x, weight, stride, dilation, groups)
+        return choose_cuda(_cuda_flag(), x, weight, stride, dilation, groups)
     return choose(backends.conv_algorithm, x, weight, stride, dilation, groups)
 
 

@@ -369,6 +369,8 @@ class WinogradConv2dFn(Function):
 # --------------------------------------------------------------------------- algorithm choice
 
 ALGORITHMS = ("auto", "im2col", "winograd", "winograd2x2", "winograd4x4")
+#: the tile size m each explicit Winograd setting forces (the same names on the CPU and on CUDA)
+FORCED_TILE = {"winograd2x2": 2, "winograd": 4, "winograd4x4": 4}
 
 
 def applies(x, weight, stride, dilation):
@@ -390,10 +392,8 @@ def choose(algorithm, x, weight, stride, dilation, groups):
         raise ValueError(f"tinyconv.backends.conv_algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     if algorithm == "im2col" or not applies(x, weight, stride, dilation):
         return None
-    if algorithm == "winograd2x2":
-        return 2
-    if algorithm in ("winograd", "winograd4x4"):
-        return 4
+    if algorithm in FORCED_TILE:
+        return FORCED_TILE[algorithm]
     N, _, H, W = x.shape
     channels = min(x.shape[1], weight.shape[0]) // groups
     tiles4 = N * -(-H // 4) * -(-W // 4)
@@ -427,10 +427,8 @@ def choose_cuda(algorithm, x, weight, stride, dilation, groups):
     """
     if not applies(x, weight, stride, dilation):
         return None
-    if algorithm == "winograd2x2":
-        return 2
-    if algorithm in ("winograd", "winograd4x4"):
-        return 4
+    if algorithm in FORCED_TILE:
+        return FORCED_TILE[algorithm]
     if algorithm != "auto":
         return None
     strict = x.dtype == np.float64 or not cudnn.allow_tf32
