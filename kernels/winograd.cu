@@ -53,6 +53,8 @@ __device__ __forceinline__ double tc_wino_entry(int i, int j) {
 // Unrolled: every entry of L is a constant, and a zero entry adds no instruction.
 template <typename T, int M, int R, int W, bool TR, bool RIGHT, int P, int S, int Q>
 __device__ __forceinline__ void tc_wino_pass(const tc_wino_regs<T>& in, tc_wino_regs<T>& out) {
+    static_assert(P <= TC_WINO_MAX_A && S <= TC_WINO_MAX_A && Q <= TC_WINO_MAX_A,
+                  "a tile larger than the arrays");
     TC_UNROLL
     for (int i = 0; i < P; ++i) {
         TC_UNROLL
@@ -99,6 +101,23 @@ __device__ __forceinline__ void tc_wino_store(T* __restrict__ buf, i64 total, i6
         for (int j = 0; j < A; ++j) buf[(i64)(i * A + j) * total + idx] = t[i][j];
 }
 
+// t[u][v] = plane[h0 + u][w0 + v] for the N x N patch at (h0, w0) of an H x W plane, zero
+// where it passes the plane's edge: the input tile of x (with the padding), the m x m tile of
+// gy (cut at OH x OW), and an r x r kernel (the whole of its plane).
+template <typename T, int N>
+__device__ __forceinline__ void tc_wino_read_patch(const T* __restrict__ plane, int H, int W, int h0, int w0,
+                                                   tc_wino_regs<T>& t) {
+    TC_UNROLL
+    for (int u = 0; u < N; ++u) {
+        const int h = h0 + u;
+        TC_UNROLL
+        for (int v = 0; v < N; ++v) {
+            const int w = w0 + v;
+            t[u][v] = (h >= 0 && h < H && w >= 0 && w < W) ? plane[(i64)h * W + w] : T(0);
+        }
+    }
+}
+
 // The tile (ty, tx) of image n that tile index p = (n*th + ty)*tw + tx names.
 struct tc_wino_tile {
     int tx, ty;
@@ -113,23 +132,14 @@ template <typename T, int M, int R>
 __global__ void winograd_input_transform_kernel(const T* __restrict__ x, T* __restrict__ V, i64 total, int C,
                                                 int H, int W, int top, int left, int th, int tw) {
     constexpr int A = tc_wino<M, R>::A;
-    static_assert(A <= TC_WINO_MAX_A, "a tile larger than the arrays");
     tc_wino_regs<T> d, t;
     const i64 P = total / C;
     TC_KERNEL_LOOP(idx, total) {
         const i64 c = idx / P;
         const tc_wino_tile tile(idx % P, th, tw);
-        const T* plane = x + (tile.n * C + c) * H * W;
-        const int h0 = tile.ty * M - top, w0 = tile.tx * M - left;   // the tile's corner in x
-        TC_UNROLL
-        for (int u = 0; u < A; ++u) {
-            const int h = h0 + u;
-            TC_UNROLL
-            for (int v = 0; v < A; ++v) {
-                const int w = w0 + v;
-                d[u][v] = (h >= 0 && h < H && w >= 0 && w < W) ? plane[(i64)h * W + w] : T(0);
-            }
-        }
+        // the a x a patch at the tile's corner in x, zero in the padding
+        tc_wino_read_patch<T, A>(x + (tile.n * C + c) * H * W, H, W, tile.ty * M - top, tile.tx * M - left,
+                                 d);
         tc_wino_left<T, M, R, TC_WINO_BT, false, A, A, A>(d, t);    // t = B^T d
         tc_wino_right<T, M, R, TC_WINO_BT, false, A, A, A>(t, d);   // d = t B   (B = (B^T)^T)
         tc_wino_store<T, A>(V, total, idx, d);
@@ -141,7 +151,6 @@ __global__ void winograd_input_transform_kernel(const T* __restrict__ x, T* __re
 template <typename T, int M, int R>
 __global__ void winograd_input_adjoint_tiles_kernel(T* __restrict__ gV, i64 total) {
     constexpr int A = tc_wino<M, R>::A;
-    static_assert(A <= TC_WINO_MAX_A, "a tile larger than the arrays");
     tc_wino_regs<T> g, t;
     TC_KERNEL_LOOP(idx, total) {
         tc_wino_load<T, A>(gV, total, idx, g);
@@ -160,7 +169,6 @@ template <typename T, int M, int R>
 __global__ void winograd_input_adjoint_gather_kernel(const T* __restrict__ gd, T* __restrict__ gx, i64 total,
                                                      int C, int H, int W, int top, int left, int th, int tw) {
     constexpr int A = tc_wino<M, R>::A;
-    static_assert(A <= TC_WINO_MAX_A, "a tile larger than the arrays");
     const i64 P = (i64)th * tw * (total / ((i64)C * H * W));   // N*th*tw tiles
     TC_KERNEL_LOOP(idx, total) {
         const int w = (int)(idx % W), h = (int)((idx / W) % H);
@@ -187,14 +195,9 @@ __global__ void winograd_input_adjoint_gather_kernel(const T* __restrict__ gd, T
 template <typename T, int M, int R>
 __global__ void winograd_filter_transform_kernel(const T* __restrict__ w, T* __restrict__ U, i64 total) {
     constexpr int A = tc_wino<M, R>::A;
-    static_assert(A <= TC_WINO_MAX_A, "a tile larger than the arrays");
     tc_wino_regs<T> g, t;
     TC_KERNEL_LOOP(idx, total) {
-        const T* kernel = w + idx * R * R;                 // w[k, c]: the idx-th r x r block of w
-        TC_UNROLL
-        for (int u = 0; u < R; ++u)
-            TC_UNROLL
-            for (int v = 0; v < R; ++v) g[u][v] = kernel[u * R + v];
+        tc_wino_read_patch<T, R>(w + idx * R * R, R, R, 0, 0, g);  // w[k, c]: the idx-th r x r block of w
         tc_wino_left<T, M, R, TC_WINO_G, false, A, R, R>(g, t);     // t = G g        (a x r)
         tc_wino_right<T, M, R, TC_WINO_G, false, A, R, A>(t, g);    // g = t G^T      (a x a)
         tc_wino_store<T, A>(U, total, idx, g);
@@ -205,7 +208,6 @@ __global__ void winograd_filter_transform_kernel(const T* __restrict__ w, T* __r
 template <typename T, int M, int R>
 __global__ void winograd_filter_adjoint_kernel(const T* __restrict__ gU, T* __restrict__ gw, i64 total) {
     constexpr int A = tc_wino<M, R>::A;
-    static_assert(A <= TC_WINO_MAX_A, "a tile larger than the arrays");
     tc_wino_regs<T> g, t;
     TC_KERNEL_LOOP(idx, total) {
         tc_wino_load<T, A>(gU, total, idx, g);
@@ -226,7 +228,6 @@ __global__ void winograd_output_transform_kernel(const T* __restrict__ Mt, const
                                                  T* __restrict__ y, i64 total, int K, int OH, int OW, int th,
                                                  int tw, int has_bias) {
     constexpr int A = tc_wino<M, R>::A;
-    static_assert(A <= TC_WINO_MAX_A, "a tile larger than the arrays");
     tc_wino_regs<T> g, t;
     const i64 P = total / K;
     TC_KERNEL_LOOP(idx, total) {
@@ -255,22 +256,12 @@ template <typename T, int M, int R>
 __global__ void winograd_output_adjoint_kernel(const T* __restrict__ gy, T* __restrict__ gM, i64 total, int K,
                                                int OH, int OW, int th, int tw) {
     constexpr int A = tc_wino<M, R>::A;
-    static_assert(A <= TC_WINO_MAX_A, "a tile larger than the arrays");
     tc_wino_regs<T> g, t;
     const i64 P = total / K;
     TC_KERNEL_LOOP(idx, total) {
         const i64 k = idx / P;
         const tc_wino_tile tile(idx % P, th, tw);
-        const T* plane = gy + (tile.n * K + k) * OH * OW;
-        TC_UNROLL
-        for (int i = 0; i < M; ++i) {
-            const int oh = tile.ty * M + i;
-            TC_UNROLL
-            for (int j = 0; j < M; ++j) {
-                const int ow = tile.tx * M + j;
-                g[i][j] = (oh < OH && ow < OW) ? plane[(i64)oh * OW + ow] : T(0);
-            }
-        }
+        tc_wino_read_patch<T, M>(gy + (tile.n * K + k) * OH * OW, OH, OW, tile.ty * M, tile.tx * M, g);
         tc_wino_left<T, M, R, TC_WINO_AT, true, A, M, M>(g, t);     // t = A g        (a x m; A = (A^T)^T)
         tc_wino_right<T, M, R, TC_WINO_AT, true, A, M, A>(t, g);    // g = t A^T      (a x a)
         tc_wino_store<T, A>(gM, total, idx, g);
